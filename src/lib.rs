@@ -4,5 +4,20 @@
 //! agents together) → `render` (desired resources) → `probe` (actual host state) →
 //! `plan` (the diff) → `apply` (execute through the `Host` trait).
 
+pub mod config;
 pub mod dbsql;
+pub mod diag;
+pub mod envfile;
+pub mod error;
+pub mod fleet;
+pub mod host;
+pub mod manifest;
+pub mod pfconf;
+pub mod plan;
+pub mod probe;
+pub mod render;
+pub mod resource;
 pub mod soul;
+pub mod state;
+pub mod templates;
+pub mod workflow;

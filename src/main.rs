@@ -1,1 +1,162 @@
-fn main() {}
+//! The warden command line. Only wiring: the work lives in the library.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use warden::error::Error;
+use warden::host::LocalHost;
+use warden::plan::Filter;
+use warden::resource::Step;
+use warden::templates::Templates;
+use warden::{plan, workflow};
+
+#[derive(Parser)]
+#[command(
+    name = "warden",
+    version,
+    about = "Provision FreeBSD hosts that run several AI agents side by side",
+    long_about = "warden reads one .env manifest per agent and a warden.toml, renders the rc.d \
+services, bridge aliases, PF anchor, Bastille jails and templates the host needs, shows a \
+plan, and applies only what differs."
+)]
+struct Cli {
+    /// Host configuration; agents are read from its agents_dir.
+    #[arg(
+        long,
+        global = true,
+        default_value = "warden.toml",
+        value_name = "PATH"
+    )]
+    config: PathBuf,
+    /// Directory whose files override the embedded templates, by relative path.
+    #[arg(long, global = true, value_name = "DIR")]
+    templates: Option<PathBuf>,
+    /// Log every command run (also: RUST_LOG=debug).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the manifests and report every problem at once.
+    Check,
+    /// Write every rendered file under DIR, laid out as on the host.
+    Render {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Show what apply would change on the target. Never writes anything.
+    Plan {
+        /// Target root: files are read under it.
+        #[arg(long, default_value = "/", value_name = "DIR")]
+        root: PathBuf,
+        /// Print the stable machine format.
+        #[arg(long)]
+        json: bool,
+        /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Also write the plan's machine format to FILE.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Limit to a group: network, pf, git, cms, db, llama-cpp, ollama, soul, service, vm.
+        #[arg(long = "step", value_name = "STEP", value_parser = parse_step)]
+        steps: Vec<Step>,
+        /// Limit to one agent's resources and the host-wide ones it needs.
+        #[arg(long = "agent", value_name = "NAME")]
+        agents: Vec<String>,
+    },
+}
+
+fn parse_step(s: &str) -> Result<Step, String> {
+    Step::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = Step::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown step {s:?}; steps are {}", all.join(", "))
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = if cli.verbose {
+        "warden=debug"
+    } else {
+        "warden=warn"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(Error::Invalid(d)) => {
+            eprint!("{d}");
+            eprintln!(
+                "warden: {} problem{} found; nothing was changed.",
+                d.len(),
+                if d.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("warden: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let templates = Templates::with_overrides(cli.templates.as_deref())?;
+    match cli.command {
+        Command::Check => {
+            let (_, fleet) = workflow::load(&cli.config)?;
+            println!("{} agent manifest(s) are valid.", fleet.agents.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Render { out } => {
+            let (cfg, fleet) = workflow::load(&cli.config)?;
+            let n = workflow::render_to(&cfg, &fleet, &templates, &out)?;
+            println!("Rendered {n} files under {}.", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan {
+            root,
+            json,
+            detailed_exitcode,
+            out,
+            steps,
+            agents,
+        } => {
+            let (cfg, fleet) = workflow::load(&cli.config)?;
+            for a in &agents {
+                if fleet.get(a).is_none() {
+                    return Err(Error::Other(format!(
+                        "--agent {a}: no such agent in the manifests"
+                    )));
+                }
+            }
+            let host = LocalHost::new(&root);
+            let filter = Filter { steps, agents };
+            let planned = workflow::plan(&cfg, &fleet, &host, &templates, &filter)?;
+            if json {
+                print!("{}", plan::json(&planned.plan));
+            } else {
+                print!("{}", plan::human(&planned.plan));
+            }
+            if let Some(path) = out {
+                std::fs::write(&path, plan::json(&planned.plan))
+                    .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+            }
+            Ok(if detailed_exitcode && !planned.plan.is_empty() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}

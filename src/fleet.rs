@@ -1,0 +1,180 @@
+//! All agents of a host together: cross-agent checks and alias numbering.
+
+use crate::config::Config;
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::manifest::{self, AgentSpec};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The validated agents of one host, sorted by name.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub agents: Vec<AgentSpec>,
+}
+
+impl Fleet {
+    pub fn get(&self, name: &str) -> Option<&AgentSpec> {
+        self.agents.iter().find(|a| a.name == name)
+    }
+    /// Agents whose network lives on this host (not inside a VM).
+    pub fn jail_agents(&self) -> impl Iterator<Item = &AgentSpec> {
+        self.agents.iter().filter(|a| !a.is_bhyve())
+    }
+}
+
+/// Read every `*.env` (not `*.secrets.env`) in the config's agents directory.
+pub fn load(config: &Config) -> Result<Fleet, Diagnostics> {
+    let dir = config.agents_dir();
+    let mut paths = Vec::new();
+    let read = std::fs::read_dir(&dir).map_err(|e| {
+        Diagnostics(vec![Diagnostic::new(
+            &config.path,
+            0,
+            Some("agents_dir"),
+            format!("cannot read agents directory {}: {e}", dir.display()),
+        )])
+    })?;
+    for entry in read.flatten() {
+        let p = entry.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.ends_with(".env") && !name.ends_with(".secrets.env") && p.is_file() {
+            paths.push(p);
+        }
+    }
+    paths.sort();
+    load_files(&paths)
+}
+
+/// Validate the given manifests, each alone and then all together.
+pub fn load_files(paths: &[impl AsRef<Path>]) -> Result<Fleet, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let mut agents = Vec::new();
+    let mut broken = Vec::new();
+    for p in paths {
+        match manifest::load(p.as_ref()) {
+            Ok(a) => agents.push(a),
+            Err(d) => {
+                diags.extend(d);
+                let stem = p
+                    .as_ref()
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("");
+                broken.push(stem.trim_end_matches(".env").to_string());
+            }
+        }
+    }
+    agents.sort_by(|a, b| a.name.cmp(&b.name));
+    diags.extend(check(&agents, &broken));
+    if diags.is_empty() {
+        Ok(Fleet { agents })
+    } else {
+        diags.sort();
+        Err(diags)
+    }
+}
+
+/// The rules that need every agent at once. `broken` names manifests that failed on
+/// their own, so that references to them are not reported a second time.
+pub fn check(agents: &[AgentSpec], broken: &[String]) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    let err = |a: &AgentSpec, key: &str, msg: String| {
+        Diagnostic::new(&a.file, a.line(key), Some(key), msg)
+    };
+    for (i, a) in agents.iter().enumerate() {
+        for b in &agents[..i] {
+            if a.name == b.name {
+                diags.push(err(
+                    a,
+                    "AGENT_NAME",
+                    format!("{:?} is also the name in {}", a.name, b.file.display()),
+                ));
+            }
+            // A bhyve agent's network lives inside its VM, so it may repeat.
+            if !a.is_bhyve() && !b.is_bhyve() && a.subnet().contains(&b.subnet().network()) {
+                let key = if a.lines.contains_key("AGENT_SUBNET_BASE") {
+                    "AGENT_SUBNET_BASE"
+                } else {
+                    "WARDEN_SUBNET_BASE"
+                };
+                diags.push(err(
+                    a,
+                    key,
+                    format!(
+                        "{} overlaps agent {}'s subnet ({}); choose a free /24",
+                        a.subnet(),
+                        b.name,
+                        b.file.display()
+                    ),
+                ));
+            }
+            for ja in &a.jails {
+                for jb in &b.jails {
+                    if ja.name == jb.name && !(a.is_bhyve() || b.is_bhyve()) {
+                        diags.push(Diagnostic::new(
+                            &a.file,
+                            a.line(ja.role.jail_key()).max(a.line("AGENT_NAME")),
+                            Some(ja.role.jail_key()),
+                            format!("jail name {:?} is already agent {}'s {} jail; jail names are unique on a host", ja.name, b.name, jb.role),
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(target) = &a.shared_llm {
+            match agents.iter().find(|b| &b.name == target) {
+                None if broken.contains(target) => {}
+                None => {
+                    let hint =
+                        crate::diag::did_you_mean(target, agents.iter().map(|b| b.name.as_str()))
+                            .map(|n| format!("did you mean {n:?}? "))
+                            .unwrap_or_default();
+                    diags.push(err(a, "SHARED_LLM", format!("no agent named {target:?} in this fleet; {hint}name an agent that runs llama-cpp or ollama")));
+                }
+                Some(b) if b.llm_jail().is_none() => {
+                    diags.push(err(a, "SHARED_LLM", format!("agent {target} runs no LLM jail; add llama-cpp or ollama to its WARDEN_ROLES")));
+                }
+                Some(b) if b.is_bhyve() || a.is_bhyve() => {
+                    diags.push(err(a, "SHARED_LLM", format!("agent {target} and this one must both run in jails on this host to share an LLM (DEPLOY_MODE=jail)")));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    diags
+}
+
+/// Number the gateway aliases 0..n without gaps. Agents keep their recorded relative
+/// order (so an existing index survives as long as nothing before it goes away);
+/// new agents follow in name order.
+pub fn alias_indices<'a>(
+    agents: impl IntoIterator<Item = &'a str>,
+    recorded: &BTreeMap<String, u32>,
+) -> BTreeMap<String, u32> {
+    let mut names: Vec<&str> = agents.into_iter().collect();
+    names.sort_by_key(|n| (recorded.get(*n).copied().unwrap_or(u32::MAX), n.to_string()));
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| (n.to_string(), i as u32))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alias_indices_are_stable_and_gapless() {
+        let mut rec = BTreeMap::new();
+        rec.insert("zed".to_string(), 0);
+        rec.insert("atlas".to_string(), 1);
+        let got = alias_indices(["atlas", "bob", "zed"], &rec);
+        assert_eq!(got["zed"], 0);
+        assert_eq!(got["atlas"], 1);
+        assert_eq!(got["bob"], 2);
+        // zed removed: atlas moves to 0, bob to 1, no gap.
+        let got = alias_indices(["atlas", "bob"], &got);
+        assert_eq!((got["atlas"], got["bob"]), (0, 1));
+    }
+}

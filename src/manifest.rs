@@ -1,0 +1,1047 @@
+//! One agent manifest (`agents/NAME.env`) → a typed, validated [`AgentSpec`].
+
+use crate::diag::{did_you_mean, Diagnostic, Diagnostics};
+use crate::envfile::{self, Entry};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// The jail roles an agent may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Git,
+    Cms,
+    Db,
+    LlamaCpp,
+    Ollama,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [Role::Git, Role::Cms, Role::Db, Role::LlamaCpp, Role::Ollama];
+
+    /// The name used in `WARDEN_ROLES`, `--step` and template folders.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Git => "git",
+            Role::Cms => "cms",
+            Role::Db => "db",
+            Role::LlamaCpp => "llama-cpp",
+            Role::Ollama => "ollama",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Suffix of the default jail name (`atlas` + `git` → `atlasgit`).
+    fn jail_suffix(self) -> &'static str {
+        match self {
+            Role::Git => "git",
+            Role::Cms => "cms",
+            Role::Db => "db",
+            Role::LlamaCpp => "llm",
+            Role::Ollama => "oll",
+        }
+    }
+
+    /// The manifest key of this role's address.
+    pub fn ip_key(self) -> &'static str {
+        match self {
+            Role::Git => "WARDEN_GIT_IP",
+            Role::Cms => "WARDEN_CMS_IP",
+            Role::Db => "WARDEN_DB_IP",
+            Role::LlamaCpp => "WARDEN_LLAMA_CPP_IP",
+            Role::Ollama => "WARDEN_OLLAMA_IP",
+        }
+    }
+
+    /// The manifest key of this role's jail name.
+    pub fn jail_key(self) -> &'static str {
+        match self {
+            Role::Git => "GIT_JAIL_NAME",
+            Role::Cms => "CMS_JAIL_NAME",
+            Role::Db => "DB_JAIL_NAME",
+            Role::LlamaCpp => "LLAMA_CPP_JAIL_NAME",
+            Role::Ollama => "OLLAMA_JAIL_NAME",
+        }
+    }
+
+    fn default_host(self) -> u8 {
+        match self {
+            Role::Git => 2,
+            Role::Cms => 3,
+            Role::LlamaCpp | Role::Ollama => 4,
+            Role::Db => 5,
+        }
+    }
+
+    /// Whether this role serves an LLM other agents may share.
+    pub fn is_llm(self) -> bool {
+        matches!(self, Role::LlamaCpp | Role::Ollama)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One service jail of an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JailSpec {
+    pub role: Role,
+    pub name: String,
+    pub ip: Ipv4Addr,
+}
+
+/// How the agent is deployed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployMode {
+    Jail,
+    Bhyve(VmSpec),
+}
+
+/// Size and devices of an agent's VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSpec {
+    pub cpus: u32,
+    /// As written, validated: `8G`, `512M`.
+    pub memory: String,
+    pub disk: String,
+    /// PCI functions as `bus/slot/function`.
+    pub passthru: Vec<String>,
+}
+
+/// llama.cpp server settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlamaSpec {
+    pub model: String,
+    pub model_path: String,
+    pub device: String,
+    pub gpu_layers: u32,
+    pub port: u16,
+}
+
+/// Everything warden knows about one agent, defaults derived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSpec {
+    pub file: PathBuf,
+    pub name: String,
+    pub assistant_name: String,
+    pub subnet_base: String,
+    pub gateway: Ipv4Addr,
+    pub jails: Vec<JailSpec>,
+    pub display_locale: String,
+    pub assistant_locale: String,
+    pub system_locale: String,
+    pub soul_repo: Option<String>,
+    pub soul_ref: Option<String>,
+    pub llama: LlamaSpec,
+    pub ollama_port: u16,
+    pub shared_llm: Option<String>,
+    pub deploy: DeployMode,
+    pub command: String,
+    pub home: String,
+    /// Line of each key in the manifest, for errors found later (fleet checks).
+    pub lines: BTreeMap<String, usize>,
+    /// Values from the git-ignored `NAME.secrets.env`, if present.
+    pub secrets: Secrets,
+}
+
+/// Secret values: never printed, logged or stored in the state DB.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secrets(pub Vec<(String, String)>);
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<&str> = self.0.iter().map(|(k, _)| k.as_str()).collect();
+        write!(f, "Secrets({keys:?}: (sensitive))")
+    }
+}
+
+impl Secrets {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl AgentSpec {
+    pub fn jail(&self, role: Role) -> Option<&JailSpec> {
+        self.jails.iter().find(|j| j.role == role)
+    }
+    pub fn has_role(&self, role: Role) -> bool {
+        self.jail(role).is_some()
+    }
+    /// The agent's own LLM jail, if it runs one (llama.cpp preferred).
+    pub fn llm_jail(&self) -> Option<&JailSpec> {
+        self.jail(Role::LlamaCpp)
+            .or_else(|| self.jail(Role::Ollama))
+    }
+    /// Port of the agent's own LLM service.
+    pub fn llm_port(&self) -> Option<u16> {
+        let j = self.llm_jail()?;
+        Some(if j.role == Role::LlamaCpp {
+            self.llama.port
+        } else {
+            self.ollama_port
+        })
+    }
+    pub fn subnet(&self) -> ipnet::Ipv4Net {
+        ipnet::Ipv4Net::new(network_of(&self.subnet_base), 24).expect("/24 is a valid prefix")
+    }
+    pub fn is_bhyve(&self) -> bool {
+        matches!(self.deploy, DeployMode::Bhyve(_))
+    }
+    /// Line of a key in the manifest (0 when the key was defaulted).
+    pub fn line(&self, key: &str) -> usize {
+        self.lines.get(key).copied().unwrap_or(0)
+    }
+}
+
+fn network_of(base: &str) -> Ipv4Addr {
+    format!("{base}.0").parse().expect("validated subnet base")
+}
+
+/// A documented manifest key.
+pub struct KeyDoc {
+    pub key: &'static str,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+/// Every key a manifest may hold, in the order `warden init` writes them.
+pub const KEYS: &[KeyDoc] = &[
+    KeyDoc { key: "AGENT_NAME", default: "(required)", doc: "runtime identity: rc.d name, tmux session, user, jail prefix, database ids; [a-z][a-z0-9]*, at most 16 characters; must match the file name" },
+    KeyDoc { key: "ASSISTANT_NAME", default: "AGENT_NAME capitalised", doc: "display name only" },
+    KeyDoc { key: "AGENT_SUBNET_BASE", default: "(required)", doc: "first three octets of the agent's private /24, e.g. 10.0.1 (alias: WARDEN_SUBNET_BASE)" },
+    KeyDoc { key: "WARDEN_SUBNET_BASE", default: "", doc: "alias of AGENT_SUBNET_BASE" },
+    KeyDoc { key: "WARDEN_SUBNET", default: "BASE.0/24", doc: "the agent's subnet; must agree with the base" },
+    KeyDoc { key: "WARDEN_GATEWAY", default: "BASE.1", doc: "gateway address, an alias on the bridge" },
+    KeyDoc { key: "WARDEN_GIT_IP", default: "BASE.2", doc: "git jail address" },
+    KeyDoc { key: "WARDEN_CMS_IP", default: "BASE.3", doc: "CMS jail address" },
+    KeyDoc { key: "WARDEN_LLAMA_CPP_IP", default: "BASE.4", doc: "llama.cpp jail address" },
+    KeyDoc { key: "WARDEN_OLLAMA_IP", default: "BASE.4", doc: "ollama jail address (set it apart when both LLM roles run)" },
+    KeyDoc { key: "WARDEN_DB_IP", default: "BASE.5", doc: "PostgreSQL jail address" },
+    KeyDoc { key: "WARDEN_ROLES", default: "git,cms,db", doc: "comma-separated jail roles: git, cms, db, llama-cpp, ollama (empty for none)" },
+    KeyDoc { key: "GIT_JAIL_NAME", default: "NAMEgit", doc: "Bastille jail name; letters and digits only, at most 11 characters" },
+    KeyDoc { key: "CMS_JAIL_NAME", default: "NAMEcms", doc: "as GIT_JAIL_NAME" },
+    KeyDoc { key: "DB_JAIL_NAME", default: "NAMEdb", doc: "as GIT_JAIL_NAME" },
+    KeyDoc { key: "LLAMA_CPP_JAIL_NAME", default: "NAMEllm", doc: "as GIT_JAIL_NAME" },
+    KeyDoc { key: "OLLAMA_JAIL_NAME", default: "NAMEoll", doc: "as GIT_JAIL_NAME" },
+    KeyDoc { key: "DISPLAY_LOCALE", default: "en-US", doc: "BCP 47 tag for what people see" },
+    KeyDoc { key: "ASSISTANT_LOCALE", default: "DISPLAY_LOCALE", doc: "BCP 47 tag the assistant speaks" },
+    KeyDoc { key: "SYSTEM_LOCALE", default: "from DISPLAY_LOCALE, e.g. sl_SI.UTF-8", doc: "POSIX locale of the service; must be UTF-8" },
+    KeyDoc { key: "SOUL_REPO", default: "(none)", doc: "git URL or path of the agent's soul bundle" },
+    KeyDoc { key: "SOUL_REF", default: "(default branch)", doc: "branch, tag or commit of the soul bundle" },
+    KeyDoc { key: "LLAMA_MODEL", default: "model.gguf", doc: "model file for llama.cpp, inside LLAMA_MODEL_PATH" },
+    KeyDoc { key: "LLAMA_MODEL_PATH", default: "/var/db/warden/models", doc: "host directory mounted read-only into the llama.cpp jail" },
+    KeyDoc { key: "LLAMA_DEVICE", default: "Vulkan0", doc: "llama.cpp --device" },
+    KeyDoc { key: "LLAMA_GPU_LAYERS", default: "99", doc: "llama.cpp -ngl" },
+    KeyDoc { key: "LLAMA_PORT", default: "8080", doc: "llama.cpp listen port" },
+    KeyDoc { key: "OLLAMA_PORT", default: "11434", doc: "ollama listen port" },
+    KeyDoc { key: "SHARED_LLM", default: "(none)", doc: "use this other agent's LLM jail instead of an own one" },
+    KeyDoc { key: "DEPLOY_MODE", default: "jail", doc: "jail, or bhyve for one VM per agent" },
+    KeyDoc { key: "VM_CPUS", default: "2", doc: "bhyve: virtual CPUs" },
+    KeyDoc { key: "VM_MEMORY", default: "4G", doc: "bhyve: memory, e.g. 8G or 512M" },
+    KeyDoc { key: "VM_DISK", default: "20G", doc: "bhyve: disk size (growing it is a manual step)" },
+    KeyDoc { key: "VM_GPU_PASSTHRU", default: "(none)", doc: "bhyve: PCI functions to pass through, e.g. 2/0/0,2/0/1" },
+    KeyDoc { key: "AGENT_COMMAND", default: "/usr/local/bin/agent-runtime", doc: "program the rc.d service supervises inside tmux session AGENT_NAME" },
+    KeyDoc { key: "AGENT_HOME", default: "/home/NAME", doc: "home of the agent's user (created 0700)" },
+];
+
+/// Whether a key looks like it holds a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    key.ends_with("_KEY")
+        || key.ends_with("_TOKEN")
+        || key.ends_with("_SECRET")
+        || key.contains("PASSWORD")
+}
+
+/// Read and validate one manifest file.
+pub fn load(path: &Path) -> Result<AgentSpec, Diagnostics> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic::new(
+            path,
+            0,
+            None,
+            format!("cannot read: {e}"),
+        )])
+    })?;
+    let mut spec = parse(path, &bytes)?;
+    spec.secrets = load_secrets(&secrets_path(path))?;
+    Ok(spec)
+}
+
+/// Read `NAME.secrets.env` when it exists. Its keys must be environment names; its
+/// values are kept out of every message.
+pub fn load_secrets(path: &Path) -> Result<Secrets, Diagnostics> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Secrets::default()),
+        Err(e) => {
+            return Err(Diagnostics(vec![Diagnostic::new(
+                path,
+                0,
+                None,
+                format!("cannot read: {e}"),
+            )]))
+        }
+    };
+    // Parser messages name keys and syntax; the one that quotes a line is redacted.
+    let entries = envfile::parse(path, &bytes).map_err(|mut d| {
+        for diag in &mut d.0 {
+            if diag.message.starts_with("expected KEY=value") {
+                diag.message = "expected KEY=value (line not shown: this is a secrets file)".into();
+            }
+        }
+        d
+    })?;
+    let mut diags = Diagnostics::default();
+    for e in &entries {
+        if KEYS.iter().any(|k| k.key == e.key) {
+            diags.push(Diagnostic::new(
+                path,
+                e.line,
+                Some(&e.key),
+                "is a manifest key; set it in the committed manifest, not among the secrets",
+            ));
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    Ok(Secrets(
+        entries.into_iter().map(|e| (e.key, e.value)).collect(),
+    ))
+}
+
+/// Validate one manifest's bytes. Every problem is reported at once.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<AgentSpec, Diagnostics> {
+    let entries = envfile::parse(path, bytes)?;
+    from_entries(path, &entries)
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+    values: BTreeMap<&'a str, &'a Entry>,
+    diags: Diagnostics,
+}
+
+impl<'a> Ctx<'a> {
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.values.get(key).map(|e| e.value.as_str())
+    }
+    fn line(&self, key: &str) -> usize {
+        self.values.get(key).map_or(0, |e| e.line)
+    }
+    fn err(&mut self, key: &str, msg: impl Into<String>) {
+        let line = self.line(key);
+        self.diags
+            .push(Diagnostic::new(self.path, line, Some(key), msg.into()));
+    }
+}
+
+fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics> {
+    let mut cx = Ctx {
+        path,
+        values: BTreeMap::new(),
+        diags: Diagnostics::default(),
+    };
+    let secrets_file = secrets_path(path);
+    for e in entries {
+        if is_secret_key(&e.key) {
+            cx.diags.push(Diagnostic::new(
+                path,
+                e.line,
+                Some(&e.key),
+                format!(
+                    "looks like a secret and must not be in a committed manifest; move it to {} (git-ignored, installed 0600)",
+                    secrets_file.display()
+                ),
+            ));
+        } else if !KEYS.iter().any(|k| k.key == e.key) {
+            let hint = did_you_mean(&e.key, KEYS.iter().map(|k| k.key))
+                .map(|k| format!("; did you mean {k}?"))
+                .unwrap_or_else(|| "; see README.md for the manifest keys".into());
+            cx.diags.push(Diagnostic::new(
+                path,
+                e.line,
+                Some(&e.key),
+                format!("unknown key{hint}"),
+            ));
+        } else {
+            cx.values.insert(e.key.as_str(), e);
+        }
+    }
+
+    // Identity.
+    let stem = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".env"))
+        .unwrap_or("")
+        .to_string();
+    let name = match cx.get("AGENT_NAME") {
+        None => {
+            cx.diags.push(Diagnostic::new(
+                path,
+                0,
+                Some("AGENT_NAME"),
+                format!("missing; add AGENT_NAME={stem}"),
+            ));
+            String::new()
+        }
+        Some(n) => {
+            if let Err(why) = check_agent_name(n) {
+                cx.err("AGENT_NAME", why);
+            } else if n != stem {
+                cx.err(
+                    "AGENT_NAME",
+                    format!("{n:?} does not match the file name; rename the file to {n}.env or set AGENT_NAME={stem}"),
+                );
+            }
+            n.to_string()
+        }
+    };
+    let assistant_name = cx
+        .get("ASSISTANT_NAME")
+        .map(str::to_string)
+        .unwrap_or_else(|| capitalise(&name));
+    if assistant_name.chars().any(|c| c.is_control())
+        || assistant_name.is_empty() && !name.is_empty()
+    {
+        cx.err("ASSISTANT_NAME", "must be a non-empty display name");
+    }
+
+    // Network.
+    let base_key = if cx.get("AGENT_SUBNET_BASE").is_some() {
+        if cx.get("WARDEN_SUBNET_BASE").is_some() {
+            cx.err(
+                "WARDEN_SUBNET_BASE",
+                "AGENT_SUBNET_BASE is set too; keep one of the two",
+            );
+        }
+        "AGENT_SUBNET_BASE"
+    } else {
+        "WARDEN_SUBNET_BASE"
+    };
+    let subnet_base = match cx.get(base_key) {
+        None => {
+            cx.diags.push(Diagnostic::new(
+                path,
+                0,
+                Some("AGENT_SUBNET_BASE"),
+                "missing; add the first three octets of a private /24, e.g. AGENT_SUBNET_BASE=10.0.1",
+            ));
+            None
+        }
+        Some(b) => match check_subnet_base(b) {
+            Ok(()) => Some(b.to_string()),
+            Err(why) => {
+                cx.err(base_key, why);
+                None
+            }
+        },
+    };
+    let base_for_ips = subnet_base.clone().unwrap_or_else(|| "10.255.255".into());
+    if let (Some(s), Some(base)) = (cx.get("WARDEN_SUBNET"), &subnet_base) {
+        let want = format!("{base}.0/24");
+        if s != want {
+            cx.err(
+                "WARDEN_SUBNET",
+                format!("{s:?} disagrees with {base_key}={base}; write {want} or leave it out"),
+            );
+        }
+    }
+    let gateway = ip_key(
+        &mut cx,
+        "WARDEN_GATEWAY",
+        &base_for_ips,
+        1,
+        subnet_base.is_some(),
+        true,
+    );
+
+    // Roles and jails.
+    let mut roles = Vec::new();
+    let roles_src = cx.get("WARDEN_ROLES").unwrap_or("git,cms,db").to_string();
+    for word in roles_src
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+    {
+        match Role::parse(word) {
+            Some(r) if roles.contains(&r) => {
+                cx.err("WARDEN_ROLES", format!("{word:?} is listed twice"))
+            }
+            Some(r) => roles.push(r),
+            None => {
+                let hint = did_you_mean(word, Role::ALL.iter().map(|r| r.as_str()))
+                    .map(|r| format!("did you mean {r:?}? "))
+                    .unwrap_or_default();
+                cx.err(
+                    "WARDEN_ROLES",
+                    format!(
+                        "unknown role {word:?}; {hint}roles are git, cms, db, llama-cpp, ollama"
+                    ),
+                );
+            }
+        }
+    }
+    roles.sort();
+    let shared_llm = cx
+        .get("SHARED_LLM")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    if let Some(other) = &shared_llm {
+        if other == &name {
+            cx.err(
+                "SHARED_LLM",
+                "names this agent itself; name another agent that runs llama-cpp or ollama",
+            );
+        } else if let Some(r) = roles.iter().find(|r| r.is_llm()) {
+            cx.err(
+                "SHARED_LLM",
+                format!("this agent also runs its own {r} jail; drop {r} from WARDEN_ROLES or drop SHARED_LLM"),
+            );
+        }
+    }
+    let mut jails = Vec::new();
+    for role in &roles {
+        let jail_key = role.jail_key();
+        let jname = cx
+            .get(jail_key)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{name}{}", role.jail_suffix()));
+        let explicit = cx.get(jail_key).is_some();
+        if let Err(why) = check_jail_name(&jname) {
+            if explicit {
+                cx.err(jail_key, why);
+            } else if !name.is_empty() {
+                cx.diags.push(Diagnostic::new(
+                    path,
+                    cx.line("AGENT_NAME"),
+                    Some(jail_key),
+                    format!("no usable default jail name: {why}; set {jail_key}"),
+                ));
+            }
+        }
+        let ip = ip_key(
+            &mut cx,
+            role.ip_key(),
+            &base_for_ips,
+            role.default_host(),
+            subnet_base.is_some(),
+            false,
+        );
+        jails.push(JailSpec {
+            role: *role,
+            name: jname,
+            ip,
+        });
+    }
+    // Distinct addresses within the agent.
+    for (i, a) in jails.iter().enumerate() {
+        if let Some(b) = jails[..i].iter().find(|b| b.ip == a.ip) {
+            let key = if cx.get(a.role.ip_key()).is_some() {
+                a.role.ip_key()
+            } else {
+                b.role.ip_key()
+            };
+            cx.err(
+                key,
+                format!(
+                    "{} jail and {} jail would both get {}; give {} another address in the subnet",
+                    b.role,
+                    a.role,
+                    a.ip,
+                    a.role.ip_key()
+                ),
+            );
+        }
+        if let Some(b) = jails[..i].iter().find(|b| b.name == a.name) {
+            cx.err(
+                a.role.jail_key(),
+                format!("{:?} is already the {} jail's name", a.name, b.role),
+            );
+        }
+    }
+
+    // Locales.
+    let display_locale = locale_tag(&mut cx, "DISPLAY_LOCALE", "en-US".to_string());
+    let assistant_locale = locale_tag(&mut cx, "ASSISTANT_LOCALE", display_locale.clone());
+    let system_locale = match cx.get("SYSTEM_LOCALE") {
+        Some(l) => {
+            if let Err(why) = check_system_locale(l) {
+                cx.err("SYSTEM_LOCALE", why);
+            }
+            l.to_string()
+        }
+        None => posix_locale_for(&display_locale),
+    };
+
+    // Soul.
+    let soul_repo = cx
+        .get("SOUL_REPO")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let soul_ref = cx
+        .get("SOUL_REF")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    if let Some(r) = &soul_ref {
+        if soul_repo.is_none() {
+            cx.err(
+                "SOUL_REF",
+                "set without SOUL_REPO; add SOUL_REPO or drop SOUL_REF",
+            );
+        } else if r.starts_with('-')
+            || r.contains("..")
+            || r.chars()
+                .any(|c| c.is_whitespace() || c == '~' || c == '^' || c == ':')
+        {
+            cx.err(
+                "SOUL_REF",
+                format!("{r:?} is not a valid git branch, tag or commit"),
+            );
+        }
+    }
+    if let Some(r) = &soul_repo {
+        if r.starts_with('-') || r.chars().any(char::is_whitespace) {
+            cx.err("SOUL_REPO", format!("{r:?} is not a git URL or path"));
+        }
+    }
+
+    // LLM settings.
+    let llama = LlamaSpec {
+        model: cx.get("LLAMA_MODEL").unwrap_or("model.gguf").to_string(),
+        model_path: cx
+            .get("LLAMA_MODEL_PATH")
+            .unwrap_or("/var/db/warden/models")
+            .to_string(),
+        device: cx.get("LLAMA_DEVICE").unwrap_or("Vulkan0").to_string(),
+        gpu_layers: number(&mut cx, "LLAMA_GPU_LAYERS", 99, 0, 100_000),
+        port: number(&mut cx, "LLAMA_PORT", 8080, 1, 65535) as u16,
+    };
+    if llama.model.contains('/') || llama.model.is_empty() {
+        cx.err(
+            "LLAMA_MODEL",
+            "must be a file name inside LLAMA_MODEL_PATH, without '/'",
+        );
+    }
+    if !llama.model_path.starts_with('/') {
+        cx.err("LLAMA_MODEL_PATH", "must be an absolute path on the host");
+    }
+    if !llama
+        .device
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == ',')
+        || llama.device.is_empty()
+    {
+        cx.err(
+            "LLAMA_DEVICE",
+            format!(
+                "{:?} is not a llama.cpp device name (e.g. Vulkan0)",
+                llama.device
+            ),
+        );
+    }
+    let ollama_port = number(&mut cx, "OLLAMA_PORT", 11434, 1, 65535) as u16;
+
+    // Deployment.
+    let deploy = match cx.get("DEPLOY_MODE").unwrap_or("jail") {
+        "jail" => {
+            for key in ["VM_CPUS", "VM_MEMORY", "VM_DISK", "VM_GPU_PASSTHRU"] {
+                if cx.get(key).is_some() {
+                    cx.err(key, "only applies with DEPLOY_MODE=bhyve");
+                }
+            }
+            DeployMode::Jail
+        }
+        "bhyve" => DeployMode::Bhyve(vm_spec(&mut cx)),
+        other => {
+            cx.err(
+                "DEPLOY_MODE",
+                format!("{other:?} is not a deploy mode; use jail or bhyve"),
+            );
+            DeployMode::Jail
+        }
+    };
+
+    let home = cx
+        .get("AGENT_HOME")
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("/home/{name}"));
+    if !home.starts_with('/') || home.contains("..") || home == "/" {
+        cx.err("AGENT_HOME", "must be an absolute path other than /");
+    }
+    let command = cx
+        .get("AGENT_COMMAND")
+        .unwrap_or("/usr/local/bin/agent-runtime")
+        .to_string();
+    if command.trim().is_empty() {
+        cx.err("AGENT_COMMAND", "must name the program to run");
+    }
+
+    if !cx.diags.is_empty() {
+        let mut d = cx.diags;
+        d.sort();
+        return Err(d);
+    }
+    Ok(AgentSpec {
+        file: path.to_path_buf(),
+        name,
+        assistant_name,
+        subnet_base: subnet_base.expect("checked"),
+        gateway,
+        jails,
+        display_locale,
+        assistant_locale,
+        system_locale,
+        soul_repo,
+        soul_ref,
+        llama,
+        ollama_port,
+        shared_llm,
+        deploy,
+        command,
+        home,
+        lines: entries.iter().map(|e| (e.key.clone(), e.line)).collect(),
+        secrets: Secrets::default(),
+    })
+}
+
+/// `agents/atlas.env` → `agents/atlas.secrets.env`.
+pub fn secrets_path(manifest: &Path) -> PathBuf {
+    let stem = manifest
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".env"))
+        .unwrap_or("NAME");
+    manifest.with_file_name(format!("{stem}.secrets.env"))
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// Agent names serve as rc.d name, tmux session, user name and PostgreSQL identifier.
+pub fn check_agent_name(n: &str) -> Result<(), String> {
+    if n.is_empty() {
+        return Err("is empty; use lowercase letters and digits, starting with a letter".into());
+    }
+    if !n.starts_with(|c: char| c.is_ascii_lowercase())
+        || !n
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
+        let suggestion: String = n
+            .to_ascii_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let hint =
+            if !suggestion.is_empty() && suggestion.starts_with(|c: char| c.is_ascii_lowercase()) {
+                format!(" (e.g. {suggestion:?})")
+            } else {
+                String::new()
+            };
+        return Err(format!(
+            "{n:?} must be lowercase letters and digits starting with a letter{hint}, since it names the rc.d service, tmux session, user and PostgreSQL role"
+        ));
+    }
+    if n.len() > 16 {
+        return Err(format!(
+            "{n:?} is longer than 16 characters (the limit of a FreeBSD user name)"
+        ));
+    }
+    Ok(())
+}
+
+/// Bastille VNET jail names: no `-` or `_`, and `e0b_NAME` fits 15 characters.
+pub fn check_jail_name(n: &str) -> Result<(), String> {
+    if n.contains('-') || n.contains('_') {
+        let fixed: String = n.chars().filter(|c| *c != '-' && *c != '_').collect();
+        return Err(format!(
+            "{n:?} contains '-' or '_', which Bastille refuses for VNET jails; use {fixed:?}"
+        ));
+    }
+    if n.is_empty()
+        || !n.starts_with(|c: char| c.is_ascii_alphabetic())
+        || !n.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        return Err(format!(
+            "{n:?} must be letters and digits, starting with a letter"
+        ));
+    }
+    if n.len() > 11 {
+        return Err(format!(
+            "{n:?} is {} characters; the jail's epair e0b_{n} must fit in 15, so at most 11",
+            n.len()
+        ));
+    }
+    Ok(())
+}
+
+fn check_subnet_base(b: &str) -> Result<(), String> {
+    let octets: Vec<&str> = b.split('.').collect();
+    let parsed: Option<Vec<u8>> = (octets.len() == 3)
+        .then(|| {
+            octets
+                .iter()
+                .map(|o| {
+                    o.parse::<u8>()
+                        .ok()
+                        .filter(|_| !o.starts_with('0') || *o == "0")
+                })
+                .collect()
+        })
+        .flatten();
+    let Some(o) = parsed else {
+        return Err(format!(
+            "{b:?} is not the first three octets of an IPv4 /24; write e.g. 10.0.1"
+        ));
+    };
+    let private =
+        o[0] == 10 || (o[0] == 172 && (16..=31).contains(&o[1])) || (o[0] == 192 && o[1] == 168);
+    if !private {
+        return Err(format!(
+            "{b}.0/24 is not a private network; use one inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
+        ));
+    }
+    Ok(())
+}
+
+/// Read an address key, defaulting to BASE.host, and check it lies in the /24.
+fn ip_key(
+    cx: &mut Ctx<'_>,
+    key: &str,
+    base: &str,
+    host: u8,
+    base_ok: bool,
+    is_gateway: bool,
+) -> Ipv4Addr {
+    let default: Ipv4Addr = format!("{base}.{host}").parse().expect("valid default");
+    let Some(v) = cx.get(key) else { return default };
+    let Ok(ip) = v.parse::<Ipv4Addr>() else {
+        cx.err(key, format!("{v:?} is not an IPv4 address; e.g. {default}"));
+        return default;
+    };
+    if !base_ok {
+        return ip;
+    }
+    let o = ip.octets();
+    if format!("{}.{}.{}", o[0], o[1], o[2]) != base {
+        cx.err(
+            key,
+            format!("{ip} is outside the agent's subnet {base}.0/24; e.g. {default}"),
+        );
+    } else if o[3] == 0 || o[3] == 255 {
+        cx.err(
+            key,
+            format!("{ip} is the subnet's network or broadcast address; use .2 to .254"),
+        );
+    } else if o[3] == 1 && !is_gateway {
+        cx.err(
+            key,
+            format!("{ip} is the gateway's address; use .2 to .254"),
+        );
+    }
+    ip
+}
+
+fn number(cx: &mut Ctx<'_>, key: &str, default: u32, min: u32, max: u32) -> u32 {
+    let Some(v) = cx.get(key) else { return default };
+    match v.parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => n,
+        _ => {
+            cx.err(
+                key,
+                format!("{v:?} must be a whole number from {min} to {max}"),
+            );
+            default
+        }
+    }
+}
+
+fn locale_tag(cx: &mut Ctx<'_>, key: &str, default: String) -> String {
+    let Some(v) = cx.get(key) else { return default };
+    if let Err(why) = check_bcp47(v) {
+        cx.err(key, why);
+    }
+    v.to_string()
+}
+
+/// A BCP 47 language tag of the common shapes: `sl`, `sl-SI`, `sr-Latn-RS`, `es-419`.
+pub fn check_bcp47(tag: &str) -> Result<(), String> {
+    let parts: Vec<&str> = tag.split('-').collect();
+    let lang_ok = |s: &str| (2..=3).contains(&s.len()) && s.chars().all(|c| c.is_ascii_lowercase());
+    let script_ok = |s: &str| {
+        s.len() == 4
+            && s.starts_with(|c: char| c.is_ascii_uppercase())
+            && s[1..].chars().all(|c| c.is_ascii_lowercase())
+    };
+    let region_ok = |s: &str| {
+        (s.len() == 2 && s.chars().all(|c| c.is_ascii_uppercase()))
+            || (s.len() == 3 && s.chars().all(|c| c.is_ascii_digit()))
+    };
+    let ok = match parts.as_slice() {
+        [l] => lang_ok(l),
+        [l, r] => lang_ok(l) && (region_ok(r) || script_ok(r)),
+        [l, s, r] => lang_ok(l) && script_ok(s) && region_ok(r),
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    let base = tag.split('.').next().unwrap_or(tag).replace('_', "-");
+    let hint = if base != tag && check_bcp47(&base).is_ok() {
+        format!("write {base:?}")
+    } else {
+        "e.g. \"sl-SI\" or \"en-US\"".to_string()
+    };
+    Err(format!("{tag:?} is not a BCP 47 language tag; {hint}"))
+}
+
+/// A POSIX locale name that FreeBSD knows, in UTF-8.
+pub fn check_system_locale(l: &str) -> Result<(), String> {
+    if l == "C.UTF-8" {
+        return Ok(());
+    }
+    let (base, codeset) = l.split_once('.').unwrap_or((l, ""));
+    let suggestion = format!("{base}.UTF-8");
+    let base_ok = match base.split_once('_') {
+        Some((lang, cc)) => {
+            (2..=3).contains(&lang.len())
+                && lang.chars().all(|c| c.is_ascii_lowercase())
+                && cc.len() == 2
+                && cc.chars().all(|c| c.is_ascii_uppercase())
+        }
+        None => false,
+    };
+    if !base_ok {
+        return Err(format!(
+            "{l:?} is not a locale name; write language_COUNTRY.UTF-8, e.g. \"sl_SI.UTF-8\""
+        ));
+    }
+    match codeset {
+        "UTF-8" => Ok(()),
+        "utf8" | "UTF8" | "utf-8" => Err(format!(
+            "FreeBSD spells the codeset UTF-8; write {suggestion:?}"
+        )),
+        "" => Err(format!("names no codeset; write {suggestion:?}")),
+        legacy => Err(format!(
+            "legacy encoding {legacy:?} is refused; agents run in UTF-8: write {suggestion:?}"
+        )),
+    }
+}
+
+/// `sl-SI` → `sl_SI.UTF-8`; a tag without a region → `C.UTF-8`.
+pub fn posix_locale_for(tag: &str) -> String {
+    let parts: Vec<&str> = tag.split('-').collect();
+    match parts.as_slice() {
+        [l, r] if r.len() == 2 => format!("{l}_{r}.UTF-8"),
+        [l, _, r] if r.len() == 2 => format!("{l}_{r}.UTF-8"),
+        _ => "C.UTF-8".into(),
+    }
+}
+
+fn vm_spec(cx: &mut Ctx<'_>) -> VmSpec {
+    let cpus = number(cx, "VM_CPUS", 2, 1, 256);
+    let memory = size_key(cx, "VM_MEMORY", "4G");
+    let disk = size_key(cx, "VM_DISK", "20G");
+    let mut passthru = Vec::new();
+    if let Some(v) = cx.get("VM_GPU_PASSTHRU") {
+        for f in v.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+            let parts: Vec<&str> = f.split('/').collect();
+            let ok = parts.len() == 3
+                && parts.iter().all(|p| p.parse::<u8>().is_ok())
+                && parts[1].parse::<u8>().is_ok_and(|s| s < 32)
+                && parts[2].parse::<u8>().is_ok_and(|s| s < 8);
+            if ok {
+                passthru.push(f.to_string());
+            } else {
+                cx.err(
+                    "VM_GPU_PASSTHRU",
+                    format!("{f:?} is not a PCI function bus/slot/function (slot < 32, function < 8), e.g. 2/0/0"),
+                );
+            }
+        }
+    }
+    VmSpec {
+        cpus,
+        memory,
+        disk,
+        passthru,
+    }
+}
+
+fn size_key(cx: &mut Ctx<'_>, key: &str, default: &str) -> String {
+    let Some(v) = cx.get(key) else {
+        return default.to_string();
+    };
+    let ok = v.len() >= 2
+        && matches!(v.as_bytes()[v.len() - 1], b'M' | b'G' | b'T')
+        && v[..v.len() - 1].parse::<u32>().is_ok_and(|n| n > 0);
+    if !ok {
+        cx.err(
+            key,
+            format!("{v:?} is not a size; write a whole number with M, G or T, e.g. 8G or 512M"),
+        );
+    }
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(name: &str, src: &str) -> Result<AgentSpec, Vec<String>> {
+        parse(Path::new(&format!("agents/{name}.env")), src.as_bytes())
+            .map_err(|d| d.0.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn two_lines_make_a_complete_agent() {
+        let a = load_str("atlas", "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\n").unwrap();
+        assert_eq!(a.gateway.to_string(), "10.0.1.1");
+        assert_eq!(a.jail(Role::Git).unwrap().name, "atlasgit");
+        assert_eq!(a.jail(Role::Db).unwrap().ip.to_string(), "10.0.1.5");
+        assert_eq!(a.system_locale, "en_US.UTF-8");
+        assert_eq!(a.assistant_name, "Atlas");
+    }
+
+    #[test]
+    fn both_llm_roles_collide_on_the_default_address() {
+        let e = load_str(
+            "atlas",
+            "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=llama-cpp,ollama\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains(
+                "WARDEN_OLLAMA_IP: llama-cpp jail and ollama jail would both get 10.0.1.4"
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn locales() {
+        assert!(check_system_locale("sl_SI.UTF-8").is_ok());
+        assert!(check_system_locale("sl_SI.ISO8859-2")
+            .unwrap_err()
+            .contains("legacy encoding"));
+        assert!(check_bcp47("sl_SI")
+            .unwrap_err()
+            .contains("write \"sl-SI\""));
+        assert_eq!(posix_locale_for("sl-SI"), "sl_SI.UTF-8");
+    }
+}

@@ -1,0 +1,523 @@
+//! Fleet + host config → the desired resources. Pure: no command runs, no file is read.
+
+use crate::config::HostConfig;
+use crate::fleet::{alias_indices, Fleet};
+use crate::manifest::{AgentSpec, JailSpec, Role};
+use crate::pfconf::Placement;
+use crate::resource::{
+    BlockRes, FileRes, Item, JailRes, JailTemplateRes, Phase, RcConfRes, RcMode, Resource, SoulRes,
+    Step,
+};
+use crate::templates::{TemplateError, Templates};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What earlier runs decided and the host already uses, so that numbering is stable.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// Agent → `ifconfig_BRIDGE_aliasN` index.
+    pub aliases: BTreeMap<String, u32>,
+    /// Jail → devfs ruleset number.
+    pub devfs: BTreeMap<String, u32>,
+    /// Ruleset numbers the host uses outside warden's block.
+    pub devfs_taken: BTreeSet<u32>,
+}
+
+/// The rendered desired state.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub items: Vec<Item>,
+    /// The numbering this state uses, to be recorded when applied.
+    pub aliases: BTreeMap<String, u32>,
+    pub devfs: BTreeMap<String, u32>,
+}
+
+pub const RC_CONF: &str = "/etc/rc.conf";
+pub const PF_ANCHOR: &str = "warden";
+
+/// Hex SHA-256 of a text.
+pub fn digest(text: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(text.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn argv(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+fn rc(key: String, value: String, phase: Phase) -> Resource {
+    Resource::RcConf(RcConfRes {
+        file: RC_CONF.into(),
+        key,
+        value,
+        mode: RcMode::Set,
+        phase,
+        notify: vec![],
+    })
+}
+
+fn file(
+    path: String,
+    content: String,
+    mode: u32,
+    owner: &str,
+    group: &str,
+    phase: Phase,
+) -> FileRes {
+    FileRes {
+        path,
+        content,
+        mode,
+        owner: owner.into(),
+        group: group.into(),
+        sensitive: false,
+        phase,
+        notify: vec![],
+    }
+}
+
+/// Paths of an agent's own files on the host.
+pub struct AgentPaths {
+    pub rcd: String,
+    pub runner: String,
+    pub envfile: String,
+    pub pidfile: String,
+    pub logfile: String,
+    pub soul_dir: String,
+}
+
+impl AgentPaths {
+    pub fn new(a: &AgentSpec, host: &HostConfig) -> Self {
+        AgentPaths {
+            rcd: format!("/usr/local/etc/rc.d/{}", a.name),
+            runner: format!("/usr/local/libexec/warden/{}-run", a.name),
+            envfile: format!("/usr/local/etc/warden/{}.env", a.name),
+            pidfile: format!("/var/run/warden/{}.pid", a.name),
+            logfile: format!("{}/{}.log", host.log_dir, a.name),
+            soul_dir: format!("{}/soul", a.home),
+        }
+    }
+}
+
+/// Render everything the host needs for this fleet.
+pub fn render(
+    fleet: &Fleet,
+    host: &HostConfig,
+    recorded: &Recorded,
+    t: &Templates,
+) -> Result<Desired, TemplateError> {
+    let mut items = Vec::new();
+    let jail_agents: Vec<&AgentSpec> = fleet.jail_agents().collect();
+    let aliases = alias_indices(
+        jail_agents.iter().map(|a| a.name.as_str()),
+        &recorded.aliases,
+    );
+    let devfs = devfs_numbers(fleet, host, recorded);
+
+    render_network(&mut items, &jail_agents, host, &aliases);
+    render_pf(&mut items, fleet, &jail_agents, host, t)?;
+    if !devfs.is_empty() {
+        let rulesets: Vec<_> = devfs
+            .iter()
+            .map(|(j, n)| json!({"jail": j, "number": n}))
+            .collect();
+        let block = t.render(
+            "templates/devfs.rules.tera",
+            &ctx(json!({ "rulesets": rulesets })),
+        )?;
+        items.push(Item::new(
+            Step::LlamaCpp,
+            None,
+            Resource::Block(BlockRes {
+                path: "/etc/devfs.rules".into(),
+                block,
+                placement: Placement::End,
+                phase: Phase::Devfs,
+                validate: vec![],
+                notify: vec![argv(&["service", "devfs", "restart"])],
+            }),
+        ));
+    }
+    for a in &fleet.agents {
+        if a.is_bhyve() {
+            continue;
+        }
+        for j in &a.jails {
+            render_jail(
+                &mut items,
+                fleet,
+                a,
+                j,
+                host,
+                devfs.get(&j.name).copied(),
+                t,
+            )?;
+        }
+        render_agent(&mut items, fleet, a, host, t)?;
+    }
+    items.sort_by_key(|i| i.resource.phase());
+    Ok(Desired {
+        items,
+        aliases,
+        devfs,
+    })
+}
+
+fn ctx(v: serde_json::Value) -> tera::Context {
+    tera::Context::from_value(v).expect("a JSON object")
+}
+
+/// Stable devfs ruleset numbers for the llama.cpp jails: recorded ones kept, new
+/// ones the first free number from the configured base.
+pub fn devfs_numbers(
+    fleet: &Fleet,
+    host: &HostConfig,
+    recorded: &Recorded,
+) -> BTreeMap<String, u32> {
+    let wanted: Vec<&str> = fleet
+        .jail_agents()
+        .filter_map(|a| a.jail(Role::LlamaCpp))
+        .map(|j| j.name.as_str())
+        .collect();
+    let mut out = BTreeMap::new();
+    let mut used: BTreeSet<u32> = recorded.devfs_taken.clone();
+    for j in &wanted {
+        if let Some(n) = recorded.devfs.get(*j) {
+            if !used.contains(n) {
+                out.insert(j.to_string(), *n);
+                used.insert(*n);
+            }
+        }
+    }
+    let mut next = host.devfs_ruleset_base;
+    for j in wanted {
+        if out.contains_key(j) {
+            continue;
+        }
+        while used.contains(&next) {
+            next += 1;
+        }
+        out.insert(j.to_string(), next);
+        used.insert(next);
+    }
+    out
+}
+
+fn render_network(
+    items: &mut Vec<Item>,
+    agents: &[&AgentSpec],
+    host: &HostConfig,
+    aliases: &BTreeMap<String, u32>,
+) {
+    if agents.is_empty() {
+        return;
+    }
+    let net = |r: Resource| Item::new(Step::Network, None, r);
+    let br = &host.bridge;
+    items.push(net(Resource::RcConf(RcConfRes {
+        file: RC_CONF.into(),
+        key: "cloned_interfaces".into(),
+        value: host.bridge_clone.clone(),
+        mode: RcMode::Word,
+        phase: Phase::Network,
+        notify: vec![],
+    })));
+    items.push(net(rc(
+        format!("ifconfig_{}_name", host.bridge_clone),
+        br.clone(),
+        Phase::Network,
+    )));
+    items.push(net(rc(
+        format!("ifconfig_{br}"),
+        "up".into(),
+        Phase::Network,
+    )));
+    let mut gw = RcConfRes {
+        file: RC_CONF.into(),
+        key: "gateway_enable".into(),
+        value: "YES".into(),
+        mode: RcMode::Set,
+        phase: Phase::Network,
+        notify: vec![argv(&["sysctl", "net.inet.ip.forwarding=1"])],
+    };
+    items.push(net(Resource::RcConf(gw.clone())));
+    gw.key = "bastille_enable".into();
+    gw.notify = vec![];
+    items.push(net(Resource::RcConf(gw)));
+    items.push(net(Resource::Bridge { name: br.clone() }));
+    let mut by_index: Vec<&&AgentSpec> = agents.iter().collect();
+    by_index.sort_by_key(|a| aliases[&a.name]);
+    for a in by_index {
+        let addr = format!("{}/24", a.gateway);
+        items.push(Item::new(
+            Step::Network,
+            Some(&a.name),
+            rc(
+                format!("ifconfig_{br}_alias{}", aliases[&a.name]),
+                format!("inet {addr}"),
+                Phase::Network,
+            ),
+        ));
+        items.push(Item::new(
+            Step::Network,
+            Some(&a.name),
+            Resource::BridgeAlias {
+                bridge: br.clone(),
+                addr,
+            },
+        ));
+    }
+}
+
+fn render_pf(
+    items: &mut Vec<Item>,
+    fleet: &Fleet,
+    agents: &[&AgentSpec],
+    host: &HostConfig,
+    t: &Templates,
+) -> Result<(), TemplateError> {
+    let mut shared = Vec::new();
+    for a in agents {
+        if let Some(server) = a.shared_llm.as_ref().and_then(|s| fleet.get(s)) {
+            if let (Some(j), Some(port)) = (server.llm_jail(), server.llm_port()) {
+                shared.push(json!({
+                    "client": a.name, "client_net": a.subnet().to_string(),
+                    "server": server.name, "role": j.role.as_str(),
+                    "ip": j.ip.to_string(), "port": port,
+                }));
+            }
+        }
+    }
+    let agent_ctx: Vec<_> = agents
+        .iter()
+        .map(|a| json!({"name": a.name, "subnet": a.subnet().to_string()}))
+        .collect();
+    let content = t.render(
+        "pf/warden.conf.tera",
+        &ctx(json!({
+            "anchor": PF_ANCHOR, "pf_conf": host.pf_conf, "ext_if": host.ext_if,
+            "bridge": host.bridge, "agents": agent_ctx, "shared": shared,
+        })),
+    )?;
+    let pf = |r: Resource| Item::new(Step::Pf, None, r);
+    items.push(pf(Resource::RcConf(RcConfRes {
+        file: RC_CONF.into(),
+        key: "pf_enable".into(),
+        value: "YES".into(),
+        mode: RcMode::Set,
+        phase: Phase::Pf,
+        notify: vec![],
+    })));
+    items.push(pf(Resource::PfAnchor {
+        anchor: PF_ANCHOR.into(),
+        path: host.pf_include.clone(),
+        content,
+    }));
+    let block = t.render(
+        "pf/pf-hook.tera",
+        &ctx(json!({"anchor": PF_ANCHOR, "pf_include": host.pf_include})),
+    )?;
+    items.push(pf(Resource::Block(BlockRes {
+        path: host.pf_conf.clone(),
+        block,
+        placement: Placement::BeforePfFilter,
+        phase: Phase::Pf,
+        validate: argv(&["pfctl", "-nf"]),
+        notify: vec![argv(&["pfctl", "-f", &host.pf_conf])],
+    })));
+    Ok(())
+}
+
+fn render_jail(
+    items: &mut Vec<Item>,
+    fleet: &Fleet,
+    a: &AgentSpec,
+    j: &JailSpec,
+    host: &HostConfig,
+    devfs_ruleset: Option<u32>,
+    t: &Templates,
+) -> Result<(), TemplateError> {
+    let step = Step::for_role(j.role);
+    let agent = Some(a.name.as_str());
+    items.push(Item::new(
+        step,
+        agent,
+        Resource::Jail(JailRes {
+            name: j.name.clone(),
+            release: host.release.clone(),
+            ip: format!("{}/24", j.ip),
+            gateway: a.gateway.to_string(),
+            bridge: host.bridge.clone(),
+            devfs_ruleset,
+        }),
+    ));
+    let c = ctx(json!({
+        "agent": {"name": a.name, "assistant_name": a.assistant_name},
+        "jail": {"name": j.name, "ip": j.ip.to_string()},
+        "llama": {
+            "model": a.llama.model, "model_path": a.llama.model_path,
+            "device": a.llama.device, "gpu_layers": a.llama.gpu_layers, "port": a.llama.port,
+        },
+        "ollama_port": a.ollama_port,
+        "devfs_ruleset": devfs_ruleset.map_or(String::new(), |n| n.to_string()),
+    }));
+    let role = j.role.as_str();
+    let dir = format!("{}/templates/warden/{}", host.bastille_prefix, j.name);
+    let mut files = vec![(
+        "Bastillefile".to_string(),
+        t.render(&format!("templates/{role}/Bastillefile.tera"), &c)?,
+    )];
+    match j.role {
+        Role::Cms => files.push((
+            "usr/local/etc/nginx/nginx.conf".into(),
+            t.render("templates/cms/nginx.conf.tera", &c)?,
+        )),
+        Role::Db => files.push((
+            format!("usr/local/share/warden/{}.sql", a.name),
+            crate::dbsql::agent_sql(&a.name),
+        )),
+        _ => {}
+    }
+    let _ = fleet;
+    let hash = digest(
+        &files
+            .iter()
+            .map(|(p, c)| format!("{p}\n{}\n{c}", c.len()))
+            .collect::<String>(),
+    );
+    let marker = format!("var/db/warden/template-{role}.sha256");
+    files.push((marker.clone(), format!("{hash}\n")));
+    for (rel, content) in files {
+        items.push(Item::new(
+            step,
+            agent,
+            Resource::File(file(
+                format!("{dir}/{rel}"),
+                content,
+                0o644,
+                "root",
+                "wheel",
+                Phase::JailTemplates,
+            )),
+        ));
+    }
+    items.push(Item::new(
+        step,
+        agent,
+        Resource::JailTemplate(JailTemplateRes {
+            jail: j.name.clone(),
+            template: format!("warden/{}", j.name),
+            args: vec![],
+            hash,
+            marker: format!("/{marker}"),
+        }),
+    ));
+    Ok(())
+}
+
+fn render_agent(
+    items: &mut Vec<Item>,
+    fleet: &Fleet,
+    a: &AgentSpec,
+    host: &HostConfig,
+    t: &Templates,
+) -> Result<(), TemplateError> {
+    let paths = AgentPaths::new(a, host);
+    let agent = Some(a.name.as_str());
+    let svc = |r: Resource| Item::new(Step::Service, agent, r);
+    items.push(svc(Resource::User {
+        name: a.name.clone(),
+        home: a.home.clone(),
+    }));
+    if let Some(repo) = &a.soul_repo {
+        items.push(Item::new(
+            Step::Soul,
+            agent,
+            Resource::Soul(SoulRes {
+                repo: repo.clone(),
+                reference: a.soul_ref.clone(),
+                dest: paths.soul_dir.clone(),
+                user: a.name.clone(),
+            }),
+        ));
+    }
+    let jails: Vec<_> = a
+        .jails
+        .iter()
+        .map(|j| json!({"env_prefix": j.role.as_str().replace('-', "_").to_uppercase(), "ip": j.ip.to_string()}))
+        .collect();
+    let db = a
+        .jail(Role::Db)
+        .map(|j| json!({"url": format!("postgresql://{}@{}/{}_ops", a.name, j.ip, a.name)}));
+    let llm_owner = a
+        .shared_llm
+        .as_ref()
+        .and_then(|s| fleet.get(s))
+        .unwrap_or(a);
+    let llm = llm_owner.llm_jail().zip(llm_owner.llm_port()).map(|(j, port)| {
+        json!({"url": format!("http://{}:{}", j.ip, port), "provider": j.role.as_str()})
+    });
+    let secrets: Vec<_> = a
+        .secrets
+        .0
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    let c = ctx(json!({
+        "agent": {
+            "name": a.name, "assistant_name": a.assistant_name, "home": a.home,
+            "display_locale": a.display_locale, "assistant_locale": a.assistant_locale,
+            "system_locale": a.system_locale, "subnet": a.subnet().to_string(),
+            "gateway": a.gateway.to_string(),
+        },
+        "manifest": a.file.file_name().map(|f| format!("agents/{}", f.to_string_lossy())).unwrap_or_default(),
+        "jails": jails, "db": db, "llm": llm, "secrets": secrets,
+        "soul_dir": if a.soul_repo.is_some() { paths.soul_dir.clone() } else { String::new() },
+        "soul_own_file": format!("{}.md", a.name.to_uppercase()),
+        "command": a.command.split_whitespace().collect::<Vec<_>>(),
+        "runner": paths.runner, "envfile": paths.envfile, "pidfile": paths.pidfile,
+        "logfile": paths.logfile, "piddir": "/var/run/warden", "logdir": host.log_dir,
+    }));
+    let mut env = file(
+        paths.envfile.clone(),
+        t.render("rc.d/agent.env.tera", &c)?,
+        0o600,
+        &a.name,
+        &a.name,
+        Phase::EnvFiles,
+    );
+    env.sensitive = !a.secrets.is_empty();
+    env.notify = vec![argv(&["service", &a.name, "restart"])];
+    items.push(svc(Resource::File(env)));
+    let mut runner = file(
+        paths.runner.clone(),
+        t.render("rc.d/agent-run.tera", &c)?,
+        0o755,
+        "root",
+        "wheel",
+        Phase::EnvFiles,
+    );
+    runner.notify = vec![argv(&["service", &a.name, "restart"])];
+    items.push(svc(Resource::File(runner)));
+    let mut rcd = file(
+        paths.rcd.clone(),
+        t.render("rc.d/agent.tera", &c)?,
+        0o755,
+        "root",
+        "wheel",
+        Phase::RcD,
+    );
+    rcd.notify = vec![argv(&["service", &a.name, "restart"])];
+    items.push(svc(Resource::File(rcd)));
+    items.push(svc(rc(
+        format!("{}_enable", a.name),
+        "YES".into(),
+        Phase::RcD,
+    )));
+    items.push(svc(Resource::Service {
+        name: a.name.clone(),
+    }));
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! The vocabulary of the plan: every thing warden manages on a host.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The `--step` groups an operator can limit a run to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Network,
+    Pf,
+    Git,
+    Cms,
+    Db,
+    LlamaCpp,
+    Ollama,
+    Soul,
+    Service,
+    Vm,
+}
+
+impl Step {
+    pub const ALL: [Step; 10] = [
+        Step::Network,
+        Step::Pf,
+        Step::Git,
+        Step::Cms,
+        Step::Db,
+        Step::LlamaCpp,
+        Step::Ollama,
+        Step::Soul,
+        Step::Service,
+        Step::Vm,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Network => "network",
+            Step::Pf => "pf",
+            Step::Git => "git",
+            Step::Cms => "cms",
+            Step::Db => "db",
+            Step::LlamaCpp => "llama-cpp",
+            Step::Ollama => "ollama",
+            Step::Soul => "soul",
+            Step::Service => "service",
+            Step::Vm => "vm",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+    pub fn for_role(role: crate::manifest::Role) -> Step {
+        use crate::manifest::Role;
+        match role {
+            Role::Git => Step::Git,
+            Role::Cms => Step::Cms,
+            Role::Db => Step::Db,
+            Role::LlamaCpp => Step::LlamaCpp,
+            Role::Ollama => Step::Ollama,
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a change runs in the apply order (DESIGN.md): host network, PF, devfs,
+/// jails, jail templates, users, souls, agent env files, rc.d, services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    Network,
+    Pf,
+    Devfs,
+    Jails,
+    JailTemplates,
+    Users,
+    Souls,
+    EnvFiles,
+    RcD,
+    Services,
+}
+
+/// A file warden owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRes {
+    /// Absolute path on the host (the target root is prefixed when touching it).
+    pub path: String,
+    #[serde(skip, default)]
+    pub content: String,
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+    /// Never shown: plan prints `(sensitive)`, the state DB gets no digest of it.
+    pub sensitive: bool,
+    pub phase: Phase,
+    /// Commands to run after the file changed (e.g. `service devfs restart`).
+    pub notify: Vec<Vec<String>>,
+}
+
+/// How an rc.conf variable is managed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RcMode {
+    /// `key="value"` exactly.
+    Set,
+    /// `value` is one word of a space-separated list (`sysrc key+=word`).
+    Word,
+}
+
+/// An rc.conf-style variable, changed only through `sysrc`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RcConfRes {
+    pub file: String,
+    pub key: String,
+    pub value: String,
+    pub mode: RcMode,
+    pub phase: Phase,
+    pub notify: Vec<Vec<String>>,
+}
+
+/// A Bastille VNET jail on the warden bridge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JailRes {
+    pub name: String,
+    pub release: String,
+    /// `10.0.1.2/24`
+    pub ip: String,
+    pub gateway: String,
+    pub bridge: String,
+    pub devfs_ruleset: Option<u32>,
+}
+
+/// A Bastille template applied to a jail, identified by the hash of its inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JailTemplateRes {
+    pub jail: String,
+    /// `warden/git`, relative to Bastille's templates directory.
+    pub template: String,
+    pub args: Vec<(String, String)>,
+    /// Digest of the Bastillefile, its files and the args.
+    pub hash: String,
+    /// File inside the jail root that the template's last hook writes the hash to.
+    pub marker: String,
+}
+
+/// A soul bundle checkout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoulRes {
+    pub repo: String,
+    pub reference: Option<String>,
+    pub dest: String,
+    pub user: String,
+}
+
+/// A managed block (see `pfconf`) in a shared file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRes {
+    pub path: String,
+    #[serde(skip, default)]
+    pub block: String,
+    pub placement: crate::pfconf::Placement,
+    pub phase: Phase,
+    /// Validate the whole new file with this command (the file's path appended)
+    /// before it replaces the old one, e.g. `pfctl -nf`.
+    pub validate: Vec<String>,
+    /// Commands to run after the file changed.
+    pub notify: Vec<Vec<String>>,
+}
+
+/// A bhyve VM managed through vm-bhyve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmRes {
+    pub name: String,
+    pub template: String,
+    pub cpus: u32,
+    pub memory: String,
+    pub disk: String,
+}
+
+/// One managed thing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Resource {
+    File(FileRes),
+    RcConf(RcConfRes),
+    Bridge {
+        name: String,
+    },
+    BridgeAlias {
+        bridge: String,
+        addr: String,
+    },
+    /// warden's PF file, loaded into anchor `anchor` after `pfctl -nf`.
+    PfAnchor {
+        anchor: String,
+        path: String,
+        #[serde(skip, default)]
+        content: String,
+    },
+    /// warden's block inside a file the operator also edits (pf.conf, devfs.rules).
+    Block(BlockRes),
+    Jail(JailRes),
+    JailTemplate(JailTemplateRes),
+    User {
+        name: String,
+        home: String,
+    },
+    Soul(SoulRes),
+    Service {
+        name: String,
+    },
+    Vm(VmRes),
+}
+
+impl Resource {
+    /// The stable id the plan, the state DB and `--json` use.
+    pub fn id(&self) -> String {
+        match self {
+            Resource::File(f) => format!("file:{}", f.path),
+            Resource::RcConf(r) if r.mode == RcMode::Word => {
+                format!("sysrc:{}:{}+={}", r.file, r.key, r.value)
+            }
+            Resource::RcConf(r) if r.file == "/etc/rc.conf" => format!("sysrc:{}", r.key),
+            Resource::RcConf(r) => format!("sysrc:{}:{}", r.file, r.key),
+            Resource::Bridge { name } => format!("bridge:{name}"),
+            Resource::BridgeAlias { bridge, addr } => format!("alias:{bridge}:{addr}"),
+            Resource::PfAnchor { anchor, .. } => format!("pf:anchor:{anchor}"),
+            Resource::Block(b) => format!("block:{}", b.path),
+            Resource::Jail(j) => format!("jail:{}", j.name),
+            Resource::JailTemplate(t) => format!("template:{}:{}", t.jail, t.template),
+            Resource::User { name, .. } => format!("user:{name}"),
+            Resource::Soul(s) => format!("soul:{}", s.dest),
+            Resource::Service { name } => format!("service:{name}"),
+            Resource::Vm(v) => format!("vm:{}", v.name),
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self {
+            Resource::File(f) => f.phase,
+            Resource::RcConf(r) => r.phase,
+            Resource::Bridge { .. } | Resource::BridgeAlias { .. } => Phase::Network,
+            Resource::PfAnchor { .. } => Phase::Pf,
+            Resource::Block(b) => b.phase,
+            Resource::Jail(_) | Resource::Vm(_) => Phase::Jails,
+            Resource::JailTemplate(_) => Phase::JailTemplates,
+            Resource::User { .. } => Phase::Users,
+            Resource::Soul(_) => Phase::Souls,
+            Resource::Service { .. } => Phase::Services,
+        }
+    }
+
+    /// Whether the plan must hide this resource's values.
+    pub fn sensitive(&self) -> bool {
+        matches!(self, Resource::File(f) if f.sensitive)
+    }
+
+    /// The desired state as canonical text; the plan compares it with what the host
+    /// shows for the same resource and diffs it for files.
+    pub fn repr(&self) -> String {
+        match self {
+            Resource::File(f) => file_repr(&f.content, f.mode, &f.owner, &f.group),
+            Resource::RcConf(r) => r.value.clone(),
+            Resource::Bridge { .. } => "up".into(),
+            Resource::BridgeAlias { addr, .. } => addr.clone(),
+            Resource::PfAnchor { content, .. } => content.clone(),
+            Resource::Block(b) => b.block.clone(),
+            Resource::Jail(j) => jail_repr(j.devfs_ruleset, true),
+            Resource::JailTemplate(t) => t.hash.clone(),
+            Resource::User { home, .. } => format!("home {home}"),
+            Resource::Soul(s) => format!("{} {}", s.repo, s.reference.as_deref().unwrap_or("HEAD")),
+            Resource::Service { .. } => "running".into(),
+            Resource::Vm(v) => vm_repr(v.cpus, &v.memory, &v.disk),
+        }
+    }
+}
+
+/// Canonical text of a file: a header line with mode and owner, then the content.
+pub fn file_repr(content: &str, mode: u32, owner: &str, group: &str) -> String {
+    format!("# mode {mode:04o} owner {owner}:{group}\n{content}")
+}
+
+pub fn jail_repr(devfs_ruleset: Option<u32>, running: bool) -> String {
+    format!(
+        "devfs_ruleset {}\nstate {}",
+        devfs_ruleset.map_or("(bastille default)".to_string(), |n| n.to_string()),
+        if running { "running" } else { "stopped" }
+    )
+}
+
+pub fn vm_repr(cpus: u32, memory: &str, disk: &str) -> String {
+    format!("cpu {cpus}\nmemory {memory}\ndisk {disk}")
+}
+
+/// A desired resource with the group and agent it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub step: Step,
+    /// `None` for host-wide resources.
+    pub agent: Option<String>,
+    pub resource: Resource,
+}
+
+impl Item {
+    pub fn new(step: Step, agent: Option<&str>, resource: Resource) -> Self {
+        Item {
+            step,
+            agent: agent.map(str::to_string),
+            resource,
+        }
+    }
+    pub fn id(&self) -> String {
+        self.resource.id()
+    }
+}

@@ -1,0 +1,487 @@
+//! The state DB (SQLite through sqlx): runs, changes, what warden manages, and the
+//! numbering it must keep stable. No secret ever goes in.
+
+use crate::resource::{Resource, Step};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Errors of the state DB.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state DB {path}: {source}")]
+    Db { path: String, source: sqlx::Error },
+    #[error("state DB {path}: migration failed: {source}")]
+    Migrate {
+        path: String,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("state DB {path}: recorded resource {id} is unreadable: {source}")]
+    Corrupt {
+        path: String,
+        id: String,
+        source: serde_json::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("another apply is running (pid {pid})")]
+    Locked { pid: String },
+}
+
+/// A resource warden applied earlier.
+#[derive(Debug, Clone)]
+pub struct Managed {
+    pub agent: Option<String>,
+    pub step: Step,
+    pub resource: Resource,
+    pub digest: Option<String>,
+}
+
+/// A soul checkout warden made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoulRecord {
+    pub repo: String,
+    pub reference: Option<String>,
+    pub commit: String,
+}
+
+/// One row of `warden history`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub outcome: String,
+    pub command: String,
+    pub added: i64,
+    pub changed: i64,
+    pub destroyed: i64,
+    pub error: Option<String>,
+}
+
+/// What the state DB says, read in one go.
+#[derive(Debug, Clone, Default)]
+pub struct StateView {
+    pub managed: BTreeMap<String, Managed>,
+    pub aliases: BTreeMap<String, u32>,
+    pub devfs: BTreeMap<String, u32>,
+    pub souls: BTreeMap<String, SoulRecord>,
+    /// Digest of the PF file content last loaded.
+    pub pf_loaded: Option<String>,
+    /// VM → disk size it was created with.
+    pub vm_disks: BTreeMap<String, String>,
+}
+
+/// An open state DB.
+pub struct State {
+    path: PathBuf,
+    conn: SqliteConnection,
+}
+
+fn db_err(path: &Path) -> impl Fn(sqlx::Error) -> StateError + '_ {
+    move |source| StateError::Db {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A single-threaded runtime for the DB calls.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Read the state DB without creating or changing it. A missing DB is empty.
+pub async fn read_view(path: &Path) -> Result<StateView, StateError> {
+    if !path.exists() {
+        return Ok(StateView::default());
+    }
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .log_statements(tracing::log::LevelFilter::Trace);
+    let mut conn = opts.connect().await.map_err(db_err(path))?;
+    let has_schema: i64 = sqlx::query("SELECT count(*) FROM sqlite_master WHERE name = 'managed'")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(db_err(path))?
+        .get(0);
+    if has_schema == 0 {
+        return Ok(StateView::default());
+    }
+    let view = load_view(path, &mut conn).await;
+    let _ = conn.close().await;
+    view
+}
+
+async fn load_view(path: &Path, conn: &mut SqliteConnection) -> Result<StateView, StateError> {
+    let mut v = StateView::default();
+    for row in sqlx::query("SELECT id, agent, step, resource, digest FROM managed")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err(path))?
+    {
+        let id: String = row.get(0);
+        let json: String = row.get(3);
+        let resource: Resource =
+            serde_json::from_str(&json).map_err(|source| StateError::Corrupt {
+                path: path.display().to_string(),
+                id: id.clone(),
+                source,
+            })?;
+        let step: String = row.get(2);
+        v.managed.insert(
+            id,
+            Managed {
+                agent: row.get(1),
+                step: Step::parse(&step).unwrap_or(Step::Network),
+                resource,
+                digest: row.get(4),
+            },
+        );
+    }
+    for row in sqlx::query("SELECT agent, idx FROM aliases")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err(path))?
+    {
+        v.aliases.insert(row.get(0), row.get::<i64, _>(1) as u32);
+    }
+    for row in sqlx::query("SELECT jail, number FROM devfs")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err(path))?
+    {
+        v.devfs.insert(row.get(0), row.get::<i64, _>(1) as u32);
+    }
+    for row in sqlx::query("SELECT dest, repo, reference, commit_id FROM souls")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err(path))?
+    {
+        v.souls.insert(
+            row.get(0),
+            SoulRecord {
+                repo: row.get(1),
+                reference: row.get(2),
+                commit: row.get(3),
+            },
+        );
+    }
+    for row in sqlx::query("SELECT key, value FROM facts")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err(path))?
+    {
+        let key: String = row.get(0);
+        let value: String = row.get(1);
+        if key == "pf_loaded" {
+            v.pf_loaded = Some(value);
+        } else if let Some(vm) = key.strip_prefix("vm_disk:") {
+            v.vm_disks.insert(vm.to_string(), value);
+        }
+    }
+    Ok(v)
+}
+
+/// Held while an apply runs; released when dropped or when the process dies.
+pub struct ApplyLock {
+    _file: std::fs::File,
+}
+
+/// Take the apply lock beside the DB, or say who holds it.
+pub fn lock(db_path: &Path) -> Result<ApplyLock, StateError> {
+    use std::io::{Read, Seek, Write};
+    let lock_path = PathBuf::from(format!("{}.lock", db_path.display()));
+    if let Some(dir) = lock_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let io_err = |source| StateError::Io {
+        path: lock_path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io_err)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0).map_err(io_err)?;
+            file.rewind().map_err(io_err)?;
+            write!(file, "{}", std::process::id()).map_err(io_err)?;
+            file.sync_all().map_err(io_err)?;
+            Ok(ApplyLock { _file: file })
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            Err(StateError::Locked {
+                pid: pid.trim().to_string(),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(e)),
+    }
+}
+
+impl State {
+    /// Open (creating and migrating) the state DB in WAL mode.
+    pub async fn open(path: &Path) -> Result<State, StateError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let mut conn = opts.connect().await.map_err(db_err(path))?;
+        sqlx::migrate!("./migrations")
+            .run(&mut conn)
+            .await
+            .map_err(|source| StateError::Migrate {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(State {
+            path: path.to_path_buf(),
+            conn,
+        })
+    }
+
+    pub async fn view(&mut self) -> Result<StateView, StateError> {
+        load_view(&self.path, &mut self.conn).await
+    }
+
+    /// Record the start of a run; returns its id.
+    pub async fn begin_run(&mut self, command: &str, plan_digest: &str) -> Result<i64, StateError> {
+        let row = sqlx::query(
+            "INSERT INTO runs (started_at, command, pid, plan_digest) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(now())
+        .bind(command)
+        .bind(std::process::id() as i64)
+        .bind(plan_digest)
+        .fetch_one(&mut self.conn)
+        .await
+        .map_err(db_err(&self.path))?;
+        Ok(row.get(0))
+    }
+
+    /// Record the end of a run.
+    pub async fn end_run(
+        &mut self,
+        run: i64,
+        outcome: &str,
+        counts: (usize, usize, usize),
+        error: Option<&str>,
+    ) -> Result<(), StateError> {
+        sqlx::query("UPDATE runs SET finished_at = ?, outcome = ?, added = ?, changed = ?, destroyed = ?, error = ? WHERE id = ?")
+            .bind(now())
+            .bind(outcome)
+            .bind(counts.0 as i64)
+            .bind(counts.1 as i64)
+            .bind(counts.2 as i64)
+            .bind(error)
+            .bind(run)
+            .execute(&mut self.conn)
+            .await
+            .map_err(db_err(&self.path))?;
+        Ok(())
+    }
+
+    /// Record one change and what warden now manages, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_change(
+        &mut self,
+        run: i64,
+        id: &str,
+        action: &str,
+        before: Option<&str>,
+        after: Option<&str>,
+        outcome: &str,
+        managed: Option<&Managed>,
+    ) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let mut tx = self.conn.begin().await.map_err(db_err(&path))?;
+        sqlx::query("INSERT INTO changes (run_id, resource, action, before_digest, after_digest, outcome, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(run)
+            .bind(id)
+            .bind(action)
+            .bind(before)
+            .bind(after)
+            .bind(outcome)
+            .bind(now())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err(&path))?;
+        if outcome == "ok" {
+            match managed {
+                Some(m) => {
+                    let json = serde_json::to_string(&m.resource).expect("resources serialize");
+                    sqlx::query("INSERT INTO managed (id, agent, step, resource, digest) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET agent = excluded.agent, step = excluded.step, resource = excluded.resource, digest = excluded.digest")
+                        .bind(id)
+                        .bind(&m.agent)
+                        .bind(m.step.as_str())
+                        .bind(json)
+                        .bind(&m.digest)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err(&path))?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM managed WHERE id = ?")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err(&path))?;
+                }
+            }
+        }
+        tx.commit().await.map_err(db_err(&path))?;
+        Ok(())
+    }
+
+    /// Replace the alias and devfs numbering with what the host now uses.
+    pub async fn record_numbering(
+        &mut self,
+        aliases: &BTreeMap<String, u32>,
+        devfs: &BTreeMap<String, u32>,
+    ) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let mut tx = self.conn.begin().await.map_err(db_err(&path))?;
+        sqlx::query("DELETE FROM aliases")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err(&path))?;
+        for (agent, idx) in aliases {
+            sqlx::query("INSERT INTO aliases (agent, idx) VALUES (?, ?)")
+                .bind(agent)
+                .bind(*idx as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err(&path))?;
+        }
+        sqlx::query("DELETE FROM devfs")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err(&path))?;
+        for (jail, n) in devfs {
+            sqlx::query("INSERT INTO devfs (jail, number) VALUES (?, ?)")
+                .bind(jail)
+                .bind(*n as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err(&path))?;
+        }
+        tx.commit().await.map_err(db_err(&path))?;
+        Ok(())
+    }
+
+    pub async fn set_fact(&mut self, key: &str, value: Option<&str>) -> Result<(), StateError> {
+        let q = match value {
+            Some(v) => sqlx::query("INSERT INTO facts (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+                .bind(key)
+                .bind(v.to_string()),
+            None => sqlx::query("DELETE FROM facts WHERE key = ?").bind(key),
+        };
+        q.execute(&mut self.conn)
+            .await
+            .map_err(db_err(&self.path))?;
+        Ok(())
+    }
+
+    pub async fn record_soul(
+        &mut self,
+        dest: &str,
+        rec: Option<&SoulRecord>,
+    ) -> Result<(), StateError> {
+        let q = match rec {
+            Some(r) => sqlx::query("INSERT INTO souls (dest, repo, reference, commit_id) VALUES (?, ?, ?, ?) ON CONFLICT(dest) DO UPDATE SET repo = excluded.repo, reference = excluded.reference, commit_id = excluded.commit_id")
+                .bind(dest)
+                .bind(r.repo.clone())
+                .bind(r.reference.clone())
+                .bind(r.commit.clone()),
+            None => sqlx::query("DELETE FROM souls WHERE dest = ?").bind(dest),
+        };
+        q.execute(&mut self.conn)
+            .await
+            .map_err(db_err(&self.path))?;
+        Ok(())
+    }
+
+    /// The latest runs, newest first.
+    pub async fn history(&mut self, limit: u32) -> Result<Vec<RunRecord>, StateError> {
+        let rows = sqlx::query("SELECT id, started_at, finished_at, outcome, command, added, changed, destroyed, error FROM runs ORDER BY id DESC LIMIT ?")
+            .bind(limit as i64)
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(db_err(&self.path))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RunRecord {
+                id: r.get(0),
+                started_at: r.get(1),
+                finished_at: r.get(2),
+                outcome: r.get(3),
+                command: r.get(4),
+                added: r.get(5),
+                changed: r.get(6),
+                destroyed: r.get(7),
+                error: r.get(8),
+            })
+            .collect())
+    }
+
+    /// Mark runs left `running` by a killed process as interrupted.
+    pub async fn close_interrupted(&mut self) -> Result<u64, StateError> {
+        let r = sqlx::query(
+            "UPDATE runs SET outcome = 'interrupted', finished_at = ? WHERE outcome = 'running'",
+        )
+        .bind(now())
+        .execute(&mut self.conn)
+        .await
+        .map_err(db_err(&self.path))?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn close(self) {
+        let _ = self.conn.close().await;
+    }
+}
+
+/// UTC time as `YYYY-MM-DDTHH:MM:SSZ`, without a date crate.
+pub fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if mo <= 2 { y + 1 } else { y };
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+}
