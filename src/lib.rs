@@ -4,6 +4,8 @@
 //! agents together) → `render` (desired resources) → `probe` (actual host state) →
 //! `plan` (the diff) → `apply` (execute through the `Host` trait).
 
+pub mod apply;
+pub mod cli_support;
 pub mod config;
 pub mod dbsql;
 pub mod diag;
@@ -15,6 +17,7 @@ pub mod manifest;
 pub mod pfconf;
 pub mod plan;
 pub mod probe;
+pub mod progress;
 pub mod render;
 pub mod resource;
 pub mod soul;

@@ -4,11 +4,12 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use warden::error::Error;
-use warden::host::LocalHost;
+use warden::host::{Host, LocalHost};
 use warden::plan::Filter;
+use warden::progress::Console;
 use warden::resource::Step;
 use warden::templates::Templates;
-use warden::{plan, workflow};
+use warden::{cli_support, plan, workflow};
 
 #[derive(Parser)]
 #[command(
@@ -67,6 +68,42 @@ enum Command {
         /// Limit to one agent's resources and the host-wide ones it needs.
         #[arg(long = "agent", value_name = "NAME")]
         agents: Vec<String>,
+    },
+    /// Make the target match the manifests, changing only what differs.
+    Apply {
+        #[arg(long, default_value = "/", value_name = "DIR")]
+        root: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        #[arg(long = "step", value_name = "STEP", value_parser = parse_step)]
+        steps: Vec<Step>,
+        #[arg(long = "agent", value_name = "NAME")]
+        agents: Vec<String>,
+        /// A plan written by `plan --out`: apply exactly that plan, or refuse if stale.
+        #[arg(value_name = "PLANFILE")]
+        planfile: Option<PathBuf>,
+    },
+    /// Remove one agent: service, files, jails, alias and PF entries.
+    Destroy {
+        #[arg(long, default_value = "/", value_name = "DIR")]
+        root: PathBuf,
+        #[arg(long = "agent", value_name = "NAME", required = true)]
+        agents: Vec<String>,
+        #[arg(long)]
+        yes: bool,
+        /// Also remove data: the agent's home, soul checkout and user.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Show the latest apply runs from the state DB.
+    History {
+        #[arg(long, default_value = "/", value_name = "DIR")]
+        root: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -144,12 +181,12 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let filter = Filter { steps, agents };
             let planned = workflow::plan(&cfg, &fleet, &host, &templates, &filter)?;
             if json {
-                print!("{}", plan::json(&planned.plan));
+                print!("{}", plan::json(&planned.plan, &filter));
             } else {
                 print!("{}", plan::human(&planned.plan));
             }
             if let Some(path) = out {
-                std::fs::write(&path, plan::json(&planned.plan))
+                std::fs::write(&path, plan::json(&planned.plan, &filter))
                     .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
             }
             Ok(if detailed_exitcode && !planned.plan.is_empty() {
@@ -158,5 +195,105 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Apply {
+            root,
+            yes,
+            steps,
+            agents,
+            planfile,
+        } => {
+            let (cfg, fleet) = workflow::load(&cli.config)?;
+            let mut req = workflow::ApplyRequest {
+                filter: Filter { steps, agents },
+                yes,
+                command: "apply".into(),
+                ..Default::default()
+            };
+            if let Some(pf) = planfile {
+                let saved = cli_support::read_planfile(&pf)?;
+                req.filter = saved.filter;
+                req.expected_plan = Some(saved.digest);
+                req.command = format!("apply {}", pf.display());
+            }
+            check_agents(&fleet, &req.filter.agents)?;
+            let host = LocalHost::new(&root);
+            finish_apply(workflow::apply(
+                &cfg,
+                &fleet,
+                &host,
+                &templates,
+                &req,
+                &mut cli_support::confirm,
+                &mut Console::new(),
+            )?)
+        }
+        Command::Destroy {
+            root,
+            agents,
+            yes,
+            purge,
+        } => {
+            let (cfg, mut fleet) = workflow::load(&cli.config)?;
+            check_agents(&fleet, &agents)?;
+            fleet.agents.retain(|a| !agents.contains(&a.name));
+            let req = workflow::ApplyRequest {
+                yes,
+                purge,
+                destroying: agents.clone(),
+                command: format!("destroy --agent {}", agents.join(",")),
+                ..Default::default()
+            };
+            let host = LocalHost::new(&root);
+            let outcome = workflow::apply(
+                &cfg,
+                &fleet,
+                &host,
+                &templates,
+                &req,
+                &mut cli_support::confirm,
+                &mut Console::new(),
+            )?;
+            let code = finish_apply(outcome)?;
+            println!(
+                "Remove {} from the agents directory too, or the next apply creates {} again.",
+                agents
+                    .iter()
+                    .map(|a| format!("{a}.env"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if agents.len() == 1 { "it" } else { "them" }
+            );
+            Ok(code)
+        }
+        Command::History { root, limit, json } => {
+            let cfg = workflow::load_config(&cli.config)?;
+            let host = LocalHost::new(&root);
+            let runs = cli_support::history(&host.local(&cfg.host.state_db), limit)?;
+            print!("{}", cli_support::format_history(&runs, json));
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn check_agents(fleet: &warden::fleet::Fleet, agents: &[String]) -> Result<(), Error> {
+    for a in agents {
+        if fleet.get(a).is_none() {
+            return Err(Error::Other(format!(
+                "--agent {a}: no such agent in the manifests"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn finish_apply(o: workflow::ApplyOutcome) -> Result<ExitCode, Error> {
+    if o.declined {
+        println!("Apply cancelled.");
+        return Ok(ExitCode::from(1));
+    }
+    if !o.nothing_to_do {
+        let (a, c, d) = o.counts;
+        println!("Apply complete! Resources: {a} added, {c} changed, {d} destroyed.");
+    }
+    Ok(ExitCode::SUCCESS)
 }

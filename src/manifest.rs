@@ -546,7 +546,7 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
     // Distinct addresses within the agent.
     for (i, a) in jails.iter().enumerate() {
         if let Some(b) = jails[..i].iter().find(|b| b.ip == a.ip) {
-            let key = if cx.get(a.role.ip_key()).is_some() {
+            let key = if cx.get(a.role.ip_key()).is_some() || cx.get(b.role.ip_key()).is_none() {
                 a.role.ip_key()
             } else {
                 b.role.ip_key()

@@ -287,9 +287,17 @@ struct JsonChange<'a> {
 #[derive(Serialize)]
 struct JsonPlan<'a> {
     format_version: &'static str,
+    plan_digest: String,
+    filter: JsonFilter<'a>,
     changes: Vec<JsonChange<'a>>,
     summary: JsonSummary,
     notes: &'a [String],
+}
+
+#[derive(Serialize)]
+struct JsonFilter<'a> {
+    steps: &'a [Step],
+    agents: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -318,10 +326,15 @@ pub fn kind(r: &Resource) -> &'static str {
 }
 
 /// The stable machine format.
-pub fn json(plan: &Plan) -> String {
+pub fn json(plan: &Plan, filter: &Filter) -> String {
     let (add, change, destroy) = plan.counts();
     let doc = JsonPlan {
         format_version: "1",
+        plan_digest: plan.digest(),
+        filter: JsonFilter {
+            steps: &filter.steps,
+            agents: &filter.agents,
+        },
         changes: plan
             .changes
             .iter()

@@ -136,6 +136,7 @@ pub fn render(
                 placement: Placement::End,
                 phase: Phase::Devfs,
                 validate: vec![],
+                reload: vec![],
                 notify: vec![argv(&["service", "devfs", "restart"])],
             }),
         ));
@@ -325,7 +326,8 @@ fn render_pf(
         placement: Placement::BeforePfFilter,
         phase: Phase::Pf,
         validate: argv(&["pfctl", "-nf"]),
-        notify: vec![argv(&["pfctl", "-f", &host.pf_conf])],
+        reload: argv(&["pfctl", "-f"]),
+        notify: vec![],
     })));
     Ok(())
 }

@@ -165,6 +165,9 @@ pub struct BlockRes {
     /// Validate the whole new file with this command (the file's path appended)
     /// before it replaces the old one, e.g. `pfctl -nf`.
     pub validate: Vec<String>,
+    /// Load the file after it changed with this command (its path appended),
+    /// e.g. `pfctl -f`.
+    pub reload: Vec<String>,
     /// Commands to run after the file changed.
     pub notify: Vec<Vec<String>>,
 }

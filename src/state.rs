@@ -357,6 +357,21 @@ impl State {
         Ok(())
     }
 
+    /// Remember a resource as managed without a change record.
+    pub async fn upsert_managed(&mut self, id: &str, m: &Managed) -> Result<(), StateError> {
+        let json = serde_json::to_string(&m.resource).expect("resources serialize");
+        sqlx::query("INSERT INTO managed (id, agent, step, resource, digest) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET agent = excluded.agent, step = excluded.step, resource = excluded.resource, digest = excluded.digest")
+            .bind(id)
+            .bind(&m.agent)
+            .bind(m.step.as_str())
+            .bind(json)
+            .bind(&m.digest)
+            .execute(&mut self.conn)
+            .await
+            .map_err(db_err(&self.path))?;
+        Ok(())
+    }
+
     /// Replace the alias and devfs numbering with what the host now uses.
     pub async fn record_numbering(
         &mut self,

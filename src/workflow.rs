@@ -124,3 +124,189 @@ pub fn render_to(cfg: &Config, fleet: &Fleet, templates: &Templates, out: &Path)
     }
     Ok(n)
 }
+
+/// How an apply was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyRequest {
+    pub filter: Filter,
+    pub yes: bool,
+    pub purge: bool,
+    /// Digest of the plan the operator saw (`plan --out FILE`), if applying a plan file.
+    pub expected_plan: Option<String>,
+    /// Agents being destroyed (`destroy --agent`).
+    pub destroying: Vec<String>,
+    /// What to record as the run's command.
+    pub command: String,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOutcome {
+    pub counts: (usize, usize, usize),
+    pub nothing_to_do: bool,
+    pub declined: bool,
+}
+
+/// Plan, confirm, execute in order, record, and check the host converged.
+pub fn apply(
+    cfg: &Config,
+    fleet: &Fleet,
+    host: &dyn Host,
+    templates: &Templates,
+    req: &ApplyRequest,
+    confirm: &mut dyn FnMut(&str) -> bool,
+    progress: &mut dyn crate::progress::Progress,
+) -> Result<ApplyOutcome> {
+    use crate::apply::{managed_of, preflight, Applier, Options};
+    use crate::error::Error;
+    let db_path = host.local(&cfg.host.state_db);
+    let _lock = state::lock(&db_path)?;
+    let rt = state::runtime();
+    let mut st = rt.block_on(state::State::open(&db_path))?;
+    rt.block_on(st.close_interrupted())?;
+    let view = rt.block_on(st.view())?;
+    let planned = plan_with_view(cfg, fleet, host, templates, &req.filter, view)?;
+    let mut plan = planned.plan;
+    if !req.destroying.is_empty() {
+        // Only the destroyed agents' resources, and the host-wide ones that follow
+        // (renumbered aliases, PF): other agents stay as they are.
+        plan.changes.retain(|c| {
+            c.item
+                .agent
+                .as_ref()
+                .is_none_or(|a| req.destroying.contains(a))
+                || c.item.step == crate::resource::Step::Network
+                || c.item.step == crate::resource::Step::Pf
+        });
+    }
+    if let Some(expected) = &req.expected_plan {
+        if &plan.digest() != expected {
+            return Err(Error::Other(
+                "plan is stale: the host or the manifests changed since the plan was made; run warden plan again".into(),
+            ));
+        }
+    }
+    if plan.is_empty() {
+        progress.line(&crate::plan::human(&plan));
+        // Still remember what is in place (a run killed before recording it).
+        record_managed(&rt, &mut st, &planned.desired, &req.filter)?;
+        rt.block_on(st.close());
+        return Ok(ApplyOutcome {
+            nothing_to_do: true,
+            ..Default::default()
+        });
+    }
+    preflight(host, &plan).map_err(Error::Other)?;
+    let shown = crate::plan::human(&plan);
+    if !req.yes && !confirm(&shown) {
+        rt.block_on(st.close());
+        return Ok(ApplyOutcome {
+            declined: true,
+            ..Default::default()
+        });
+    }
+    if req.yes {
+        progress.line(&shown);
+    }
+    let run = rt.block_on(st.begin_run(&req.command, &plan.digest()))?;
+    // Numbering first: a run killed halfway resumes with the same numbers.
+    rt.block_on(st.record_numbering(&planned.desired.aliases, &planned.desired.devfs))?;
+    let mut applier = Applier::new(host, cfg, Options { purge: req.purge });
+    progress.start(plan.changes.len());
+    let mut done = (0, 0, 0);
+    for change in &plan.changes {
+        let id = change.id();
+        progress.begin(&format!("{} {}", change.action.symbol(), id));
+        let result = applier.execute(change, Some(&mut st), &rt);
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        let managed =
+            (change.action != crate::plan::Action::Delete).then(|| managed_of(&change.item));
+        rt.block_on(st.record_change(
+            run,
+            &id,
+            change.action.as_str(),
+            change.before_digest().as_deref(),
+            change.after_digest().as_deref(),
+            outcome,
+            managed.as_ref(),
+        ))?;
+        if let Err(e) = result {
+            progress.finish();
+            let applied = done.0 + done.1 + done.2;
+            let msg = format!(
+                "{e}\n\n{applied} change(s) were applied before this one and are recorded; run warden apply again to continue from the host's real state."
+            );
+            rt.block_on(st.end_run(run, "failed", done, Some(&first_line(&e.to_string()))))?;
+            rt.block_on(st.close());
+            return Err(Error::Other(msg));
+        }
+        match change.action {
+            crate::plan::Action::Create => done.0 += 1,
+            crate::plan::Action::Update => done.1 += 1,
+            crate::plan::Action::Delete => done.2 += 1,
+        }
+        progress.end(&format!("{} {}", change.action.symbol(), id));
+    }
+    if let Err(e) = applier.run_handlers() {
+        progress.finish();
+        rt.block_on(st.end_run(run, "failed", done, Some(&first_line(&e.to_string()))))?;
+        rt.block_on(st.close());
+        return Err(Error::Other(e.to_string()));
+    }
+    progress.finish();
+    // Probe again: anything still differing is an error.
+    let view = rt.block_on(st.view())?;
+    let again = plan_with_view(cfg, fleet, host, templates, &req.filter, view)?;
+    let mut left: Vec<String> = again
+        .plan
+        .changes
+        .iter()
+        .filter(|c| {
+            req.destroying.is_empty()
+                || c.item
+                    .agent
+                    .as_ref()
+                    .is_none_or(|a| req.destroying.contains(a))
+        })
+        .map(|c| format!("  {} {}", c.action.symbol(), c.id()))
+        .collect();
+    left.dedup();
+    if !left.is_empty() {
+        let msg = format!(
+            "the host still differs after apply:\n{}\n(the commands succeeded but their effect is not visible; check the resources above)",
+            left.join("\n")
+        );
+        rt.block_on(st.end_run(run, "failed", done, Some("host did not converge")))?;
+        rt.block_on(st.close());
+        return Err(Error::Other(msg));
+    }
+    record_managed(&rt, &mut st, &again.desired, &req.filter)?;
+    rt.block_on(st.end_run(run, "ok", done, None))?;
+    rt.block_on(st.close());
+    Ok(ApplyOutcome {
+        counts: done,
+        ..Default::default()
+    })
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}
+
+/// Remember every desired resource the host now has, so later removals are planned.
+fn record_managed(
+    rt: &tokio::runtime::Runtime,
+    st: &mut state::State,
+    desired: &Desired,
+    filter: &Filter,
+) -> Result<()> {
+    let view = rt.block_on(st.view())?;
+    for item in desired.items.iter().filter(|i| filter.keeps(i)) {
+        let m = crate::apply::managed_of(item);
+        let known = view.managed.get(&item.id());
+        if known.is_none_or(|k| k.digest != m.digest || k.resource != m.resource) {
+            rt.block_on(st.upsert_managed(&item.id(), &m))?;
+        }
+    }
+    Ok(())
+}

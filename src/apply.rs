@@ -1,0 +1,734 @@
+//! Execute a plan on the host, in DESIGN.md's order, recording each change.
+
+use crate::config::Config;
+use crate::host::{Host, HostError, Output};
+use crate::plan::{Action, Change, Plan};
+use crate::render::{digest, PF_ANCHOR};
+use crate::resource::{Item, RcMode, Resource};
+use crate::state::{Managed, SoulRecord, State};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Why an apply stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{resource}: command failed: {command}\n  exit status {status}\n{stderr}")]
+    Command {
+        resource: String,
+        command: String,
+        status: i32,
+        stderr: String,
+    },
+    #[error("{resource}: {message}")]
+    Check { resource: String, message: String },
+    #[error("{resource}: {source}")]
+    Host { resource: String, source: HostError },
+}
+
+/// Options of one apply run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Remove data (agent homes, soul checkouts, users' files) on delete.
+    pub purge: bool,
+}
+
+/// Programs a change needs, with the package that brings each one.
+pub fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+    let base = "FreeBSD base system";
+    match &change.item.resource {
+        Resource::File(f) if change.action == Action::Update && !f.notify.is_empty() => {
+            vec![("service", base)]
+        }
+        Resource::File(_) => vec![],
+        Resource::RcConf(rc) => {
+            let mut v = vec![("sysrc", base)];
+            if !rc.notify.is_empty() {
+                v.push(("sysctl", base));
+            }
+            v
+        }
+        Resource::Bridge { .. } | Resource::BridgeAlias { .. } => vec![("ifconfig", base)],
+        Resource::PfAnchor { .. } => vec![("pfctl", base)],
+        Resource::Block(b) => {
+            let mut v = vec![];
+            if !b.validate.is_empty() || !b.reload.is_empty() {
+                v.push(("pfctl", base));
+            }
+            if !b.notify.is_empty() {
+                v.push(("service", base));
+            }
+            v
+        }
+        Resource::Jail(_) | Resource::JailTemplate(_) => vec![("bastille", "sysutils/bastille")],
+        Resource::User { .. } => vec![("pw", base)],
+        Resource::Soul(_) => vec![("git", "devel/git")],
+        Resource::Service { .. } => vec![("service", base)],
+        Resource::Vm(_) => vec![("vm", "sysutils/vm-bhyve")],
+    }
+}
+
+/// Every program the plan needs that is not installed, as one message.
+pub fn preflight(host: &dyn Host, plan: &Plan) -> Result<(), String> {
+    let mut missing: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for c in &plan.changes {
+        for (prog, pkg) in programs(c) {
+            if !host.have(prog) {
+                missing.insert((prog, pkg));
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let progs: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
+    let pkgs: BTreeSet<&str> = missing
+        .iter()
+        .map(|(_, k)| *k)
+        .filter(|k| !k.starts_with("FreeBSD"))
+        .collect();
+    let mut msg = format!(
+        "the plan needs commands that are not installed: {}",
+        progs.join(", ")
+    );
+    if !pkgs.is_empty() {
+        msg.push_str(&format!(
+            "\n  install them with: pkg install {}",
+            pkgs.iter()
+                .map(|p| p.rsplit('/').next().unwrap_or(p))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    if missing.iter().any(|(_, k)| k.starts_with("FreeBSD")) {
+        msg.push_str("\n  sysrc, ifconfig, pfctl, pw, service and sysctl come with FreeBSD itself: is this a FreeBSD host?");
+    }
+    Err(msg)
+}
+
+/// What one executed change leaves to do at the end of the run.
+#[derive(Default)]
+pub struct Pending {
+    /// Commands to run once after every change (deduplicated, in order).
+    pub handlers: Vec<Vec<String>>,
+}
+
+impl Pending {
+    fn notify(&mut self, cmds: &[Vec<String>]) {
+        for c in cmds {
+            if !self.handlers.contains(c) {
+                self.handlers.push(c.clone());
+            }
+        }
+    }
+}
+
+/// The host, the config, and the state DB an apply works with.
+pub struct Applier<'a> {
+    pub host: &'a dyn Host,
+    pub cfg: &'a Config,
+    pub opts: Options,
+    pub pending: Pending,
+}
+
+fn s(x: &str) -> String {
+    x.to_string()
+}
+
+impl<'a> Applier<'a> {
+    pub fn new(host: &'a dyn Host, cfg: &'a Config, opts: Options) -> Self {
+        Applier {
+            host,
+            cfg,
+            opts,
+            pending: Pending::default(),
+        }
+    }
+
+    fn run(&self, id: &str, argv: Vec<String>) -> Result<Output, ApplyError> {
+        let out = self.host.run(&argv).map_err(|source| ApplyError::Host {
+            resource: id.to_string(),
+            source,
+        })?;
+        if !out.ok() {
+            return Err(ApplyError::Command {
+                resource: id.to_string(),
+                command: argv.join(" "),
+                status: out.status,
+                stderr: indent_block(&format!(
+                    "{}{}",
+                    out.stderr,
+                    if out.stderr.trim().is_empty() {
+                        &out.stdout
+                    } else {
+                        ""
+                    }
+                )),
+            });
+        }
+        Ok(out)
+    }
+
+    fn host_err(id: &str) -> impl Fn(HostError) -> ApplyError + '_ {
+        move |source| ApplyError::Host {
+            resource: id.to_string(),
+            source,
+        }
+    }
+
+    /// Numeric owner from the host's password and group files, read now (users
+    /// may have been created earlier in this run).
+    fn ids(&self, id: &str, owner: &str, group: &str) -> Result<(u32, u32), ApplyError> {
+        let lookup = |file: &str, name: &str, field: usize| -> Result<Option<u32>, ApplyError> {
+            if (file == "/etc/passwd" && name == "root")
+                || (file == "/etc/group" && name == "wheel")
+            {
+                return Ok(Some(0));
+            }
+            let Some(bytes) = self.host.read(file).map_err(Self::host_err(id))? else {
+                return Ok(None);
+            };
+            Ok(String::from_utf8_lossy(&bytes).lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.first() == Some(&name))
+                    .then(|| f.get(field)?.parse().ok())
+                    .flatten()
+            }))
+        };
+        let uid = lookup("/etc/passwd", owner, 2)?;
+        let gid =
+            lookup("/etc/group", group, 2)?.or_else(|| if group == owner { None } else { Some(0) });
+        let gid = match gid {
+            Some(g) => Some(g),
+            None => lookup("/etc/passwd", owner, 3)?,
+        };
+        match (uid, gid) {
+            (Some(u), Some(g)) => Ok((u, g)),
+            _ => Err(ApplyError::Check {
+                resource: id.to_string(),
+                message: format!("owner {owner}:{group} does not exist on the host"),
+            }),
+        }
+    }
+
+    /// Execute one change.
+    pub fn execute(
+        &mut self,
+        change: &Change,
+        state: Option<&mut State>,
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<(), ApplyError> {
+        let id = change.id();
+        let id = id.as_str();
+        let host = self.host;
+        match (&change.item.resource, change.action) {
+            (Resource::File(f), Action::Delete) => {
+                host.remove(&f.path).map_err(Self::host_err(id))?;
+            }
+            (Resource::File(f), action) => {
+                let (uid, gid) = self.ids(id, &f.owner, &f.group)?;
+                host.write_atomic(&f.path, f.content.as_bytes(), f.mode, uid, gid)
+                    .map_err(Self::host_err(id))?;
+                if action == Action::Update {
+                    self.pending.notify(&f.notify);
+                }
+            }
+            (Resource::RcConf(rc), Action::Delete) => {
+                let f = host.arg_path(&rc.file);
+                let arg = match rc.mode {
+                    RcMode::Set => vec![s("sysrc"), s("-f"), f, s("-x"), rc.key.clone()],
+                    RcMode::Word => {
+                        vec![s("sysrc"), s("-f"), f, format!("{}-={}", rc.key, rc.value)]
+                    }
+                };
+                self.run(id, arg)?;
+            }
+            (Resource::RcConf(rc), _) => {
+                let f = host.arg_path(&rc.file);
+                let assign = match rc.mode {
+                    RcMode::Set => format!("{}={}", rc.key, rc.value),
+                    RcMode::Word => format!("{}+={}", rc.key, rc.value),
+                };
+                self.run(id, vec![s("sysrc"), s("-f"), f, assign])?;
+                self.pending.notify(&rc.notify);
+            }
+            (Resource::Bridge { name }, Action::Delete) => {
+                self.run(id, vec![s("ifconfig"), name.clone(), s("destroy")])?;
+            }
+            (Resource::Bridge { name }, _) => {
+                self.run(
+                    id,
+                    vec![
+                        s("ifconfig"),
+                        s("bridge"),
+                        s("create"),
+                        s("name"),
+                        name.clone(),
+                        s("up"),
+                    ],
+                )?;
+            }
+            (Resource::BridgeAlias { bridge, addr }, Action::Delete) => {
+                let ip = addr.split('/').next().unwrap_or(addr);
+                self.run(
+                    id,
+                    vec![
+                        s("ifconfig"),
+                        bridge.clone(),
+                        s("inet"),
+                        ip.to_string(),
+                        s("-alias"),
+                    ],
+                )?;
+            }
+            (Resource::BridgeAlias { bridge, addr }, _) => {
+                self.run(
+                    id,
+                    vec![
+                        s("ifconfig"),
+                        bridge.clone(),
+                        s("inet"),
+                        addr.clone(),
+                        s("alias"),
+                    ],
+                )?;
+            }
+            (Resource::PfAnchor { anchor, path, .. }, Action::Delete) => {
+                self.run(
+                    id,
+                    vec![s("pfctl"), s("-a"), anchor.clone(), s("-F"), s("all")],
+                )?;
+                host.remove(path).map_err(Self::host_err(id))?;
+                if let Some(st) = state {
+                    rt.block_on(st.set_fact("pf_loaded", None))
+                        .map_err(|e| check(id, e))?;
+                }
+            }
+            (
+                Resource::PfAnchor {
+                    anchor,
+                    path,
+                    content,
+                },
+                _,
+            ) => {
+                // Validate a copy first: on failure the loaded rules and the file stay.
+                let tmp = format!("{path}.warden-new");
+                host.write_atomic(&tmp, content.as_bytes(), 0o600, 0, 0)
+                    .map_err(Self::host_err(id))?;
+                let checked = self.run(
+                    id,
+                    vec![
+                        s("pfctl"),
+                        s("-a"),
+                        anchor.clone(),
+                        s("-nf"),
+                        host.arg_path(&tmp),
+                    ],
+                );
+                let _ = host.remove(&tmp);
+                checked?;
+                host.write_atomic(path, content.as_bytes(), 0o600, 0, 0)
+                    .map_err(Self::host_err(id))?;
+                self.run(
+                    id,
+                    vec![
+                        s("pfctl"),
+                        s("-a"),
+                        anchor.clone(),
+                        s("-f"),
+                        host.arg_path(path),
+                    ],
+                )?;
+                if let Some(st) = state {
+                    rt.block_on(st.set_fact("pf_loaded", Some(&digest(content))))
+                        .map_err(|e| check(id, e))?;
+                }
+            }
+            (Resource::Block(b), action) => {
+                let current = host.read(&b.path).map_err(Self::host_err(id))?;
+                let meta = host.meta(&b.path);
+                let text = current
+                    .map(|c| String::from_utf8_lossy(&c).into_owned())
+                    .unwrap_or_default();
+                let new = if action == Action::Delete {
+                    crate::pfconf::without_block(&text)
+                } else {
+                    crate::pfconf::with_block(&text, &b.block, b.placement)
+                };
+                let (mode, uid, gid) = meta.map_or((0o644, 0, 0), |m| (m.mode, m.uid, m.gid));
+                if !b.validate.is_empty() {
+                    let tmp = format!("{}.warden-new", b.path);
+                    host.write_atomic(&tmp, new.as_bytes(), mode, uid, gid)
+                        .map_err(Self::host_err(id))?;
+                    let mut argv = b.validate.clone();
+                    argv.push(host.arg_path(&tmp));
+                    let checked = self.run(id, argv);
+                    let _ = host.remove(&tmp);
+                    checked?;
+                }
+                host.write_atomic(&b.path, new.as_bytes(), mode, uid, gid)
+                    .map_err(Self::host_err(id))?;
+                if !b.reload.is_empty() {
+                    let mut argv = b.reload.clone();
+                    argv.push(host.arg_path(&b.path));
+                    self.run(id, argv)?;
+                }
+                self.pending.notify(&b.notify);
+            }
+            (Resource::Jail(j), Action::Delete) => {
+                if host
+                    .list_dir(&format!("{}/jails", self.cfg.host.bastille_prefix))
+                    .contains(&j.name)
+                {
+                    self.run(
+                        id,
+                        vec![s("bastille"), s("destroy"), s("-af"), j.name.clone()],
+                    )?;
+                }
+            }
+            (Resource::Jail(j), Action::Create) => {
+                // `bastille create` fails on an existing jail: check the host first.
+                let exists = host
+                    .read(&format!(
+                        "{}/jails/{}/jail.conf",
+                        self.cfg.host.bastille_prefix, j.name
+                    ))
+                    .map_err(Self::host_err(id))?
+                    .is_some();
+                if !exists {
+                    self.run(
+                        id,
+                        vec![
+                            s("bastille"),
+                            s("create"),
+                            s("-B"),
+                            s("-g"),
+                            j.gateway.clone(),
+                            j.name.clone(),
+                            j.release.clone(),
+                            j.ip.clone(),
+                            j.bridge.clone(),
+                        ],
+                    )?;
+                }
+                self.configure_jail(id, j, true)?;
+            }
+            (Resource::Jail(j), Action::Update) => {
+                let devfs_changed = change.before.as_deref().is_some_and(|b| {
+                    !b.contains(&format!(
+                        "devfs_ruleset {}\n",
+                        j.devfs_ruleset
+                            .map_or("(bastille default)".into(), |n| n.to_string())
+                    ))
+                });
+                self.configure_jail(id, j, devfs_changed)?;
+            }
+            (Resource::JailTemplate(t), Action::Delete) => {
+                let _ = t;
+            }
+            (Resource::JailTemplate(t), _) => {
+                let out = self.run(
+                    id,
+                    vec![
+                        s("bastille"),
+                        s("template"),
+                        t.jail.clone(),
+                        t.template.clone(),
+                    ],
+                )?;
+                // Bastille may exit 0 when a hook failed: check the template's last effect.
+                let marker = format!(
+                    "{}/jails/{}/root{}",
+                    self.cfg.host.bastille_prefix, t.jail, t.marker
+                );
+                let found = host.read(&marker).map_err(Self::host_err(id))?;
+                let found = found.map(|b| String::from_utf8_lossy(&b).trim().to_string());
+                if found.as_deref() != Some(t.hash.as_str()) {
+                    let tail: Vec<&str> = out
+                        .stdout
+                        .lines()
+                        .chain(out.stderr.lines())
+                        .rev()
+                        .take(8)
+                        .collect();
+                    return Err(ApplyError::Check {
+                        resource: id.to_string(),
+                        message: format!(
+                            "bastille template {} {} exited 0 but did not complete: {} in the jail {}\n  last output:\n{}",
+                            t.jail,
+                            t.template,
+                            t.marker,
+                            if found.is_some() { "holds another hash" } else { "is missing" },
+                            indent_block(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+                        ),
+                    });
+                }
+            }
+            (Resource::User { name, .. }, Action::Delete) => {
+                let mut argv = self.pw();
+                argv.extend([s("userdel"), s("-n"), name.clone()]);
+                if self.opts.purge {
+                    argv.push(s("-r"));
+                }
+                self.run(id, argv)?;
+            }
+            (Resource::User { name, home }, Action::Create) => {
+                let mut argv = self.pw();
+                argv.extend([
+                    s("useradd"),
+                    s("-n"),
+                    name.clone(),
+                    s("-d"),
+                    home.clone(),
+                    s("-m"),
+                    s("-M"),
+                    s("0700"),
+                    s("-s"),
+                    s("/bin/sh"),
+                    s("-c"),
+                    format!("warden agent {name}"),
+                ]);
+                self.run(id, argv)?;
+            }
+            (Resource::User { name, home }, Action::Update) => {
+                let mut argv = self.pw();
+                argv.extend([
+                    s("usermod"),
+                    s("-n"),
+                    name.clone(),
+                    s("-d"),
+                    home.clone(),
+                    s("-m"),
+                ]);
+                self.run(id, argv)?;
+            }
+            (Resource::Soul(sr), Action::Delete) => {
+                if self.opts.purge {
+                    self.run(id, vec![s("rm"), s("-rf"), host.arg_path(&sr.dest)])?;
+                }
+                if let Some(st) = state {
+                    rt.block_on(st.record_soul(&sr.dest, None))
+                        .map_err(|e| check(id, e))?;
+                }
+            }
+            (Resource::Soul(sr), _) => {
+                let commit = self.install_soul(id, sr, change.item.agent.as_deref())?;
+                if let Some(st) = state {
+                    let rec = SoulRecord {
+                        repo: sr.repo.clone(),
+                        reference: sr.reference.clone(),
+                        commit,
+                    };
+                    rt.block_on(st.record_soul(&sr.dest, Some(&rec)))
+                        .map_err(|e| check(id, e))?;
+                }
+            }
+            (Resource::Service { name }, Action::Delete) => {
+                // Stopping a service that is not running is not an error here.
+                let _ = host.run(&[s("service"), name.clone(), s("stop")]);
+            }
+            (Resource::Service { name }, _) => {
+                self.run(id, vec![s("service"), name.clone(), s("start")])?;
+            }
+            (Resource::Vm(v), Action::Delete) => {
+                self.run(id, vec![s("vm"), s("destroy"), s("-f"), v.name.clone()])?;
+            }
+            (Resource::Vm(v), _) => {
+                return Err(ApplyError::Check {
+                    resource: id.to_string(),
+                    message: format!("VM {} cannot be provisioned by this warden version", v.name),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn pw(&self) -> Vec<String> {
+        if self.host.is_live_root() {
+            vec![s("pw")]
+        } else {
+            vec![s("pw"), s("-R"), self.host.arg_path("/")]
+        }
+    }
+
+    fn configure_jail(
+        &self,
+        id: &str,
+        j: &crate::resource::JailRes,
+        devfs_changed: bool,
+    ) -> Result<(), ApplyError> {
+        if let (Some(n), true) = (j.devfs_ruleset, devfs_changed) {
+            self.run(
+                id,
+                vec![
+                    s("bastille"),
+                    s("config"),
+                    j.name.clone(),
+                    s("set"),
+                    s("devfs_ruleset"),
+                    n.to_string(),
+                ],
+            )?;
+            self.run(id, vec![s("bastille"), s("restart"), j.name.clone()])?;
+            return Ok(());
+        }
+        let running = self
+            .host
+            .run(&[s("jls"), s("-j"), j.name.clone(), s("name")])
+            .map(|o| o.ok())
+            .unwrap_or(false);
+        if !running {
+            self.run(id, vec![s("bastille"), s("start"), j.name.clone()])?;
+        }
+        Ok(())
+    }
+
+    /// Clone or move the soul checkout, check the bundle, give it to the agent.
+    fn install_soul(
+        &self,
+        id: &str,
+        sr: &crate::resource::SoulRes,
+        agent: Option<&str>,
+    ) -> Result<String, ApplyError> {
+        let dest = self.host.arg_path(&sr.dest);
+        let source = soul_source(&sr.repo, &self.cfg.agents_dir());
+        if self
+            .host
+            .read(&format!("{}/.git/HEAD", sr.dest))
+            .map_err(Self::host_err(id))?
+            .is_none()
+        {
+            self.run(
+                id,
+                vec![
+                    s("git"),
+                    s("clone"),
+                    s("--quiet"),
+                    s("--"),
+                    source,
+                    dest.clone(),
+                ],
+            )?;
+        } else {
+            self.run(
+                id,
+                vec![
+                    s("git"),
+                    s("-C"),
+                    dest.clone(),
+                    s("fetch"),
+                    s("--quiet"),
+                    s("origin"),
+                ],
+            )?;
+        }
+        let target = match &sr.reference {
+            Some(r) => {
+                // A branch follows the remote; a tag or commit is taken as it is.
+                let remote = format!("origin/{r}");
+                let is_branch = self
+                    .host
+                    .run(&[
+                        s("git"),
+                        s("-C"),
+                        dest.clone(),
+                        s("rev-parse"),
+                        s("--verify"),
+                        s("--quiet"),
+                        remote.clone(),
+                    ])
+                    .map(|o| o.ok())
+                    .unwrap_or(false);
+                if is_branch {
+                    remote
+                } else {
+                    r.clone()
+                }
+            }
+            None => s("origin/HEAD"),
+        };
+        self.run(
+            id,
+            vec![
+                s("git"),
+                s("-C"),
+                dest.clone(),
+                s("checkout"),
+                s("--quiet"),
+                s("--detach"),
+                target,
+            ],
+        )?;
+        let commit = self
+            .run(
+                id,
+                vec![s("git"), s("-C"), dest.clone(), s("rev-parse"), s("HEAD")],
+            )?
+            .stdout
+            .trim()
+            .to_string();
+        if let Err(problems) = crate::soul::check_bundle(
+            &self.host.local(&sr.dest),
+            agent,
+            &crate::soul::SoulLimits::default(),
+        ) {
+            let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+            return Err(ApplyError::Check {
+                resource: id.to_string(),
+                message: format!("the soul bundle is refused:\n{}", list.join("\n")),
+            });
+        }
+        let (uid, gid) = self.ids(id, &sr.user, &sr.user)?;
+        self.run(id, vec![s("chown"), s("-R"), format!("{uid}:{gid}"), dest])?;
+        Ok(commit)
+    }
+
+    /// Run the queued handlers (service restarts, devfs reload, sysctl).
+    pub fn run_handlers(&mut self) -> Result<(), ApplyError> {
+        for h in std::mem::take(&mut self.pending.handlers) {
+            self.run("handler", h)?;
+        }
+        Ok(())
+    }
+}
+
+/// A relative soul repository path is relative to the agents directory.
+pub fn soul_source(repo: &str, agents_dir: &Path) -> String {
+    let is_url = repo.contains("://")
+        || (repo.contains(':') && !repo.starts_with('/') && !repo.starts_with('.'));
+    if is_url || repo.starts_with('/') {
+        return repo.to_string();
+    }
+    let p: PathBuf = agents_dir.join(repo);
+    std::path::absolute(&p).unwrap_or(p).display().to_string()
+}
+
+fn check(id: &str, e: crate::state::StateError) -> ApplyError {
+    ApplyError::Check {
+        resource: id.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn indent_block(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  | {l}\n"))
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
+/// The managed-resource record of a desired item (no content, no secret digest).
+pub fn managed_of(item: &Item) -> Managed {
+    Managed {
+        agent: item.agent.clone(),
+        step: item.step,
+        resource: item.resource.clone(),
+        digest: (!item.resource.sensitive()).then(|| digest(&item.resource.repr())),
+    }
+}
+
+/// The anchor warden owns.
+pub fn anchor() -> &'static str {
+    PF_ANCHOR
+}

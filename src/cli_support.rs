@@ -1,0 +1,102 @@
+//! Small pieces the command line needs: confirmation, plan files, history output.
+
+use crate::error::{Error, Result};
+use crate::plan::Filter;
+use crate::resource::Step;
+use crate::state::{self, RunRecord};
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+/// Show the plan and ask for `yes` on standard input.
+pub fn confirm(plan: &str) -> bool {
+    print!("{plan}\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    println!();
+    answer.trim() == "yes"
+}
+
+/// What `apply PLANFILE` needs from a saved plan.
+pub struct SavedPlan {
+    pub digest: String,
+    pub filter: Filter,
+}
+
+/// Read a plan written by `plan --out`.
+pub fn read_planfile(path: &Path) -> Result<SavedPlan> {
+    let bad =
+        |why: String| Error::Other(format!("{}: not a warden plan file: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if v["format_version"] != "1" {
+        return Err(bad("unknown format_version".into()));
+    }
+    let digest = v["plan_digest"]
+        .as_str()
+        .ok_or_else(|| bad("no plan_digest".into()))?
+        .to_string();
+    let steps = v["filter"]["steps"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().and_then(Step::parse))
+                .collect()
+        })
+        .unwrap_or_default();
+    let agents = v["filter"]["agents"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(SavedPlan {
+        digest,
+        filter: Filter { steps, agents },
+    })
+}
+
+/// The latest runs (an absent DB has none).
+pub fn history(db: &Path, limit: u32) -> Result<Vec<RunRecord>> {
+    if !db.exists() {
+        return Ok(vec![]);
+    }
+    let rt = state::runtime();
+    let mut st = rt.block_on(state::State::open(db))?;
+    let runs = rt.block_on(st.history(limit))?;
+    rt.block_on(st.close());
+    Ok(runs)
+}
+
+/// `warden history` output.
+pub fn format_history(runs: &[RunRecord], json: bool) -> String {
+    if json {
+        return serde_json::to_string_pretty(runs).expect("runs serialize") + "\n";
+    }
+    if runs.is_empty() {
+        return "No runs recorded.\n".into();
+    }
+    let mut out = format!(
+        "{:>4}  {:<20}  {:<11}  {:>5} {:>5} {:>5}  {}\n",
+        "RUN", "STARTED", "OUTCOME", "ADD", "CHG", "DEL", "COMMAND"
+    );
+    for r in runs {
+        out.push_str(&format!(
+            "{:>4}  {:<20}  {:<11}  {:>5} {:>5} {:>5}  {}{}\n",
+            r.id,
+            r.started_at,
+            r.outcome,
+            r.added,
+            r.changed,
+            r.destroyed,
+            r.command,
+            r.error
+                .as_ref()
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default()
+        ));
+    }
+    out
+}
