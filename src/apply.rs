@@ -243,6 +243,11 @@ impl<'a> Applier<'a> {
                 self.run(id, arg)?;
             }
             (Resource::RcConf(rc), _) => {
+                // rc.conf always exists on FreeBSD; a fresh target root may lack it.
+                if host.read(&rc.file).map_err(Self::host_err(id))?.is_none() {
+                    host.write_atomic(&rc.file, b"", 0o644, 0, 0)
+                        .map_err(Self::host_err(id))?;
+                }
                 let f = host.arg_path(&rc.file);
                 let assign = match rc.mode {
                     RcMode::Set => format!("{}={}", rc.key, rc.value),

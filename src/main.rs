@@ -96,6 +96,28 @@ enum Command {
         #[arg(long)]
         purge: bool,
     },
+    /// Scaffold agents/NAME.env with the next free subnet and every key documented.
+    Init {
+        name: String,
+        /// First three octets of the agent's /24 (default: the next free 10.0.N).
+        #[arg(long, value_name = "BASE")]
+        subnet: Option<String>,
+    },
+    /// Soul bundles.
+    Soul {
+        #[command(subcommand)]
+        command: SoulCommand,
+    },
+    /// Is each agent up: service, jails, gateway alias, PF table, soul, last run.
+    /// Exit 0 when all are healthy, 3 when something is down, 1 on error.
+    Status {
+        #[arg(long, default_value = "/", value_name = "DIR")]
+        root: PathBuf,
+        #[arg(long = "agent", value_name = "NAME")]
+        agents: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the latest apply runs from the state DB.
     History {
         #[arg(long, default_value = "/", value_name = "DIR")]
@@ -104,6 +126,17 @@ enum Command {
         limit: u32,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SoulCommand {
+    /// Validate a soul bundle directory on its own.
+    Check {
+        path: PathBuf,
+        /// The agent the bundle must belong to (its manifest.json agent_id).
+        #[arg(long, value_name = "NAME")]
+        agent: Option<String>,
     },
 }
 
@@ -264,6 +297,71 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 if agents.len() == 1 { "it" } else { "them" }
             );
             Ok(code)
+        }
+        Command::Init { name, subnet } => {
+            let (cfg, fleet) = workflow::load(&cli.config)?;
+            for path in warden::scaffold::init(&cfg, &fleet, &name, subnet.as_deref())? {
+                println!("wrote {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Soul {
+            command: SoulCommand::Check { path, agent },
+        } => match warden::soul::check_bundle(&path, agent.as_deref(), &Default::default()) {
+            Ok(r) => {
+                println!(
+                    "{}: soul bundle of {} ({}), {} files, {} bytes; loads {}",
+                    path.display(),
+                    r.agent_id,
+                    r.display_name,
+                    r.files,
+                    r.bytes,
+                    r.soul_file
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("{}: {p}", path.display());
+                }
+                eprintln!(
+                    "warden: the soul bundle is refused ({} problem(s)).",
+                    problems.len()
+                );
+                Ok(ExitCode::from(1))
+            }
+        },
+        Command::Status { root, agents, json } => {
+            let (cfg, fleet) = workflow::load(&cli.config)?;
+            check_agents(&fleet, &agents)?;
+            let host = LocalHost::new(&root);
+            let planned = workflow::plan(&cfg, &fleet, &host, &templates, &Filter::default())?;
+            let table = warden::status::pf_table(&host);
+            let last = cli_support::history(&host.local(&cfg.host.state_db), 1)?
+                .into_iter()
+                .next();
+            let report = warden::status::report(
+                &cfg,
+                &fleet,
+                &planned.host_state,
+                &planned.view,
+                &table,
+                last,
+                &agents,
+            );
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("report serializes")
+                );
+            } else {
+                print!("{}", warden::status::human(&report));
+            }
+            Ok(if report.healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
         }
         Command::History { root, limit, json } => {
             let cfg = workflow::load_config(&cli.config)?;

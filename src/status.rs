@@ -1,0 +1,196 @@
+//! `warden status`: is each agent up, from the same batched probe as `plan`.
+
+use crate::config::Config;
+use crate::fleet::Fleet;
+use crate::host::Host;
+use crate::probe::HostState;
+use crate::render::{AgentPaths, PF_ANCHOR};
+use crate::state::{RunRecord, StateView};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// One check of one agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub what: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// The health of one agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentStatus {
+    pub agent: String,
+    pub healthy: bool,
+    pub checks: Vec<Check>,
+}
+
+/// Everything `status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub healthy: bool,
+    pub agents: Vec<AgentStatus>,
+    pub last_run: Option<RunRecord>,
+    pub notes: Vec<String>,
+}
+
+/// The subnets in PF's `warden_net` table (one `pfctl -T show`).
+pub fn pf_table(host: &dyn Host) -> BTreeSet<String> {
+    if !host.have("pfctl") {
+        return BTreeSet::new();
+    }
+    let argv: Vec<String> = ["pfctl", "-a", PF_ANCHOR, "-t", "warden_net", "-T", "show"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    host.run(&argv)
+        .map(|o| {
+            o.stdout
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Judge each agent from the probed host state.
+pub fn report(
+    cfg: &Config,
+    fleet: &Fleet,
+    st: &HostState,
+    view: &StateView,
+    table: &BTreeSet<String>,
+    last_run: Option<RunRecord>,
+    only: &[String],
+) -> Report {
+    let mut agents = Vec::new();
+    for a in &fleet.agents {
+        if !only.is_empty() && !only.contains(&a.name) {
+            continue;
+        }
+        let mut checks = Vec::new();
+        let mut check =
+            |what: String, ok: bool, detail: String| checks.push(Check { what, ok, detail });
+        let running = st.running_services.contains(&a.name);
+        let paths = AgentPaths::new(a, &cfg.host);
+        check(
+            format!("service {}", a.name),
+            running,
+            if running {
+                "running".into()
+            } else {
+                format!("not running (pidfile {})", paths.pidfile)
+            },
+        );
+        if !a.is_bhyve() {
+            for j in &a.jails {
+                let up = st.jails.get(&j.name).is_some_and(|o| o.running);
+                let exists = st.jails.contains_key(&j.name);
+                check(
+                    format!("jail {}", j.name),
+                    up,
+                    if up {
+                        "running".into()
+                    } else if exists {
+                        "stopped".into()
+                    } else {
+                        "absent".into()
+                    },
+                );
+            }
+            let alias = format!("{}/24", a.gateway);
+            let has = st
+                .bridges
+                .get(&cfg.host.bridge)
+                .is_some_and(|b| b.contains(&alias));
+            check(
+                format!("alias {alias}"),
+                has,
+                if has {
+                    "present".into()
+                } else {
+                    format!("missing on {}", cfg.host.bridge)
+                },
+            );
+            let subnet = a.subnet().to_string();
+            let loaded = table.contains(&subnet);
+            check(
+                format!("pf {subnet}"),
+                loaded,
+                if loaded {
+                    "in <warden_net>".into()
+                } else {
+                    "not in the loaded <warden_net> table".into()
+                },
+            );
+        }
+        if a.soul_repo.is_some() {
+            let head = st.soul_heads.get(&paths.soul_dir);
+            let rec = view.souls.get(&paths.soul_dir);
+            let ok = matches!((head, rec), (Some(h), Some(r)) if *h == r.commit);
+            let detail = match (head, rec) {
+                (Some(h), Some(r)) if *h == r.commit => format!("at {}", &h[..h.len().min(12)]),
+                (Some(h), Some(r)) => format!(
+                    "at {} but warden installed {}",
+                    &h[..h.len().min(12)],
+                    &r.commit[..r.commit.len().min(12)]
+                ),
+                (None, _) => "no checkout".into(),
+                (Some(_), None) => "checkout not made by warden".into(),
+            };
+            check("soul".into(), ok, detail);
+        }
+        let healthy = checks.iter().all(|c| c.ok);
+        agents.push(AgentStatus {
+            agent: a.name.clone(),
+            healthy,
+            checks,
+        });
+    }
+    Report {
+        healthy: agents.iter().all(|a| a.healthy),
+        agents,
+        last_run,
+        notes: st.notes.clone(),
+    }
+}
+
+/// The report as a table for people.
+pub fn human(r: &Report) -> String {
+    let mut out = String::new();
+    for n in &r.notes {
+        out.push_str(n);
+        out.push('\n');
+    }
+    for a in &r.agents {
+        out.push_str(&format!(
+            "{} {}\n",
+            a.agent,
+            if a.healthy { "healthy" } else { "DOWN" }
+        ));
+        for c in &a.checks {
+            out.push_str(&format!(
+                "  {:<4} {:<28} {}\n",
+                if c.ok { "ok" } else { "FAIL" },
+                c.what,
+                c.detail
+            ));
+        }
+    }
+    match &r.last_run {
+        Some(run) => out.push_str(&format!(
+            "last run: #{} {} {} at {}{}\n",
+            run.id,
+            run.command,
+            run.outcome,
+            run.finished_at.as_deref().unwrap_or(&run.started_at),
+            run.error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        )),
+        None => out.push_str("last run: none recorded\n"),
+    }
+    out
+}
