@@ -1,0 +1,506 @@
+//! warden's PF anchor, judged by a small PF evaluator (`support/pfeval.rs`, whose
+//! header says exactly what it models): which agent traffic the rendered rules pass
+//! and which they block, for the example fleet and for a generated one that shares
+//! an ollama jail. The first tests check the evaluator itself.
+
+#[path = "support/pfeval.rs"]
+mod pfeval;
+
+use pfeval::{Action, Dir, Packet, Ruleset};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::Command;
+use std::sync::OnceLock;
+
+// ---------------------------------------------------------------------------------
+// Helpers.
+
+/// `p` (agent traffic) gets `want` from a `quick` rule of the anchor: a decision that
+/// the operator's rules after warden's hook in pf.conf cannot change.
+fn assert_action(rs: &Ruleset, anchor: &str, p: &Packet, want: Action) {
+    let v = rs.eval(p);
+    assert!(
+        v.action == want && v.quick,
+        "{p}: expected {want:?} by a quick rule, got {v}\n--- anchor ---\n{anchor}"
+    );
+}
+
+fn assert_pass(rs: &Ruleset, anchor: &str, p: Packet) {
+    assert_action(rs, anchor, &p, Action::Pass);
+}
+
+fn assert_block(rs: &Ruleset, anchor: &str, p: Packet) {
+    assert_action(rs, anchor, &p, Action::Block);
+}
+
+/// The panic message of `f`, which must panic.
+fn panic_message(f: impl FnOnce()) -> String {
+    let err = catch_unwind(AssertUnwindSafe(f)).expect_err("expected a panic");
+    err.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// One agent of a fleet under test: name and the first three octets of its /24.
+struct Agent {
+    name: &'static str,
+    base: &'static str,
+}
+
+/// A shared LLM port: `client` may reach `ip:port` over tcp.
+struct Share {
+    client: &'static str,
+    ip: &'static str,
+    port: u16,
+}
+
+/// Every agent against every other agent's subnet: a sample of addresses (gateway,
+/// the role jails, an arbitrary host) and of ports, over tcp, udp and icmp. Exactly
+/// the shared ports pass; everything else between agents is blocked. Each agent
+/// also reaches its own subnet and the Internet.
+fn check_isolation(rs: &Ruleset, anchor: &str, agents: &[Agent], shares: &[Share]) {
+    let ports = [22, 80, 443, 5432, 8080, 8081, 9090, 11434];
+    let hosts = [1, 2, 3, 4, 5, 200];
+    for a in agents {
+        for src in [format!("{}.2", a.base), format!("{}.77", a.base)] {
+            // Its own subnet, any protocol.
+            for h in hosts {
+                let dst = format!("{}.{h}", a.base);
+                assert_pass(rs, anchor, Packet::tcp(&src, &dst, 5432));
+                assert_pass(rs, anchor, Packet::udp(&src, &dst, 53));
+                assert_pass(rs, anchor, Packet::icmp(&src, &dst));
+            }
+            // The Internet.
+            assert_pass(rs, anchor, Packet::tcp(&src, "1.1.1.1", 443));
+            assert_pass(rs, anchor, Packet::udp(&src, "9.9.9.9", 53));
+            assert_pass(rs, anchor, Packet::icmp(&src, "8.8.8.8"));
+            // Every other agent.
+            for b in agents.iter().filter(|b| b.name != a.name) {
+                for h in hosts {
+                    let dst = format!("{}.{h}", b.base);
+                    for port in ports {
+                        let shared = shares
+                            .iter()
+                            .any(|s| s.client == a.name && s.ip == dst && s.port == port);
+                        let want = if shared { Action::Pass } else { Action::Block };
+                        assert_action(rs, anchor, &Packet::tcp(&src, &dst, port), want);
+                        assert_block(rs, anchor, Packet::udp(&src, &dst, port));
+                    }
+                    assert_block(rs, anchor, Packet::icmp(&src, &dst));
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The evaluator itself.
+
+#[test]
+fn evaluator_last_match_wins_unless_quick() {
+    let src = "\
+block drop inet from any to any
+pass inet proto tcp from 10.0.0.0/8 to any port 80 keep state
+block drop quick inet proto tcp from 10.9.0.0/16 to any port 80
+pass quick inet proto tcp from 10.9.0.0/16 to any port 80
+";
+    let rs = Ruleset::parse(src);
+    // The pass on line 2 is the last match.
+    let v = rs.eval(&Packet::tcp("10.1.2.3", "1.2.3.4", 80));
+    assert_eq!(
+        (v.action, v.line, v.quick),
+        (Action::Pass, Some(2), false),
+        "{v}"
+    );
+    // Only line 1 matches.
+    let v = rs.eval(&Packet::tcp("10.1.2.3", "1.2.3.4", 81));
+    assert_eq!(
+        (v.action, v.line, v.quick),
+        (Action::Block, Some(1), false),
+        "{v}"
+    );
+    // The quick block on line 3 stops evaluation before the quick pass on line 4.
+    let v = rs.eval(&Packet::tcp("10.9.2.3", "1.2.3.4", 80));
+    assert_eq!(
+        (v.action, v.line, v.quick),
+        (Action::Block, Some(3), true),
+        "{v}"
+    );
+}
+
+#[test]
+fn evaluator_passes_by_default_when_no_rule_matches() {
+    let rs = Ruleset::parse("block drop quick inet from 10.0.0.0/8 to 10.0.0.0/8\n");
+    let v = rs.eval(&Packet::tcp("192.0.2.1", "10.0.0.1", 22));
+    assert_eq!(
+        (v.action, v.line, v.quick),
+        (Action::Pass, None, false),
+        "{v}"
+    );
+    let empty = Ruleset::parse("# nothing\n\n");
+    assert_eq!(
+        empty.eval(&Packet::icmp("10.0.0.1", "10.0.0.2")).action,
+        Action::Pass
+    );
+}
+
+#[test]
+fn evaluator_understands_macros_tables_negation_and_port_lists() {
+    let src = "\
+ext_if = \"em0\"
+web = 10.5.0.9
+table <nets> const persist { 10.1.0.0/16, 10.2.0.0/16 \\
+    !10.1.9.0/24 }
+nat on $ext_if inet from <nets> to any -> ($ext_if)
+block drop quick inet from <nets> to <nets>
+pass quick inet proto tcp from <nets> to $web port { 80 443 } keep state
+pass quick inet proto udp from <nets> to $web port = 53
+block quick inet from <nets> to ! 10.0.0.0/8
+block quick inet from ! <nets> to any
+";
+    let rs = Ruleset::parse(src);
+    assert_eq!(rs.macro_value("ext_if"), Some("em0"));
+    assert_eq!(rs.nat.len(), 1);
+    assert_eq!(rs.rules.len(), 5);
+    assert!(rs.table_contains("nets", "10.1.2.3".parse().unwrap()));
+    // The negated entry is the longest prefix for 10.1.9.x: not in the table.
+    assert!(!rs.table_contains("nets", "10.1.9.3".parse().unwrap()));
+    assert!(!rs.table_contains("nets", "10.3.0.1".parse().unwrap()));
+
+    let line = |p: Packet| rs.eval(&p).line;
+    assert_eq!(line(Packet::tcp("10.1.0.1", "10.2.0.1", 80)), Some(6));
+    assert_eq!(line(Packet::tcp("10.1.0.1", "10.5.0.9", 443)), Some(7));
+    assert_eq!(line(Packet::tcp("10.1.0.1", "10.5.0.9", 22)), None);
+    assert_eq!(line(Packet::udp("10.1.0.1", "10.5.0.9", 53)), Some(8));
+    assert_eq!(line(Packet::udp("10.1.0.1", "10.5.0.9", 443)), None);
+    assert_eq!(line(Packet::icmp("10.2.0.1", "1.1.1.1")), Some(9));
+    // 10.1.9.x is outside the table: the `! <nets>` rule catches it.
+    assert_eq!(line(Packet::tcp("10.1.9.1", "10.2.0.1", 80)), Some(10));
+}
+
+#[test]
+fn evaluator_refuses_syntax_it_does_not_model() {
+    let cases = [
+        ("set skip on lo0\n", "unsupported statement"),
+        (
+            "rdr on em0 inet proto tcp to any port 80 -> 10.0.0.1\n",
+            "unsupported statement",
+        ),
+        ("anchor \"warden\"\n", "unsupported statement"),
+        ("pass in log from any to any\n", "unsupported syntax"),
+        ("pass inet6 from any to any\n", "inet6"),
+        (
+            "pass proto tcp from any to any flags S/SA keep state\n",
+            "unsupported syntax",
+        ),
+        ("pass from any to any no state\n", "unsupported syntax"),
+        ("pass proto tcp from any port 22 to any\n", "source ports"),
+        (
+            "pass from { 10.0.0.1 10.0.0.2 } to any\n",
+            "unsupported address",
+        ),
+        ("pass from self to any\n", "not an address"),
+        ("pass from example.org to any\n", "not an address"),
+        ("pass from (em0) to any\n", "unsupported address"),
+        ("pass from any to any port 22\n", "needs 'proto tcp'"),
+        (
+            "pass proto icmp from any to any port 22\n",
+            "needs 'proto tcp'",
+        ),
+        (
+            "pass proto tcp from any to any port 1:1024\n",
+            "not a port number",
+        ),
+        (
+            "pass proto tcp from any to any port != 22\n",
+            "unsupported port",
+        ),
+        (
+            "pass proto tcp from any to any port ssh\n",
+            "not a port number",
+        ),
+        ("pass proto gre from any to any\n", "unsupported protocol"),
+        ("pass from $nope to any\n", "macro $nope is not defined"),
+        ("pass from <nope> to any\n", "table <nope> is not defined"),
+        (
+            "table <t> { 10.0.0.0/8 }\ntable <t> { 10.0.0.0/8 }\n",
+            "defined twice",
+        ),
+        ("table <t> file \"/etc/t\"\n", "'{'"),
+        ("table <t> { 10.0.0.0/33 }\n", "not an IPv4 address"),
+        ("x = \"a\" \"b\"\n", "one quoted string"),
+        ("nat pass on em0 from any to any -> (em0)\n", "nat pass"),
+        ("nat on em0 from any to any\n", "'->'"),
+        ("pass on { em0 em1 } from any to any\n", "only 'on IFNAME'"),
+        ("pass from any to any \\\n", "continuation"),
+    ];
+    for (src, want) in cases {
+        let msg = panic_message(|| {
+            Ruleset::parse(src);
+        });
+        assert!(
+            msg.starts_with("pfeval: ") && msg.contains(want),
+            "parsing {src:?}: expected a refusal mentioning {want:?}, got {msg:?}"
+        );
+    }
+}
+
+#[test]
+fn evaluator_refuses_to_guess_interface_or_direction() {
+    let rs = Ruleset::parse("block drop in quick on em0 inet from any to any\n");
+    let msg = panic_message(|| {
+        rs.eval(&Packet::tcp("10.0.0.1", "10.0.0.2", 22));
+    });
+    assert!(msg.contains("restricts the direction"), "{msg}");
+    let msg = panic_message(|| {
+        rs.eval(&Packet::tcp("10.0.0.1", "10.0.0.2", 22).dir(Dir::In));
+    });
+    assert!(msg.contains("restricts the interface"), "{msg}");
+    let p = Packet::tcp("10.0.0.1", "10.0.0.2", 22).dir(Dir::In);
+    assert_eq!(rs.eval(&p.clone().on("em0")).action, Action::Block);
+    assert_eq!(rs.eval(&p.clone().on("em1")).action, Action::Pass);
+    assert_eq!(rs.eval(&p.dir(Dir::Out).on("em0")).action, Action::Pass);
+}
+
+// ---------------------------------------------------------------------------------
+// The example fleet: atlas (10.0.1.0/24) uses clawdie's (192.168.72.0/24) llama.cpp
+// at 192.168.72.4 port 8080.
+
+/// `DIR/etc/pf.warden.conf` from `warden render --config examples/warden.toml`.
+fn example_anchor() -> &'static str {
+    static ANCHOR: OnceLock<String> = OnceLock::new();
+    ANCHOR.get_or_init(|| {
+        let out = tempfile::TempDir::new().unwrap();
+        let run = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("RUST_LOG")
+            .env_remove("WARDEN_CONFIG")
+            .args(["render", "--config", "examples/warden.toml", "--out"])
+            .arg(out.path())
+            .output()
+            .expect("run warden render");
+        assert!(
+            run.status.success(),
+            "warden render failed: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        std::fs::read_to_string(out.path().join("etc/pf.warden.conf"))
+            .expect("read the rendered etc/pf.warden.conf")
+    })
+}
+
+fn example() -> (Ruleset, &'static str) {
+    let anchor = example_anchor();
+    (Ruleset::parse(anchor), anchor)
+}
+
+#[test]
+fn example_anchor_is_in_the_modelled_subset() {
+    let (rs, anchor) = example();
+    assert_eq!(rs.macro_value("ext_if"), Some("igb0"), "{anchor}");
+    assert_eq!(rs.nat.len(), 1, "{anchor}");
+    for a in ["10.0.1.0", "10.0.1.255", "192.168.72.0", "192.168.72.255"] {
+        assert!(
+            rs.table_contains("warden_net", a.parse().unwrap()),
+            "{a}\n{anchor}"
+        );
+    }
+    for a in ["10.0.2.1", "192.168.73.1", "1.1.1.1"] {
+        assert!(
+            !rs.table_contains("warden_net", a.parse().unwrap()),
+            "{a}\n{anchor}"
+        );
+    }
+}
+
+#[test]
+fn example_atlas_reaches_only_the_shared_llama_port_of_clawdie() {
+    let (rs, anchor) = example();
+    for src in ["10.0.1.50", "10.0.1.2"] {
+        assert_pass(&rs, anchor, Packet::tcp(src, "192.168.72.4", 8080));
+        assert_block(&rs, anchor, Packet::tcp(src, "192.168.72.4", 22));
+        assert_block(&rs, anchor, Packet::tcp(src, "192.168.72.4", 8081));
+        assert_block(&rs, anchor, Packet::udp(src, "192.168.72.4", 8080));
+        assert_block(&rs, anchor, Packet::icmp(src, "192.168.72.4"));
+        assert_block(&rs, anchor, Packet::tcp(src, "192.168.72.5", 5432));
+        assert_block(&rs, anchor, Packet::tcp(src, "192.168.72.2", 8080));
+        // clawdie's gateway: the host, reached through another agent's address.
+        assert_block(&rs, anchor, Packet::tcp(src, "192.168.72.1", 22));
+        assert_block(&rs, anchor, Packet::tcp(src, "192.168.72.1", 8080));
+        assert_block(&rs, anchor, Packet::icmp(src, "192.168.72.1"));
+    }
+}
+
+#[test]
+fn example_clawdie_reaches_nothing_of_atlas() {
+    let (rs, anchor) = example();
+    for src in ["192.168.72.4", "192.168.72.2", "192.168.72.77"] {
+        for h in [1, 2, 3, 4, 5, 50] {
+            let dst = format!("10.0.1.{h}");
+            // The shared port is one-way.
+            assert_block(&rs, anchor, Packet::tcp(src, &dst, 8080));
+            assert_block(&rs, anchor, Packet::tcp(src, &dst, 22));
+            assert_block(&rs, anchor, Packet::udp(src, &dst, 8080));
+            assert_block(&rs, anchor, Packet::icmp(src, &dst));
+        }
+    }
+}
+
+#[test]
+fn example_agents_reach_their_own_subnet_and_the_internet() {
+    let (rs, anchor) = example();
+    for (src, own) in [("10.0.1.50", "10.0.1.5"), ("192.168.72.4", "192.168.72.5")] {
+        assert_pass(&rs, anchor, Packet::tcp(src, own, 5432));
+        assert_pass(&rs, anchor, Packet::udp(src, own, 53));
+        assert_pass(&rs, anchor, Packet::icmp(src, own));
+        assert_pass(&rs, anchor, Packet::tcp(src, "1.1.1.1", 443));
+    }
+}
+
+#[test]
+fn example_isolation_matrix() {
+    let (rs, anchor) = example();
+    check_isolation(
+        &rs,
+        anchor,
+        &[
+            Agent {
+                name: "atlas",
+                base: "10.0.1",
+            },
+            Agent {
+                name: "clawdie",
+                base: "192.168.72",
+            },
+        ],
+        &[Share {
+            client: "atlas",
+            ip: "192.168.72.4",
+            port: 8080,
+        }],
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// A generated fleet: bravo shares alpha's ollama (port 11434), charlie shares
+// delta's llama.cpp on a non-default port; nobody else reaches either.
+
+/// The PF anchor rendered for manifests `(file name, content)`, with the default
+/// host settings.
+fn render_anchor(manifests: &[(&str, &str)]) -> String {
+    let dir = tempfile::TempDir::new().unwrap();
+    let paths: Vec<_> = manifests
+        .iter()
+        .map(|(name, body)| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, body).unwrap();
+            p
+        })
+        .collect();
+    let fleet = warden::fleet::load_files(&paths).unwrap_or_else(|d| panic!("fleet: {d}"));
+    let desired = warden::render::render(
+        &fleet,
+        &warden::config::HostConfig::default(),
+        &warden::render::Recorded::default(),
+        &warden::templates::Templates::embedded().unwrap(),
+    )
+    .unwrap();
+    let anchors: Vec<String> = desired
+        .items
+        .into_iter()
+        .filter_map(|i| match i.resource {
+            warden::resource::Resource::PfAnchor { content, .. } => Some(content),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(anchors.len(), 1, "expected exactly one PF anchor");
+    anchors.into_iter().next().unwrap()
+}
+
+fn generated_fleet() -> String {
+    render_anchor(&[
+        (
+            "alpha.env",
+            "AGENT_NAME=alpha\nAGENT_SUBNET_BASE=10.0.2\nWARDEN_ROLES=ollama\n",
+        ),
+        (
+            "bravo.env",
+            "AGENT_NAME=bravo\nAGENT_SUBNET_BASE=10.0.3\nWARDEN_ROLES=git\nSHARED_LLM=alpha\n",
+        ),
+        (
+            "charlie.env",
+            "AGENT_NAME=charlie\nAGENT_SUBNET_BASE=10.0.4\nWARDEN_ROLES=git,db\n\
+             SHARED_LLM=delta\n",
+        ),
+        (
+            "delta.env",
+            "AGENT_NAME=delta\nAGENT_SUBNET_BASE=10.0.5\nWARDEN_ROLES=llama-cpp\n\
+             LLAMA_PORT=9090\n",
+        ),
+    ])
+}
+
+#[test]
+fn generated_fleet_shared_ollama_follows_the_role_port() {
+    let anchor = generated_fleet();
+    let rs = Ruleset::parse(&anchor);
+    assert!(
+        anchor.contains("# bravo uses alpha's ollama at 10.0.2.4 port 11434 (SHARED_LLM)."),
+        "{anchor}"
+    );
+    // bravo reaches alpha's ollama on the ollama port only.
+    assert_pass(&rs, &anchor, Packet::tcp("10.0.3.2", "10.0.2.4", 11434));
+    assert_block(&rs, &anchor, Packet::tcp("10.0.3.2", "10.0.2.4", 8080));
+    assert_block(&rs, &anchor, Packet::tcp("10.0.3.2", "10.0.2.4", 11435));
+    assert_block(&rs, &anchor, Packet::udp("10.0.3.2", "10.0.2.4", 11434));
+    assert_block(&rs, &anchor, Packet::tcp("10.0.3.2", "10.0.2.1", 11434));
+    // Third agents don't.
+    assert_block(&rs, &anchor, Packet::tcp("10.0.4.2", "10.0.2.4", 11434));
+    assert_block(&rs, &anchor, Packet::tcp("10.0.5.4", "10.0.2.4", 11434));
+    // One-way: alpha doesn't reach bravo on that port.
+    assert_block(&rs, &anchor, Packet::tcp("10.0.2.4", "10.0.3.2", 11434));
+    // charlie reaches delta's llama.cpp on LLAMA_PORT, not on the default port.
+    assert_pass(&rs, &anchor, Packet::tcp("10.0.4.3", "10.0.5.4", 9090));
+    assert_block(&rs, &anchor, Packet::tcp("10.0.4.3", "10.0.5.4", 8080));
+    assert_block(&rs, &anchor, Packet::tcp("10.0.3.2", "10.0.5.4", 9090));
+}
+
+#[test]
+fn generated_fleet_isolation_matrix() {
+    let anchor = generated_fleet();
+    let rs = Ruleset::parse(&anchor);
+    check_isolation(
+        &rs,
+        &anchor,
+        &[
+            Agent {
+                name: "alpha",
+                base: "10.0.2",
+            },
+            Agent {
+                name: "bravo",
+                base: "10.0.3",
+            },
+            Agent {
+                name: "charlie",
+                base: "10.0.4",
+            },
+            Agent {
+                name: "delta",
+                base: "10.0.5",
+            },
+        ],
+        &[
+            Share {
+                client: "bravo",
+                ip: "10.0.2.4",
+                port: 11434,
+            },
+            Share {
+                client: "charlie",
+                ip: "10.0.5.4",
+                port: 9090,
+            },
+        ],
+    );
+}
