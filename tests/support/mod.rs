@@ -1,0 +1,121 @@
+//! Helpers shared by the command-line integration tests (`mod support;`).
+//!
+//! `pg.rs` beside this file is a separate helper, included with `#[path]` by the
+//! tests that need PostgreSQL; it is not declared here.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The crate's root directory (where `examples/` lives).
+pub fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `examples/warden.toml`, as an absolute path.
+pub fn example_config() -> PathBuf {
+    crate_dir().join("examples/warden.toml")
+}
+
+/// A directory that holds no program at all, used as `PATH` so that the plan's
+/// note about missing FreeBSD tools (sysrc, ifconfig, pfctl, bastille, jls, vm, ps)
+/// reads the same on every machine.
+pub fn empty_path_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("warden-empty-path");
+    std::fs::create_dir_all(&dir).expect("create the empty PATH directory");
+    let stray: Vec<_> = std::fs::read_dir(&dir)
+        .expect("read the empty PATH directory")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "{} must stay empty, found {stray:?}",
+        dir.display()
+    );
+    dir
+}
+
+/// The warden binary, run from the crate directory with a tool-less `PATH`, and
+/// without any `RUST_LOG` from the caller's environment (it would add log lines
+/// to stderr).
+pub fn warden() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_warden"));
+    cmd.current_dir(crate_dir())
+        .env("PATH", empty_path_dir())
+        .env_remove("RUST_LOG")
+        .env_remove("WARDEN_CONFIG");
+    cmd
+}
+
+/// Every entry under `dir` (files, directories, symlinks), relative and sorted,
+/// directories marked with a trailing `/`.
+pub fn tree(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let path = e.path();
+            let rel = path
+                .strip_prefix(base)
+                .expect("below the base")
+                .to_string_lossy()
+                .into_owned();
+            let ft = e.file_type().expect("file type");
+            if ft.is_dir() {
+                out.push(format!("{rel}/"));
+                walk(base, &path, out);
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The regular files under `dir`, relative and sorted.
+pub fn files(dir: &Path) -> Vec<String> {
+    tree(dir)
+        .into_iter()
+        .filter(|p| !p.ends_with('/') && dir.join(p).is_file())
+        .collect()
+}
+
+/// Whether `WARDEN_REQUIRE_TOOLS=1`: optional tools must then be present.
+pub fn tools_required() -> bool {
+    std::env::var("WARDEN_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
+}
+
+/// Whether an optional external program can be run (`program --version` works).
+/// When it cannot: panics with `install` as the hint under `WARDEN_REQUIRE_TOOLS=1`,
+/// else prints `skipping: PROGRAM not installed` and returns false.
+pub fn optional_tool(program: &str, install: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return true;
+    }
+    if tools_required() {
+        panic!("{program} is required (WARDEN_REQUIRE_TOOLS=1) but not installed; {install}");
+    }
+    println!("skipping: {program} not installed");
+    false
+}
+
+/// Replace every occurrence of a temporary path in command output by a placeholder,
+/// so that snapshots hold no machine paths.
+pub fn redact(text: &str, path: &Path, placeholder: &str) -> String {
+    let mut out = text.replace(&path.display().to_string(), placeholder);
+    // macOS-style /private/var vs /var: canonical form too.
+    if let Ok(canon) = path.canonicalize() {
+        out = out.replace(&canon.display().to_string(), placeholder);
+    }
+    out
+}
