@@ -47,6 +47,7 @@ pub fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
             }
             v
         }
+        Resource::Dir { .. } => vec![],
         Resource::Bridge { .. } | Resource::BridgeAlias { .. } => vec![("ifconfig", base)],
         Resource::PfAnchor { .. } => vec![("pfctl", base)],
         Resource::Block(b) => {
@@ -256,6 +257,24 @@ impl<'a> Applier<'a> {
                 self.run(id, vec![s("sysrc"), s("-f"), f, assign])?;
                 self.pending.notify(&rc.notify);
             }
+            (Resource::Dir { .. }, Action::Delete) => {
+                // Directories may hold data (models): they stay.
+            }
+            (Resource::Dir { path, mode }, _) => {
+                let local = host.local(path);
+                std::fs::create_dir_all(&local)
+                    .and_then(|()| {
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(&local, std::fs::Permissions::from_mode(*mode))
+                    })
+                    .map_err(|source| ApplyError::Host {
+                        resource: id.to_string(),
+                        source: HostError::Io {
+                            path: local.display().to_string(),
+                            source,
+                        },
+                    })?;
+            }
             (Resource::Bridge { name }, Action::Delete) => {
                 self.run(id, vec![s("ifconfig"), name.clone(), s("destroy")])?;
             }
@@ -387,7 +406,13 @@ impl<'a> Applier<'a> {
                 {
                     self.run(
                         id,
-                        vec![s("bastille"), s("destroy"), s("-af"), j.name.clone()],
+                        vec![
+                            s("bastille"),
+                            s("destroy"),
+                            s("-a"),
+                            s("-y"),
+                            j.name.clone(),
+                        ],
                     )?;
                 }
             }

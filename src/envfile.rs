@@ -22,6 +22,7 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Vec<Entry>, Diagnostics> {
     let mut entries: Vec<Entry> = Vec::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut diags = Diagnostics::default();
+    let mut crlf_reported = false;
     for (idx, raw) in bytes.split(|b| *b == b'\n').enumerate() {
         let line_no = idx + 1;
         let raw = raw.strip_suffix(b"\r").map_or(Ok(raw), Err);
@@ -38,9 +39,13 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Vec<Entry>, Diagnostics> {
             }
         };
         if crlf {
+            if crlf_reported {
+                continue;
+            }
+            crlf_reported = true;
             diags.push(err(
                 None,
-                "carriage return at end of line (CRLF line ending); save the file with LF line endings"
+                "carriage return at end of line (CRLF line endings); save the file with LF line endings (reported once per file)"
                     .into(),
             ));
             continue;

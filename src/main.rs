@@ -148,7 +148,14 @@ fn parse_step(s: &str) -> Result<Step, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1, so that 2 always means "changes" for --detailed-exitcode.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     let filter = if cli.verbose {
         "warden=debug"
     } else {

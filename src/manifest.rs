@@ -520,7 +520,7 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
         if let Err(why) = check_jail_name(&jname) {
             if explicit {
                 cx.err(jail_key, why);
-            } else if !name.is_empty() {
+            } else if check_agent_name(&name).is_ok() {
                 cx.diags.push(Diagnostic::new(
                     path,
                     cx.line("AGENT_NAME"),

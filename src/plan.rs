@@ -312,6 +312,7 @@ pub fn kind(r: &Resource) -> &'static str {
     match r {
         Resource::File(_) => "file",
         Resource::RcConf(_) => "sysrc",
+        Resource::Dir { .. } => "directory",
         Resource::Bridge { .. } => "bridge",
         Resource::BridgeAlias { .. } => "bridge_alias",
         Resource::PfAnchor { .. } => "pf_anchor",

@@ -36,6 +36,8 @@ pub struct ObservedVm {
 #[derive(Debug, Clone, Default)]
 pub struct HostState {
     pub files: BTreeMap<String, Option<ObservedFile>>,
+    /// Directory → its mode, when it exists.
+    pub dirs: BTreeMap<String, u32>,
     /// rc file → its assignments (as `sysrc -a` shows them).
     pub rc: BTreeMap<String, BTreeMap<String, String>>,
     pub bridges: BTreeMap<String, BTreeSet<String>>,
@@ -143,6 +145,16 @@ pub fn probe(
             }
         });
         st.files.insert(p, observed);
+    }
+
+    for r in &all {
+        if let Resource::Dir { path, .. } = r {
+            if host.local(path).is_dir() {
+                if let Some(m) = host.meta(path) {
+                    st.dirs.insert(path.clone(), m.mode);
+                }
+            }
+        }
     }
 
     // rc.conf-style files: one `sysrc -a` each.
@@ -455,6 +467,10 @@ impl HostState {
                         .then(|| rc.value.clone()),
                 }
             }
+            Resource::Dir { path, .. } => self
+                .dirs
+                .get(path)
+                .map(|m| format!("directory, mode {m:04o}")),
             Resource::Bridge { name } => self.bridges.get(name).map(|_| "up".to_string()),
             Resource::BridgeAlias { bridge, addr } => self
                 .bridges

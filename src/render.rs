@@ -343,6 +343,17 @@ fn render_jail(
 ) -> Result<(), TemplateError> {
     let step = Step::for_role(j.role);
     let agent = Some(a.name.as_str());
+    if j.role == Role::LlamaCpp {
+        // The model directory must exist on the host for the nullfs mount.
+        items.push(Item::new(
+            step,
+            agent,
+            Resource::Dir {
+                path: a.llama.model_path.clone(),
+                mode: 0o755,
+            },
+        ));
+    }
     items.push(Item::new(
         step,
         agent,
@@ -376,10 +387,23 @@ fn render_jail(
             "usr/local/etc/nginx/nginx.conf".into(),
             t.render("templates/cms/nginx.conf.tera", &c)?,
         )),
-        Role::Db => files.push((
-            format!("usr/local/share/warden/{}.sql", a.name),
-            crate::dbsql::agent_sql(&a.name),
-        )),
+        Role::Db => {
+            files.push((
+                format!("usr/local/share/warden/{}.sql", a.name),
+                crate::dbsql::agent_sql(&a.name),
+            ));
+            // The agent connects from its own subnet, to its own databases only.
+            let dbs = crate::dbsql::database_names(&a.name).join(",");
+            files.push((
+                "usr/local/share/warden/pg_hba.conf".into(),
+                format!(
+                    "host {dbs} {} {} scram-sha-256 # warden:{}\n",
+                    a.name,
+                    a.subnet(),
+                    a.name
+                ),
+            ));
+        }
         _ => {}
     }
     let _ = fleet;

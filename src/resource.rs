@@ -188,6 +188,11 @@ pub struct VmRes {
 pub enum Resource {
     File(FileRes),
     RcConf(RcConfRes),
+    /// A directory warden creates (and never removes: it may hold data).
+    Dir {
+        path: String,
+        mode: u32,
+    },
     Bridge {
         name: String,
     },
@@ -227,6 +232,7 @@ impl Resource {
             }
             Resource::RcConf(r) if r.file == "/etc/rc.conf" => format!("sysrc:{}", r.key),
             Resource::RcConf(r) => format!("sysrc:{}:{}", r.file, r.key),
+            Resource::Dir { path, .. } => format!("dir:{path}"),
             Resource::Bridge { name } => format!("bridge:{name}"),
             Resource::BridgeAlias { bridge, addr } => format!("alias:{bridge}:{addr}"),
             Resource::PfAnchor { anchor, .. } => format!("pf:anchor:{anchor}"),
@@ -245,6 +251,7 @@ impl Resource {
             Resource::File(f) => f.phase,
             Resource::RcConf(r) => r.phase,
             Resource::Bridge { .. } | Resource::BridgeAlias { .. } => Phase::Network,
+            Resource::Dir { .. } => Phase::Devfs,
             Resource::PfAnchor { .. } => Phase::Pf,
             Resource::Block(b) => b.phase,
             Resource::Jail(_) | Resource::Vm(_) => Phase::Jails,
@@ -266,6 +273,7 @@ impl Resource {
         match self {
             Resource::File(f) => file_repr(&f.content, f.mode, &f.owner, &f.group),
             Resource::RcConf(r) => r.value.clone(),
+            Resource::Dir { mode, .. } => format!("directory, mode {mode:04o}"),
             Resource::Bridge { .. } => "up".into(),
             Resource::BridgeAlias { addr, .. } => addr.clone(),
             Resource::PfAnchor { content, .. } => content.clone(),

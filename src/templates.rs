@@ -56,6 +56,8 @@ pub const EMBEDDED: &[(&str, &str)] = &[
 pub enum TemplateError {
     #[error("template {name}: {message}")]
     Template { name: String, message: String },
+    #[error("--templates {dir}: {message}")]
+    Overrides { dir: String, message: String },
     #[error("cannot read template override {path}: {source}")]
     Read {
         path: String,

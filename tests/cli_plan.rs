@@ -253,7 +253,6 @@ fn unknown_step_is_a_usage_error() {
 /// `--detailed-exitcode` promises 1 on error and 2 on changes, but clap exits 2 on
 /// a usage error, so a script cannot tell a typo from pending changes.
 #[test]
-#[ignore = "clap's usage errors exit 2, which --detailed-exitcode means 'changes'"]
 fn usage_error_with_detailed_exitcode_is_not_2() {
     let root = TempDir::new().unwrap();
     plan(root.path(), &["--detailed-exitcode", "--step", "firewall"]).code(1);

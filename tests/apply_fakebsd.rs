@@ -1,0 +1,308 @@
+//! apply against the simulated FreeBSD host in tests/fakebsd.
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+
+struct Site {
+    _tmp: tempfile::TempDir,
+    config: PathBuf,
+    root: PathBuf,
+}
+
+fn fakebsd_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd")
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let st = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "warden")
+        .env("GIT_AUTHOR_EMAIL", "warden@example.org")
+        .env("GIT_COMMITTER_NAME", "warden")
+        .env("GIT_COMMITTER_EMAIL", "warden@example.org")
+        .status()
+        .expect("git runs");
+    assert!(st.success(), "git {args:?}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// The example fleet with its soul bundles as git repositories, and an empty root.
+fn site() -> Site {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = tmp.path().join("config");
+    copy_dir(&base.join("examples"), &config);
+    for soul in ["example", "atlas"] {
+        let dir = tmp.path().join("souls").join(soul);
+        copy_dir(&base.join("souls").join(soul), &dir);
+        git(&dir, &["init", "-q", "-b", "main"]);
+        git(&dir, &["add", "-A"]);
+        git(&dir, &["commit", "-q", "-m", "soul"]);
+    }
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    Site {
+        config: config.join("warden.toml"),
+        root,
+        _tmp: tmp,
+    }
+}
+
+impl Site {
+    fn warden(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("warden").unwrap();
+        let path = format!(
+            "{}:{}",
+            fakebsd_dir().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        c.env("PATH", path)
+            .env("FAKEBSD_ROOT", &self.root)
+            .env_remove("FAKEBSD_FAIL")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .arg("--root")
+            .arg(&self.root);
+        c
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("var/log/fakebsd.log")).unwrap_or_default()
+    }
+    fn clear_log(&self) {
+        let _ = std::fs::remove_file(self.root.join("var/log/fakebsd.log"));
+    }
+    fn mutating_calls(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.starts_with("MUT"))
+            .map(str::to_string)
+            .collect()
+    }
+    fn apply(&self) -> assert_cmd::assert::Assert {
+        self.warden(&["apply", "--yes"]).assert()
+    }
+}
+
+fn out(a: &assert_cmd::assert::Assert) -> String {
+    let o = a.get_output();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn require_git() -> bool {
+    if which::which("git").is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("WARDEN_REQUIRE_TOOLS").is_err(),
+        "git is required: apt-get install git"
+    );
+    eprintln!("skipping: git not installed");
+    false
+}
+
+#[test]
+fn apply_twice_then_nothing_changes() {
+    if !require_git() {
+        return;
+    }
+    let s = site();
+    let first = s.apply();
+    let text = out(&first);
+    let first = first.success();
+    let _ = first;
+    assert!(text.contains("Apply complete! Resources:"), "{text}");
+    assert!(s.log().contains("MUT bastille create"), "{}", s.log());
+
+    s.clear_log();
+    let second = s.apply().success();
+    let text = out(&second);
+    assert!(text.contains("No changes."), "{text}");
+    assert_eq!(
+        s.mutating_calls(),
+        Vec::<String>::new(),
+        "second apply mutated the host"
+    );
+    s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
+}
+
+#[test]
+fn a_hand_edit_shows_as_update_and_apply_restores_it() {
+    if !require_git() {
+        return;
+    }
+    let s = site();
+    s.apply().success();
+    let rcd = s.root.join("usr/local/etc/rc.d/atlas");
+    let original = std::fs::read_to_string(&rcd).unwrap();
+    std::fs::write(&rcd, original.replace("-R 10", "-R 99")).unwrap();
+    let plan = s.warden(&["plan", "--detailed-exitcode"]).assert().code(2);
+    let text = out(&plan);
+    assert!(text.contains("~ file:/usr/local/etc/rc.d/atlas"), "{text}");
+    assert!(text.contains("-command_args=\"-r -R 99"), "{text}");
+    assert!(text.contains("+command_args=\"-r -R 10"), "{text}");
+    s.apply().success();
+    assert_eq!(std::fs::read_to_string(&rcd).unwrap(), original);
+    s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
+}
+
+#[test]
+fn a_failing_command_stops_the_run_and_the_next_apply_converges() {
+    if !require_git() {
+        return;
+    }
+    for pattern in [
+        "sysrc*gateway_enable*",
+        "ifconfig * alias",
+        "pfctl -a warden -f*",
+        "bastille create*",
+        "bastille template*",
+        "pw*useradd*",
+        "service atlas start",
+    ] {
+        let s = site();
+        let failed = s
+            .warden(&["apply", "--yes"])
+            .env("FAKEBSD_FAIL", pattern)
+            .assert()
+            .code(1);
+        let text = out(&failed);
+        assert!(
+            text.contains("command failed") && text.contains("exit status 1"),
+            "{pattern}: {text}"
+        );
+        assert!(
+            text.contains("injected failure"),
+            "{pattern}: stderr of the command is shown: {text}"
+        );
+        assert!(text.contains("run warden apply again"), "{pattern}: {text}");
+        s.apply().success();
+        s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
+        let history = out(&s.warden(&["history"]).assert().success());
+        assert!(
+            history.contains("failed") && history.contains(" ok "),
+            "{pattern}: {history}"
+        );
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+#[test]
+fn kill_9_halfway_then_apply_converges_without_duplicates() {
+    if !require_git() {
+        return;
+    }
+    for after in [3, 12, 25] {
+        let s = site();
+        let killed = s
+            .warden(&["apply", "--yes"])
+            .env("FAKEBSD_KILL_AFTER", after.to_string())
+            .assert()
+            .failure();
+        let _ = killed;
+        s.apply().success();
+        s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
+        let rc = read(&s.root.join("etc/rc.conf"));
+        for key in [
+            "ifconfig_warden0_alias0=",
+            "ifconfig_warden0_alias1=",
+            "gateway_enable=",
+            "atlas_enable=",
+        ] {
+            assert_eq!(
+                rc.matches(key).count(),
+                1,
+                "after kill at {after}: {key} in\n{rc}"
+            );
+        }
+        assert!(!rc.contains("ifconfig_warden0_alias2"), "{rc}");
+        let creates = s
+            .log()
+            .lines()
+            .filter(|l| l.starts_with("MUT bastille create"))
+            .count();
+        assert_eq!(creates, 6, "each jail created once:\n{}", s.log());
+        let history = out(&s.warden(&["history"]).assert().success());
+        assert!(history.contains("interrupted"), "{history}");
+    }
+}
+
+#[test]
+fn destroy_one_agent_of_three_leaves_the_others_and_renumbers_aliases() {
+    if !require_git() {
+        return;
+    }
+    let s = site();
+    let agents = s.config.parent().unwrap().join("agents");
+    std::fs::write(
+        agents.join("bob.env"),
+        "AGENT_NAME=bob\nAGENT_SUBNET_BASE=10.0.9\nWARDEN_ROLES=git\n",
+    )
+    .unwrap();
+    s.apply().success();
+    let rc = read(&s.root.join("etc/rc.conf"));
+    assert!(
+        rc.contains("ifconfig_warden0_alias0=\"inet 10.0.1.1/24\""),
+        "{rc}"
+    );
+    let others = [
+        "usr/local/etc/rc.d/bob",
+        "usr/local/etc/rc.d/clawdie",
+        "usr/local/etc/warden/bob.env",
+        "usr/local/etc/warden/clawdie.env",
+        "usr/local/bastille/jails/clawdiegit/jail.conf",
+    ];
+    let before: Vec<String> = others.iter().map(|p| read(&s.root.join(p))).collect();
+
+    let destroyed = s
+        .warden(&["destroy", "--agent", "atlas", "--yes"])
+        .assert()
+        .success();
+    let text = out(&destroyed);
+    assert!(text.contains("- jail:atlasgit"), "{text}");
+    assert!(text.contains("Apply complete!"), "{text}");
+    assert!(!s.root.join("usr/local/etc/rc.d/atlas").exists());
+    assert!(!s.root.join("usr/local/bastille/jails/atlasgit").exists());
+    assert!(
+        s.root.join("home/atlas").exists(),
+        "data is kept without --purge"
+    );
+    let after: Vec<String> = others.iter().map(|p| read(&s.root.join(p))).collect();
+    assert_eq!(before, after, "the other agents' files are untouched");
+    let rc = read(&s.root.join("etc/rc.conf"));
+    assert!(
+        rc.contains("ifconfig_warden0_alias0=\"inet 10.0.9.1/24\""),
+        "{rc}"
+    );
+    assert!(
+        rc.contains("ifconfig_warden0_alias1=\"inet 192.168.72.1/24\""),
+        "{rc}"
+    );
+    assert!(!rc.contains("ifconfig_warden0_alias2"), "{rc}");
+    assert!(!rc.contains("atlas_enable"), "{rc}");
+    let pf = read(&s.root.join("etc/pf.warden.conf"));
+    assert!(!pf.contains("10.0.1.0/24"), "{pf}");
+
+    std::fs::remove_file(agents.join("atlas.env")).unwrap();
+    s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
+}

@@ -1,0 +1,414 @@
+#!/bin/sh
+# shellcheck disable=SC2016 # literal ${ARG} / $macro text in test inputs
+# Self-test of the fakebsd userland.  Exits non-zero if any check fails.
+# Usage: sh tests/fakebsd/selftest.sh [-v]
+FAKE=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
+VERBOSE=
+[ "${1:-}" = -v ] && VERBOSE=1
+
+PATH=$FAKE:$PATH
+export PATH
+unset FAKEBSD_FAIL FAKEBSD_KILL_AFTER FAKEBSD_INTERNAL FAKEBSD_PF_STRICT_TABLES
+FAKEBSD_IFACES="em0 igb0"
+export FAKEBSD_IFACES
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fakebsd-selftest.XXXXXX") || exit 1
+trap 'rm -rf "$WORK"' EXIT INT TERM
+FAKEBSD_ROOT=$WORK/root
+export FAKEBSD_ROOT
+mkdir -p "$FAKEBSD_ROOT"
+OUT=$WORK/out
+ERR=$WORK/err
+
+pass=0
+fail=0
+ok() {
+	pass=$((pass + 1))
+	[ -n "$VERBOSE" ] && echo "ok   $1"
+	return 0
+}
+ko() {
+	fail=$((fail + 1))
+	echo "FAIL $1"
+	if [ -s "$OUT" ]; then sed 's/^/     stdout| /' "$OUT"; fi
+	if [ -s "$ERR" ]; then sed 's/^/     stderr| /' "$ERR"; fi
+	return 0
+}
+# run CMD...: capture stdout/stderr/status
+run() {
+	"$@" >"$OUT" 2>"$ERR"
+	rc=$?
+}
+# t_rc DESC WANT CMD... : exit status must be WANT
+t_rc() {
+	d=$1 want=$2
+	shift 2
+	run "$@"
+	if [ "$rc" -eq "$want" ]; then ok "$d"; else ko "$d (exit $rc, wanted $want)"; fi
+}
+# t_out DESC WANT_RC FIXED_STRING CMD... : exit status and stdout substring
+t_out() {
+	d=$1 want=$2 s=$3
+	shift 3
+	run "$@"
+	if [ "$rc" -eq "$want" ] && grep -qF -- "$s" "$OUT"; then ok "$d"; else ko "$d (exit $rc, wanted $want and stdout containing: $s)"; fi
+}
+# t_err DESC WANT_RC FIXED_STRING CMD... : exit status and stderr substring
+t_err() {
+	d=$1 want=$2 s=$3
+	shift 3
+	run "$@"
+	if [ "$rc" -eq "$want" ] && grep -qF -- "$s" "$ERR"; then ok "$d"; else ko "$d (exit $rc, wanted $want and stderr containing: $s)"; fi
+}
+# t_file DESC FILE FIXED_STRING : file contains line/substring
+t_file() {
+	: >"$OUT"
+	: >"$ERR"
+	if [ -f "$2" ] && grep -qF -- "$3" "$2"; then ok "$1"; else
+		[ -f "$2" ] && cp "$2" "$OUT"
+		ko "$1 ($2 should contain: $3)"
+	fi
+}
+t_nofile() {
+	: >"$OUT"
+	: >"$ERR"
+	if [ -e "$2" ]; then ko "$1 ($2 should not exist)"; else ok "$1"; fi
+}
+t_eq() { # DESC GOT WANT
+	: >"$ERR"
+	printf '%s\n' "$2" >"$OUT"
+	if [ "$2" = "$3" ]; then ok "$1"; else ko "$1 (got '$2', wanted '$3')"; fi
+}
+
+# ---- shellcheck -------------------------------------------------------------
+if command -v shellcheck >/dev/null 2>&1; then
+	for f in "$FAKE"/*; do
+		[ -f "$f" ] || continue
+		head -n 1 "$f" | grep -q '^#!/bin/sh' || case $f in *.sh) ;; *) continue ;; esac
+		t_rc "shellcheck ${f##*/}" 0 shellcheck -s sh "$f"
+	done
+else
+	echo "note: shellcheck not found, lint skipped"
+fi
+for f in bastille devfs ifconfig jls pfctl ps pw service sysctl sysrc vm; do
+	if [ -x "$FAKE/$f" ]; then ok "$f is executable"; else ko "$f is executable"; fi
+done
+
+# ---- common rules -------------------------------------------------------------
+t_err "FAKEBSD_ROOT required" 70 "FAKEBSD_ROOT is not set" env -u FAKEBSD_ROOT ifconfig -l
+LOG=$FAKEBSD_ROOT/var/log/fakebsd.log
+
+# ---- sysrc --------------------------------------------------------------------------
+RC=$FAKEBSD_ROOT/etc/rc.conf
+t_out "sysrc set new" 0 "gateway_enable:  -> YES" sysrc gateway_enable=YES
+t_out "sysrc replace" 0 "gateway_enable: YES -> NO" sysrc gateway_enable=NO
+t_file "sysrc writes quoted" "$RC" 'gateway_enable="NO"'
+t_eq "sysrc replaced in place" "$(grep -c gateway_enable "$RC")" 1
+t_out "sysrc -n" 0 "NO" sysrc -n gateway_enable
+t_out "sysrc name" 0 "gateway_enable: NO" sysrc gateway_enable
+t_err "sysrc unknown" 1 "sysrc: unknown variable 'nope'" sysrc -n nope
+t_rc "sysrc -c same" 0 sysrc -c gateway_enable=NO
+t_rc "sysrc -c differs" 1 sysrc -c gateway_enable=YES
+t_rc "sysrc -c unset" 1 sysrc -c nope=x
+t_eq "sysrc -c silent" "$(sysrc -c gateway_enable=YES 2>&1)" ""
+sysrc cloned_interfaces+=bridge0 >/dev/null
+sysrc cloned_interfaces+="bridge1 bridge0" >/dev/null
+t_out "sysrc += skips present words" 0 "bridge0 bridge1" sysrc -n cloned_interfaces
+sysrc cloned_interfaces-=bridge0 >/dev/null
+t_out "sysrc -=" 0 "bridge1" sysrc -n cloned_interfaces
+t_out "sysrc multiple" 0 "b:  -> 2" sysrc a=1 b=2
+t_out "sysrc -a sorted" 0 "a: 1" sysrc -a
+t_eq "sysrc -a first line" "$(sysrc -a | head -n 1)" "a: 1"
+t_rc "sysrc -x" 0 sysrc -x a
+t_err "sysrc -x gone" 1 "unknown variable 'a'" sysrc -n a
+printf 'x="1" # keep\n' >"$WORK/other.conf"
+t_out "sysrc -f without FAKEBSD_ROOT" 0 "x: 1 -> 2" env -u FAKEBSD_ROOT sysrc -f "$WORK/other.conf" x=2
+t_file "sysrc keeps trailing comment" "$WORK/other.conf" 'x="2" # keep'
+t_out "sysrc -f creates file" 0 "boot:  -> on" sysrc -f "$WORK/new.conf" boot=on
+mkdir -p "$WORK/jroot/etc"
+t_out "sysrc -R" 0 "sshd_enable:  -> YES" sysrc -R "$WORK/jroot" sshd_enable=YES
+t_file "sysrc -R writes DIR/etc/rc.conf" "$WORK/jroot/etc/rc.conf" 'sshd_enable="YES"'
+t_file "log MUT sysrc" "$LOG" "MUT sysrc gateway_enable=YES"
+t_file "log RO sysrc -n" "$LOG" "RO sysrc -n gateway_enable"
+t_file "log RO sysrc -c" "$LOG" "RO sysrc -c gateway_enable=NO"
+
+# ---- ifconfig ---------------------------------------------------------------------------
+t_out "bridge create" 0 "wardenbr0" ifconfig bridge create name wardenbr0 up
+t_rc "alias add" 0 ifconfig wardenbr0 inet 10.0.1.1/24 alias
+t_err "alias dup" 1 "ifconfig: ioctl (SIOCAIFADDR): File exists" ifconfig wardenbr0 inet 10.0.1.1/24 alias
+t_out "show inet" 0 "	inet 10.0.1.1 netmask 0xffffff00 broadcast 10.0.1.255" ifconfig wardenbr0
+t_out "show groups" 0 "	groups: bridge" ifconfig wardenbr0
+t_out "show flags" 0 "wardenbr0: flags=" ifconfig wardenbr0
+t_rc "second alias" 0 ifconfig wardenbr0 inet 10.0.1.2/24 alias
+t_rc "-alias" 0 ifconfig wardenbr0 inet 10.0.1.2 -alias
+t_err "-alias absent" 1 "SIOCDIFADDR" ifconfig wardenbr0 inet 10.0.1.2 -alias
+t_err "no such interface" 1 "ifconfig: interface nope0 does not exist" ifconfig nope0
+t_out "-g bridge" 0 "wardenbr0" ifconfig -g bridge
+t_out "bridge create auto" 0 "bridge0" ifconfig bridge create
+t_rc "destroy" 0 ifconfig bridge0 destroy
+t_err "destroy twice" 1 "does not exist" ifconfig bridge0 destroy
+t_file "log RO ifconfig show" "$LOG" "RO ifconfig wardenbr0"
+t_file "log MUT ifconfig" "$LOG" "MUT ifconfig wardenbr0 inet 10.0.1.1/24 alias"
+
+# ---- bastille -----------------------------------------------------------------------------
+B=$FAKEBSD_ROOT/usr/local/bastille
+t_out "bastille create" 0 "atlas: created" bastille create -T -B -g 10.0.1.1 atlas 14.2-RELEASE 10.0.1.5/24 wardenbr0
+t_err "bastille create twice" 1 "[ERROR]: Jail already exists: atlas" bastille create -T -B -g 10.0.1.1 atlas 14.2-RELEASE 10.0.1.5/24 wardenbr0
+t_err "bastille vnet name" 1 "VNET jail names may not contain (-|_) characters." bastille create -B bad-name 14.2-RELEASE 10.0.1.6/24 wardenbr0
+t_err "bastille not a bridge" 1 "[ERROR]: Interface is not a bridge: nobr0" bastille create -B hermes 14.2-RELEASE 10.0.1.6/24 nobr0
+t_err "bastille bad release" 1 "Unknown release: banana" bastille create -B hermes banana 10.0.1.6/24 wardenbr0
+t_err "bastille bad ip" 1 "[ERROR]: Invalid IP: 10.0.1.300/24" bastille create -B hermes 14.2-RELEASE 10.0.1.300/24 wardenbr0
+t_file "jail.conf vnet" "$B/jails/atlas/jail.conf" "  vnet;"
+t_file "jail.conf vnet.interface" "$B/jails/atlas/jail.conf" "  vnet.interface = e0b_atlas;"
+t_file "jail.conf devfs_ruleset" "$B/jails/atlas/jail.conf" "  devfs_ruleset = 13;"
+t_file "jail.conf path" "$B/jails/atlas/jail.conf" "  path = $B/jails/atlas/root;"
+t_file "jail.conf hostname" "$B/jails/atlas/jail.conf" "  host.hostname = atlas;"
+t_file "jail rc.conf ip" "$B/jails/atlas/root/etc/rc.conf" 'ifconfig_vnet0="inet 10.0.1.5/24"'
+t_file "jail rc.conf gw" "$B/jails/atlas/root/etc/rc.conf" 'defaultrouter="10.0.1.1"'
+t_out "bridge member e0a_atlas" 0 "member: e0a_atlas" ifconfig wardenbr0
+t_out "jls name" 0 "atlas" jls name
+t_out "jls table" 0 "$B/jails/atlas/root" jls
+t_out "jls -j path" 0 "$B/jails/atlas/root" jls -j atlas path
+t_err "jls -j missing" 1 'jls: jail "zeus" not found' jls -j zeus
+t_out "bastille list" 0 "atlas" bastille list
+t_out "config get" 0 "13" bastille config atlas get devfs_ruleset
+t_rc "config set" 0 bastille config atlas set devfs_ruleset 14
+t_out "config get after set" 0 "14" bastille config atlas get devfs_ruleset
+t_file "config set in place" "$B/jails/atlas/jail.conf" "  devfs_ruleset = 14;"
+t_out "config get unset" 0 "not set" bastille config atlas get allow.raw_sockets
+t_file "log RO bastille config get" "$LOG" "RO bastille config atlas get devfs_ruleset"
+t_out "bastille create long name" 0 "created" bastille create -B averyveryverylongname 14.2-RELEASE 10.0.1.7 wardenbr0
+t_file "long name epair fallback" "$B/jails/averyveryverylongname/jail.conf" "vnet.interface = e0b_bastille1;"
+
+# templates
+T=$B/templates/warden/agent
+mkdir -p "$T/files" "$T/usr/local/etc" "$FAKEBSD_ROOT/var/db/shared"
+echo 'motd ${AGENT}' >"$T/files/motd"
+echo 'name=${AGENT} ip=${JAIL_IP}' >"$T/usr/local/etc/agent.conf"
+cat >"$T/Bastillefile" <<'EOF'
+# warden agent template
+ARG AGENT=default
+ARG PORT="8080"
+PKG curl \
+    git
+SYSRC ${AGENT}_enable=YES
+SYSRC ${AGENT}_port=${PORT}
+CP files/motd etc/motd
+OVERLAY usr
+RENDER /usr/local/etc/agent.conf
+SERVICE ${AGENT} start
+CMD echo hi > /tmp/never-run
+MOUNT /var/db/shared var/db/shared nullfs ro 0 0
+CONFIG set allow.raw_sockets 1
+EOF
+t_out "template applies" 0 "Template applied: warden/agent" bastille template atlas warden/agent --arg AGENT=zeus
+J=$B/jails/atlas/root
+t_file "template PKG" "$J/var/fakebsd/pkg.list" "curl"
+t_file "template PKG continuation" "$J/var/fakebsd/pkg.list" "git"
+t_file "template SYSRC with --arg" "$J/etc/rc.conf" 'zeus_enable="YES"'
+t_file "template SYSRC default arg" "$J/etc/rc.conf" 'zeus_port="8080"'
+t_file "template CP" "$J/etc/motd" 'motd ${AGENT}'
+t_file "template OVERLAY+RENDER" "$J/usr/local/etc/agent.conf" "name=zeus ip=10.0.1.5"
+t_file "template SERVICE recorded" "$J/var/fakebsd/service.log" "zeus start"
+t_file "template CMD recorded" "$J/var/fakebsd/cmd.log" "echo hi > /tmp/never-run"
+t_nofile "template CMD not executed" /tmp/never-run
+t_file "template MOUNT" "$B/jails/atlas/fstab" "/var/db/shared $J/var/db/shared nullfs ro 0 0"
+t_file "template CONFIG" "$B/jails/atlas/jail.conf" "allow.raw_sockets = 1;"
+printf 'PKG vim\nCP files/missing etc/x\nPKG never\n' >"$T/Bastillefile"
+t_err "failing hook still exits 0" 0 "[ERROR]: Failed to execute command: cp" bastille template atlas warden/agent
+t_file "hook before failure ran" "$J/var/fakebsd/pkg.list" "vim"
+if grep -qx never "$J/var/fakebsd/pkg.list"; then ko "hooks after failure skipped"; else ok "hooks after failure skipped"; fi
+printf 'PKG tmux\n' >"$T/Bastillefile"
+t_err "injected hook failure" 0 "[ERROR]: Failed to execute command: pkg" env FAKEBSD_FAIL='bastille pkg atlas tmux' bastille template atlas warden/agent
+t_err "missing template" 1 "[ERROR]: warden/nope not found." bastille template atlas warden/nope
+t_err "template on missing jail" 1 "[ERROR]: Jail not found: zeus" bastille template zeus warden/agent
+
+# start/stop/destroy
+t_out "bastille stop" 0 "atlas: removed" bastille stop atlas
+t_eq "jls after stop" "$(jls name)" "averyveryverylongname"
+t_err "template on stopped jail" 0 "Jail is not running." bastille template atlas warden/agent
+t_out "bastille start" 0 "atlas: created" bastille start atlas
+t_err "destroy running without -a" 0 "Use [-a|--auto] to auto-stop the jail." bastille destroy -y atlas
+t_file "jail still there" "$B/jails/atlas/jail.conf" "atlas {"
+t_err "destroy without -y on closed stdin" 0 "cancelled" bastille destroy -a atlas </dev/null
+t_file "jail still there after cancel" "$B/jails/atlas/jail.conf" "atlas {"
+t_out "destroy -a -y" 0 "Deleting Jail: atlas." bastille destroy -a -y atlas
+t_nofile "jail dir removed" "$B/jails/atlas"
+t_eq "jls after destroy" "$(jls name)" "averyveryverylongname"
+t_err "bastille -V needs a non-bridge" 1 "[ERROR]: Interface is a bridge: wardenbr0" bastille create -V hermes 14.2-RELEASE 10.0.2.5/24 wardenbr0
+t_out "bastille -V on igb0" 0 "hermes: created" bastille create -V hermes 14.2-RELEASE 10.0.2.5/24 igb0
+t_out "jib bridge" 0 "member: igb0" ifconfig igb0bridge
+t_out "jib bridge has the jail" 0 "member: e0a_hermes" ifconfig igb0bridge
+
+# ---- pfctl ---------------------------------------------------------------------------------
+cat >"$WORK/anchor.conf" <<'EOF'
+table <atlas_ok> persist { 1.1.1.1, 9.9.9.9 }
+pass out quick proto tcp from 10.0.1.5 to <atlas_ok> port 443
+EOF
+cat >"$WORK/pf.conf" <<EOF
+# warden
+ext_if = "em0"
+jail_net = "10.0.1.0/24"
+table <agents> persist { 10.0.1.5 }
+set skip on lo0
+scrub in all
+nat on \$ext_if from \$jail_net to any -> (\$ext_if)
+rdr-anchor "rdr/*"
+block in all
+pass out quick on \$ext_if keep state
+pass in on wardenbr0 from <agents> to any \\
+    port { 80, 443 }
+anchor "warden/*"
+load anchor "warden/atlas" from "$WORK/anchor.conf"
+EOF
+t_rc "pfctl -nf good" 0 pfctl -nf "$WORK/pf.conf"
+t_eq "pfctl -nf silent" "$(pfctl -nf "$WORK/pf.conf" 2>&1)" ""
+t_file "log RO pfctl -nf" "$LOG" "RO pfctl -nf $WORK/pf.conf"
+printf 'pass in all\nnat on em0 from any to any -> (em0)\n' >"$WORK/order.conf"
+t_err "pfctl order" 1 "$WORK/order.conf:2: Rules must be in order: options, ethernet, normalization, queueing, translation, filtering" pfctl -nf "$WORK/order.conf"
+t_err "pfctl not loaded" 1 "pfctl: Syntax error in config file: pf rules not loaded" pfctl -nf "$WORK/order.conf"
+printf 'set skip on lo0\npass in on $int_if all\n' >"$WORK/macro.conf"
+t_err "pfctl undefined macro" 1 "$WORK/macro.conf:2: macro 'int_if' not defined" pfctl -nf "$WORK/macro.conf"
+printf 'pass out on em0 from 10.0.1.0/24 to any nat-to (em0)\n' >"$WORK/obsd.conf"
+t_err "pfctl nat-to" 1 "$WORK/obsd.conf:1: syntax error" pfctl -nf "$WORK/obsd.conf"
+printf 'pass in all\nallow in all\n' >"$WORK/kw.conf"
+t_err "pfctl unknown keyword" 1 "$WORK/kw.conf:2: syntax error" pfctl -nf "$WORK/kw.conf"
+printf 'include "%s/none.conf"\n' "$WORK" >"$WORK/inc.conf"
+t_err "pfctl include missing" 1 "failed to include file" pfctl -nf "$WORK/inc.conf"
+printf 'load anchor "x" from "%s/none.conf"\n' "$WORK" >"$WORK/la.conf"
+t_err "pfctl load anchor missing" 1 "none.conf: No such file or directory" pfctl -nf "$WORK/la.conf"
+t_err "pfctl missing file" 1 "cannot open the main config file" pfctl -nf "$WORK/nothere.conf"
+printf 'pass from <undeclared> to any\n' >"$WORK/tbl.conf"
+t_rc "pfctl undeclared table ok (like pf)" 0 pfctl -nf "$WORK/tbl.conf"
+t_err "pfctl strict tables" 1 "table <undeclared> is not defined" env FAKEBSD_PF_STRICT_TABLES=1 pfctl -nf "$WORK/tbl.conf"
+t_rc "pfctl -f" 0 pfctl -f "$WORK/pf.conf"
+t_out "pfctl -sr" 0 "pass in on wardenbr0 from <agents> to any port { 80, 443 }" pfctl -sr
+t_out "pfctl -sn" 0 "nat on em0 from 10.0.1.0/24 to any -> (em0)" pfctl -sn
+t_out "pfctl anchor -sr" 0 "pass out quick proto tcp from 10.0.1.5 to <atlas_ok> port 443" pfctl -a warden/atlas -sr
+t_out "pfctl anchor table" 0 "   9.9.9.9" pfctl -a warden/atlas -t atlas_ok -T show
+t_out "pfctl main table" 0 "   10.0.1.5" pfctl -t agents -T show
+t_rc "pfctl -a -f" 0 pfctl -a warden/hermes -f "$WORK/anchor.conf"
+mkdir -p "$FAKEBSD_ROOT/etc"
+cp "$WORK/anchor.conf" "$FAKEBSD_ROOT/etc/pf.anchor.conf"
+printf 'anchor "sim"\nload anchor "sim" from "/etc/pf.anchor.conf"\n' >"$WORK/sim.conf"
+t_rc "pfctl paths in pf.conf are inside FAKEBSD_ROOT" 0 pfctl -nf "$WORK/sim.conf"
+t_out "pfctl -sA" 0 "  warden" pfctl -sA
+t_err "pfctl -T add" 0 "1/1 addresses added." pfctl -t agents -T add 10.0.1.6
+t_out "pfctl -T show added" 0 "10.0.1.6" pfctl -t agents -T show
+t_err "pfctl -e" 0 "pf enabled" pfctl -e
+t_err "pfctl -e twice" 1 "pfctl: pf already enabled" pfctl -e
+t_out "pfctl -s info" 0 "Status: Enabled" pfctl -s info
+t_err "pfctl -d" 0 "pf disabled" pfctl -d
+t_err "pfctl -d twice" 1 "pfctl: pf not enabled" pfctl -d
+t_file "log MUT pfctl -f" "$LOG" "MUT pfctl -f $WORK/pf.conf"
+
+# ---- pw ----------------------------------------------------------------------------------------
+t_rc "pw useradd" 0 pw useradd -n atlas -d /home/atlas -m -s /bin/sh -c "Atlas agent"
+t_file "pw passwd line" "$FAKEBSD_ROOT/etc/passwd" "atlas:*:1001:1001:Atlas agent:/home/atlas:/bin/sh"
+if [ -d "$FAKEBSD_ROOT/home/atlas" ]; then ok "pw -m home"; else ko "pw -m home"; fi
+t_err "pw duplicate" 65 "pw: login name \`atlas' already exists" pw useradd atlas -m
+t_out "pw usershow" 0 "atlas:*:1001:1001::0:0:Atlas agent:/home/atlas:/bin/sh" pw usershow atlas
+t_err "pw usershow missing" 67 "pw: no such user \`nope'" pw usershow nope
+t_rc "pw useradd 2" 0 pw useradd hermes -s sh
+t_file "pw next uid" "$FAKEBSD_ROOT/etc/passwd" "hermes:*:1002:"
+t_rc "pw userdel -r" 0 pw userdel -n atlas -r
+t_nofile "pw userdel -r home" "$FAKEBSD_ROOT/home/atlas"
+t_err "pw userdel missing" 67 "no such user" pw userdel -n atlas
+
+# ---- service / ps -----------------------------------------------------------------------------------
+mkdir -p "$FAKEBSD_ROOT/usr/local/etc/rc.d"
+cat >"$FAKEBSD_ROOT/usr/local/etc/rc.d/atlas" <<'EOF'
+#!/bin/sh
+# PROVIDE: atlas
+# REQUIRE: NETWORKING
+. /etc/rc.subr
+name=atlas
+rcvar=atlas_enable
+load_rc_config $name
+: ${atlas_enable:="NO"}
+pidfile="/var/run/warden/${name}.pid"
+command="/usr/sbin/daemon"
+command_args="-P ${pidfile} /usr/local/bin/atlas"
+run_rc_command "$1"
+EOF
+chmod +x "$FAKEBSD_ROOT/usr/local/etc/rc.d/atlas"
+t_out "service disabled start" 0 "Cannot 'start' atlas. Set atlas_enable to YES in /etc/rc.conf or use 'onestart' instead of 'start'." service atlas start
+t_out "service status stopped" 1 "atlas is not running." service atlas status
+sysrc atlas_enable=YES >/dev/null
+t_out "service start" 0 "Starting atlas." service atlas start
+t_out "service status running" 0 "atlas is running as pid" service atlas status
+PID=$(cat "$FAKEBSD_ROOT/var/run/warden/atlas.pid" 2>/dev/null)
+t_out "pidfile written" 0 "atlas is running as pid $PID." service atlas status
+t_err "service start twice" 1 "atlas already running? (pid=$PID)." service atlas start
+t_out "ps -p alive" 0 "$PID" ps -p "$PID,1" -o pid=
+t_out "ps -o pid= -p" 0 "$PID" ps -o pid= -p "$PID"
+t_out "service -e" 0 "$FAKEBSD_ROOT/usr/local/etc/rc.d/atlas" service -e
+t_out "service stop" 0 "Stopping atlas." service atlas stop
+t_rc "ps -p dead" 1 ps -p "$PID" -o pid=
+t_nofile "pidfile removed" "$FAKEBSD_ROOT/var/run/warden/atlas.pid"
+t_err "service stop again" 1 "atlas not running? (check /var/run/warden/atlas.pid)." service atlas stop
+t_out "service missing" 1 "nope does not exist in /etc/rc.d or the local startup" service nope start
+t_rc "service devfs restart" 0 service devfs restart
+t_file "log service devfs" "$LOG" "MUT service devfs restart"
+t_file "log RO service status" "$LOG" "RO service atlas status"
+
+# ---- devfs ----------------------------------------------------------------------------------------------
+t_rc "devfs add" 0 devfs rule -s 13 add path 'bpf*' unhide
+t_out "devfs show" 0 "100 path bpf* unhide" devfs rule -s 13 show
+t_file "log RO devfs show" "$LOG" "RO devfs rule -s 13 show"
+
+# ---- sysctl -------------------------------------------------------------------------------------------
+t_out "sysctl set" 0 "net.inet.ip.forwarding: 0 -> 1" sysctl net.inet.ip.forwarding=1
+t_out "sysctl -n" 0 "1" sysctl -n net.inet.ip.forwarding
+t_err "sysctl unknown" 1 "sysctl: unknown oid 'net.nope'" sysctl net.nope
+t_err "sysctl read only" 1 "sysctl: oid 'security.jail.jailed' is read only" sysctl security.jail.jailed=1
+t_file "log MUT sysctl" "$LOG" "MUT sysctl net.inet.ip.forwarding=1"
+
+# ---- vm -------------------------------------------------------------------------------------------------
+t_err "vm not enabled" 1 "\$vm_enable is not enabled in /etc/rc.conf!" vm list
+sysrc vm_enable=YES >/dev/null
+t_err "vm_dir missing" 1 "\$vm_dir has not been configured or is not a valid directory" vm list
+sysrc vm_dir=/vm >/dev/null
+mkdir -p "$FAKEBSD_ROOT/vm"
+t_rc "vm init" 0 vm init
+t_rc "vm switch create" 0 vm switch create public
+t_rc "vm switch add" 0 vm switch add public em0
+t_out "vm switch list" 0 "public" vm switch list
+t_err "vm switch dup" 1 "switch public already exists" vm switch create public
+cat >"$FAKEBSD_ROOT/vm/.templates/agent.conf" <<'EOF'
+loader="bhyveload"
+cpu=2
+memory=2G
+network0_type="virtio-net"
+network0_switch="public"
+disk0_type="virtio-blk"
+disk0_name="disk0.img"
+EOF
+t_rc "vm create" 0 vm create -t agent -s 10G box1
+t_file "vm conf copied" "$FAKEBSD_ROOT/vm/box1/box1.conf" 'memory=2G'
+t_eq "vm disk size" "$(wc -c <"$FAKEBSD_ROOT/vm/box1/disk0.img" | tr -d ' ')" 10737418240
+t_err "vm create dup" 1 "virtual machine already exists in" vm create -t agent box1
+t_err "vm create no template" 1 "unable to find template" vm create -t nope box2
+t_out "vm list stopped" 0 "Stopped" vm list
+t_out "vm start" 0 "  * booting..." vm start box1
+t_out "vm list running" 0 "Running (" vm list
+t_err "vm destroy running" 1 "appears to be running" vm destroy -f box1
+t_out "vm stop" 0 "Sending ACPI shutdown to box1" vm stop box1
+t_rc "vm destroy" 0 vm destroy -f box1
+t_nofile "vm dir removed" "$FAKEBSD_ROOT/vm/box1"
+
+# ---- injection ---------------------------------------------------------------------------------------
+t_err "FAKEBSD_FAIL" 1 "fakebsd: injected failure: bastille create x 14.2-RELEASE 10.0.1.9 wardenbr0" \
+	env FAKEBSD_FAIL='bastille create*' bastille create x 14.2-RELEASE 10.0.1.9 wardenbr0
+t_nofile "FAKEBSD_FAIL changed nothing" "$B/jails/x"
+t_file "log FAIL" "$LOG" "FAIL bastille create x 14.2-RELEASE 10.0.1.9 wardenbr0"
+t_err "FAKEBSD_FAIL pattern list" 1 "injected failure" env FAKEBSD_FAIL='nothing
+*pfctl -f*' pfctl -f "$WORK/pf.conf"
+rm -f "$FAKEBSD_ROOT/var/fakebsd/mutcount"
+run env FAKEBSD_KILL_AFTER=2 sh -c 'sysrc k1=1 >/dev/null; sysrc -n k1 >/dev/null; sysrc k2=2 >/dev/null; sysrc k3=3 >/dev/null; echo survived'
+if [ "$rc" -ne 0 ] && ! grep -q survived "$OUT"; then ok "FAKEBSD_KILL_AFTER kills parent"; else ko "FAKEBSD_KILL_AFTER kills parent (exit $rc)"; fi
+t_file "KILL logged" "$LOG" "KILL sysrc k3=3"
+t_err "third MUT not applied" 1 "unknown variable 'k3'" sysrc -n k3
+
+echo "fakebsd selftest: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,76 @@
+//! The number of commands `plan` runs does not grow with the number of agents.
+
+use std::path::Path;
+use warden::host::LocalHost;
+use warden::plan::Filter;
+use warden::templates::Templates;
+
+fn write_fleet(dir: &Path, n: usize) -> std::path::PathBuf {
+    let agents = dir.join("agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    std::fs::write(dir.join("warden.toml"), "ext_if = \"igb0\"\n").unwrap();
+    for i in 0..n {
+        let name = format!("agent{i}");
+        let roles = if i % 10 == 0 {
+            "git,db,llama-cpp"
+        } else {
+            "git,cms,db"
+        };
+        std::fs::write(
+            agents.join(format!("{name}.env")),
+            format!(
+                "AGENT_NAME={name}\nAGENT_SUBNET_BASE=10.{}.{}\nWARDEN_ROLES={roles}\n",
+                i / 200,
+                i % 200
+            ),
+        )
+        .unwrap();
+    }
+    dir.join("warden.toml")
+}
+
+#[test]
+fn plan_runs_as_many_commands_for_250_agents_as_for_10() {
+    let fakebsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    // This test binary holds only this test, so changing the environment is safe.
+    std::env::set_var(
+        "PATH",
+        format!("{}:{}", fakebsd.display(), std::env::var("PATH").unwrap()),
+    );
+    std::env::set_var("FAKEBSD_ROOT", &root);
+    let host = LocalHost::new(&root);
+    let t = Templates::embedded().unwrap();
+
+    // Apply ten agents, so that rc.conf, the bridge, jails and pidfiles exist.
+    let ten = write_fleet(&tmp.path().join("ten"), 10);
+    let (cfg, fleet) = warden::workflow::load(&ten).unwrap();
+    let req = warden::workflow::ApplyRequest {
+        yes: true,
+        command: "test".into(),
+        ..Default::default()
+    };
+    struct Quiet;
+    impl warden::progress::Progress for Quiet {
+        fn line(&mut self, _: &str) {}
+        fn start(&mut self, _: usize) {}
+        fn begin(&mut self, _: &str) {}
+        fn end(&mut self, _: &str) {}
+        fn finish(&mut self) {}
+    }
+    warden::workflow::apply(&cfg, &fleet, &host, &t, &req, &mut |_| true, &mut Quiet).unwrap();
+
+    let count = |config: &Path| {
+        let (cfg, fleet) = warden::workflow::load(config).unwrap();
+        let p = warden::workflow::plan(&cfg, &fleet, &host, &t, &Filter::default()).unwrap();
+        (p.host_state.commands, p.plan.changes.len())
+    };
+    let (c10, changes10) = count(&ten);
+    let (c250, changes250) = count(&write_fleet(&tmp.path().join("many"), 250));
+    assert_eq!(changes10, 0, "the ten agents are applied");
+    assert!(changes250 > 1000, "240 new agents plan many changes");
+    assert_eq!(c10, c250, "commands for 10 agents: {c10}, for 250: {c250}");
+    assert!(c250 <= 10, "at most about ten commands, ran {c250}");
+}
