@@ -44,6 +44,9 @@ pub struct BhyveConfig {
     pub switch: String,
     /// Physical interface added to the switch.
     pub switch_if: String,
+    /// Disk image written into each new VM's disk (`vm create -i`), e.g. a FreeBSD
+    /// BASIC-CLOUDINIT image fetched with `vm img`; empty for a blank disk.
+    pub image: String,
 }
 
 impl Default for HostConfig {
@@ -71,6 +74,7 @@ impl Default for BhyveConfig {
             vm_dir: "/vm".into(),
             switch: "wardenvm".into(),
             switch_if: "em0".into(),
+            image: String::new(),
         }
     }
 }

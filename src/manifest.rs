@@ -149,6 +149,8 @@ pub struct AgentSpec {
     pub lines: BTreeMap<String, usize>,
     /// Values from the git-ignored `NAME.secrets.env`, if present.
     pub secrets: Secrets,
+    /// The manifest as written (it holds no secret: those are refused).
+    pub source: String,
 }
 
 /// Secret values: never printed, logged or stored in the state DB.
@@ -321,7 +323,9 @@ pub fn load_secrets(path: &Path) -> Result<Secrets, Diagnostics> {
 /// Validate one manifest's bytes. Every problem is reported at once.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<AgentSpec, Diagnostics> {
     let entries = envfile::parse(path, bytes)?;
-    from_entries(path, &entries)
+    let mut spec = from_entries(path, &entries)?;
+    spec.source = String::from_utf8_lossy(bytes).into_owned();
+    Ok(spec)
 }
 
 struct Ctx<'a> {
@@ -711,6 +715,7 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
         home,
         lines: entries.iter().map(|e| (e.key.clone(), e.line)).collect(),
         secrets: Secrets::default(),
+        source: String::new(),
     })
 }
 

@@ -254,9 +254,37 @@ fn summary(c: &Change) -> String {
         (_, Resource::Service { .. }) => {
             format!("  ({} -> running)", c.before.as_deref().unwrap_or("absent"))
         }
+        (Action::Update, Resource::Vm(v)) => {
+            let before = c.before.as_deref().unwrap_or("");
+            let field = |k: &str| {
+                before
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k).map(str::trim))
+                    .unwrap_or("")
+                    .to_string()
+            };
+            if field("disk ") != v.disk {
+                format!(
+                    "  (disk {} -> {}: refused, growing a disk is a manual step)",
+                    field("disk "),
+                    v.disk
+                )
+            } else if field("cpu ") != v.cpus.to_string() || field("memory ") != v.memory {
+                format!(
+                    "  (cpu {} -> {}, memory {} -> {}: restarts the VM)",
+                    field("cpu "),
+                    v.cpus,
+                    field("memory "),
+                    v.memory
+                )
+            } else {
+                "  (start)".into()
+            }
+        }
         (_, Resource::Vm(v)) => {
             format!("  ({} CPUs, {} memory, {} disk)", v.cpus, v.memory, v.disk)
         }
+        (_, Resource::VmSwitch { iface, .. }) => format!("  (vm switch create -i {iface})"),
         (_, Resource::PfAnchor { path, .. }) => format!("  ({path}, checked with pfctl -nf first)"),
         (_, Resource::Block(_)) => "  (warden's block)".into(),
         _ => String::new(),
@@ -314,6 +342,7 @@ pub fn kind(r: &Resource) -> &'static str {
         Resource::RcConf(_) => "sysrc",
         Resource::Dir { .. } => "directory",
         Resource::Bridge { .. } => "bridge",
+        Resource::VmSwitch { .. } => "vm_switch",
         Resource::BridgeAlias { .. } => "bridge_alias",
         Resource::PfAnchor { .. } => "pf_anchor",
         Resource::Block(_) => "managed_block",

@@ -52,6 +52,8 @@ pub struct HostState {
     /// Soul checkout dest → commit its HEAD is at.
     pub soul_heads: BTreeMap<String, String>,
     pub vms: BTreeMap<String, ObservedVm>,
+    /// vm-bhyve switch → the interfaces on it.
+    pub vm_switches: BTreeMap<String, String>,
     /// One line each about what could not be read (tools missing on this system).
     pub notes: Vec<String>,
     /// Commands the probe ran.
@@ -321,6 +323,17 @@ pub fn probe(
             st.vms = parse_vm_list(&out.stdout);
         }
     }
+    if all.iter().any(|r| matches!(r, Resource::VmSwitch { .. })) && need("vm", &mut missing) {
+        let out = host.run(&["vm".into(), "switch".into(), "list".into()])?;
+        if out.ok() {
+            for line in out.stdout.lines().skip(1) {
+                let w: Vec<&str> = line.split_whitespace().collect();
+                if let (Some(name), Some(ports)) = (w.first(), w.last()) {
+                    st.vm_switches.insert(name.to_string(), ports.to_string());
+                }
+            }
+        }
+    }
 
     if !missing.is_empty() {
         st.notes.push(format!(
@@ -472,6 +485,9 @@ impl HostState {
                 .get(path)
                 .map(|m| format!("directory, mode {m:04o}")),
             Resource::Bridge { name } => self.bridges.get(name).map(|_| "up".to_string()),
+            Resource::VmSwitch { name, .. } => {
+                self.vm_switches.get(name).map(|p| format!("interface {p}"))
+            }
             Resource::BridgeAlias { bridge, addr } => self
                 .bridges
                 .get(bridge)?
@@ -540,6 +556,7 @@ impl HostState {
                     o.cpus,
                     &o.memory,
                     view.vm_disks.get(&v.name).map_or(&v.disk, |d| d),
+                    o.running,
                 )
             }),
         }

@@ -141,6 +141,7 @@ pub fn render(
             }),
         ));
     }
+    render_bhyve(&mut items, fleet, host)?;
     for a in &fleet.agents {
         if a.is_bhyve() {
             continue;
@@ -440,6 +441,123 @@ fn render_jail(
             marker: format!("/{marker}"),
         }),
     ));
+    Ok(())
+}
+
+/// Host settings, switch, template, cloud-init seed and VM for bhyve agents.
+fn render_bhyve(
+    items: &mut Vec<Item>,
+    fleet: &Fleet,
+    host: &HostConfig,
+) -> Result<(), TemplateError> {
+    use crate::bhyve;
+    use crate::manifest::DeployMode;
+    let vms: Vec<(&AgentSpec, &crate::manifest::VmSpec)> = fleet
+        .agents
+        .iter()
+        .filter_map(|a| match &a.deploy {
+            DeployMode::Bhyve(vm) => Some((a, vm)),
+            DeployMode::Jail => None,
+        })
+        .collect();
+    if vms.is_empty() {
+        return Ok(());
+    }
+    let fail = |name: &str, message: String| TemplateError::Template {
+        name: name.to_string(),
+        message,
+    };
+    let vm_step = |agent: Option<&str>, r: Resource| Item::new(Step::Vm, agent, r);
+    let passthru: Vec<String> = vms.iter().flat_map(|(_, vm)| vm.passthru.clone()).collect();
+    for (key, value) in
+        bhyve::loader_conf_entries(&passthru).map_err(|m| fail("/boot/loader.conf", m))?
+    {
+        items.push(vm_step(
+            None,
+            Resource::RcConf(RcConfRes {
+                file: "/boot/loader.conf".into(),
+                key,
+                value,
+                mode: RcMode::Set,
+                phase: Phase::Network,
+                notify: vec![],
+            }),
+        ));
+    }
+    for (key, value) in bhyve::rc_conf_entries(host) {
+        items.push(vm_step(None, rc(key, value, Phase::Network)));
+    }
+    let vm_dir = bhyve::vm_dir_path(host)
+        .map_err(|m| fail("vm_dir", m))?
+        .to_string();
+    items.push(vm_step(
+        None,
+        Resource::Dir {
+            path: vm_dir.clone(),
+            mode: 0o755,
+        },
+    ));
+    items.push(vm_step(
+        None,
+        Resource::VmSwitch {
+            name: host.bhyve.switch.clone(),
+            iface: host.bhyve.switch_if.clone(),
+        },
+    ));
+    let guest_toml = bhyve::guest_warden_toml(host).map_err(|m| fail("warden.toml", m))?;
+    for (a, vm) in vms {
+        let agent = Some(a.name.as_str());
+        let at = |m: String| fail(&format!("agent {}", a.name), m);
+        items.push(vm_step(
+            agent,
+            Resource::RcConf(RcConfRes {
+                file: RC_CONF.into(),
+                key: "vm_list".into(),
+                value: a.name.clone(),
+                mode: RcMode::Word,
+                phase: Phase::Services,
+                notify: vec![],
+            }),
+        ));
+        let template = bhyve::vm_template(a, vm, host).map_err(at)?;
+        items.push(vm_step(
+            agent,
+            Resource::File(file(
+                bhyve::template_path(host, a).map_err(at)?,
+                template,
+                0o644,
+                "root",
+                "wheel",
+                Phase::Devfs,
+            )),
+        ));
+        let user_data = bhyve::cloud_init_user_data(a, &a.source, &guest_toml).map_err(at)?;
+        items.push(vm_step(
+            agent,
+            Resource::File(file(
+                bhyve::user_data_path(host, a).map_err(at)?,
+                user_data,
+                0o600,
+                "root",
+                "wheel",
+                Phase::Devfs,
+            )),
+        ));
+        let image = (!host.bhyve.image.is_empty()).then_some(host.bhyve.image.as_str());
+        items.push(vm_step(
+            agent,
+            Resource::Vm(crate::resource::VmRes {
+                name: a.name.clone(),
+                template: bhyve::template_name(a),
+                cpus: vm.cpus,
+                memory: vm.memory.clone(),
+                disk: vm.disk.clone(),
+                conf: bhyve::vm_conf_path(host, a).map_err(at)?,
+                create: bhyve::create_argv(a, vm, host, image).map_err(at)?,
+                vm_dir: vm_dir.clone(),
+            }),
+        ));
+    }
     Ok(())
 }
 

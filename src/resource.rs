@@ -180,6 +180,14 @@ pub struct VmRes {
     pub cpus: u32,
     pub memory: String,
     pub disk: String,
+    /// The VM's own config (`$vm_dir/NAME/NAME.conf`), edited with sysrc.
+    #[serde(default)]
+    pub conf: String,
+    /// `vm create …` as an argument vector.
+    #[serde(default)]
+    pub create: Vec<String>,
+    #[serde(default)]
+    pub vm_dir: String,
 }
 
 /// One managed thing.
@@ -195,6 +203,11 @@ pub enum Resource {
     },
     Bridge {
         name: String,
+    },
+    /// A vm-bhyve virtual switch.
+    VmSwitch {
+        name: String,
+        iface: String,
     },
     BridgeAlias {
         bridge: String,
@@ -234,6 +247,7 @@ impl Resource {
             Resource::RcConf(r) => format!("sysrc:{}:{}", r.file, r.key),
             Resource::Dir { path, .. } => format!("dir:{path}"),
             Resource::Bridge { name } => format!("bridge:{name}"),
+            Resource::VmSwitch { name, .. } => format!("vm-switch:{name}"),
             Resource::BridgeAlias { bridge, addr } => format!("alias:{bridge}:{addr}"),
             Resource::PfAnchor { anchor, .. } => format!("pf:anchor:{anchor}"),
             Resource::Block(b) => format!("block:{}", b.path),
@@ -252,6 +266,7 @@ impl Resource {
             Resource::RcConf(r) => r.phase,
             Resource::Bridge { .. } | Resource::BridgeAlias { .. } => Phase::Network,
             Resource::Dir { .. } => Phase::Devfs,
+            Resource::VmSwitch { .. } => Phase::Jails,
             Resource::PfAnchor { .. } => Phase::Pf,
             Resource::Block(b) => b.phase,
             Resource::Jail(_) | Resource::Vm(_) => Phase::Jails,
@@ -275,6 +290,7 @@ impl Resource {
             Resource::RcConf(r) => r.value.clone(),
             Resource::Dir { mode, .. } => format!("directory, mode {mode:04o}"),
             Resource::Bridge { .. } => "up".into(),
+            Resource::VmSwitch { iface, .. } => format!("interface {iface}"),
             Resource::BridgeAlias { addr, .. } => addr.clone(),
             Resource::PfAnchor { content, .. } => content.clone(),
             Resource::Block(b) => b.block.clone(),
@@ -283,7 +299,7 @@ impl Resource {
             Resource::User { home, .. } => format!("home {home}"),
             Resource::Soul(s) => format!("{} {}", s.repo, s.reference.as_deref().unwrap_or("HEAD")),
             Resource::Service { .. } => "running".into(),
-            Resource::Vm(v) => vm_repr(v.cpus, &v.memory, &v.disk),
+            Resource::Vm(v) => vm_repr(v.cpus, &v.memory, &v.disk, true),
         }
     }
 }
@@ -301,8 +317,11 @@ pub fn jail_repr(devfs_ruleset: Option<u32>, running: bool) -> String {
     )
 }
 
-pub fn vm_repr(cpus: u32, memory: &str, disk: &str) -> String {
-    format!("cpu {cpus}\nmemory {memory}\ndisk {disk}")
+pub fn vm_repr(cpus: u32, memory: &str, disk: &str, running: bool) -> String {
+    format!(
+        "cpu {cpus}\nmemory {memory}\ndisk {disk}\nstate {}",
+        if running { "running" } else { "stopped" }
+    )
 }
 
 /// A desired resource with the group and agent it belongs to.

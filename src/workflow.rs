@@ -90,7 +90,23 @@ pub fn plan_with_view(
     };
     let desired = render::render(fleet, &cfg.host, &recorded, templates)?;
     let host_state = probe::probe(host, &cfg.host, &desired.items, &view)?;
-    let plan = plan::diff(&desired.items, &host_state, &view, filter);
+    let mut plan = plan::diff(&desired.items, &host_state, &view, filter);
+    let loader: Vec<String> = plan
+        .changes
+        .iter()
+        .filter_map(|c| match &c.item.resource {
+            crate::resource::Resource::RcConf(rc) if rc.file == "/boot/loader.conf" => {
+                Some(rc.key.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    if !loader.is_empty() {
+        plan.notes.push(format!(
+            "Note: /boot/loader.conf changes ({}) take effect at the next reboot.",
+            loader.join(", ")
+        ));
+    }
     Ok(Planned {
         desired,
         view,

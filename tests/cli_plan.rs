@@ -54,8 +54,9 @@ fn assert_root_untouched(root: &Path) {
     );
 }
 
-const NOTE: &str = "Note: sysrc, ifconfig, pfctl, bastille, jls not found on this system \
+const NOTE: &str = "Note: sysrc, ifconfig, pfctl, bastille, jls, vm not found on this system \
 (not a FreeBSD host?): that part of the host is read as empty.";
+const REBOOT: &str = "Note: /boot/loader.conf changes (vmm_load, pptdevs) take effect at the next reboot.";
 
 #[test]
 fn human_plan_on_an_empty_root() {
@@ -83,7 +84,7 @@ fn json_plan_on_an_empty_root() {
 
     let doc: Value = serde_json::from_str(&out).expect("valid JSON");
     assert_eq!(doc["format_version"], "1");
-    assert_eq!(doc["notes"], serde_json::json!([NOTE]));
+    assert_eq!(doc["notes"], serde_json::json!([NOTE, REBOOT]));
     let changes = doc["changes"].as_array().unwrap();
     assert_eq!(doc["summary"]["add"], changes.len());
     assert_eq!(doc["summary"]["change"], 0);

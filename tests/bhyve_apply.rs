@@ -1,0 +1,169 @@
+//! bhyve mode on the simulated host: create, re-apply, resize, disk refusal, destroy.
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+
+struct Site {
+    _tmp: tempfile::TempDir,
+    config: PathBuf,
+    root: PathBuf,
+}
+
+const VM: &str = "AGENT_NAME=hermes\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git\nDEPLOY_MODE=bhyve\nVM_CPUS=2\nVM_MEMORY=4G\nVM_DISK=20G\nVM_GPU_PASSTHRU=2/0/0,2/0/1\n";
+
+fn site() -> Site {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config");
+    std::fs::create_dir_all(config.join("agents")).unwrap();
+    std::fs::write(
+        config.join("warden.toml"),
+        "ext_if = \"igb0\"\n[bhyve]\nswitch_if = \"em0\"\n",
+    )
+    .unwrap();
+    // A jail agent on the same subnet: a bhyve agent's subnet lives inside its VM.
+    std::fs::write(
+        config.join("agents/atlas.env"),
+        "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git\n",
+    )
+    .unwrap();
+    std::fs::write(config.join("agents/hermes.env"), VM).unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    Site {
+        config: config.join("warden.toml"),
+        root,
+        _tmp: tmp,
+    }
+}
+
+impl Site {
+    fn warden(&self, args: &[&str]) -> Command {
+        let fakebsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd");
+        let mut c = Command::cargo_bin("warden").unwrap();
+        c.env(
+            "PATH",
+            format!(
+                "{}:{}",
+                fakebsd.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("FAKEBSD_ROOT", &self.root)
+        .arg("--config")
+        .arg(&self.config)
+        .args(args)
+        .arg("--root")
+        .arg(&self.root);
+        c
+    }
+    fn manifest(&self, text: &str) {
+        std::fs::write(
+            self.config.parent().unwrap().join("agents/hermes.env"),
+            text,
+        )
+        .unwrap();
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("var/log/fakebsd.log")).unwrap_or_default()
+    }
+}
+
+fn out(a: &assert_cmd::assert::Assert) -> String {
+    let o = a.get_output();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn vm_is_created_then_left_alone_then_resized_then_destroyed() {
+    let s = site();
+    let plan = s.warden(&["plan"]).assert().success();
+    let text = out(&plan);
+    assert!(
+        text.contains("+ vm:hermes  (2 CPUs, 4G memory, 20G disk)"),
+        "{text}"
+    );
+    assert!(text.contains("take effect at the next reboot"), "{text}");
+    assert!(
+        !text.contains("alias:warden0:10.0.1.1/24\n  + alias"),
+        "one alias only"
+    );
+
+    s.warden(&["apply", "--yes"]).assert().success();
+    let loader = std::fs::read_to_string(s.root.join("boot/loader.conf")).unwrap();
+    assert!(
+        loader.contains("vmm_load=\"YES\"") && loader.contains("pptdevs=\"2/0/0 2/0/1\""),
+        "{loader}"
+    );
+    let conf = std::fs::read_to_string(s.root.join("vm/hermes/hermes.conf")).unwrap();
+    assert!(
+        conf.contains("passthru0=\"2/0/0\"") && conf.contains("passthru1=\"2/0/1\""),
+        "{conf}"
+    );
+    assert!(s.root.join("vm/hermes/.cloud-init/user-data").exists());
+    assert!(s.log().contains("MUT vm start hermes"), "{}", s.log());
+    let rc = std::fs::read_to_string(s.root.join("etc/rc.conf")).unwrap();
+    assert!(rc.contains("vm_list=\"hermes\""), "{rc}");
+    assert_eq!(
+        rc.matches("ifconfig_warden0_alias").count(),
+        1,
+        "no host alias for the VM agent: {rc}"
+    );
+
+    // Re-apply: nothing.
+    s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
+
+    // Resize: the template and the VM's config change, and the VM restarts.
+    s.manifest(
+        &VM.replace("VM_MEMORY=4G", "VM_MEMORY=8G")
+            .replace("VM_CPUS=2", "VM_CPUS=4"),
+    );
+    let text = out(&s.warden(&["plan"]).assert().success());
+    assert!(
+        text.contains("~ vm:hermes  (cpu 2 -> 4, memory 4G -> 8G: restarts the VM)"),
+        "{text}"
+    );
+    s.warden(&["apply", "--yes"]).assert().success();
+    let conf = std::fs::read_to_string(s.root.join("vm/hermes/hermes.conf")).unwrap();
+    assert!(
+        conf.contains("cpu=\"4\"") && conf.contains("memory=\"8G\""),
+        "{conf}"
+    );
+    assert!(s.log().contains("MUT vm stop hermes"), "{}", s.log());
+    s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
+
+    // A bigger disk is refused with the manual steps.
+    s.manifest(
+        &VM.replace("VM_MEMORY=4G", "VM_MEMORY=8G")
+            .replace("VM_CPUS=2", "VM_CPUS=4")
+            .replace("VM_DISK=20G", "VM_DISK=60G"),
+    );
+    let text = out(&s.warden(&["plan"]).assert().success());
+    assert!(
+        text.contains("refused, growing a disk is a manual step"),
+        "{text}"
+    );
+    let failed = s.warden(&["apply", "--yes"]).assert().code(1);
+    let text = out(&failed);
+    assert!(
+        text.contains("truncate") || text.contains("manual"),
+        "{text}"
+    );
+
+    // Destroy keeps the disk image unless --purge.
+    s.manifest(
+        &VM.replace("VM_MEMORY=4G", "VM_MEMORY=8G")
+            .replace("VM_CPUS=2", "VM_CPUS=4"),
+    );
+    s.warden(&["destroy", "--agent", "hermes", "--yes"])
+        .assert()
+        .success();
+    assert!(s.log().contains("MUT vm destroy -f hermes"), "{}", s.log());
+    assert!(!s.root.join("vm/hermes").exists());
+    assert!(s.root.join("vm/hermes.disk0.img.kept").exists());
+    let rc = std::fs::read_to_string(s.root.join("etc/rc.conf")).unwrap();
+    assert!(!rc.contains("hermes"), "{rc}");
+}
