@@ -655,6 +655,14 @@ fn render_agent(
     );
     rcd.notify = vec![argv(&["service", &a.name, "restart"])];
     items.push(svc(Resource::File(rcd)));
+    items.push(svc(Resource::File(file(
+        format!("/usr/local/etc/newsyslog.conf.d/warden-{}.conf", a.name),
+        t.render("rc.d/newsyslog.conf.tera", &c)?,
+        0o644,
+        "root",
+        "wheel",
+        Phase::RcD,
+    ))));
     items.push(svc(rc(
         format!("{}_enable", a.name),
         "YES".into(),

@@ -17,6 +17,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../rc.d/agent.env.tera"),
     ),
     (
+        "rc.d/newsyslog.conf.tera",
+        include_str!("../rc.d/newsyslog.conf.tera"),
+    ),
+    (
         "pf/warden.conf.tera",
         include_str!("../pf/warden.conf.tera"),
     ),
