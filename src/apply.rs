@@ -7,7 +7,6 @@ use crate::render::{digest, PF_ANCHOR};
 use crate::resource::{Item, RcMode, Resource};
 use crate::state::{Managed, SoulRecord, State};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 /// Why an apply stopped.
 #[derive(Debug, thiserror::Error)]
@@ -740,7 +739,11 @@ impl<'a> Applier<'a> {
         agent: Option<&str>,
     ) -> Result<String, ApplyError> {
         let dest = self.host.arg_path(&sr.dest);
-        let source = soul_source(&sr.repo, &self.cfg.agents_dir());
+        let source = if sr.source.is_empty() {
+            crate::render::soul_source(&sr.repo, &self.cfg.agents_dir())
+        } else {
+            sr.source.clone()
+        };
         if self
             .host
             .read(&format!("{}/.git/HEAD", sr.dest))
@@ -763,6 +766,8 @@ impl<'a> Applier<'a> {
                 id,
                 vec![
                     s("git"),
+                    s("-c"),
+                    format!("safe.directory={dest}"),
                     s("-C"),
                     dest.clone(),
                     s("fetch"),
@@ -771,6 +776,9 @@ impl<'a> Applier<'a> {
                 ],
             )?;
         }
+        // What the checkout was at before, to go back to if the new commit is refused.
+        let previous =
+            crate::probe::read_git_head(self.host, &sr.dest).map_err(Self::host_err(id))?;
         let target = match &sr.reference {
             Some(r) => {
                 // A branch follows the remote; a tag or commit is taken as it is.
@@ -779,6 +787,8 @@ impl<'a> Applier<'a> {
                     .host
                     .run(&[
                         s("git"),
+                        s("-c"),
+                        format!("safe.directory={dest}"),
                         s("-C"),
                         dest.clone(),
                         s("rev-parse"),
@@ -800,6 +810,8 @@ impl<'a> Applier<'a> {
             id,
             vec![
                 s("git"),
+                s("-c"),
+                format!("safe.directory={dest}"),
                 s("-C"),
                 dest.clone(),
                 s("checkout"),
@@ -811,7 +823,15 @@ impl<'a> Applier<'a> {
         let commit = self
             .run(
                 id,
-                vec![s("git"), s("-C"), dest.clone(), s("rev-parse"), s("HEAD")],
+                vec![
+                    s("git"),
+                    s("-c"),
+                    format!("safe.directory={dest}"),
+                    s("-C"),
+                    dest.clone(),
+                    s("rev-parse"),
+                    s("HEAD"),
+                ],
             )?
             .stdout
             .trim()
@@ -822,6 +842,25 @@ impl<'a> Applier<'a> {
             &crate::soul::SoulLimits::default(),
         ) {
             let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+            // Leave the agent with the bundle it had (or none), not the refused one.
+            match &previous {
+                Some(prev) => {
+                    let _ = self.host.run(&[
+                        s("git"),
+                        s("-c"),
+                        format!("safe.directory={dest}"),
+                        s("-C"),
+                        dest.clone(),
+                        s("checkout"),
+                        s("--quiet"),
+                        s("--detach"),
+                        prev.clone(),
+                    ]);
+                }
+                None => {
+                    let _ = std::fs::remove_dir_all(self.host.local(&sr.dest));
+                }
+            }
             return Err(ApplyError::Check {
                 resource: id.to_string(),
                 message: format!("the soul bundle is refused:\n{}", list.join("\n")),
@@ -839,17 +878,6 @@ impl<'a> Applier<'a> {
         }
         Ok(())
     }
-}
-
-/// A relative soul repository path is relative to the agents directory.
-pub fn soul_source(repo: &str, agents_dir: &Path) -> String {
-    let is_url = repo.contains("://")
-        || (repo.contains(':') && !repo.starts_with('/') && !repo.starts_with('.'));
-    if is_url || repo.starts_with('/') {
-        return repo.to_string();
-    }
-    let p: PathBuf = agents_dir.join(repo);
-    std::path::absolute(&p).unwrap_or(p).display().to_string()
 }
 
 fn check(id: &str, e: crate::state::StateError) -> ApplyError {

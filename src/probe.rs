@@ -51,6 +51,8 @@ pub struct HostState {
     pub running_services: BTreeSet<String>,
     /// Soul checkout dest → commit its HEAD is at.
     pub soul_heads: BTreeMap<String, String>,
+    /// Soul checkout dest → commit its repository's wanted ref is at now.
+    pub soul_remote: BTreeMap<String, String>,
     pub vms: BTreeMap<String, ObservedVm>,
     /// vm-bhyve switch → the interfaces on it.
     pub vm_switches: BTreeMap<String, String>,
@@ -307,11 +309,42 @@ pub fn probe(
         }
     }
 
-    // Soul checkouts: HEAD read from the repository files.
+    // Soul checkouts: HEAD read from the repository files; where the wanted ref is
+    // now, from one `git ls-remote` per distinct repository and ref.
+    let mut remotes: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
     for r in &all {
         if let Resource::Soul(s) = r {
             if let Some(head) = read_git_head(host, &s.dest)? {
                 st.soul_heads.insert(s.dest.clone(), head);
+            }
+            let wanted = s.reference.clone().unwrap_or_else(|| "HEAD".into());
+            if s.source.is_empty() || is_commit(&wanted) {
+                continue;
+            }
+            let key = (s.source.clone(), wanted.clone());
+            if !remotes.contains_key(&key) && need("git", &mut missing) {
+                let out = host.run(&[
+                    "git".into(),
+                    "ls-remote".into(),
+                    "--".into(),
+                    s.source.clone(),
+                    wanted.clone(),
+                ])?;
+                let commit = out
+                    .stdout
+                    .lines()
+                    .filter_map(|l| l.split_once('\t'))
+                    .find(|(_, name)| {
+                        *name == wanted
+                            || *name == format!("refs/heads/{wanted}")
+                            || *name == format!("refs/tags/{wanted}^{{}}")
+                            || *name == format!("refs/tags/{wanted}")
+                    })
+                    .map(|(c, _)| c.to_string());
+                remotes.insert(key.clone(), commit);
+            }
+            if let Some(Some(c)) = remotes.get(&key) {
+                st.soul_remote.insert(s.dest.clone(), c.clone());
             }
         }
     }
@@ -343,6 +376,11 @@ pub fn probe(
     }
     st.commands = host.spawned() - before;
     Ok(st)
+}
+
+/// A full commit id (nothing to look up).
+fn is_commit(r: &str) -> bool {
+    r.len() == 40 && r.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// `inet A.B.C.D netmask 0xffffff00` lines → `A.B.C.D/24`.
@@ -378,7 +416,8 @@ pub fn jail_conf_value(conf: &str, key: &str) -> Option<String> {
     })
 }
 
-fn read_git_head(host: &dyn Host, dest: &str) -> Result<Option<String>, HostError> {
+/// The commit a checkout's HEAD is at, read from its files.
+pub fn read_git_head(host: &dyn Host, dest: &str) -> Result<Option<String>, HostError> {
     let Some(head) = host.read(&format!("{dest}/.git/HEAD"))? else {
         return Ok(None);
     };
@@ -529,16 +568,26 @@ impl HostState {
                 .map(|(_, _, home)| format!("home {home}")),
             Resource::Soul(s) => {
                 let head = self.soul_heads.get(&s.dest)?;
-                Some(match view.souls.get(&s.dest) {
-                    Some(rec) if &rec.commit == head => {
-                        format!(
-                            "{} {}",
-                            rec.repo,
-                            rec.reference.as_deref().unwrap_or("HEAD")
-                        )
-                    }
-                    _ => format!("(checkout at {head}, not applied by warden)"),
-                })
+                let wanted = s.reference.as_deref().unwrap_or("HEAD");
+                Some(
+                    match (view.souls.get(&s.dest), self.soul_remote.get(&s.dest)) {
+                        (Some(rec), Some(remote)) if &rec.commit == head && remote != head => {
+                            format!(
+                                "{} {} (checkout at {head}; {wanted} has moved to {remote})",
+                                rec.repo,
+                                rec.reference.as_deref().unwrap_or("HEAD")
+                            )
+                        }
+                        (Some(rec), _) if &rec.commit == head => {
+                            format!(
+                                "{} {}",
+                                rec.repo,
+                                rec.reference.as_deref().unwrap_or("HEAD")
+                            )
+                        }
+                        _ => format!("(checkout at {head}, not applied by warden)"),
+                    },
+                )
             }
             Resource::Service { name } => {
                 // No rc.d script, no service.

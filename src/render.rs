@@ -101,6 +101,17 @@ impl AgentPaths {
     }
 }
 
+/// A soul repository as git is given it: URLs and absolute paths as written, a
+/// relative path joined to the manifest's directory.
+pub fn soul_source(repo: &str, manifest_dir: &std::path::Path) -> String {
+    let is_url = repo.contains("://")
+        || (repo.contains(':') && !repo.starts_with('/') && !repo.starts_with('.'));
+    if is_url || repo.starts_with('/') {
+        return repo.to_string();
+    }
+    manifest_dir.join(repo).display().to_string()
+}
+
 /// Render everything the host needs for this fleet.
 pub fn render(
     fleet: &Fleet,
@@ -584,6 +595,7 @@ fn render_agent(
                 reference: a.soul_ref.clone(),
                 dest: paths.soul_dir.clone(),
                 user: a.name.clone(),
+                source: soul_source(repo, a.file.parent().unwrap_or(std::path::Path::new("."))),
             }),
         ));
     }

@@ -148,10 +148,14 @@ pub struct JailTemplateRes {
 /// A soul bundle checkout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SoulRes {
+    /// As written in the manifest.
     pub repo: String,
     pub reference: Option<String>,
     pub dest: String,
     pub user: String,
+    /// What git is given: a relative path resolved against the manifest's directory.
+    #[serde(default)]
+    pub source: String,
 }
 
 /// A managed block (see `pfconf`) in a shared file.

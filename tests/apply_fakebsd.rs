@@ -308,3 +308,233 @@ fn destroy_one_agent_of_three_leaves_the_others_and_renumbers_aliases() {
     std::fs::remove_file(agents.join("atlas.env")).unwrap();
     s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
 }
+
+#[test]
+fn soul_follows_its_branch_and_a_bad_bundle_is_refused() {
+    if !require_git() {
+        return;
+    }
+    let s = site();
+    s.apply().success();
+    let soul = s.root.join("home/atlas/soul");
+    assert!(
+        soul.join("ATLAS.md").exists(),
+        "the atlas soul is checked out"
+    );
+    let env = read(&s.root.join("usr/local/libexec/warden/atlas-run"));
+    assert!(env.contains("SOUL_FILE=/home/atlas/soul/ATLAS.md"), "{env}");
+
+    // The branch moves: plan shows it, apply follows, and then nothing is left.
+    let repo = s
+        .config
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("souls/atlas");
+    std::fs::write(repo.join("USER.md"), "# User\n\nPrefers short answers.\n").unwrap();
+    git(
+        &repo,
+        &["commit", "-q", "-am", "user prefers short answers"],
+    );
+    let text = out(&s.warden(&["plan", "--detailed-exitcode"]).assert().code(2));
+    assert!(
+        text.contains("~ soul:/home/atlas/soul") && text.contains("main has moved to"),
+        "{text}"
+    );
+    s.apply().success();
+    assert_eq!(
+        read(&soul.join("USER.md")),
+        "# User\n\nPrefers short answers.\n"
+    );
+    s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
+
+    // A bundle that carries a private key is refused and the run fails.
+    std::fs::write(
+        repo.join("notes.md"),
+        format!("-----BEGIN OPENSSH {} KEY-----\nabc\n", "PRIVATE"),
+    )
+    .unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "oops"]);
+    let text = out(&s.warden(&["apply", "--yes"]).assert().code(1));
+    assert!(
+        text.contains("the soul bundle is refused") && text.contains("notes.md"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("abc\n"),
+        "the secret itself is not printed: {text}"
+    );
+    assert!(
+        !soul.join("notes.md").exists(),
+        "the refused commit is not left checked out"
+    );
+    assert!(soul.join("ATLAS.md").exists());
+}
+
+#[test]
+fn secrets_stay_out_of_plan_output_json_and_the_state_db() {
+    if !require_git() {
+        return;
+    }
+    let s = site();
+    let agents = s.config.parent().unwrap().join("agents");
+    let secret = "sk-ant-api03-WARDENTESTSECRET0123456789";
+    std::fs::write(
+        agents.join("atlas.secrets.env"),
+        format!("ANTHROPIC_API_KEY={secret}\nDB_PASSWORD='p4ss w0rd'\n"),
+    )
+    .unwrap();
+    let plan = out(&s.warden(&["plan"]).assert().success());
+    assert!(
+        plan.contains("+ file:/usr/local/etc/warden/atlas.env (sensitive)"),
+        "{plan}"
+    );
+    let json = out(&s.warden(&["plan", "--json"]).assert().success());
+    assert!(!json.contains(secret) && !json.contains("p4ss"), "{json}");
+    let applied = out(&s.warden(&["apply", "--yes", "-v"]).assert().success());
+    assert!(
+        !applied.contains(secret) && !applied.contains("p4ss"),
+        "apply output and debug log hold no secret"
+    );
+    let env_file = s.root.join("usr/local/etc/warden/atlas.env");
+    assert!(
+        read(&env_file).contains(secret),
+        "the runtime env file gets the secret"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&env_file).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    let passwd = read(&s.root.join("etc/passwd"));
+    let uid: u32 = passwd
+        .lines()
+        .find(|l| l.starts_with("atlas:"))
+        .unwrap()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(meta.uid(), uid, "owned by the agent's user");
+    let db = std::fs::read(s.root.join("var/db/warden/state.db")).unwrap();
+    let wal = std::fs::read(s.root.join("var/db/warden/state.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !text.contains(secret) && !text.contains("p4ss"),
+            "the state DB holds no secret"
+        );
+    }
+    // A changed secret shows as a sensitive update, without a diff.
+    std::fs::write(
+        agents.join("atlas.secrets.env"),
+        "ANTHROPIC_API_KEY=sk-ant-api03-OTHER\n",
+    )
+    .unwrap();
+    let plan = out(&s.warden(&["plan"]).assert().success());
+    assert!(
+        plan.contains("~ file:/usr/local/etc/warden/atlas.env (sensitive)"),
+        "{plan}"
+    );
+    assert!(!plan.contains("OTHER") && !plan.contains(secret), "{plan}");
+}
+
+#[test]
+fn a_second_apply_while_one_runs_fails_at_once() {
+    let s = site();
+    let db = s.root.join("var/db/warden/state.db.lock");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&db)
+        .unwrap();
+    f.try_lock().unwrap();
+    std::fs::write(&db, "4242").unwrap();
+    let text = out(&s.warden(&["apply", "--yes"]).assert().code(1));
+    assert!(
+        text.contains("another apply is running (pid 4242)"),
+        "{text}"
+    );
+    drop(f);
+}
+
+#[test]
+fn apply_planfile_applies_that_plan_or_refuses_a_stale_one() {
+    if !require_git() {
+        return;
+    }
+    let s = site();
+    let planfile = s.root.parent().unwrap().join("plan.json");
+    s.warden(&[
+        "plan",
+        "--out",
+        planfile.to_str().unwrap(),
+        "--step",
+        "network",
+    ])
+    .assert()
+    .success();
+    let text = out(&s
+        .warden(&["apply", "--yes", planfile.to_str().unwrap()])
+        .assert()
+        .success());
+    assert!(text.contains("Apply complete!"), "{text}");
+    assert!(
+        !s.log().contains("bastille create"),
+        "only the network step ran: {}",
+        s.log()
+    );
+    // The host changes after the plan was made: refused.
+    s.warden(&["plan", "--out", planfile.to_str().unwrap(), "--step", "pf"])
+        .assert()
+        .success();
+    std::fs::write(s.root.join("etc/pf.warden.conf"), "pass all\n").unwrap();
+    let text = out(&s
+        .warden(&["apply", "--yes", planfile.to_str().unwrap()])
+        .assert()
+        .code(1));
+    assert!(text.contains("plan is stale"), "{text}");
+}
+
+#[test]
+fn step_and_agent_limit_what_apply_touches() {
+    if !require_git() {
+        return;
+    }
+    let s = site();
+    // Jails need the bridge: the network step comes first, as `just setup` does.
+    let text = out(&s
+        .warden(&["apply", "--yes", "--step", "git"])
+        .assert()
+        .code(1));
+    assert!(
+        text.contains("Interface is not a bridge: warden0"),
+        "{text}"
+    );
+    s.warden(&["apply", "--yes", "--step", "network"])
+        .assert()
+        .success();
+    s.warden(&["apply", "--yes", "--step", "git"])
+        .assert()
+        .success();
+    let log = s.log();
+    assert!(
+        log.contains("bastille create -B -g 10.0.1.1 atlasgit"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("atlascms") && !log.contains("pfctl -a warden -f"),
+        "{log}"
+    );
+    s.warden(&["apply", "--yes", "--agent", "clawdie"])
+        .assert()
+        .success();
+    assert!(s.root.join("usr/local/etc/rc.d/clawdie").exists());
+    assert!(
+        !s.root.join("usr/local/etc/rc.d/atlas").exists(),
+        "atlas is left alone"
+    );
+}
