@@ -118,6 +118,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Checks across the hosts of a fleet repository (hosts/HOSTNAME/warden.toml).
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the warden(8) manual page (mdoc-free roff, for /usr/local/man/man8).
+    Man,
     /// Show the latest apply runs from the state DB.
     History {
         #[arg(long, default_value = "/", value_name = "DIR")]
@@ -126,6 +135,16 @@ enum Command {
         limit: u32,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// Validate every host's manifests and the rules across hosts (an agent name is
+    /// unique in the whole fleet). Exit 0 when valid, 1 otherwise.
+    Check {
+        /// The directory holding one folder per host.
+        dir: PathBuf,
     },
 }
 
@@ -369,6 +388,26 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             } else {
                 ExitCode::from(3)
             })
+        }
+        Command::Fleet {
+            command: FleetCommand::Check { dir },
+        } => {
+            let hosts = warden::multihost::check_hosts(&dir)?;
+            print!("{}", warden::multihost::summary_text(&hosts));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "warden", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let cmd = Cli::command();
+            let man = clap_mangen::Man::new(cmd).section("8");
+            man.render(&mut std::io::stdout())
+                .map_err(|e| Error::Other(format!("cannot write the manual page: {e}")))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::History { root, limit, json } => {
             let cfg = workflow::load_config(&cli.config)?;

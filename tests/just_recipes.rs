@@ -1,0 +1,105 @@
+//! The Justfile's recipes, run with real `just` on the simulated FreeBSD host.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn just() -> Option<PathBuf> {
+    match which::which("just") {
+        Ok(p) => Some(p),
+        Err(_) => {
+            assert!(
+                std::env::var("WARDEN_REQUIRE_TOOLS").is_err(),
+                "just is required: pip install rust-just"
+            );
+            eprintln!("skipping: just not installed");
+            None
+        }
+    }
+}
+
+#[test]
+fn setup_recipes_drive_warden_step_by_step() {
+    let Some(just) = just() else { return };
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config");
+    std::fs::create_dir_all(config.join("agents")).unwrap();
+    std::fs::write(config.join("warden.toml"), "ext_if = \"em0\"\n").unwrap();
+    std::fs::write(
+        config.join("agents/atlas.env"),
+        "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git,db\n",
+    )
+    .unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let path = format!(
+        "{}:{}",
+        crate_dir.join("tests/fakebsd").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |args: &[&str]| {
+        let out = Command::new(&just)
+            .arg("--justfile")
+            .arg(crate_dir.join("Justfile"))
+            .args(args)
+            .env("WARDEN", env!("CARGO_BIN_EXE_warden"))
+            .env("WARDEN_CONFIG", config.join("warden.toml"))
+            .env("WARDEN_ROOT", &root)
+            .env("FAKEBSD_ROOT", &root)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let log = || std::fs::read_to_string(root.join("var/log/fakebsd.log")).unwrap_or_default();
+
+    let (code, text) = run(&["plan"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Plan:"), "{text}");
+
+    let (code, text) = run(&["setup-network", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        log().contains("MUT ifconfig bridge create name warden0"),
+        "{}",
+        log()
+    );
+    assert!(!log().contains("bastille create"), "only the network ran");
+
+    // `just setup -- --step db`, as operators type it.
+    let (code, text) = run(&["setup", "--", "--step", "db", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        log().contains("bastille create -B -g 10.0.1.1 atlasdb"),
+        "{}",
+        log()
+    );
+    assert!(!log().contains("atlasgit"), "only the db step ran");
+
+    let (code, text) = run(&["setup-git", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(log().contains("atlasgit"));
+
+    let (code, text) = run(&["status"]);
+    assert_eq!(code, Some(3), "the service is not set up yet: {text}");
+    assert!(
+        text.contains("FAIL") && text.contains("service atlas"),
+        "{text}"
+    );
+
+    let (code, text) = run(&["setup", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run(&["status"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("atlas healthy"), "{text}");
+    let (code, text) = run(&["plan", "--", "--detailed-exitcode"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run(&["history"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.matches(" ok ").count() >= 4, "{text}");
+}
