@@ -15,6 +15,7 @@ pub mod error;
 pub mod fleet;
 pub mod host;
 pub mod manifest;
+pub mod multihost;
 pub mod pfconf;
 pub mod plan;
 pub mod probe;
