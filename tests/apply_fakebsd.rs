@@ -80,6 +80,12 @@ impl Site {
             .arg(&self.root);
         c
     }
+    /// warden without `--root`, for commands that only read the manifests.
+    fn warden_plain(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("warden").unwrap();
+        c.arg("--config").arg(&self.config).args(args);
+        c
+    }
     fn log(&self) -> String {
         std::fs::read_to_string(self.root.join("var/log/fakebsd.log")).unwrap_or_default()
     }
@@ -537,4 +543,66 @@ fn step_and_agent_limit_what_apply_touches() {
         !s.root.join("usr/local/etc/rc.d/atlas").exists(),
         "atlas is left alone"
     );
+}
+
+#[test]
+fn a_pf_rule_set_pfctl_refuses_leaves_the_loaded_one_in_place() {
+    if !require_git() {
+        return;
+    }
+    let s = site();
+    s.apply().success();
+    let pf = s.root.join("etc/pf.warden.conf");
+    let good = read(&pf);
+    // A template override with OpenBSD's nat-to, which FreeBSD's pfctl refuses.
+    let overrides = s.root.parent().unwrap().join("overrides/pf");
+    std::fs::create_dir_all(&overrides).unwrap();
+    let template =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("pf/warden.conf.tera"))
+            .unwrap();
+    std::fs::write(
+        overrides.join("warden.conf.tera"),
+        template.replace("to any -> ($ext_if)", "to any nat-to ($ext_if)"),
+    )
+    .unwrap();
+    let dir = overrides.parent().unwrap().to_str().unwrap().to_string();
+    let text = out(&s
+        .warden(&["--templates", &dir, "apply", "--yes"])
+        .assert()
+        .code(1));
+    assert!(text.contains("pfctl -a warden -nf"), "{text}");
+    assert!(
+        text.contains("syntax error"),
+        "pfctl's message is shown: {text}"
+    );
+    assert_eq!(read(&pf), good, "the previous rules stay in place");
+    let log = s.log();
+    let last_load = log
+        .lines()
+        .filter(|l| l.starts_with("MUT pfctl -a warden -f"))
+        .count();
+    assert_eq!(last_load, 1, "the refused rules were never loaded: {log}");
+}
+
+#[test]
+fn init_scaffolds_a_manifest_with_the_next_free_subnet() {
+    let s = site();
+    let config_dir = s.config.parent().unwrap();
+    let text = out(&s.warden_plain(&["init", "nova"]).assert().success());
+    assert!(text.contains("agents/nova.env"), "{text}");
+    let manifest = read(&config_dir.join("agents/nova.env"));
+    assert!(
+        manifest.contains("AGENT_NAME=nova\nAGENT_SUBNET_BASE=10.0.2\n"),
+        "10.0.1 is atlas's: {manifest}"
+    );
+    assert!(
+        manifest.contains("#SHARED_LLM="),
+        "every key is documented: {manifest}"
+    );
+    assert!(read(&config_dir.join(".gitignore")).contains("*.secrets.env"));
+    s.warden_plain(&["check"]).assert().success();
+    let text = out(&s.warden_plain(&["init", "nova"]).assert().code(1));
+    assert!(text.contains("already exists"), "{text}");
+    let text = out(&s.warden_plain(&["init", "bad-name"]).assert().code(1));
+    assert!(text.contains("AGENT_NAME"), "{text}");
 }
