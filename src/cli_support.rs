@@ -17,6 +17,50 @@ pub fn confirm(plan: &str) -> bool {
     answer.trim() == "yes"
 }
 
+/// Restore an agent with its service stopped, and start it again afterwards (also
+/// when the restore failed after the checks, so the agent is not left down).
+pub fn restore_with_service_stopped(
+    host: &dyn crate::host::Host,
+    cfg: &crate::config::Config,
+    agent: &crate::manifest::AgentSpec,
+    archive: &Path,
+) -> Result<crate::backup::RestoreReport> {
+    let svc = |action: &str| {
+        vec![
+            "service".to_string(),
+            agent.name.clone(),
+            action.to_string(),
+        ]
+    };
+    let mut stopped = false;
+    let mut stop = || -> std::result::Result<(), crate::backup::BackupError> {
+        // Only after every checksum is verified: a refused archive changes nothing.
+        let running = host.have("service") && host.run(&svc("status")).is_ok_and(|o| o.ok());
+        if running {
+            let out =
+                host.run(&svc("stop"))
+                    .map_err(|source| crate::backup::BackupError::Host {
+                        agent: agent.name.clone(),
+                        source,
+                    })?;
+            stopped = out.ok();
+        }
+        Ok(())
+    };
+    let result = crate::backup::restore_verified(
+        host,
+        cfg,
+        agent,
+        archive,
+        &crate::backup::BastilleDumper,
+        &mut stop,
+    );
+    if stopped {
+        host.run(&svc("start"))?;
+    }
+    Ok(result?)
+}
+
 /// What `apply PLANFILE` needs from a saved plan.
 pub struct SavedPlan {
     pub digest: String,

@@ -13,6 +13,8 @@ pub enum Error {
     Host(#[from] crate::host::HostError),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     #[error("{0}")]
     Other(String),
 }

@@ -5,6 +5,7 @@
 //! `plan` (the diff) → `apply` (execute through the `Host` trait).
 
 pub mod apply;
+pub mod backup;
 pub mod bhyve;
 pub mod cli_support;
 pub mod config;

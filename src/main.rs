@@ -118,6 +118,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Archive an agent's databases (pg_dump in its database jail), env files and
+    /// soul checkout into TO/NAME-TIMESTAMP.tar with a manifest of checksums.
+    Backup {
+        #[arg(long, default_value = "/", value_name = "DIR")]
+        root: PathBuf,
+        #[arg(
+            long,
+            value_name = "NAME",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        agent: Option<String>,
+        /// Every agent, one archive each.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+    /// Restore an agent from a backup archive. Every checksum is verified before
+    /// anything on the host changes; the service is stopped and started around it.
+    Restore {
+        #[arg(long, default_value = "/", value_name = "DIR")]
+        root: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        agent: String,
+        archive: PathBuf,
+    },
     /// Checks across the hosts of a fleet repository (hosts/HOSTNAME/warden.toml).
     Fleet {
         #[command(subcommand)]
@@ -394,6 +421,76 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         } => {
             let hosts = warden::multihost::check_hosts(&dir)?;
             print!("{}", warden::multihost::summary_text(&hosts));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup {
+            root,
+            agent,
+            all,
+            to,
+        } => {
+            let (cfg, fleet) = workflow::load(&cli.config)?;
+            let host = LocalHost::new(&root);
+            let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
+            let now = warden::state::now();
+            let results = match agent {
+                Some(name) => {
+                    check_agents(&fleet, std::slice::from_ref(&name))?;
+                    let a = fleet.get(&name).expect("checked");
+                    vec![(
+                        name.clone(),
+                        warden::backup::backup_agent(&host, &cfg, a, &to, &now),
+                    )]
+                }
+                None => {
+                    let _ = all;
+                    warden::backup::backup_all(&host, &cfg, &fleet, &to, &now)
+                }
+            };
+            let mut failed = false;
+            for (name, r) in results {
+                match r {
+                    Ok(p) => println!("{name}: {}", p.display()),
+                    Err(e) => {
+                        eprintln!("warden: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Restore {
+            root,
+            agent,
+            archive,
+        } => {
+            let (cfg, fleet) = workflow::load(&cli.config)?;
+            check_agents(&fleet, std::slice::from_ref(&agent))?;
+            let a = fleet.get(&agent).expect("checked");
+            let host = LocalHost::new(&root);
+            let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
+            let report = cli_support::restore_with_service_stopped(&host, &cfg, a, &archive)?;
+            println!(
+                "Restored {} from {} (made {}): {}{}{}",
+                agent,
+                archive.display(),
+                report.created,
+                report.files.join(", "),
+                report
+                    .soul
+                    .as_ref()
+                    .map(|s| format!(", soul {s}"))
+                    .unwrap_or_default(),
+                if report.databases.is_empty() {
+                    String::new()
+                } else {
+                    format!(", databases {}", report.databases.join(", "))
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {

@@ -606,3 +606,82 @@ fn init_scaffolds_a_manifest_with_the_next_free_subnet() {
     let text = out(&s.warden_plain(&["init", "bad-name"]).assert().code(1));
     assert!(text.contains("AGENT_NAME"), "{text}");
 }
+
+#[test]
+fn backup_and_restore_from_the_command_line() {
+    if !require_git() {
+        return;
+    }
+    let s = site();
+    let agents = s.config.parent().unwrap().join("agents");
+    std::fs::write(
+        agents.join("bob.env"),
+        "AGENT_NAME=bob\nAGENT_SUBNET_BASE=10.0.9\nWARDEN_ROLES=git\n",
+    )
+    .unwrap();
+    std::fs::write(agents.join("bob.secrets.env"), "BOB_TOKEN=bobsecret123\n").unwrap();
+    s.apply().success();
+    let backups = s.root.parent().unwrap().join("backups");
+    let text = out(&s
+        .warden(&[
+            "backup",
+            "--agent",
+            "bob",
+            "--to",
+            backups.to_str().unwrap(),
+        ])
+        .assert()
+        .success());
+    assert!(!text.contains("bobsecret123"), "{text}");
+    let archive = std::fs::read_dir(&backups)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(
+        archive
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("bob-"),
+        "{archive:?}"
+    );
+
+    // The env file is damaged on the host; restore brings it back and restarts bob.
+    let env = s.root.join("usr/local/etc/warden/bob.env");
+    let good = read(&env);
+    std::fs::write(&env, "broken\n").unwrap();
+    let text = out(&s
+        .warden(&["restore", "--agent", "bob", archive.to_str().unwrap()])
+        .assert()
+        .success());
+    assert!(text.contains("Restored bob"), "{text}");
+    assert_eq!(read(&env), good);
+    assert!(
+        s.log().contains("MUT service bob stop") && s.log().contains("MUT service bob start"),
+        "{}",
+        s.log()
+    );
+
+    // A tampered archive is refused before anything changes, the service included.
+    let bad = backups.join("bad.tar");
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let at = bytes
+        .windows(9)
+        .position(|w| w == b"BOB_TOKEN")
+        .expect("env in the tar");
+    bytes[at] = b'X';
+    std::fs::write(&bad, bytes).unwrap();
+    s.clear_log();
+    let text = out(&s
+        .warden(&["restore", "--agent", "bob", bad.to_str().unwrap()])
+        .assert()
+        .code(1));
+    assert!(
+        text.contains("env/bob.env"),
+        "the damaged file is named: {text}"
+    );
+    assert!(!text.contains("bobsecret123"), "{text}");
+    assert!(!s.log().contains("MUT"), "nothing changed: {}", s.log());
+}

@@ -1,0 +1,1120 @@
+//! `warden backup` / `warden restore`: one tar archive per agent.
+//!
+//! An archive `NAME-YYYYMMDDTHHMMSSZ.tar` holds:
+//!
+//! | path in the archive | what |
+//! |---|---|
+//! | `MANIFEST.json` | format, agent, time, warden version, and the path, size and SHA-256 of every other file |
+//! | `env/NAME.env` | the runtime env file (it may hold secrets: the archive is 0600) |
+//! | `rc.d/NAME` | the rc.d script |
+//! | `soul.tar` | the soul checkout, if the agent has one on the host |
+//! | `db/NAME_ops.dump`, … | `pg_dump -Fc` of each of the agent's databases, if it runs a db jail |
+//!
+//! The manifest records no content, only sizes and digests. A restore extracts the
+//! archive into a private temporary directory and checks it completely — the manifest,
+//! every checksum, no file missing and no file more, the agent's name — before it
+//! changes anything on the host.
+//!
+//! Databases are dumped and restored inside the agent's database jail (see
+//! [`BastilleDumper`]); the [`DbDumper`] trait is the seam for other ways.
+//! Archives are built and read with the system `tar` (base system on FreeBSD),
+//! through [`Host::run`], with argument vectors only.
+
+use crate::config::Config;
+use crate::dbsql;
+use crate::fleet::Fleet;
+use crate::host::{Host, HostError, Output};
+use crate::manifest::{AgentSpec, Role};
+use crate::render::AgentPaths;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Version of the archive layout and `MANIFEST.json`.
+pub const FORMAT: u32 = 1;
+/// Name of the manifest inside an archive.
+pub const MANIFEST: &str = "MANIFEST.json";
+/// Directory inside a database jail where dumps are written and read.
+pub const JAIL_BACKUP_DIR: &str = "/var/db/warden/backup";
+/// The largest `MANIFEST.json` a restore reads.
+const MANIFEST_MAX: u64 = 1 << 20;
+
+/// Why a backup or a restore failed. Messages name the agent and the file; they
+/// never hold the content of a file.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("agent {agent}: deployed as a bhyve VM; warden backs up jail agents only (back up the VM's disk with vm-bhyve)")]
+    Bhyve { agent: String },
+    #[error(
+        "agent {agent}: {file} is missing on the host; has `warden apply` installed this agent?"
+    )]
+    Missing { agent: String, file: String },
+    #[error("agent {agent}: {file} already exists; an archive is never overwritten")]
+    Exists { agent: String, file: String },
+    #[error("agent {agent}: {file}: {source}")]
+    Io {
+        agent: String,
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("agent {agent}: {source}")]
+    Host {
+        agent: String,
+        #[source]
+        source: HostError,
+    },
+    #[error("agent {agent}: {file}: command failed: {command}\n  exit status {status}\n{output}")]
+    Command {
+        agent: String,
+        file: String,
+        command: String,
+        status: i32,
+        output: String,
+    },
+    #[error("agent {agent}: {file}: {message}")]
+    Database {
+        agent: String,
+        file: String,
+        message: String,
+    },
+    #[error(
+        "agent {agent}: {archive}: {file}: checksum mismatch: MANIFEST.json says {} bytes with sha256 {}, the archive holds {} bytes with sha256 {}; the archive is damaged or was altered, nothing was restored",
+        .found.expected_size, .found.expected, .found.actual_size, .found.actual
+    )]
+    Checksum {
+        agent: String,
+        archive: String,
+        file: String,
+        found: Box<Mismatch>,
+    },
+    #[error("agent {agent}: {archive}: {message}; nothing was restored")]
+    Invalid {
+        agent: String,
+        archive: String,
+        message: String,
+    },
+    #[error("agent {agent}: {message}")]
+    Check { agent: String, message: String },
+}
+
+/// The sizes and digests of a file that does not match its manifest entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub expected: String,
+    pub expected_size: u64,
+    pub actual: String,
+    pub actual_size: u64,
+}
+
+/// What kind of file an archive entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EntryKind {
+    #[serde(rename = "env")]
+    Env,
+    #[serde(rename = "rc.d")]
+    RcD,
+    #[serde(rename = "soul")]
+    Soul,
+    #[serde(rename = "database")]
+    Database,
+}
+
+/// One file of an archive, as `MANIFEST.json` records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Path inside the archive.
+    pub path: String,
+    pub kind: EntryKind,
+    /// Where it came from on the host (informational: a restore writes to the
+    /// paths the current configuration gives, never to a path read from an archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// For a database dump: the jail it was dumped in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jail: Option<String>,
+    /// For a database dump: the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// `MANIFEST.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: u32,
+    pub agent: String,
+    /// When the backup was made, `YYYY-MM-DDTHH:MM:SSZ`.
+    pub created: String,
+    pub warden_version: String,
+    pub entries: Vec<Entry>,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RestoreReport {
+    pub agent: String,
+    /// When the restored backup was made.
+    pub created: String,
+    /// The warden version that made it.
+    pub warden_version: String,
+    /// Host files written (env file, rc.d script).
+    pub files: Vec<String>,
+    /// The soul directory, if it was restored.
+    pub soul: Option<String>,
+    /// Databases restored.
+    pub databases: Vec<String>,
+}
+
+/// One of an agent's databases and the jail that serves it.
+#[derive(Debug, Clone, Copy)]
+pub struct DbTarget<'a> {
+    pub agent: &'a str,
+    pub jail: &'a str,
+    pub database: &'a str,
+}
+
+/// How databases are dumped and restored.
+pub trait DbDumper {
+    /// Write a `pg_dump -Fc` dump of `db` to the local file `dest`.
+    fn dump(
+        &self,
+        host: &dyn Host,
+        cfg: &Config,
+        db: &DbTarget,
+        dest: &Path,
+    ) -> Result<(), BackupError>;
+    /// Restore the custom-format dump in the local file `src` into `db`, replacing
+    /// the objects it holds.
+    fn restore(
+        &self,
+        host: &dyn Host,
+        cfg: &Config,
+        db: &DbTarget,
+        src: &Path,
+    ) -> Result<(), BackupError>;
+}
+
+/// The production [`DbDumper`]: `pg_dump`/`pg_restore` run inside the database jail
+/// with `bastille cmd`, as the `postgres` superuser, through a file in the jail's
+/// [`JAIL_BACKUP_DIR`] (read and written from the host side, then removed).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BastilleDumper;
+
+impl BastilleDumper {
+    /// The dump file as the jail sees it and as the host sees it.
+    fn paths(cfg: &Config, db: &DbTarget) -> (String, String, String) {
+        let root = format!("{}/jails/{}/root", cfg.host.bastille_prefix, db.jail);
+        let inside = format!("{JAIL_BACKUP_DIR}/{}.dump", db.database);
+        (
+            format!("{root}{JAIL_BACKUP_DIR}"),
+            inside.clone(),
+            format!("{root}{inside}"),
+        )
+    }
+
+    /// The jail must run: `bastille cmd` on a stopped jail prints an error and
+    /// exits 0 without running anything.
+    fn require_running(host: &dyn Host, db: &DbTarget, file: &str) -> Result<(), BackupError> {
+        let running = host
+            .run(&[s("jls"), s("-j"), s(db.jail), s("name")])
+            .map(|o| o.ok())
+            .map_err(host_err(db.agent))?;
+        if running {
+            Ok(())
+        } else {
+            Err(BackupError::Database {
+                agent: db.agent.into(),
+                file: file.into(),
+                message: format!(
+                    "database jail {} is not running; start it with `bastille start {}`",
+                    db.jail, db.jail
+                ),
+            })
+        }
+    }
+}
+
+impl DbDumper for BastilleDumper {
+    fn dump(
+        &self,
+        host: &dyn Host,
+        cfg: &Config,
+        db: &DbTarget,
+        dest: &Path,
+    ) -> Result<(), BackupError> {
+        check_db_target(db)?;
+        let (dir, inside, on_host) = Self::paths(cfg, db);
+        Self::require_running(host, db, &on_host)?;
+        make_private_dir(&host.local(&dir)).map_err(io_err(db.agent, &dir))?;
+        // A stale dump must never pass for a fresh one.
+        host.remove(&on_host).map_err(host_err(db.agent))?;
+        let result = (|| {
+            let argv = vec![
+                s("bastille"),
+                s("cmd"),
+                s(db.jail),
+                s("pg_dump"),
+                s("-U"),
+                s("postgres"),
+                s("-Fc"),
+                s("-f"),
+                inside.clone(),
+                s(db.database),
+            ];
+            let out = host.run(&argv).map_err(host_err(db.agent))?;
+            check_output(db.agent, &on_host, &argv, &out)?;
+            let Some(bytes) = host.read(&on_host).map_err(host_err(db.agent))? else {
+                return Err(BackupError::Database {
+                    agent: db.agent.into(),
+                    file: on_host.clone(),
+                    message: format!(
+                        "pg_dump in jail {} exited 0 but wrote no dump of {}",
+                        db.jail, db.database
+                    ),
+                });
+            };
+            write_private(dest, &bytes).map_err(io_err(db.agent, &dest.display().to_string()))
+        })();
+        let removed = host.remove(&on_host).map_err(host_err(db.agent));
+        result.and(removed)
+    }
+
+    fn restore(
+        &self,
+        host: &dyn Host,
+        cfg: &Config,
+        db: &DbTarget,
+        src: &Path,
+    ) -> Result<(), BackupError> {
+        check_db_target(db)?;
+        let (dir, inside, on_host) = Self::paths(cfg, db);
+        Self::require_running(host, db, &on_host)?;
+        let bytes = std::fs::read(src).map_err(io_err(db.agent, &src.display().to_string()))?;
+        make_private_dir(&host.local(&dir)).map_err(io_err(db.agent, &dir))?;
+        host.write_atomic(&on_host, &bytes, 0o600, 0, 0)
+            .map_err(host_err(db.agent))?;
+        let result = (|| {
+            let argv = vec![
+                s("bastille"),
+                s("cmd"),
+                s(db.jail),
+                s("pg_restore"),
+                s("-U"),
+                s("postgres"),
+                s("--clean"),
+                s("--if-exists"),
+                s("--single-transaction"),
+                s("-d"),
+                s(db.database),
+                inside.clone(),
+            ];
+            let out = host.run(&argv).map_err(host_err(db.agent))?;
+            check_output(db.agent, &on_host, &argv, &out)
+        })();
+        let removed = host.remove(&on_host).map_err(host_err(db.agent));
+        result.and(removed)
+    }
+}
+
+/// Back up one agent into `to/NAME-YYYYMMDDTHHMMSSZ.tar` (`now` as
+/// [`crate::state::now`] gives it), dumping databases inside the db jail.
+pub fn backup_agent(
+    host: &dyn Host,
+    cfg: &Config,
+    agent: &AgentSpec,
+    to: &Path,
+    now: &str,
+) -> Result<PathBuf, BackupError> {
+    backup_agent_with(host, cfg, agent, to, now, &BastilleDumper)
+}
+
+/// Back up every agent of the fleet, in order; one result per agent (bhyve agents
+/// give [`BackupError::Bhyve`]). One failure does not stop the others.
+pub fn backup_all(
+    host: &dyn Host,
+    cfg: &Config,
+    fleet: &Fleet,
+    to: &Path,
+    now: &str,
+) -> Vec<(String, Result<PathBuf, BackupError>)> {
+    backup_all_with(host, cfg, fleet, to, now, &BastilleDumper)
+}
+
+/// [`backup_all`] with another way of dumping databases.
+pub fn backup_all_with(
+    host: &dyn Host,
+    cfg: &Config,
+    fleet: &Fleet,
+    to: &Path,
+    now: &str,
+    dumper: &dyn DbDumper,
+) -> Vec<(String, Result<PathBuf, BackupError>)> {
+    fleet
+        .agents
+        .iter()
+        .map(|a| {
+            (
+                a.name.clone(),
+                backup_agent_with(host, cfg, a, to, now, dumper),
+            )
+        })
+        .collect()
+}
+
+/// [`backup_agent`] with another way of dumping databases.
+pub fn backup_agent_with(
+    host: &dyn Host,
+    cfg: &Config,
+    agent: &AgentSpec,
+    to: &Path,
+    now: &str,
+    dumper: &dyn DbDumper,
+) -> Result<PathBuf, BackupError> {
+    let name = agent.name.as_str();
+    if agent.is_bhyve() {
+        return Err(BackupError::Bhyve { agent: name.into() });
+    }
+    let stamp = compact_stamp(now).ok_or_else(|| BackupError::Check {
+        agent: name.into(),
+        message: format!("{now:?} is not a UTC time like 2025-01-31T12:00:00Z"),
+    })?;
+    let to = std::path::absolute(to).map_err(io_err(name, &to.display().to_string()))?;
+    let target = to.join(format!("{name}-{stamp}.tar"));
+    let exists = || BackupError::Exists {
+        agent: name.into(),
+        file: target.display().to_string(),
+    };
+    if target.symlink_metadata().is_ok() {
+        return Err(exists());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&to)
+        .map_err(io_err(name, &to.display().to_string()))?;
+    let staging = Scratch::new(&to.join(format!(".{name}-{stamp}.warden-{}", std::process::id())))
+        .map_err(io_err(name, &to.display().to_string()))?;
+    let dir = staging.path();
+    let paths = AgentPaths::new(agent, &cfg.host);
+    let mut entries = Vec::new();
+
+    // Files: read through the host, staged 0600.
+    for (kind, src, rel) in [
+        (EntryKind::Env, &paths.envfile, format!("env/{name}.env")),
+        (EntryKind::RcD, &paths.rcd, format!("rc.d/{name}")),
+    ] {
+        let Some(bytes) = host.read(src).map_err(host_err(name))? else {
+            return Err(BackupError::Missing {
+                agent: name.into(),
+                file: src.clone(),
+            });
+        };
+        let dest = dir.join(&rel);
+        write_private(&dest, &bytes).map_err(io_err(name, &dest.display().to_string()))?;
+        entries.push(entry(name, dir, rel, kind, Some(src.clone()))?);
+    }
+
+    // The soul checkout, as a nested tar.
+    if !host.list_dir(&paths.soul_dir).is_empty() {
+        let dest = dir.join("soul.tar");
+        write_private(&dest, b"").map_err(io_err(name, &dest.display().to_string()))?;
+        let argv = vec![
+            s("tar"),
+            s("-cf"),
+            dest.display().to_string(),
+            s("-C"),
+            host.arg_path(&paths.soul_dir),
+            s("."),
+        ];
+        let out = host.run(&argv).map_err(host_err(name))?;
+        check_output(name, &paths.soul_dir, &argv, &out)?;
+        entries.push(entry(
+            name,
+            dir,
+            "soul.tar".into(),
+            EntryKind::Soul,
+            Some(paths.soul_dir.clone()),
+        )?);
+    }
+
+    // Databases, dumped in the db jail.
+    if let Some(jail) = agent.jail(Role::Db) {
+        let db_dir = dir.join("db");
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&db_dir)
+            .map_err(io_err(name, &db_dir.display().to_string()))?;
+        for db in dbsql::database_names(name) {
+            let rel = format!("db/{db}.dump");
+            let dest = dir.join(&rel);
+            let target = DbTarget {
+                agent: name,
+                jail: &jail.name,
+                database: &db,
+            };
+            dumper.dump(host, cfg, &target, &dest)?;
+            let mut e = entry(name, dir, rel, EntryKind::Database, None)?;
+            e.jail = Some(jail.name.clone());
+            e.database = Some(db.clone());
+            entries.push(e);
+        }
+    }
+
+    let manifest = Manifest {
+        format: FORMAT,
+        agent: name.into(),
+        created: now.into(),
+        warden_version: env!("CARGO_PKG_VERSION").into(),
+        entries,
+    };
+    let mut json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+    json.push(b'\n');
+    let mpath = dir.join(MANIFEST);
+    write_private(&mpath, &json).map_err(io_err(name, &mpath.display().to_string()))?;
+
+    // The archive is built inside the private staging directory, then linked into
+    // place (a link never replaces an existing file).
+    let built = dir.join("archive.tar");
+    write_private(&built, b"").map_err(io_err(name, &built.display().to_string()))?;
+    let mut argv = vec![
+        s("tar"),
+        s("-cf"),
+        built.display().to_string(),
+        s("-C"),
+        dir.display().to_string(),
+        s(MANIFEST),
+    ];
+    argv.extend(manifest.entries.iter().map(|e| e.path.clone()));
+    let out = host.run(&argv).map_err(host_err(name))?;
+    check_output(name, &target.display().to_string(), &argv, &out)?;
+    let finish = || -> std::io::Result<()> {
+        std::fs::set_permissions(&built, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::File::open(&built)?.sync_all()?;
+        std::fs::hard_link(&built, &target)?;
+        std::fs::File::open(&to)?.sync_all()
+    };
+    match finish() {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
+        Err(e) => return Err(io_err(name, &target.display().to_string())(e)),
+    }
+    tracing::info!(agent = name, archive = %target.display(), "backup written");
+    Ok(target)
+}
+
+/// Restore an agent from an archive made by [`backup_agent`].
+pub fn restore(
+    host: &dyn Host,
+    cfg: &Config,
+    agent: &AgentSpec,
+    archive: &Path,
+) -> Result<RestoreReport, BackupError> {
+    restore_with(host, cfg, agent, archive, &BastilleDumper)
+}
+
+/// [`restore`] with another way of restoring databases.
+pub fn restore_with(
+    host: &dyn Host,
+    cfg: &Config,
+    agent: &AgentSpec,
+    archive: &Path,
+    dumper: &dyn DbDumper,
+) -> Result<RestoreReport, BackupError> {
+    restore_verified(host, cfg, agent, archive, dumper, &mut || Ok(()))
+}
+
+/// [`restore_with`], calling `before_changes` once every check has passed and before
+/// the first change to the host (the CLI stops the agent's service there).
+pub fn restore_verified(
+    host: &dyn Host,
+    cfg: &Config,
+    agent: &AgentSpec,
+    archive: &Path,
+    dumper: &dyn DbDumper,
+    before_changes: &mut dyn FnMut() -> Result<(), BackupError>,
+) -> Result<RestoreReport, BackupError> {
+    let name = agent.name.as_str();
+    if agent.is_bhyve() {
+        return Err(BackupError::Bhyve { agent: name.into() });
+    }
+    let archive =
+        std::path::absolute(archive).map_err(io_err(name, &archive.display().to_string()))?;
+    let shown = archive.display().to_string();
+    let invalid = |message: String| BackupError::Invalid {
+        agent: name.into(),
+        archive: shown.clone(),
+        message,
+    };
+    if !archive.is_file() {
+        return Err(BackupError::Missing {
+            agent: name.into(),
+            file: shown.clone(),
+        });
+    }
+
+    // 1. Look before extracting: only relative names without `..`.
+    let argv = vec![s("tar"), s("-tf"), shown.clone()];
+    let out = host.run(&argv).map_err(host_err(name))?;
+    if !out.ok() {
+        return Err(invalid(format!(
+            "not a readable tar archive ({})",
+            out.stderr.trim()
+        )));
+    }
+    for member in out.stdout.lines() {
+        let rel = member.trim_start_matches("./");
+        if member.starts_with('/') || rel.split('/').any(|c| c == "..") {
+            return Err(invalid(format!(
+                "{member}: unsafe path in the archive (absolute or with ..)"
+            )));
+        }
+    }
+
+    // 2. Extract into a private temporary directory.
+    let work = Scratch::new(&std::env::temp_dir().join(format!(
+        "warden-restore-{name}-{}-{}",
+        std::process::id(),
+        unique()
+    )))
+    .map_err(io_err(name, &std::env::temp_dir().display().to_string()))?;
+    let dir = work.path();
+    let argv = vec![
+        s("tar"),
+        s("-x"),
+        s("--no-same-owner"),
+        s("-f"),
+        shown.clone(),
+        s("-C"),
+        dir.display().to_string(),
+    ];
+    let out = host.run(&argv).map_err(host_err(name))?;
+    if !out.ok() {
+        return Err(invalid(format!("cannot extract ({})", out.stderr.trim())));
+    }
+
+    // 3. Verify everything.
+    let present = extracted_files(dir).map_err(invalid)?;
+    let manifest = read_manifest(dir, name).map_err(invalid)?;
+    let listed: BTreeSet<&str> = manifest.entries.iter().map(|e| e.path.as_str()).collect();
+    for f in &present {
+        if f != MANIFEST && !listed.contains(f.as_str()) {
+            return Err(invalid(format!(
+                "{f}: unexpected file, not in MANIFEST.json"
+            )));
+        }
+    }
+    for e in &manifest.entries {
+        let path = dir.join(&e.path);
+        if !present.contains(&e.path) {
+            return Err(invalid(format!(
+                "{}: listed in MANIFEST.json but missing from the archive",
+                e.path
+            )));
+        }
+        let (size, sha) = hash_file(&path).map_err(io_err(name, &e.path))?;
+        if size != e.size || sha != e.sha256 {
+            return Err(BackupError::Checksum {
+                agent: name.into(),
+                archive: shown.clone(),
+                file: e.path.clone(),
+                found: Box::new(Mismatch {
+                    expected: e.sha256.clone(),
+                    expected_size: e.size,
+                    actual: sha,
+                    actual_size: size,
+                }),
+            });
+        }
+    }
+
+    // 4. Check the host can take it, still without changing anything.
+    let paths = AgentPaths::new(agent, &cfg.host);
+    let has = |k: EntryKind| manifest.entries.iter().any(|e| e.kind == k);
+    let db_jail = agent.jail(Role::Db);
+    if has(EntryKind::Database) && db_jail.is_none() {
+        return Err(invalid(format!(
+            "the archive holds database dumps but agent {name} runs no db jail (WARDEN_ROLES)"
+        )));
+    }
+    let ids = if has(EntryKind::Env) || has(EntryKind::Soul) {
+        Some(agent_ids(host, name)?)
+    } else {
+        None
+    };
+
+    // 5. Restore: files, soul, databases.
+    before_changes()?;
+    let mut report = RestoreReport {
+        agent: name.into(),
+        created: manifest.created.clone(),
+        warden_version: manifest.warden_version.clone(),
+        ..Default::default()
+    };
+    for e in &manifest.entries {
+        let src = dir.join(&e.path);
+        let read = || std::fs::read(&src).map_err(io_err(name, &e.path));
+        match e.kind {
+            EntryKind::Env => {
+                let (uid, gid) = ids.expect("looked up above");
+                host.write_atomic(&paths.envfile, &read()?, 0o600, uid, gid)
+                    .map_err(host_err(name))?;
+                report.files.push(paths.envfile.clone());
+            }
+            EntryKind::RcD => {
+                host.write_atomic(&paths.rcd, &read()?, 0o755, 0, 0)
+                    .map_err(host_err(name))?;
+                report.files.push(paths.rcd.clone());
+            }
+            EntryKind::Soul => {
+                let (uid, gid) = ids.expect("looked up above");
+                restore_soul(host, name, &paths.soul_dir, &src, uid, gid)?;
+                report.soul = Some(paths.soul_dir.clone());
+            }
+            EntryKind::Database => {}
+        }
+    }
+    if let Some(jail) = db_jail {
+        for e in manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Database)
+        {
+            let db = e.database.as_deref().expect("checked in read_manifest");
+            let target = DbTarget {
+                agent: name,
+                jail: &jail.name,
+                database: db,
+            };
+            dumper.restore(host, cfg, &target, &dir.join(&e.path))?;
+            report.databases.push(db.to_string());
+        }
+    }
+    tracing::info!(agent = name, archive = %shown, "restore complete");
+    Ok(report)
+}
+
+/// Read and check `MANIFEST.json`: format, agent, and every entry's path and kind.
+fn read_manifest(dir: &Path, agent: &str) -> Result<Manifest, String> {
+    let path = dir.join(MANIFEST);
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|f| f.take(MANIFEST_MAX + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("{MANIFEST}: cannot read it: {e}"))?;
+    if bytes.len() as u64 > MANIFEST_MAX {
+        return Err(format!("{MANIFEST}: larger than {MANIFEST_MAX} bytes"));
+    }
+    // serde_json's messages quote no input beyond a token; still keep them short.
+    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "{MANIFEST}: not a warden backup manifest (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    if m.format != FORMAT {
+        return Err(format!(
+            "{MANIFEST}: format {} is not supported by this warden (format {FORMAT})",
+            m.format
+        ));
+    }
+    if m.agent != agent {
+        return Err(format!(
+            "{MANIFEST}: the archive is a backup of agent {:?}, not of {agent}",
+            m.agent
+        ));
+    }
+    let dbs = dbsql::database_names(agent);
+    let mut seen = BTreeSet::new();
+    for e in &m.entries {
+        let expected = match e.kind {
+            EntryKind::Env => format!("env/{agent}.env"),
+            EntryKind::RcD => format!("rc.d/{agent}"),
+            EntryKind::Soul => "soul.tar".to_string(),
+            EntryKind::Database => match e.database.as_deref() {
+                Some(db) if dbs.iter().any(|d| d == db) => format!("db/{db}.dump"),
+                other => {
+                    return Err(format!(
+                        "{MANIFEST}: {}: database {other:?} is not one of agent {agent}'s",
+                        e.path
+                    ))
+                }
+            },
+        };
+        if e.path != expected {
+            return Err(format!(
+                "{MANIFEST}: {}: unexpected path for a {:?} entry (expected {expected})",
+                e.path, e.kind
+            ));
+        }
+        if !seen.insert(e.path.as_str()) {
+            return Err(format!("{MANIFEST}: {}: listed twice", e.path));
+        }
+        if e.sha256.len() != 64 || !e.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "{MANIFEST}: {}: sha256 is not a hex digest",
+                e.path
+            ));
+        }
+    }
+    Ok(m)
+}
+
+/// The regular files under `dir`, relative; anything else than the archive's own
+/// directories (a symlink, a device, another directory) is refused.
+fn extracted_files(dir: &Path) -> Result<BTreeSet<String>, String> {
+    const DIRS: [&str; 3] = ["env", "rc.d", "db"];
+    let mut out = BTreeSet::new();
+    let mut stack = vec![(dir.to_path_buf(), String::new())];
+    while let Some((path, rel)) = stack.pop() {
+        let rd = std::fs::read_dir(&path).map_err(|e| format!("{rel}: cannot read: {e}"))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| format!("{rel}: cannot read: {e}"))?;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let r = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let ft = ent
+                .file_type()
+                .map_err(|e| format!("{r}: cannot stat: {e}"))?;
+            if ft.is_dir() && rel.is_empty() && DIRS.contains(&name.as_str()) {
+                stack.push((ent.path(), r));
+            } else if ft.is_file() {
+                out.insert(r);
+            } else {
+                return Err(format!("{r}: unexpected entry in the archive"));
+            }
+        }
+    }
+    if !out.contains(MANIFEST) {
+        return Err(format!("{MANIFEST} is missing: not a warden backup"));
+    }
+    Ok(out)
+}
+
+/// Unpack `soul.tar` beside the soul directory, give it to the agent, then swap it in.
+fn restore_soul(
+    host: &dyn Host,
+    agent: &str,
+    soul_dir: &str,
+    tarball: &Path,
+    uid: u32,
+    gid: u32,
+) -> Result<(), BackupError> {
+    let (parent, base) = soul_dir.rsplit_once('/').unwrap_or(("", soul_dir));
+    let fresh = format!("{parent}/.{base}.warden-restore");
+    let old = format!("{parent}/.{base}.warden-old");
+    let run = |argv: Vec<String>, file: &str| -> Result<(), BackupError> {
+        let out = host.run(&argv).map_err(host_err(agent))?;
+        check_output(agent, file, &argv, &out)
+    };
+    for leftover in [&fresh, &old] {
+        if host.local(leftover).symlink_metadata().is_ok() {
+            run(vec![s("rm"), s("-rf"), host.arg_path(leftover)], leftover)?;
+        }
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(host.local(&fresh))
+        .map_err(io_err(agent, &fresh))?;
+    run(
+        vec![
+            s("tar"),
+            s("-x"),
+            s("--no-same-owner"),
+            s("-f"),
+            tarball.display().to_string(),
+            s("-C"),
+            host.arg_path(&fresh),
+        ],
+        soul_dir,
+    )?;
+    run(
+        vec![
+            s("chown"),
+            s("-R"),
+            format!("{uid}:{gid}"),
+            host.arg_path(&fresh),
+        ],
+        soul_dir,
+    )?;
+    let current = host.local(soul_dir);
+    let had = current.symlink_metadata().is_ok();
+    if had {
+        std::fs::rename(&current, host.local(&old)).map_err(io_err(agent, soul_dir))?;
+    }
+    if let Err(e) = std::fs::rename(host.local(&fresh), &current) {
+        if had {
+            let _ = std::fs::rename(host.local(&old), &current);
+        }
+        return Err(io_err(agent, soul_dir)(e));
+    }
+    if had {
+        run(vec![s("rm"), s("-rf"), host.arg_path(&old)], &old)?;
+    }
+    Ok(())
+}
+
+/// The agent user's uid and gid from the host's password and group files.
+fn agent_ids(host: &dyn Host, agent: &str) -> Result<(u32, u32), BackupError> {
+    let field = |file: &str, idx: usize| -> Result<Option<u32>, BackupError> {
+        let Some(bytes) = host.read(file).map_err(host_err(agent))? else {
+            return Ok(None);
+        };
+        Ok(String::from_utf8_lossy(&bytes).lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&agent))
+                .then(|| f.get(idx)?.parse().ok())
+                .flatten()
+        }))
+    };
+    let uid = field("/etc/passwd", 2)?;
+    let gid = match field("/etc/group", 2)? {
+        Some(g) => Some(g),
+        None => field("/etc/passwd", 3)?,
+    };
+    match (uid, gid) {
+        (Some(u), Some(g)) => Ok((u, g)),
+        _ => Err(BackupError::Check {
+            agent: agent.into(),
+            message: format!(
+                "user {agent} does not exist on the host; run `warden apply` first, then restore; nothing was restored"
+            ),
+        }),
+    }
+}
+
+/// An archive entry for the staged file `dir/rel`.
+fn entry(
+    agent: &str,
+    dir: &Path,
+    rel: String,
+    kind: EntryKind,
+    source: Option<String>,
+) -> Result<Entry, BackupError> {
+    let (size, sha256) = hash_file(&dir.join(&rel)).map_err(io_err(agent, &rel))?;
+    Ok(Entry {
+        path: rel,
+        kind,
+        source,
+        jail: None,
+        database: None,
+        size,
+        sha256,
+    })
+}
+
+/// Size and hex SHA-256 of a file, read in chunks.
+pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((size, hex))
+}
+
+/// `2025-01-31T12:00:00Z` (or `20250131T120000Z`) → `20250131T120000Z`.
+fn compact_stamp(now: &str) -> Option<String> {
+    let c: String = now.chars().filter(|c| *c != '-' && *c != ':').collect();
+    let b = c.as_bytes();
+    let ok = b.len() == 16
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z';
+    ok.then_some(c)
+}
+
+/// Database and jail names go into command lines: check them again here.
+fn check_db_target(db: &DbTarget) -> Result<(), BackupError> {
+    let db_ok = db.database.rsplit_once('_').is_some_and(|(agent, suffix)| {
+        agent.starts_with(|c: char| c.is_ascii_lowercase())
+            && agent
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && dbsql::DATABASE_SUFFIXES.contains(&suffix)
+    });
+    let jail_ok = !db.jail.is_empty() && db.jail.chars().all(|c| c.is_ascii_alphanumeric());
+    if db_ok && jail_ok {
+        Ok(())
+    } else {
+        Err(BackupError::Check {
+            agent: db.agent.into(),
+            message: format!(
+                "refusing database {:?} in jail {:?}: not a warden database name",
+                db.database, db.jail
+            ),
+        })
+    }
+}
+
+fn check_output(agent: &str, file: &str, argv: &[String], out: &Output) -> Result<(), BackupError> {
+    // `bastille cmd` on a stopped jail exits 0; its message gives it away.
+    let refused =
+        out.stdout.contains("Jail is not running") || out.stderr.contains("Jail is not running");
+    if out.ok() && !refused {
+        return Ok(());
+    }
+    let text = if out.stderr.trim().is_empty() {
+        &out.stdout
+    } else {
+        &out.stderr
+    };
+    Err(BackupError::Command {
+        agent: agent.into(),
+        file: file.into(),
+        command: argv.join(" "),
+        status: out.status,
+        output: text
+            .lines()
+            .map(|l| format!("  | {l}\n"))
+            .collect::<String>()
+            .trim_end()
+            .to_string(),
+    })
+}
+
+/// Create a new file 0600 (never following or reusing an existing one).
+fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(content)?;
+    f.sync_all()
+}
+
+/// A directory only root may enter.
+fn make_private_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
+/// A new private directory, removed with everything in it when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(path: &Path) -> std::io::Result<Scratch> {
+        std::fs::DirBuilder::new().mode(0o700).create(path)?;
+        Ok(Scratch(path.to_path_buf()))
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn unique() -> u128 {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    t.wrapping_mul(1000).wrapping_add(u128::from(n))
+}
+
+fn s(x: &str) -> String {
+    x.to_string()
+}
+
+fn host_err(agent: &str) -> impl Fn(HostError) -> BackupError + '_ {
+    move |source| BackupError::Host {
+        agent: agent.into(),
+        source,
+    }
+}
+
+fn io_err<'a>(agent: &'a str, file: &'a str) -> impl Fn(std::io::Error) -> BackupError + 'a {
+    move |source| BackupError::Io {
+        agent: agent.into(),
+        file: file.into(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps() {
+        assert_eq!(
+            compact_stamp("2025-01-31T12:34:56Z").as_deref(),
+            Some("20250131T123456Z")
+        );
+        assert_eq!(
+            compact_stamp("20250131T123456Z").as_deref(),
+            Some("20250131T123456Z")
+        );
+        assert_eq!(compact_stamp("2025-01-31 12:34:56"), None);
+        assert_eq!(compact_stamp("../../etc/x"), None);
+    }
+
+    #[test]
+    fn db_targets_are_checked() {
+        let t = |db, jail| {
+            check_db_target(&DbTarget {
+                agent: "atlas",
+                jail,
+                database: db,
+            })
+            .is_ok()
+        };
+        assert!(t("atlas_ops", "atlasdb"));
+        assert!(t("a1_skills", "a1db"));
+        assert!(!t("atlas_ops; rm", "atlasdb"));
+        assert!(!t("atlas_other", "atlasdb"));
+        assert!(!t("Atlas_ops", "atlasdb"));
+        assert!(!t("atlas_ops", "atlas-db"));
+        assert!(!t("-f_ops", "atlasdb"));
+    }
+
+    #[test]
+    fn manifest_kinds_serialize_by_name() {
+        let e = Entry {
+            path: "rc.d/atlas".into(),
+            kind: EntryKind::RcD,
+            source: None,
+            jail: None,
+            database: None,
+            size: 1,
+            sha256: "0".repeat(64),
+        };
+        let j = serde_json::to_string(&e).unwrap();
+        assert!(j.contains(r#""kind":"rc.d""#), "{j}");
+        assert!(!j.contains("jail"), "{j}");
+    }
+}

@@ -1,0 +1,1086 @@
+//! `warden::backup`: archives on the simulated FreeBSD host (tests/fakebsd), tampered
+//! archives, secrets, and real database dumps against a throwaway PostgreSQL server.
+
+#[path = "support/pg.rs"]
+mod pg;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use warden::backup::{
+    backup_agent, backup_agent_with, restore, restore_with, BackupError, DbDumper, DbTarget,
+    Manifest, JAIL_BACKUP_DIR,
+};
+use warden::config::Config;
+use warden::host::{FileMeta, Host, HostError, LocalHost, Output};
+use warden::manifest::AgentSpec;
+
+const NOW: &str = "2025-01-31T12:34:56Z";
+const SECRET: &str = "sk-live-7f3a9c2e51d04b8a";
+
+// ---------------------------------------------------------------- the simulated host
+
+fn fakebsd_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd")
+}
+
+fn fake_path() -> String {
+    format!(
+        "{}:{}",
+        fakebsd_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// A `LocalHost` whose commands see the fakes first on PATH and `FAKEBSD_ROOT`,
+/// without changing this process's environment (tests run in parallel).
+struct FakeBsd {
+    inner: LocalHost,
+    root: PathBuf,
+}
+
+impl FakeBsd {
+    fn new(root: &Path) -> Self {
+        FakeBsd {
+            inner: LocalHost::new(root),
+            root: root.to_path_buf(),
+        }
+    }
+}
+
+fn run_with_env(argv: &[String], env: &[(&str, &str)]) -> Result<Output, HostError> {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.env_remove("FAKEBSD_FAIL");
+    let out = cmd.output().map_err(|source| HostError::Spawn {
+        program: argv[0].clone(),
+        source,
+    })?;
+    Ok(Output {
+        status: out.status.code().unwrap_or(128),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+impl Host for FakeBsd {
+    fn local(&self, p: &str) -> PathBuf {
+        self.inner.local(p)
+    }
+    fn is_live_root(&self) -> bool {
+        false
+    }
+    fn read(&self, p: &str) -> Result<Option<Vec<u8>>, HostError> {
+        self.inner.read(p)
+    }
+    fn meta(&self, p: &str) -> Option<FileMeta> {
+        self.inner.meta(p)
+    }
+    fn list_dir(&self, p: &str) -> Vec<String> {
+        self.inner.list_dir(p)
+    }
+    fn have(&self, program: &str) -> bool {
+        fakebsd_dir().join(program).exists() || self.inner.have(program)
+    }
+    fn run(&self, argv: &[String]) -> Result<Output, HostError> {
+        let path = fake_path();
+        let root = self.root.display().to_string();
+        run_with_env(argv, &[("PATH", &path), ("FAKEBSD_ROOT", &root)])
+    }
+    fn write_atomic(
+        &self,
+        p: &str,
+        content: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), HostError> {
+        self.inner.write_atomic(p, content, mode, uid, gid)
+    }
+    fn remove(&self, p: &str) -> Result<(), HostError> {
+        self.inner.remove(p)
+    }
+    fn spawned(&self) -> usize {
+        0
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let st = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "warden")
+        .env("GIT_AUTHOR_EMAIL", "warden@example.org")
+        .env("GIT_COMMITTER_NAME", "warden")
+        .env("GIT_COMMITTER_EMAIL", "warden@example.org")
+        .status()
+        .expect("git runs");
+    assert!(st.success(), "git {args:?}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn require_git() -> bool {
+    if which::which("git").is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("WARDEN_REQUIRE_TOOLS").is_err(),
+        "git is required: apt-get install git"
+    );
+    eprintln!("skipping: git not installed");
+    false
+}
+
+/// The example fleet (atlas: soul + db; clawdie) plus `bob` (git jail only, with a
+/// secrets file), applied to a simulated host.
+struct Site {
+    tmp: tempfile::TempDir,
+    root: PathBuf,
+    cfg: Config,
+    agents: BTreeMap<String, AgentSpec>,
+}
+
+impl Site {
+    fn new() -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let config = tmp.path().join("config");
+        // The example host settings and its two jail agents (other example agents,
+        // e.g. bhyve ones, need host set-up this test is not about).
+        std::fs::create_dir_all(config.join("agents")).unwrap();
+        std::fs::copy(
+            base.join("examples/warden.toml"),
+            config.join("warden.toml"),
+        )
+        .unwrap();
+        for agent in ["atlas.env", "clawdie.env"] {
+            std::fs::copy(
+                base.join("examples/agents").join(agent),
+                config.join("agents").join(agent),
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            config.join("agents/bob.env"),
+            "AGENT_NAME=bob\nAGENT_SUBNET_BASE=10.0.9\nWARDEN_ROLES=git\n",
+        )
+        .unwrap();
+        std::fs::write(
+            config.join("agents/bob.secrets.env"),
+            format!("BOB_API_KEY={SECRET}\n"),
+        )
+        .unwrap();
+        for soul in ["example", "atlas"] {
+            let dir = tmp.path().join("souls").join(soul);
+            copy_dir(&base.join("souls").join(soul), &dir);
+            git(&dir, &["init", "-q", "-b", "main"]);
+            git(&dir, &["add", "-A"]);
+            git(&dir, &["commit", "-q", "-m", "soul"]);
+        }
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let config = config.join("warden.toml");
+        let out = assert_cmd::Command::cargo_bin("warden")
+            .unwrap()
+            .env("PATH", fake_path())
+            .env("FAKEBSD_ROOT", &root)
+            .env_remove("FAKEBSD_FAIL")
+            .env_remove("RUST_LOG")
+            .arg("--config")
+            .arg(&config)
+            .args(["apply", "--yes", "--root"])
+            .arg(&root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "apply failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (cfg, fleet) = warden::workflow::load(&config).unwrap();
+        let agents = fleet
+            .agents
+            .into_iter()
+            .map(|a| (a.name.clone(), a))
+            .collect();
+        Site {
+            tmp,
+            root,
+            cfg,
+            agents,
+        }
+    }
+    fn host(&self) -> FakeBsd {
+        FakeBsd::new(&self.root)
+    }
+    fn agent(&self, name: &str) -> &AgentSpec {
+        &self.agents[name]
+    }
+    fn backups(&self) -> PathBuf {
+        self.tmp.path().join("backups")
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("var/log/fakebsd.log")).unwrap_or_default()
+    }
+    fn uid(&self, user: &str) -> u32 {
+        let passwd = std::fs::read_to_string(self.root.join("etc/passwd")).unwrap();
+        passwd
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f[0] == user).then(|| f[2].parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("{user} in {passwd}"))
+    }
+}
+
+/// Stands in for pg_dump/pg_restore: fixed dump bytes, restores recorded.
+#[derive(Default)]
+struct FakeDumper {
+    restored: RefCell<Vec<(String, Vec<u8>)>>,
+}
+
+fn fake_dump(db: &str) -> Vec<u8> {
+    format!("PGDMP fake custom-format dump of {db}\n\0\x01\x02").into_bytes()
+}
+
+impl DbDumper for FakeDumper {
+    fn dump(
+        &self,
+        _: &dyn Host,
+        _: &Config,
+        db: &DbTarget,
+        dest: &Path,
+    ) -> Result<(), BackupError> {
+        std::fs::write(dest, fake_dump(db.database)).unwrap();
+        Ok(())
+    }
+    fn restore(
+        &self,
+        _: &dyn Host,
+        _: &Config,
+        db: &DbTarget,
+        src: &Path,
+    ) -> Result<(), BackupError> {
+        self.restored
+            .borrow_mut()
+            .push((db.database.to_string(), std::fs::read(src).unwrap()));
+        Ok(())
+    }
+}
+
+fn tar(args: &[&str]) -> String {
+    let out = Command::new("tar").args(args).output().expect("tar runs");
+    assert!(
+        out.status.success(),
+        "tar {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn extract(archive: &Path, into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    tar(&[
+        "-xf",
+        archive.to_str().unwrap(),
+        "-C",
+        into.to_str().unwrap(),
+    ]);
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Every entry under `dir` with its type, mode, owner and content digest.
+fn snapshot(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            let what = if m.is_dir() {
+                stack.push(p.clone());
+                "dir".to_string()
+            } else if m.file_type().is_symlink() {
+                format!("-> {}", std::fs::read_link(&p).unwrap().display())
+            } else {
+                sha256_hex(&std::fs::read(&p).unwrap())
+            };
+            out.insert(
+                rel,
+                format!("{what} {:o} {}:{}", m.mode() & 0o7777, m.uid(), m.gid()),
+            );
+        }
+    }
+    out
+}
+
+fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+// ---------------------------------------------------------------- (a) simulated host
+
+#[test]
+fn backup_then_restore_files_soul_and_dumps_on_the_simulated_host() {
+    if !require_git() {
+        return;
+    }
+    let s = Site::new();
+    let host = s.host();
+    let atlas = s.agent("atlas");
+    let env = s.root.join("usr/local/etc/warden/atlas.env");
+    let rcd = s.root.join("usr/local/etc/rc.d/atlas");
+    let soul = s.root.join("home/atlas/soul");
+    let env_before = std::fs::read(&env).unwrap();
+    let rcd_before = std::fs::read(&rcd).unwrap();
+    let soul_before = files_under(&soul);
+    assert!(
+        soul_before.contains_key("SOUL.md"),
+        "{:?}",
+        soul_before.keys()
+    );
+
+    let dumper = FakeDumper::default();
+    let archive = backup_agent_with(&host, &s.cfg, atlas, &s.backups(), NOW, &dumper).unwrap();
+    assert_eq!(archive, s.backups().join("atlas-20250131T123456Z.tar"));
+    assert_eq!(mode(&archive), 0o600, "the archive holds secrets");
+    let names: Vec<String> = std::fs::read_dir(s.backups())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["atlas-20250131T123456Z.tar"],
+        "no staging left behind"
+    );
+    let listed = tar(&["-tf", archive.to_str().unwrap()]);
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        [
+            "MANIFEST.json",
+            "env/atlas.env",
+            "rc.d/atlas",
+            "soul.tar",
+            "db/atlas_ops.dump",
+            "db/atlas_brain.dump",
+            "db/atlas_skills.dump"
+        ]
+    );
+
+    // The manifest covers every other file, with the right digests.
+    let x = s.tmp.path().join("x");
+    extract(&archive, &x);
+    let m: Manifest =
+        serde_json::from_slice(&std::fs::read(x.join("MANIFEST.json")).unwrap()).unwrap();
+    assert_eq!(
+        (m.format, m.agent.as_str(), m.created.as_str()),
+        (1, "atlas", NOW)
+    );
+    assert_eq!(m.warden_version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(m.entries.len(), 6);
+    for e in &m.entries {
+        let bytes = std::fs::read(x.join(&e.path)).unwrap();
+        assert_eq!(e.size, bytes.len() as u64, "{}", e.path);
+        assert_eq!(e.sha256, sha256_hex(&bytes), "{}", e.path);
+    }
+    assert_eq!(std::fs::read(x.join("env/atlas.env")).unwrap(), env_before);
+    assert_eq!(
+        std::fs::read(x.join("db/atlas_ops.dump")).unwrap(),
+        fake_dump("atlas_ops")
+    );
+    let ops = m
+        .entries
+        .iter()
+        .find(|e| e.path == "db/atlas_ops.dump")
+        .unwrap();
+    assert_eq!(ops.jail.as_deref(), Some("atlasdb"));
+    assert_eq!(ops.database.as_deref(), Some("atlas_ops"));
+
+    // The same second again: refused, the first archive kept.
+    let again = backup_agent_with(&host, &s.cfg, atlas, &s.backups(), NOW, &dumper).unwrap_err();
+    assert!(matches!(again, BackupError::Exists { .. }), "{again}");
+    assert!(
+        again.to_string().contains("atlas-20250131T123456Z.tar"),
+        "{again}"
+    );
+
+    // Damage the host, then restore.
+    std::fs::write(&env, "garbage\n").unwrap();
+    std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::remove_file(&rcd).unwrap();
+    std::fs::write(soul.join("SOUL.md"), "overwritten\n").unwrap();
+    std::fs::write(soul.join("stray.txt"), "stray\n").unwrap();
+
+    let report = restore_with(&host, &s.cfg, atlas, &archive, &dumper).unwrap();
+    assert_eq!(report.agent, "atlas");
+    assert_eq!(report.created, NOW);
+    assert_eq!(
+        report.files,
+        [
+            "/usr/local/etc/warden/atlas.env",
+            "/usr/local/etc/rc.d/atlas"
+        ]
+    );
+    assert_eq!(report.soul.as_deref(), Some("/home/atlas/soul"));
+    assert_eq!(
+        report.databases,
+        ["atlas_ops", "atlas_brain", "atlas_skills"]
+    );
+
+    assert_eq!(std::fs::read(&env).unwrap(), env_before);
+    assert_eq!(mode(&env), 0o600);
+    let uid = s.uid("atlas");
+    assert_eq!(std::fs::metadata(&env).unwrap().uid(), uid);
+    assert_eq!(std::fs::read(&rcd).unwrap(), rcd_before);
+    assert_eq!(mode(&rcd), 0o755);
+    assert_eq!(std::fs::metadata(&rcd).unwrap().uid(), 0);
+    assert_eq!(
+        files_under(&soul),
+        soul_before,
+        "the soul is back as it was"
+    );
+    assert_eq!(std::fs::metadata(soul.join("SOUL.md")).unwrap().uid(), uid);
+    assert_eq!(std::fs::metadata(&soul).unwrap().uid(), uid);
+    let home: Vec<String> = std::fs::read_dir(s.root.join("home/atlas"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("warden"))
+        .collect();
+    assert!(home.is_empty(), "no temporary soul copies left: {home:?}");
+    let restored = dumper.restored.borrow();
+    assert_eq!(restored.len(), 3);
+    for (db, bytes) in restored.iter() {
+        assert_eq!(bytes, &fake_dump(db), "{db}");
+    }
+}
+
+#[test]
+fn the_bastille_dumper_runs_pg_dump_inside_the_db_jail() {
+    if !require_git() {
+        return;
+    }
+    let s = Site::new();
+    let host = s.host();
+    let atlas = s.agent("atlas");
+    // The fake `bastille cmd` records the command and runs nothing: no dump appears,
+    // which must be an error, never an archive with a missing or stale dump.
+    let jail_dir = s
+        .root
+        .join("usr/local/bastille/jails/atlasdb/root")
+        .join(JAIL_BACKUP_DIR.trim_start_matches('/'));
+    std::fs::create_dir_all(&jail_dir).unwrap();
+    std::fs::write(jail_dir.join("atlas_ops.dump"), "stale").unwrap();
+    let err = backup_agent(&host, &s.cfg, atlas, &s.backups(), NOW).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("agent atlas: "), "{msg}");
+    assert!(
+        msg.contains("/usr/local/bastille/jails/atlasdb/root/var/db/warden/backup/atlas_ops.dump"),
+        "{msg}"
+    );
+    assert!(msg.contains("wrote no dump of atlas_ops"), "{msg}");
+    assert!(
+        s.log().contains(
+            "MUT bastille cmd atlasdb pg_dump -U postgres -Fc -f /var/db/warden/backup/atlas_ops.dump atlas_ops\n"
+        ),
+        "{}",
+        s.log()
+    );
+    assert_eq!(
+        std::fs::read_dir(&jail_dir).unwrap().count(),
+        0,
+        "dump files removed"
+    );
+    assert_eq!(mode(&jail_dir), 0o700);
+    assert_eq!(
+        std::fs::read_dir(s.backups()).unwrap().count(),
+        0,
+        "nothing left in the backup directory"
+    );
+
+    // A stopped db jail: `bastille cmd` would exit 0 without running pg_dump.
+    let out = host
+        .run(&["bastille".into(), "stop".into(), "atlasdb".into()])
+        .unwrap();
+    assert!(out.ok(), "{out:?}");
+    let err = backup_agent(&host, &s.cfg, atlas, &s.backups(), NOW).unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "database jail atlasdb is not running; start it with `bastille start atlasdb`"
+        ),
+        "{err}"
+    );
+    let err = restore(&host, &s.cfg, atlas, &s.backups().join("none.tar")).unwrap_err();
+    assert!(matches!(err, BackupError::Missing { .. }), "{err}");
+}
+
+#[test]
+fn an_agent_without_a_db_jail_is_backed_up_without_dumps() {
+    if !require_git() {
+        return;
+    }
+    let s = Site::new();
+    let host = s.host();
+    let archive = backup_agent(&host, &s.cfg, s.agent("bob"), &s.backups(), NOW).unwrap();
+    let listed = tar(&["-tf", archive.to_str().unwrap()]);
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        ["MANIFEST.json", "env/bob.env", "rc.d/bob"]
+    );
+    assert!(!s.log().contains("pg_dump"), "{}", s.log());
+    let report = restore(&host, &s.cfg, s.agent("bob"), &archive).unwrap();
+    assert!(report.databases.is_empty() && report.soul.is_none());
+    // An archive of one agent is not restored over another.
+    let err = restore(&host, &s.cfg, s.agent("clawdie"), &archive).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("the archive is a backup of agent \"bob\", not of clawdie"),
+        "{msg}"
+    );
+    assert!(msg.starts_with("agent clawdie: "), "{msg}");
+}
+
+// ---------------------------------------------------------------- (c) tampering
+
+fn retar(dir: &Path, to: &Path) {
+    let _ = std::fs::remove_file(to);
+    tar(&[
+        "-cf",
+        to.to_str().unwrap(),
+        "-C",
+        dir.to_str().unwrap(),
+        ".",
+    ]);
+}
+
+fn flip_byte(p: &Path) {
+    let mut b = std::fs::read(p).unwrap();
+    let i = b.len() / 2;
+    b[i] ^= 0x20;
+    std::fs::write(p, b).unwrap();
+}
+
+#[test]
+fn a_tampered_archive_is_refused_and_the_host_is_untouched() {
+    if !require_git() {
+        return;
+    }
+    let s = Site::new();
+    let host = s.host();
+    let atlas = s.agent("atlas");
+    let dumper = FakeDumper::default();
+    let archive = backup_agent_with(&host, &s.cfg, atlas, &s.backups(), NOW, &dumper).unwrap();
+    let before = snapshot(&s.root);
+    let log = s.log();
+    let work = s.tmp.path().join("work");
+    let bad = s.tmp.path().join("bad.tar");
+
+    for file in [
+        "env/atlas.env",
+        "rc.d/atlas",
+        "soul.tar",
+        "db/atlas_brain.dump",
+    ] {
+        let _ = std::fs::remove_dir_all(&work);
+        extract(&archive, &work);
+        flip_byte(&work.join(file));
+        retar(&work, &bad);
+        let err = restore_with(&host, &s.cfg, atlas, &bad, &dumper).unwrap_err();
+        assert!(matches!(err, BackupError::Checksum { .. }), "{file}: {err}");
+        let msg = err.to_string();
+        assert!(msg.starts_with("agent atlas: "), "{msg}");
+        assert!(
+            msg.contains(&format!(": {file}: checksum mismatch")),
+            "{msg}"
+        );
+        assert!(msg.contains("nothing was restored"), "{msg}");
+    }
+
+    // A file the manifest does not list.
+    let _ = std::fs::remove_dir_all(&work);
+    extract(&archive, &work);
+    std::fs::write(work.join("db/extra.dump"), "x").unwrap();
+    retar(&work, &bad);
+    let err = restore_with(&host, &s.cfg, atlas, &bad, &dumper).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("db/extra.dump: unexpected file, not in MANIFEST.json"),
+        "{err}"
+    );
+
+    // A listed file taken out.
+    let _ = std::fs::remove_dir_all(&work);
+    extract(&archive, &work);
+    std::fs::remove_file(work.join("rc.d/atlas")).unwrap();
+    retar(&work, &bad);
+    let err = restore_with(&host, &s.cfg, atlas, &bad, &dumper).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("rc.d/atlas: listed in MANIFEST.json but missing from the archive"),
+        "{err}"
+    );
+
+    // A symlink smuggled in.
+    let _ = std::fs::remove_dir_all(&work);
+    extract(&archive, &work);
+    std::os::unix::fs::symlink("/etc/passwd", work.join("env/link")).unwrap();
+    retar(&work, &bad);
+    let err = restore_with(&host, &s.cfg, atlas, &bad, &dumper).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("env/link: unexpected entry in the archive"),
+        "{err}"
+    );
+
+    // A manifest entry pointing somewhere else.
+    let _ = std::fs::remove_dir_all(&work);
+    extract(&archive, &work);
+    let mpath = work.join("MANIFEST.json");
+    let text = std::fs::read_to_string(&mpath).unwrap();
+    std::fs::write(&mpath, text.replace("\"rc.d/atlas\"", "\"rc.d/../../x\"")).unwrap();
+    retar(&work, &bad);
+    let err = restore_with(&host, &s.cfg, atlas, &bad, &dumper).unwrap_err();
+    assert!(
+        err.to_string().contains("MANIFEST.json: rc.d/../../x"),
+        "{err}"
+    );
+
+    // Not a tar at all.
+    std::fs::write(&bad, "not a tar").unwrap();
+    let err = restore_with(&host, &s.cfg, atlas, &bad, &dumper).unwrap_err();
+    assert!(
+        err.to_string().contains("not a readable tar archive"),
+        "{err}"
+    );
+
+    assert!(
+        dumper.restored.borrow().is_empty(),
+        "no database was touched"
+    );
+    assert_eq!(snapshot(&s.root), before, "the host is unchanged");
+    assert_eq!(s.log(), log, "no command ran on the host");
+}
+
+// ---------------------------------------------------------------- (d) secrets
+
+/// Collects everything `tracing` writes.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
+    type Writer = LogBuf;
+    fn make_writer(&'a self) -> LogBuf {
+        self.clone()
+    }
+}
+
+#[test]
+fn secrets_are_archived_but_never_in_the_manifest_errors_or_logs() {
+    if !require_git() {
+        return;
+    }
+    let s = Site::new();
+    let host = s.host();
+    let bob = s.agent("bob");
+    let env = std::fs::read_to_string(s.root.join("usr/local/etc/warden/bob.env")).unwrap();
+    assert!(
+        env.contains(SECRET),
+        "the fixture's env file holds the secret"
+    );
+
+    let logs = LogBuf::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(logs.clone())
+        .finish();
+    let mut errors = Vec::new();
+    tracing::subscriber::with_default(subscriber, || {
+        let archive = backup_agent(&host, &s.cfg, bob, &s.backups(), NOW).unwrap();
+        let x = s.tmp.path().join("x");
+        extract(&archive, &x);
+        let manifest = std::fs::read_to_string(x.join("MANIFEST.json")).unwrap();
+        assert!(!manifest.contains(SECRET), "{manifest}");
+        assert!(!manifest.contains("BOB_API_KEY"), "{manifest}");
+        let archived = std::fs::read_to_string(x.join("env/bob.env")).unwrap();
+        assert!(
+            archived.contains(SECRET),
+            "the env file itself is in the archive"
+        );
+        assert_eq!(mode(&archive), 0o600);
+
+        // Errors about the env file: tampered, unexpected, restored over the wrong agent.
+        let env_file = x.join("env/bob.env");
+        let text = std::fs::read_to_string(&env_file).unwrap();
+        std::fs::write(&env_file, text.replace(SECRET, &SECRET.to_uppercase())).unwrap();
+        let bad = s.tmp.path().join("bad.tar");
+        retar(&x, &bad);
+        errors.push(restore(&host, &s.cfg, bob, &bad).unwrap_err());
+        std::fs::write(x.join("env/bob.secrets.env"), format!("K={SECRET}\n")).unwrap();
+        retar(&x, &bad);
+        errors.push(restore(&host, &s.cfg, bob, &bad).unwrap_err());
+        errors.push(restore(&host, &s.cfg, s.agent("atlas"), &archive).unwrap_err());
+        let report = restore(&host, &s.cfg, bob, &archive).unwrap();
+        assert!(!format!("{report:?}").contains(SECRET));
+    });
+    assert_eq!(errors.len(), 3);
+    for e in &errors {
+        for text in [e.to_string(), format!("{e:?}")] {
+            assert!(!text.contains(SECRET), "{text}");
+            assert!(!text.contains(&SECRET.to_uppercase()), "{text}");
+        }
+    }
+    assert!(errors[0]
+        .to_string()
+        .contains("env/bob.env: checksum mismatch"));
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("backup written"),
+        "tracing was captured: {logs}"
+    );
+    assert!(!logs.contains(SECRET), "{logs}");
+    assert!(
+        !logs.to_lowercase().contains(&SECRET.to_lowercase()),
+        "{logs}"
+    );
+}
+
+// ---------------------------------------------------------------- (b) PostgreSQL
+
+/// A real `pg_dump`/`pg_restore` against the throwaway server, as the superuser.
+struct PgDumper<'a> {
+    pg: &'a pg::Pg,
+}
+
+impl PgDumper<'_> {
+    fn program(&self, name: &str) -> PathBuf {
+        let beside = self.pg.bins().psql.parent().unwrap().join(name);
+        if beside.is_file() {
+            beside
+        } else {
+            which::which(name).unwrap_or_else(|_| panic!("{name} not found"))
+        }
+    }
+    fn command(&self, name: &str) -> Command {
+        let mut c = Command::new(self.program(name));
+        for v in [
+            "PGHOST",
+            "PGPORT",
+            "PGUSER",
+            "PGDATABASE",
+            "PGPASSWORD",
+            "PGSERVICE",
+        ] {
+            c.env_remove(v);
+        }
+        c.arg("-h")
+            .arg(self.pg.socket_dir())
+            .arg("-p")
+            .arg(self.pg.port().to_string())
+            .arg("-U")
+            .arg("postgres");
+        c
+    }
+}
+
+fn checked(mut c: Command) {
+    let out = c.output().expect("runs");
+    assert!(out.status.success(), "{c:?}: {}", pg::describe(&out));
+}
+
+impl DbDumper for PgDumper<'_> {
+    fn dump(
+        &self,
+        _: &dyn Host,
+        _: &Config,
+        db: &DbTarget,
+        dest: &Path,
+    ) -> Result<(), BackupError> {
+        let mut c = self.command("pg_dump");
+        c.arg("-Fc").arg("-f").arg(dest).arg(db.database);
+        checked(c);
+        Ok(())
+    }
+    fn restore(
+        &self,
+        _: &dyn Host,
+        _: &Config,
+        db: &DbTarget,
+        src: &Path,
+    ) -> Result<(), BackupError> {
+        let mut c = self.command("pg_restore");
+        c.args(["--clean", "--if-exists", "--single-transaction", "-d"])
+            .arg(db.database)
+            .arg(src);
+        checked(c);
+        Ok(())
+    }
+}
+
+/// A root holding what `warden apply` would have left for atlas: env file, rc.d
+/// script, the user; and atlas's role and databases on the server, with data.
+fn pg_fixture(pg: &pg::Pg) -> (tempfile::TempDir, Config, AgentSpec) {
+    let sql = pg.write_file("atlas.sql", &warden::dbsql::agent_sql("atlas"));
+    let mut c = pg.psql("postgres", "postgres");
+    c.args(["-v", "ON_ERROR_STOP=1", "-f"]).arg(sql);
+    checked(c);
+    pg.query(
+        "atlas_ops",
+        "CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL); \
+         INSERT INTO notes VALUES (1, 'first'), (2, 'second'); \
+         ALTER TABLE notes OWNER TO atlas;",
+    );
+    pg.query(
+        "atlas_brain",
+        "CREATE TABLE facts (fact text); INSERT INTO facts VALUES ('sky is blue'); \
+         ALTER TABLE facts OWNER TO atlas;",
+    );
+
+    let root = tempfile::tempdir().unwrap();
+    let me = std::fs::metadata(root.path()).unwrap();
+    let put = |p: &str, content: &str| {
+        let p = root.path().join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    };
+    put(
+        "etc/passwd",
+        &format!(
+            "root:*:0:0::/root:/bin/sh\natlas:*:{}:{}:warden agent atlas:/home/atlas:/bin/sh\n",
+            me.uid(),
+            me.gid()
+        ),
+    );
+    put(
+        "usr/local/etc/warden/atlas.env",
+        &format!("AGENT_NAME=atlas\nATLAS_TOKEN={SECRET}\n"),
+    );
+    put("usr/local/etc/rc.d/atlas", "#!/bin/sh\n# rc.d script\n");
+    let cfg = warden::config::parse(Path::new("warden.toml"), "").unwrap();
+    let agent = warden::manifest::parse(
+        Path::new("atlas.env"),
+        b"AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git,db\n",
+    )
+    .unwrap();
+    (root, cfg, agent)
+}
+
+fn damage_and_check_restore(pg: &pg::Pg, restore: impl FnOnce()) {
+    pg.query("atlas_ops", "DROP TABLE notes");
+    pg.query(
+        "atlas_brain",
+        "INSERT INTO facts VALUES ('added after the backup')",
+    );
+    restore();
+    assert_eq!(
+        pg.query("atlas_ops", "SELECT id, body FROM notes ORDER BY id"),
+        "1|first\n2|second\n"
+    );
+    assert_eq!(
+        pg.query(
+            "atlas_ops",
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'notes'"
+        ),
+        "atlas\n"
+    );
+    assert_eq!(
+        pg.query("atlas_brain", "SELECT fact FROM facts"),
+        "sky is blue\n"
+    );
+}
+
+#[test]
+fn databases_are_dumped_and_restored_with_real_postgres() {
+    let Some(pg) = pg::Pg::start() else {
+        return;
+    };
+    let (root, cfg, atlas) = pg_fixture(&pg);
+    let host = LocalHost::new(root.path());
+    let out = tempfile::tempdir().unwrap();
+    let dumper = PgDumper { pg: &pg };
+    let archive = backup_agent_with(&host, &cfg, &atlas, out.path(), NOW, &dumper).unwrap();
+    let listed = tar(&["-tf", archive.to_str().unwrap()]);
+    assert!(listed.contains("db/atlas_ops.dump\n"), "{listed}");
+    damage_and_check_restore(&pg, || {
+        let report = restore_with(&host, &cfg, &atlas, &archive, &dumper).unwrap();
+        assert_eq!(
+            report.databases,
+            ["atlas_ops", "atlas_brain", "atlas_skills"]
+        );
+    });
+}
+
+/// The host as the production [`warden::backup::BastilleDumper`] sees it: `jls` says
+/// the db jail runs, and `bastille cmd JAIL pg_dump|pg_restore ...` runs the real
+/// program against the test server, with paths in the jail mapped to its root.
+struct JailedPg<'a> {
+    inner: LocalHost,
+    dumper: PgDumper<'a>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl Host for JailedPg<'_> {
+    fn local(&self, p: &str) -> PathBuf {
+        self.inner.local(p)
+    }
+    fn is_live_root(&self) -> bool {
+        false
+    }
+    fn read(&self, p: &str) -> Result<Option<Vec<u8>>, HostError> {
+        self.inner.read(p)
+    }
+    fn meta(&self, p: &str) -> Option<FileMeta> {
+        self.inner.meta(p)
+    }
+    fn list_dir(&self, p: &str) -> Vec<String> {
+        self.inner.list_dir(p)
+    }
+    fn have(&self, program: &str) -> bool {
+        self.inner.have(program)
+    }
+    fn run(&self, argv: &[String]) -> Result<Output, HostError> {
+        let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+        match a.as_slice() {
+            ["jls", "-j", "atlasdb", "name"] => {
+                self.calls.lock().unwrap().push(argv.join(" "));
+                Ok(Output {
+                    status: 0,
+                    stdout: "atlasdb\n".into(),
+                    stderr: String::new(),
+                })
+            }
+            ["bastille", "cmd", "atlasdb", program @ ("pg_dump" | "pg_restore"), rest @ ..] => {
+                self.calls.lock().unwrap().push(argv.join(" "));
+                let jail_root = "/usr/local/bastille/jails/atlasdb/root";
+                let mut c = self.dumper.command(program);
+                for arg in rest {
+                    match *arg {
+                        // The server is the test's; the superuser flag is given already.
+                        "-U" | "postgres" => {}
+                        a if a.starts_with(JAIL_BACKUP_DIR) => {
+                            c.arg(self.inner.local(&format!("{jail_root}{a}")));
+                        }
+                        a => {
+                            c.arg(a);
+                        }
+                    }
+                }
+                let out = c.output().unwrap();
+                Ok(Output {
+                    status: out.status.code().unwrap_or(128),
+                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                })
+            }
+            _ => self.inner.run(argv),
+        }
+    }
+    fn write_atomic(
+        &self,
+        p: &str,
+        content: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), HostError> {
+        self.inner.write_atomic(p, content, mode, uid, gid)
+    }
+    fn remove(&self, p: &str) -> Result<(), HostError> {
+        self.inner.remove(p)
+    }
+    fn spawned(&self) -> usize {
+        0
+    }
+}
+
+#[test]
+fn the_bastille_dumper_round_trips_real_databases_through_the_jail_root() {
+    let Some(pg) = pg::Pg::start() else {
+        return;
+    };
+    let (root, cfg, atlas) = pg_fixture(&pg);
+    let host = JailedPg {
+        inner: LocalHost::new(root.path()),
+        dumper: PgDumper { pg: &pg },
+        calls: Mutex::new(Vec::new()),
+    };
+    let out = tempfile::tempdir().unwrap();
+    let archive = backup_agent(&host, &cfg, &atlas, out.path(), NOW).unwrap();
+    let jail_dir = root
+        .path()
+        .join("usr/local/bastille/jails/atlasdb/root/var/db/warden/backup");
+    assert_eq!(std::fs::read_dir(&jail_dir).unwrap().count(), 0);
+    damage_and_check_restore(&pg, || {
+        restore(&host, &cfg, &atlas, &archive).unwrap();
+    });
+    assert_eq!(std::fs::read_dir(&jail_dir).unwrap().count(), 0);
+    let calls = host.calls.lock().unwrap().clone();
+    let expected: Vec<String> = ["ops", "brain", "skills"]
+        .iter()
+        .map(|s| {
+            format!("bastille cmd atlasdb pg_dump -U postgres -Fc -f /var/db/warden/backup/atlas_{s}.dump atlas_{s}")
+        })
+        .chain(["ops", "brain", "skills"].iter().map(|s| {
+            format!("bastille cmd atlasdb pg_restore -U postgres --clean --if-exists --single-transaction -d atlas_{s} /var/db/warden/backup/atlas_{s}.dump")
+        }))
+        .collect();
+    let run: Vec<&String> = calls.iter().filter(|c| c.starts_with("bastille")).collect();
+    assert_eq!(run, expected.iter().collect::<Vec<_>>());
+    assert_eq!(calls.iter().filter(|c| c.starts_with("jls")).count(), 6);
+}
