@@ -590,6 +590,9 @@ impl HostState {
                 )
             }
             Resource::Service { name } => {
+                if self.running_services.contains(name) {
+                    return Some("running".into());
+                }
                 // No rc.d script, no service.
                 self.files
                     .get(&format!("/usr/local/etc/rc.d/{name}"))?

@@ -168,6 +168,17 @@ fn a_hand_edit_shows_as_update_and_apply_restores_it() {
     s.apply().success();
     assert_eq!(std::fs::read_to_string(&rcd).unwrap(), original);
     s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
+
+    // The script deleted while the service runs: only the file comes back.
+    std::fs::remove_file(&rcd).unwrap();
+    let text = out(&s.warden(&["plan"]).assert().success());
+    assert!(text.contains("+ file:/usr/local/etc/rc.d/atlas"), "{text}");
+    assert!(
+        !text.contains("service:atlas"),
+        "the running service is not started again: {text}"
+    );
+    s.apply().success();
+    s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
 }
 
 #[test]
