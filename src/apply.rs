@@ -628,17 +628,11 @@ impl<'a> Applier<'a> {
             }
             (Resource::Vm(v), Action::Update) => {
                 let before = change.before.as_deref().unwrap_or("");
-                let field = |k: &str| {
-                    before
-                        .lines()
-                        .find_map(|l| l.strip_prefix(k).map(str::trim))
-                        .unwrap_or("")
-                        .to_string()
-                };
+                let field = |k: &str| crate::resource::repr_field(before, k);
                 if let Some(why) = crate::bhyve::disk_change_refusal_for(
                     &v.name,
                     &v.vm_dir,
-                    &field("disk "),
+                    &field("disk"),
                     &v.disk,
                 ) {
                     return Err(ApplyError::Check {
@@ -646,10 +640,10 @@ impl<'a> Applier<'a> {
                         message: why,
                     });
                 }
-                let running = field("state ") == "running";
+                let running = field("state") == "running";
                 let resized = crate::bhyve::needs_restart(
-                    field("cpu ").parse().unwrap_or(0),
-                    &field("memory "),
+                    field("cpu").parse().unwrap_or(0),
+                    &field("memory"),
                     v.cpus,
                     &v.memory,
                 );

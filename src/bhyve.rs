@@ -80,26 +80,15 @@ fn tera() -> Result<Tera, String> {
     t.register_filter("sh", |v: &Value, _: &HashMap<String, Value>| {
         Ok(Value::String(crate::templates::sh_quote(&value_str(v))))
     });
-    register(&mut t).map_err(|e| error_chain(&e))?;
+    register(&mut t).map_err(|e| crate::templates::error_chain(&e))?;
     Ok(t)
 }
 
 fn render(name: &str, ctx: serde_json::Value) -> Result<String, String> {
-    let ctx = Context::from_value(ctx).map_err(|e| error_chain(&e))?;
+    let ctx = Context::from_value(ctx).map_err(|e| crate::templates::error_chain(&e))?;
     tera()?
         .render(name, &ctx)
-        .map_err(|e| format!("template {name}: {}", error_chain(&e)))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
+        .map_err(|e| format!("template {name}: {}", crate::templates::error_chain(&e)))
 }
 
 fn value_str(v: &Value) -> String {

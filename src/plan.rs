@@ -256,25 +256,19 @@ fn summary(c: &Change) -> String {
         }
         (Action::Update, Resource::Vm(v)) => {
             let before = c.before.as_deref().unwrap_or("");
-            let field = |k: &str| {
-                before
-                    .lines()
-                    .find_map(|l| l.strip_prefix(k).map(str::trim))
-                    .unwrap_or("")
-                    .to_string()
-            };
-            if field("disk ") != v.disk {
+            let field = |k: &str| crate::resource::repr_field(before, k);
+            if field("disk") != v.disk {
                 format!(
                     "  (disk {} -> {}: refused, growing a disk is a manual step)",
-                    field("disk "),
+                    field("disk"),
                     v.disk
                 )
-            } else if field("cpu ") != v.cpus.to_string() || field("memory ") != v.memory {
+            } else if field("cpu") != v.cpus.to_string() || field("memory") != v.memory {
                 format!(
                     "  (cpu {} -> {}, memory {} -> {}: restarts the VM)",
-                    field("cpu "),
+                    field("cpu"),
                     v.cpus,
-                    field("memory "),
+                    field("memory"),
                     v.memory
                 )
             } else {

@@ -321,6 +321,15 @@ pub fn jail_repr(devfs_ruleset: Option<u32>, running: bool) -> String {
     )
 }
 
+/// The value after `key ` on its line of a canonical text (`cpu 4` → `4`).
+pub fn repr_field(repr: &str, key: &str) -> String {
+    repr.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
 pub fn vm_repr(cpus: u32, memory: &str, disk: &str, running: bool) -> String {
     format!(
         "cpu {cpus}\nmemory {memory}\ndisk {disk}\nstate {}",
