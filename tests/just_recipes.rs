@@ -97,6 +97,24 @@ fn setup_recipes_drive_warden_step_by_step() {
     let (code, text) = run(&["status"]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("atlas healthy"), "{text}");
+    let (code, text) = run(&["status", "--", "--json"]);
+    assert_eq!(code, Some(0), "{text}");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("status --json is JSON");
+    assert_eq!(doc["healthy"], true);
+    assert_eq!(doc["agents"][0]["agent"], "atlas");
+    assert_eq!(doc["last_run"]["outcome"], "ok");
+    let checks: Vec<&str> = doc["agents"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["what"].as_str().unwrap())
+        .collect();
+    assert!(
+        checks.contains(&"service atlas")
+            && checks.contains(&"jail atlasdb")
+            && checks.contains(&"pf 10.0.1.0/24"),
+        "{checks:?}"
+    );
     let (code, text) = run(&["plan", "--", "--detailed-exitcode"]);
     assert_eq!(code, Some(0), "{text}");
     let (code, text) = run(&["history"]);
