@@ -229,9 +229,46 @@ pub fn set_password_sql() -> &'static str {
      ALTER ROLE :\"agent_role\" WITH PASSWORD :'agent_password';\n"
 }
 
+/// A value quoted for a psql meta-command argument: single quotes, with `''` for
+/// a quote and C-like escapes for backslash and control characters.
+pub fn psql_quote(value: &str) -> String {
+    let mut out = String::from("'");
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// The script that sets an agent role's password inside the database jail: the two
+/// psql variables, then [`set_password_sql`]. It holds the secret, so it is installed
+/// 0600 and shown as `(sensitive)`.
+pub fn password_script(agent: &str, password: &str) -> String {
+    format!(
+        "\\set agent_role {}\n\\set agent_password {}\n{}",
+        psql_quote(agent),
+        psql_quote(password),
+        set_password_sql()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn psql_quote_escapes_quotes_and_backslashes() {
+        assert_eq!(psql_quote("it's a \\ b"), "'it''s a \\\\ b'");
+        assert!(password_script("atlas", "pw")
+            .starts_with("\\set agent_role 'atlas'\n\\set agent_password 'pw'\n"));
+    }
 
     #[test]
     fn quote_ident_doubles_double_quotes() {

@@ -34,6 +34,8 @@ pub struct Desired {
 }
 
 pub const RC_CONF: &str = "/etc/rc.conf";
+/// The secret that becomes the agent's PostgreSQL password.
+pub const DB_PASSWORD_KEY: &str = "DB_PASSWORD";
 pub const PF_ANCHOR: &str = "warden";
 
 /// Hex SHA-256 of a text.
@@ -440,6 +442,37 @@ fn render_jail(
                 Phase::JailTemplates,
             )),
         ));
+    }
+    // The database role's password, from the agent's secrets: a file in the jail
+    // (0600, sensitive) that the template runs, and that is run again when it changes.
+    if let (Role::Db, Some((_, password))) = (
+        j.role,
+        a.secrets.0.iter().find(|(k, _)| k == DB_PASSWORD_KEY),
+    ) {
+        let in_jail = format!("/var/db/warden/{}-password.sql", a.name);
+        let mut f = file(
+            format!("{}/jails/{}/root{in_jail}", host.bastille_prefix, j.name),
+            crate::dbsql::password_script(&a.name, password),
+            0o600,
+            "root",
+            "wheel",
+            Phase::JailTemplates,
+        );
+        f.sensitive = true;
+        f.notify = vec![argv(&[
+            "bastille",
+            "cmd",
+            &j.name,
+            "psql",
+            "-U",
+            "postgres",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+            &in_jail,
+        ])];
+        items.push(Item::new(step, agent, Resource::File(f)));
     }
     items.push(Item::new(
         step,

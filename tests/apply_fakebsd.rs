@@ -443,10 +443,21 @@ fn secrets_stay_out_of_plan_output_json_and_the_state_db() {
             "the state DB holds no secret"
         );
     }
-    // A changed secret shows as a sensitive update, without a diff.
+    // DB_PASSWORD becomes the role's password through a 0600 script in the db jail.
+    let pw_file = s
+        .root
+        .join("usr/local/bastille/jails/atlasdb/root/var/db/warden/atlas-password.sql");
+    assert!(
+        read(&pw_file).contains("\\set agent_password 'p4ss w0rd'"),
+        "{}",
+        read(&pw_file)
+    );
+    assert_eq!(std::fs::metadata(&pw_file).unwrap().mode() & 0o777, 0o600);
+    // A changed secret shows as a sensitive update, without a diff, and the new
+    // password is set in the database jail.
     std::fs::write(
         agents.join("atlas.secrets.env"),
-        "ANTHROPIC_API_KEY=sk-ant-api03-OTHER\n",
+        "ANTHROPIC_API_KEY=sk-ant-api03-OTHER\nDB_PASSWORD=n3w\n",
     )
     .unwrap();
     let plan = out(&s.warden(&["plan"]).assert().success());
@@ -454,7 +465,18 @@ fn secrets_stay_out_of_plan_output_json_and_the_state_db() {
         plan.contains("~ file:/usr/local/etc/warden/atlas.env (sensitive)"),
         "{plan}"
     );
-    assert!(!plan.contains("OTHER") && !plan.contains(secret), "{plan}");
+    assert!(plan.contains("~ file:/usr/local/bastille/jails/atlasdb/root/var/db/warden/atlas-password.sql (sensitive)"), "{plan}");
+    assert!(
+        !plan.contains("OTHER") && !plan.contains(secret) && !plan.contains("n3w"),
+        "{plan}"
+    );
+    s.clear_log();
+    s.apply().success();
+    assert!(s.log().contains("MUT bastille cmd atlasdb psql -U postgres -X -v ON_ERROR_STOP=1 -f /var/db/warden/atlas-password.sql"), "{}", s.log());
+    assert!(
+        !s.log().contains("n3w"),
+        "the password is never on a command line"
+    );
 }
 
 #[test]

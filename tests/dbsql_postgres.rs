@@ -301,3 +301,23 @@ fn agent_databases_on_a_real_server() {
     assert!(!role_exists(&pg, "clawdie"));
     assert!(agent_databases(&pg, "clawdie").is_empty());
 }
+
+/// The password script warden installs in the database jail works with a password
+/// full of quoting traps, and the role logs in with it.
+#[test]
+fn password_script_sets_a_tricky_password() {
+    let Some(pg) = Pg::start() else { return };
+    apply(&pg, "nova.sql", &agent_sql("nova"));
+    let password = "it's \\ a \"pw\" with $ and :colon";
+    let out = run_script(
+        &pg,
+        "nova-password.sql",
+        &warden::dbsql::password_script("nova", password),
+        &[],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let ok = as_role(&pg, "nova", password, "nova_ops", "SELECT 1");
+    assert!(ok.status.success(), "{}", describe(&ok));
+    let wrong = as_role(&pg, "nova", "it's", "nova_ops", "SELECT 1");
+    assert!(!wrong.status.success());
+}
