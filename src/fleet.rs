@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::manifest::{self, AgentSpec};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// The validated agents of one host, sorted by name.
@@ -81,48 +81,63 @@ pub fn check(agents: &[AgentSpec], broken: &[String]) -> Diagnostics {
     let err = |a: &AgentSpec, key: &str, msg: String| {
         Diagnostic::new(&a.file, a.line(key), Some(key), msg)
     };
-    for (i, a) in agents.iter().enumerate() {
-        for b in &agents[..i] {
-            if a.name == b.name {
-                diags.push(err(
-                    a,
-                    "AGENT_NAME",
-                    format!("{:?} is also the name in {}", a.name, b.file.display()),
-                ));
-            }
-            // A bhyve agent's network lives inside its VM, so it may repeat.
-            if !a.is_bhyve() && !b.is_bhyve() && a.subnet().contains(&b.subnet().network()) {
-                let key = if a.lines.contains_key("AGENT_SUBNET_BASE") {
-                    "AGENT_SUBNET_BASE"
-                } else {
-                    "WARDEN_SUBNET_BASE"
-                };
-                diags.push(err(
-                    a,
-                    key,
+    // First holder of each name, subnet and jail name: linear in the fleet's size.
+    let mut names: HashMap<&str, &AgentSpec> = HashMap::new();
+    let mut subnets: HashMap<&str, &AgentSpec> = HashMap::new();
+    let mut jail_names: HashMap<&str, (&AgentSpec, manifest::Role)> = HashMap::new();
+    for a in agents {
+        if let Some(b) = names.get(a.name.as_str()) {
+            diags.push(err(
+                a,
+                "AGENT_NAME",
+                format!("{:?} is also the name in {}", a.name, b.file.display()),
+            ));
+        } else {
+            names.insert(&a.name, a);
+        }
+        // A bhyve agent's network and jails live inside its VM, so they may repeat.
+        if a.is_bhyve() {
+            continue;
+        }
+        // Subnets are all /24s: two overlap exactly when their bases are equal.
+        if let Some(b) = subnets.get(a.subnet_base.as_str()) {
+            let key = if a.lines.contains_key("AGENT_SUBNET_BASE") {
+                "AGENT_SUBNET_BASE"
+            } else {
+                "WARDEN_SUBNET_BASE"
+            };
+            diags.push(err(
+                a,
+                key,
+                format!(
+                    "{} overlaps agent {}'s subnet ({}); choose a free /24",
+                    a.subnet(),
+                    b.name,
+                    b.file.display()
+                ),
+            ));
+        } else {
+            subnets.insert(&a.subnet_base, a);
+        }
+        for ja in &a.jails {
+            if let Some((b, role)) = jail_names.get(ja.name.as_str()) {
+                diags.push(Diagnostic::new(
+                    &a.file,
+                    a.line(ja.role.jail_key()).max(a.line("AGENT_NAME")),
+                    Some(ja.role.jail_key()),
                     format!(
-                        "{} overlaps agent {}'s subnet ({}); choose a free /24",
-                        a.subnet(),
-                        b.name,
-                        b.file.display()
+                        "jail name {:?} is already agent {}'s {} jail; jail names are unique on a host",
+                        ja.name, b.name, role
                     ),
                 ));
-            }
-            for ja in &a.jails {
-                for jb in &b.jails {
-                    if ja.name == jb.name && !(a.is_bhyve() || b.is_bhyve()) {
-                        diags.push(Diagnostic::new(
-                            &a.file,
-                            a.line(ja.role.jail_key()).max(a.line("AGENT_NAME")),
-                            Some(ja.role.jail_key()),
-                            format!("jail name {:?} is already agent {}'s {} jail; jail names are unique on a host", ja.name, b.name, jb.role),
-                        ));
-                    }
-                }
+            } else {
+                jail_names.insert(&ja.name, (a, ja.role));
             }
         }
+    }
+    for a in agents {
         if let Some(target) = &a.shared_llm {
-            match agents.iter().find(|b| &b.name == target) {
+            match names.get(target.as_str()).copied() {
                 None if broken.contains(target) => {}
                 None => {
                     let hint =
