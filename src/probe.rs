@@ -309,43 +309,41 @@ pub fn probe(
         }
     }
 
-    // Soul checkouts: HEAD read from the repository files; where the wanted ref is
-    // now, from one `git ls-remote` per distinct repository and ref.
-    let mut remotes: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
+    // Soul checkouts: HEAD read from the checkout's files. Where the wanted ref is
+    // now matters only for an existing checkout: a local repository's refs are read
+    // from its files (no command), a remote's come from one `git ls-remote` per
+    // distinct URL (all its refs at once).
+    let mut listed: BTreeMap<String, Option<String>> = BTreeMap::new();
     for r in &all {
-        if let Resource::Soul(s) = r {
-            if let Some(head) = read_git_head(host, &s.dest)? {
-                st.soul_heads.insert(s.dest.clone(), head);
-            }
-            let wanted = s.reference.clone().unwrap_or_else(|| "HEAD".into());
-            if s.source.is_empty() || is_commit(&wanted) {
-                continue;
-            }
-            let key = (s.source.clone(), wanted.clone());
-            if !remotes.contains_key(&key) && need("git", &mut missing) {
+        let Resource::Soul(s) = r else { continue };
+        let Some(head) = read_git_head(host, &s.dest)? else {
+            continue;
+        };
+        st.soul_heads.insert(s.dest.clone(), head);
+        let wanted = s.reference.clone().unwrap_or_else(|| "HEAD".into());
+        if s.source.is_empty() || is_commit(&wanted) {
+            continue;
+        }
+        let local = std::path::Path::new(&s.source);
+        let commit = if local.is_dir() {
+            local_ref(local, &wanted)
+        } else {
+            if !listed.contains_key(&s.source) && need("git", &mut missing) {
                 let out = host.run(&[
                     "git".into(),
                     "ls-remote".into(),
                     "--".into(),
                     s.source.clone(),
-                    wanted.clone(),
                 ])?;
-                let commit = out
-                    .stdout
-                    .lines()
-                    .filter_map(|l| l.split_once('\t'))
-                    .find(|(_, name)| {
-                        *name == wanted
-                            || *name == format!("refs/heads/{wanted}")
-                            || *name == format!("refs/tags/{wanted}^{{}}")
-                            || *name == format!("refs/tags/{wanted}")
-                    })
-                    .map(|(c, _)| c.to_string());
-                remotes.insert(key.clone(), commit);
+                listed.insert(s.source.clone(), out.ok().then_some(out.stdout));
             }
-            if let Some(Some(c)) = remotes.get(&key) {
-                st.soul_remote.insert(s.dest.clone(), c.clone());
-            }
+            listed
+                .get(&s.source)
+                .and_then(|o| o.as_deref())
+                .and_then(|refs| ref_in_listing(refs, &wanted))
+        };
+        if let Some(c) = commit {
+            st.soul_remote.insert(s.dest.clone(), c);
         }
     }
 
@@ -376,6 +374,53 @@ pub fn probe(
     }
     st.commands = host.spawned() - before;
     Ok(st)
+}
+
+/// The commit of `wanted` (a branch, tag or HEAD) in `git ls-remote` output.
+pub fn ref_in_listing(listing: &str, wanted: &str) -> Option<String> {
+    let names = [
+        wanted.to_string(),
+        format!("refs/heads/{wanted}"),
+        format!("refs/tags/{wanted}^{{}}"),
+        format!("refs/tags/{wanted}"),
+    ];
+    names.iter().find_map(|n| {
+        listing
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .find(|(_, name)| name == n)
+            .map(|(c, _)| c.to_string())
+    })
+}
+
+/// Where a branch (or HEAD) of a local repository points, from its files: the
+/// working repository's `.git` or a bare one. Tags are fixed, so they are not read.
+fn local_ref(repo: &std::path::Path, wanted: &str) -> Option<String> {
+    let git = if repo.join(".git").is_dir() {
+        repo.join(".git")
+    } else {
+        repo.to_path_buf()
+    };
+    let read = |p: std::path::PathBuf| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|t| t.trim().to_string())
+    };
+    let name = if wanted == "HEAD" {
+        let head = read(git.join("HEAD"))?;
+        match head.strip_prefix("ref: ") {
+            Some(r) => r.to_string(),
+            None => return Some(head),
+        }
+    } else {
+        format!("refs/heads/{wanted}")
+    };
+    read(git.join(&name)).or_else(|| {
+        read(git.join("packed-refs"))?.lines().find_map(|l| {
+            let (c, n) = l.split_once(' ')?;
+            (n == name).then(|| c.to_string())
+        })
+    })
 }
 
 /// A full commit id (nothing to look up).
