@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::host::{Host, HostError, Output};
 use crate::plan::{Action, Change, Plan};
-use crate::render::{digest, PF_ANCHOR};
+use crate::render::digest;
 use crate::resource::{Item, RcMode, Resource};
 use crate::state::{Managed, SoulRecord, State};
 use std::collections::BTreeSet;
@@ -897,9 +897,4 @@ pub fn managed_of(item: &Item) -> Managed {
         resource: item.resource.clone(),
         digest: (!item.resource.sensitive()).then(|| digest(&item.resource.repr())),
     }
-}
-
-/// The anchor warden owns.
-pub fn anchor() -> &'static str {
-    PF_ANCHOR
 }

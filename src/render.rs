@@ -160,15 +160,7 @@ pub fn render(
             continue;
         }
         for j in &a.jails {
-            render_jail(
-                &mut items,
-                fleet,
-                a,
-                j,
-                host,
-                devfs.get(&j.name).copied(),
-                t,
-            )?;
+            render_jail(&mut items, a, j, host, devfs.get(&j.name).copied(), t)?;
         }
         render_agent(&mut items, fleet, a, host, t)?;
     }
@@ -348,7 +340,7 @@ fn render_pf(
 
 fn render_jail(
     items: &mut Vec<Item>,
-    fleet: &Fleet,
+
     a: &AgentSpec,
     j: &JailSpec,
     host: &HostConfig,
@@ -420,7 +412,6 @@ fn render_jail(
         }
         _ => {}
     }
-    let _ = fleet;
     let hash = digest(
         &files
             .iter()
