@@ -372,6 +372,29 @@ impl State {
         Ok(())
     }
 
+    /// [`State::upsert_managed`] for many resources, in one transaction.
+    pub async fn upsert_managed_all(
+        &mut self,
+        items: &[(String, Managed)],
+    ) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let mut tx = self.conn.begin().await.map_err(db_err(&path))?;
+        for (id, m) in items {
+            let json = serde_json::to_string(&m.resource).expect("resources serialize");
+            sqlx::query("INSERT INTO managed (id, agent, step, resource, digest) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET agent = excluded.agent, step = excluded.step, resource = excluded.resource, digest = excluded.digest")
+                .bind(id)
+                .bind(&m.agent)
+                .bind(m.step.as_str())
+                .bind(json)
+                .bind(&m.digest)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err(&path))?;
+        }
+        tx.commit().await.map_err(db_err(&path))?;
+        Ok(())
+    }
+
     /// Replace the alias and devfs numbering with what the host now uses.
     pub async fn record_numbering(
         &mut self,

@@ -317,12 +317,23 @@ fn record_managed(
     filter: &Filter,
 ) -> Result<()> {
     let view = rt.block_on(st.view())?;
-    for item in desired.items.iter().filter(|i| filter.keeps(i)) {
-        let m = crate::apply::managed_of(item);
-        let known = view.managed.get(&item.id());
-        if known.is_none_or(|k| k.digest != m.digest || k.resource != m.resource) {
-            rt.block_on(st.upsert_managed(&item.id(), &m))?;
-        }
+    // Compare as stored (JSON without file contents): only what differs is written,
+    // so a no-op apply writes nothing.
+    let stored =
+        |r: &crate::resource::Resource| serde_json::to_string(r).expect("resources serialize");
+    let changed: Vec<(String, crate::state::Managed)> = desired
+        .items
+        .iter()
+        .filter(|i| filter.keeps(i))
+        .map(|item| (item.id(), crate::apply::managed_of(item)))
+        .filter(|(id, m)| {
+            view.managed
+                .get(id)
+                .is_none_or(|k| k.digest != m.digest || stored(&k.resource) != stored(&m.resource))
+        })
+        .collect();
+    if !changed.is_empty() {
+        rt.block_on(st.upsert_managed_all(&changed))?;
     }
     Ok(())
 }
