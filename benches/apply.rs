@@ -358,15 +358,11 @@ fn noop_phases(config: &Path, root: &Path, templates: &Templates) -> ([Duration;
     lap(&mut t);
     // record_managed, as workflow::apply does it on a no-op.
     let view = rt.block_on(st.view()).expect("view");
-    let mut upserts = 0;
-    for item in &desired.items {
-        let m = warden::apply::managed_of(item);
-        let known = view.managed.get(&item.id());
-        if known.is_none_or(|k| k.digest != m.digest || k.resource != m.resource) {
-            rt.block_on(st.upsert_managed(&item.id(), &m))
-                .expect("upsert");
-            upserts += 1;
-        }
+    let changed = warden::workflow::managed_changes(&view, &desired, &Filter::default());
+    let upserts = changed.len();
+    if !changed.is_empty() {
+        rt.block_on(st.upsert_managed_all(&changed))
+            .expect("upsert");
     }
     lap(&mut t);
     rt.block_on(st.close());

@@ -333,13 +333,7 @@ impl State {
         if outcome == "ok" {
             match managed {
                 Some(m) => {
-                    let json = serde_json::to_string(&m.resource).expect("resources serialize");
-                    sqlx::query("INSERT INTO managed (id, agent, step, resource, digest) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET agent = excluded.agent, step = excluded.step, resource = excluded.resource, digest = excluded.digest")
-                        .bind(id)
-                        .bind(&m.agent)
-                        .bind(m.step.as_str())
-                        .bind(json)
-                        .bind(&m.digest)
+                    upsert_managed_query(id, m)
                         .execute(&mut *tx)
                         .await
                         .map_err(db_err(&path))?;
@@ -357,22 +351,7 @@ impl State {
         Ok(())
     }
 
-    /// Remember a resource as managed without a change record.
-    pub async fn upsert_managed(&mut self, id: &str, m: &Managed) -> Result<(), StateError> {
-        let json = serde_json::to_string(&m.resource).expect("resources serialize");
-        sqlx::query("INSERT INTO managed (id, agent, step, resource, digest) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET agent = excluded.agent, step = excluded.step, resource = excluded.resource, digest = excluded.digest")
-            .bind(id)
-            .bind(&m.agent)
-            .bind(m.step.as_str())
-            .bind(json)
-            .bind(&m.digest)
-            .execute(&mut self.conn)
-            .await
-            .map_err(db_err(&self.path))?;
-        Ok(())
-    }
-
-    /// [`State::upsert_managed`] for many resources, in one transaction.
+    /// Remember resources as managed without a change record, in one transaction.
     pub async fn upsert_managed_all(
         &mut self,
         items: &[(String, Managed)],
@@ -380,13 +359,7 @@ impl State {
         let path = self.path.clone();
         let mut tx = self.conn.begin().await.map_err(db_err(&path))?;
         for (id, m) in items {
-            let json = serde_json::to_string(&m.resource).expect("resources serialize");
-            sqlx::query("INSERT INTO managed (id, agent, step, resource, digest) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET agent = excluded.agent, step = excluded.step, resource = excluded.resource, digest = excluded.digest")
-                .bind(id)
-                .bind(&m.agent)
-                .bind(m.step.as_str())
-                .bind(json)
-                .bind(&m.digest)
+            upsert_managed_query(id, m)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err(&path))?;
@@ -501,6 +474,20 @@ impl State {
     pub async fn close(self) {
         let _ = self.conn.close().await;
     }
+}
+
+/// Insert or replace one row of `managed` (the resource as JSON, without contents).
+fn upsert_managed_query<'q>(
+    id: &'q str,
+    m: &'q Managed,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    let json = serde_json::to_string(&m.resource).expect("resources serialize");
+    sqlx::query("INSERT INTO managed (id, agent, step, resource, digest) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET agent = excluded.agent, step = excluded.step, resource = excluded.resource, digest = excluded.digest")
+        .bind(id)
+        .bind(&m.agent)
+        .bind(m.step.as_str())
+        .bind(json)
+        .bind(&m.digest)
 }
 
 /// UTC time as `YYYY-MM-DDTHH:MM:SSZ`, without a date crate.

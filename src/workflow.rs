@@ -309,19 +309,16 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_string()
 }
 
-/// Remember every desired resource the host now has, so later removals are planned.
-fn record_managed(
-    rt: &tokio::runtime::Runtime,
-    st: &mut state::State,
+/// The desired resources whose managed record differs from the state DB's, compared
+/// as stored (JSON without file contents), so a no-op apply writes nothing.
+pub fn managed_changes(
+    view: &StateView,
     desired: &Desired,
     filter: &Filter,
-) -> Result<()> {
-    let view = rt.block_on(st.view())?;
-    // Compare as stored (JSON without file contents): only what differs is written,
-    // so a no-op apply writes nothing.
+) -> Vec<(String, crate::state::Managed)> {
     let stored =
         |r: &crate::resource::Resource| serde_json::to_string(r).expect("resources serialize");
-    let changed: Vec<(String, crate::state::Managed)> = desired
+    desired
         .items
         .iter()
         .filter(|i| filter.keeps(i))
@@ -331,7 +328,18 @@ fn record_managed(
                 .get(id)
                 .is_none_or(|k| k.digest != m.digest || stored(&k.resource) != stored(&m.resource))
         })
-        .collect();
+        .collect()
+}
+
+/// Remember every desired resource the host now has, so later removals are planned.
+fn record_managed(
+    rt: &tokio::runtime::Runtime,
+    st: &mut state::State,
+    desired: &Desired,
+    filter: &Filter,
+) -> Result<()> {
+    let view = rt.block_on(st.view())?;
+    let changed = managed_changes(&view, desired, filter);
     if !changed.is_empty() {
         rt.block_on(st.upsert_managed_all(&changed))?;
     }
