@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::expose::{Expose, Proto};
 use crate::manifest::{self, AgentSpec};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -85,6 +86,7 @@ pub fn check(agents: &[AgentSpec], broken: &[String]) -> Diagnostics {
     let mut names: HashMap<&str, &AgentSpec> = HashMap::new();
     let mut subnets: HashMap<&str, &AgentSpec> = HashMap::new();
     let mut jail_names: HashMap<&str, (&AgentSpec, manifest::Role)> = HashMap::new();
+    let mut host_ports: HashMap<(u16, Proto), (&AgentSpec, Expose)> = HashMap::new();
     for a in agents {
         if let Some(b) = names.get(a.name.as_str()) {
             diags.push(err(
@@ -132,6 +134,24 @@ pub fn check(agents: &[AgentSpec], broken: &[String]) -> Diagnostics {
                 ));
             } else {
                 jail_names.insert(&ja.name, (a, ja.role));
+            }
+        }
+        // A host port forwards to one jail: rdr rules for the same port would shadow
+        // each other.
+        for e in &a.expose {
+            match host_ports.get(&(e.host_port, e.proto)) {
+                Some((b, first)) if b.name != a.name => diags.push(err(
+                    a,
+                    "EXPOSE",
+                    format!(
+                        "host port {}/{} is already forwarded by agent {} ({first}); a host port forwards to one jail",
+                        e.host_port, e.proto, b.name
+                    ),
+                )),
+                Some(_) => {}
+                None => {
+                    host_ports.insert((e.host_port, e.proto), (a, *e));
+                }
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod dbsql;
 pub mod diag;
 pub mod envfile;
 pub mod error;
+pub mod expose;
 pub mod fleet;
 pub mod host;
 pub mod manifest;

@@ -142,6 +142,8 @@ pub struct AgentSpec {
     pub llama: LlamaSpec,
     pub ollama_port: u16,
     pub shared_llm: Option<String>,
+    /// Host ports forwarded to this agent's jails (`EXPOSE`).
+    pub expose: Vec<crate::expose::Expose>,
     pub deploy: DeployMode,
     pub command: String,
     pub home: String,
@@ -245,6 +247,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "LLAMA_PORT", default: "8080", doc: "llama.cpp listen port" },
     KeyDoc { key: "OLLAMA_PORT", default: "11434", doc: "ollama listen port" },
     KeyDoc { key: "SHARED_LLM", default: "(none)", doc: "use this other agent's LLM jail instead of an own one" },
+    KeyDoc { key: "EXPOSE", default: "(none)", doc: "host ports forwarded to jail ports, ROLE:HOST_PORT:JAIL_PORT[/tcp|/udp], comma-separated, e.g. cms:8443:80,git:2222:22" },
     KeyDoc { key: "DEPLOY_MODE", default: "jail", doc: "jail, or bhyve for one VM per agent" },
     KeyDoc { key: "VM_CPUS", default: "2", doc: "bhyve: virtual CPUs" },
     KeyDoc { key: "VM_MEMORY", default: "4G", doc: "bhyve: memory, e.g. 8G or 512M" },
@@ -655,6 +658,17 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
     }
     let ollama_port = number(&mut cx, "OLLAMA_PORT", 11434, 1, 65535) as u16;
 
+    // Exposed ports.
+    let expose = match cx.get("EXPOSE") {
+        None => Vec::new(),
+        Some(v) => crate::expose::parse(v, &roles).unwrap_or_else(|errs| {
+            for e in errs {
+                cx.err("EXPOSE", e);
+            }
+            Vec::new()
+        }),
+    };
+
     // Deployment.
     let deploy = match cx.get("DEPLOY_MODE").unwrap_or("jail") {
         "jail" => {
@@ -710,6 +724,7 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
         llama,
         ollama_port,
         shared_llm,
+        expose,
         deploy,
         command,
         home,

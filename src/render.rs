@@ -301,11 +301,25 @@ fn render_pf(
         .iter()
         .map(|a| json!({"name": a.name, "subnet": a.subnet().to_string()}))
         .collect();
+    let exposed: Vec<_> = agents
+        .iter()
+        .flat_map(|a| {
+            a.expose.iter().filter_map(move |e| {
+                let j = a.jail(e.role)?;
+                Some(json!({
+                    "agent": a.name, "role": e.role.as_str(), "jail": j.name,
+                    "ip": j.ip.to_string(), "proto": e.proto.as_str(),
+                    "host_port": e.host_port, "jail_port": e.jail_port,
+                }))
+            })
+        })
+        .collect();
     let content = t.render(
         "pf/warden.conf.tera",
         &ctx(json!({
             "anchor": PF_ANCHOR, "pf_conf": host.pf_conf, "ext_if": host.ext_if,
             "bridge": host.bridge, "agents": agent_ctx, "shared": shared,
+            "exposed": exposed,
         })),
     )?;
     let pf = |r: Resource| Item::new(Step::Pf, None, r);

@@ -183,9 +183,26 @@ fn evaluator_refuses_syntax_it_does_not_model() {
     let cases = [
         ("set skip on lo0\n", "unsupported statement"),
         (
-            "rdr on em0 inet proto tcp to any port 80 -> 10.0.0.1\n",
+            "binat on em0 from 10.0.0.1 to any -> 192.0.2.1\n",
             "unsupported statement",
         ),
+        (
+            "rdr on em0 inet proto tcp to any port 80 -> 10.0.0.1\n",
+            "expected 'from'",
+        ),
+        (
+            "rdr pass on em0 inet proto tcp from any to any port 80 -> 10.0.0.1 port 8\n",
+            "'rdr pass'",
+        ),
+        (
+            "rdr on em0 inet proto tcp from any to any port 80 -> 10.0.0.1\n",
+            "redirect port",
+        ),
+        (
+            "rdr on em0 inet from any to any port 80 -> 10.0.0.1 port 8\n",
+            "'proto tcp' or 'proto udp'",
+        ),
+        ("pass from (em0) to any\n", "unsupported address"),
         ("anchor \"warden\"\n", "unsupported statement"),
         ("pass in log from any to any\n", "unsupported syntax"),
         ("pass inet6 from any to any\n", "inet6"),
@@ -502,5 +519,110 @@ fn generated_fleet_isolation_matrix() {
                 port: 9090,
             },
         ],
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Exposed ports: alpha forwards host ports 8443 to its CMS jail's port 80 and 2222 to
+// its git jail's port 22; bravo forwards 5433 to its database jail's 5432 and udp
+// 5353 to its CMS jail's 53. The host's external address is 203.0.113.10 on em0.
+
+const EXT: &str = "203.0.113.10";
+
+fn exposed_fleet() -> (Ruleset, String) {
+    let anchor = render_anchor(&[
+        (
+            "alpha.env",
+            "AGENT_NAME=alpha\nAGENT_SUBNET_BASE=10.0.2\nEXPOSE=cms:8443:80,git:2222:22\n",
+        ),
+        (
+            "bravo.env",
+            "AGENT_NAME=bravo\nAGENT_SUBNET_BASE=10.0.3\nEXPOSE=db:5433:5432/tcp,cms:5353:53/udp\n",
+        ),
+    ]);
+    (Ruleset::parse(&anchor).iface_addr("em0", EXT), anchor)
+}
+
+fn inbound(p: Packet) -> Packet {
+    p.dir(Dir::In).on("em0")
+}
+
+#[test]
+fn exposed_ports_reach_exactly_their_jail_port() {
+    let (rs, anchor) = exposed_fleet();
+    assert_eq!(rs.rdr.len(), 4, "{anchor}");
+    let forwards = [
+        (pfeval::Proto::Tcp, 8443, "10.0.2.3", 80),
+        (pfeval::Proto::Tcp, 2222, "10.0.2.2", 22),
+        (pfeval::Proto::Tcp, 5433, "10.0.3.5", 5432),
+        (pfeval::Proto::Udp, 5353, "10.0.3.3", 53),
+    ];
+    let packet = |proto, dst: &str, port| match proto {
+        pfeval::Proto::Tcp => Packet::tcp("198.51.100.7", dst, port),
+        _ => Packet::udp("198.51.100.7", dst, port),
+    };
+    for (proto, host_port, ip, port) in forwards {
+        let v = rs.eval(&inbound(packet(proto, EXT, host_port)));
+        assert_eq!(
+            v.rdr.map(|(_, a, p)| (a.to_string(), p)),
+            Some((ip.to_string(), port)),
+            "{v}\n{anchor}"
+        );
+        assert!(v.action == Action::Pass && v.quick, "{v}\n{anchor}");
+        // The same port over the other protocol, or seen on another interface, is
+        // not forwarded.
+        let other = match proto {
+            pfeval::Proto::Tcp => pfeval::Proto::Udp,
+            _ => pfeval::Proto::Tcp,
+        };
+        assert_eq!(rs.eval(&inbound(packet(other, EXT, host_port))).rdr, None);
+        let on_bridge = packet(proto, EXT, host_port).dir(Dir::In).on("warden0");
+        assert_eq!(rs.eval(&on_bridge).rdr, None);
+    }
+    // Other host ports stay the host's: no translation, nothing reaches a jail.
+    for port in [22, 80, 443, 2223, 5432, 8080, 8444] {
+        let v = rs.eval(&inbound(Packet::tcp("198.51.100.7", EXT, port)));
+        assert_eq!(v.rdr, None, "{v}");
+    }
+    // From outside, a jail's address is reached only on the forwarded ports.
+    let jail_ports = [22, 53, 80, 443, 5432, 8080];
+    for h in [1, 2, 3, 4, 5, 77] {
+        for base in ["10.0.2", "10.0.3"] {
+            let dst = format!("{base}.{h}");
+            for port in jail_ports {
+                for proto in [pfeval::Proto::Tcp, pfeval::Proto::Udp] {
+                    let forwarded = forwards
+                        .iter()
+                        .any(|(fp, _, ip, p)| *fp == proto && *ip == dst && *p == port);
+                    let want = if forwarded {
+                        Action::Pass
+                    } else {
+                        Action::Block
+                    };
+                    assert_action(&rs, &anchor, &inbound(packet(proto, &dst, port)), want);
+                }
+            }
+            assert_block(&rs, &anchor, inbound(Packet::icmp("198.51.100.7", &dst)));
+        }
+    }
+}
+
+#[test]
+fn exposed_ports_leave_isolation_between_agents_intact() {
+    let (rs, anchor) = exposed_fleet();
+    check_isolation(
+        &rs,
+        &anchor,
+        &[
+            Agent {
+                name: "alpha",
+                base: "10.0.2",
+            },
+            Agent {
+                name: "bravo",
+                base: "10.0.3",
+            },
+        ],
+        &[],
     );
 }

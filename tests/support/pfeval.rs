@@ -7,12 +7,20 @@
 //! - Parses, and only parses, this syntax: macros `name = "value"` (or an unquoted
 //!   single word) with `$name` expansion outside quotes; `table <name> [const]
 //!   [persist] { a, b }` of IPv4 addresses and CIDRs, entries optionally `!`-negated;
-//!   `nat on IF [inet] [proto P] from X to Y -> (IF) | ADDR`; and filter rules
+//!   `nat on IF [inet] [proto P] from X to Y -> (IF) | ADDR`; `rdr on IF [inet]
+//!   proto tcp|udp from X to Y port N -> ADDR port M`, where Y may also be `(IF)`, the
+//!   interface's own address as the test declares it ([`Ruleset::iface_addr`]); and
+//!   filter rules
 //!   `pass | block [drop|return] [in|out] [quick] [on IF] [inet] [proto tcp|udp|icmp
 //!   | proto { .. }] [all | [from X] [to Y [port N | port = N | port { a b }]]]
 //!   [keep state]`, where an address is `any`, `<table>`, an IPv4 address or CIDR,
 //!   each optionally preceded by `!`. `#` comments and `\` line continuations are
 //!   handled.
+//! - Translates before filtering, as PF does: a packet coming in on an interface
+//!   (it must say so with [`Packet::dir`] and [`Packet::on`] when an `rdr` rule could
+//!   match it) gets the destination of the first matching `rdr` rule, and the filter
+//!   rules then judge the translated packet. [`Verdict::rdr`] names the rule and the
+//!   new destination.
 //! - Evaluates one IPv4 packet (source, destination, protocol, destination port)
 //!   against the filter rules with PF's decision semantics: rules are tried in order,
 //!   the last matching rule decides, except that a matching `quick` rule decides at
@@ -33,7 +41,7 @@
 //! What it does not check:
 //! - No state tracking beyond the rule decision: `keep state` is accepted and
 //!   ignored, so replies, state table limits and TCP flags are not modelled.
-//! - No NAT translation effects: `nat` rules are parsed (so their syntax is held to
+//! - No source NAT effects: `nat` rules are parsed (so their syntax is held to
 //!   the same subset) and otherwise ignored. The packet is judged with its original,
 //!   untranslated addresses, as it enters the host from an agent's jail; what the
 //!   main ruleset does with it after translation on the way out is not evaluated.
@@ -158,6 +166,9 @@ pub struct Verdict {
     /// evaluation of the main ruleset, so rules after the anchor cannot change it; a
     /// non-quick decision or the default pass can be overridden there.
     pub quick: bool,
+    /// The `rdr` rule that translated the packet before filtering (its line) and the
+    /// destination address and port it got; `None` when no `rdr` rule matched.
+    pub rdr: Option<(usize, Ipv4Addr, u16)>,
 }
 
 impl fmt::Display for Verdict {
@@ -167,6 +178,9 @@ impl fmt::Display for Verdict {
         } else {
             "block"
         };
+        if let Some((l, ip, port)) = self.rdr {
+            write!(f, "redirected by line {l} to {ip}:{port}, then ")?;
+        }
         match self.line {
             Some(l) => write!(f, "{a} by line {l}: {}", self.rule),
             None => write!(f, "{a}: {}", self.rule),
@@ -247,6 +261,8 @@ enum AddrKind {
     Any,
     Net(Net),
     Table(String),
+    /// `(IF)`: the interface's own address (only in an `rdr` rule's destination).
+    Iface(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +295,19 @@ pub struct NatRule {
     to: Addr,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RdrRule {
+    pub line: usize,
+    pub text: String,
+    iface: String,
+    protos: Vec<Proto>,
+    from: Addr,
+    to: Addr,
+    ports: Vec<u16>,
+    target: Ipv4Addr,
+    target_port: u16,
+}
+
 /// A parsed ruleset.
 #[derive(Debug, Clone)]
 pub struct Ruleset {
@@ -286,6 +315,9 @@ pub struct Ruleset {
     tables: BTreeMap<String, Table>,
     pub rules: Vec<FilterRule>,
     pub nat: Vec<NatRule>,
+    pub rdr: Vec<RdrRule>,
+    /// Interface addresses the test declared, for `(IF)` in rdr rules.
+    iface_addrs: BTreeMap<String, Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -503,6 +535,8 @@ impl Ruleset {
             tables: BTreeMap::new(),
             rules: Vec::new(),
             nat: Vec::new(),
+            rdr: Vec::new(),
+            iface_addrs: BTreeMap::new(),
         };
         for (line, text) in logical_lines(src) {
             let toks = tokenize(&text, &rs.macros, line, &text, 0);
@@ -519,6 +553,7 @@ impl Ruleset {
                 [Tok::Word(_), Tok::Eq, ..] => rs.parse_macro(&mut st, &text),
                 [Tok::Word(w), ..] if w == "table" => rs.parse_table(&mut st),
                 [Tok::Word(w), ..] if w == "nat" => rs.parse_nat(&mut st),
+                [Tok::Word(w), ..] if w == "rdr" => rs.parse_rdr(&mut st),
                 [Tok::Word(w), ..] if w == "pass" || w == "block" => rs.parse_filter(&mut st),
                 [t, ..] => st.fail(format!("unsupported statement starting with {t:?}")),
                 [] => unreachable!(),
@@ -595,11 +630,21 @@ impl Ruleset {
     }
 
     fn parse_addr(&self, st: &mut Stmt) -> Addr {
+        self.parse_addr_in(st, false)
+    }
+
+    /// An address; `(IF)` only where `iface_ok` (an rdr rule's destination).
+    fn parse_addr_in(&self, st: &mut Stmt, iface_ok: bool) -> Addr {
         let negated = matches!(st.peek(), Some(Tok::Bang));
         if negated {
             st.next();
         }
         let kind = match st.next() {
+            Some(Tok::LParen) if iface_ok && !negated => {
+                let w = st.word("an interface name");
+                st.expect(&Tok::RParen, "')'");
+                AddrKind::Iface(w)
+            }
             Some(Tok::Word(w)) if w == "any" => {
                 if negated {
                     st.fail("'! any' matches nothing; pfeval refuses it");
@@ -766,6 +811,94 @@ impl Ruleset {
         });
     }
 
+    /// `rdr on IF [inet] proto P from X to Y port N -> ADDR port M`.
+    fn parse_rdr(&mut self, st: &mut Stmt) {
+        st.eat("rdr");
+        if st.peek_word("pass") {
+            st.fail("'rdr pass' is not modelled (warden writes the pass rule itself)");
+        }
+        let (iface, protos) = Self::parse_on_af_proto(st);
+        let Some(iface) = iface else {
+            st.fail("an rdr rule without 'on IF' is not modelled")
+        };
+        let protos = match protos {
+            Some(ps) if ps.iter().all(|p| *p != Proto::Icmp) => ps,
+            _ => st.fail("an rdr rule needs 'proto tcp' or 'proto udp'"),
+        };
+        if !st.eat("from") {
+            st.fail("expected 'from'");
+        }
+        let from = self.parse_addr(st);
+        if !st.eat("to") {
+            st.fail("expected 'to'");
+        }
+        let to = self.parse_addr_in(st, true);
+        if !st.eat("port") {
+            st.fail("an rdr rule without a destination port is not modelled");
+        }
+        let ports = Self::parse_ports(st);
+        st.expect(&Tok::Arrow, "'->' and the redirect address");
+        let w = st.word("the redirect address");
+        let target = match parse_net(&w) {
+            Some(n) if n.len == 32 => Ipv4Addr::from(n.addr),
+            _ => st.fail(format!("{w:?} is not one IPv4 address")),
+        };
+        if !st.eat("port") {
+            st.fail("an rdr rule without a redirect port is not modelled");
+        }
+        let tp = Self::parse_ports(st);
+        let [target_port] = tp.as_slice() else {
+            st.fail("one redirect port only")
+        };
+        st.end();
+        self.rdr.push(RdrRule {
+            line: st.line,
+            text: st.text.to_string(),
+            iface,
+            protos,
+            from,
+            to,
+            ports,
+            target,
+            target_port: *target_port,
+        });
+    }
+
+    /// Declare the address of interface `name`, which `(name)` stands for.
+    pub fn iface_addr(mut self, name: &str, addr: &str) -> Ruleset {
+        self.iface_addrs.insert(name.to_string(), ip(addr));
+        self
+    }
+
+    /// The packet after PF's translation step: the first matching rdr rule's
+    /// destination, for a packet coming in on the rule's interface.
+    fn redirect(&self, p: &Packet) -> Option<(usize, Packet)> {
+        for r in &self.rdr {
+            if !r.protos.contains(&p.proto)
+                || !p.dport.is_some_and(|d| r.ports.contains(&d))
+                || !self.addr_matches(&r.from, p.src)
+                || !self.addr_matches(&r.to, p.dst)
+            {
+                continue;
+            }
+            let (Some(dir), Some(iface)) = (p.dir, p.iface.as_ref()) else {
+                panic!(
+                    "pfeval: rdr rule on line {} ({}) could match {p}; say where it is \
+                     seen with .dir() and .on()",
+                    r.line, r.text
+                );
+            };
+            if dir != Dir::In || *iface != r.iface {
+                continue;
+            }
+            let mut q = p.clone();
+            q.dst = r.target;
+            q.dport = Some(r.target_port);
+            return Some((r.line, q));
+        }
+        None
+    }
+
     fn parse_filter(&mut self, st: &mut Stmt) {
         let action = match st.word("pass or block").as_str() {
             "pass" => Action::Pass,
@@ -814,6 +947,15 @@ impl Ruleset {
             AddrKind::Any => true,
             AddrKind::Net(n) => n.contains(ip),
             AddrKind::Table(t) => self.tables[t].contains(ip),
+            AddrKind::Iface(i) => {
+                let own = self.iface_addrs.get(i).unwrap_or_else(|| {
+                    panic!(
+                        "pfeval: a rule names ({i})'s address; declare it with \
+                         Ruleset::iface_addr(\"{i}\", ADDR)"
+                    )
+                });
+                *own == ip
+            }
         };
         hit != a.negated
     }
@@ -868,6 +1010,11 @@ impl Ruleset {
             p.dport.is_some(),
             "pfeval: tcp and udp packets need a destination port, icmp packets none: {p}"
         );
+        let redirected = self.redirect(p);
+        let rdr = redirected
+            .as_ref()
+            .map(|(line, q)| (*line, q.dst, q.dport.expect("tcp or udp")));
+        let p = redirected.as_ref().map_or(p, |(_, q)| q);
         let mut last: Option<&FilterRule> = None;
         for r in &self.rules {
             if self.rule_matches(r, p) {
@@ -883,12 +1030,14 @@ impl Ruleset {
                 line: Some(r.line),
                 rule: r.text.clone(),
                 quick: r.quick,
+                rdr,
             },
             None => Verdict {
                 action: Action::Pass,
                 line: None,
                 rule: "(default pass)".into(),
                 quick: false,
+                rdr,
             },
         }
     }
