@@ -224,13 +224,10 @@ impl<'a> Applier<'a> {
             (Resource::File(f), Action::Delete) => {
                 host.remove(&f.path).map_err(Self::host_err(id))?;
             }
-            (Resource::File(f), action) => {
+            (Resource::File(f), _) => {
                 let (uid, gid) = self.ids(id, &f.owner, &f.group)?;
                 host.write_atomic(&f.path, f.content.as_bytes(), f.mode, uid, gid)
                     .map_err(Self::host_err(id))?;
-                if action == Action::Update {
-                    self.pending.notify(&f.notify);
-                }
             }
             (Resource::RcConf(rc), Action::Delete) => {
                 let f = host.arg_path(&rc.file);
@@ -254,7 +251,6 @@ impl<'a> Applier<'a> {
                     RcMode::Word => format!("{}+={}", rc.key, rc.value),
                 };
                 self.run(id, vec![s("sysrc"), s("-f"), f, assign])?;
-                self.pending.notify(&rc.notify);
             }
             (Resource::Dir { .. }, Action::Delete) => {
                 // Directories may hold data (models): they stay.
@@ -396,7 +392,6 @@ impl<'a> Applier<'a> {
                     argv.push(host.arg_path(&b.path));
                     self.run(id, argv)?;
                 }
-                self.pending.notify(&b.notify);
             }
             (Resource::Jail(j), Action::Delete) => {
                 if host
@@ -666,6 +661,11 @@ impl<'a> Applier<'a> {
                 self.run(id, vec![s("vm"), s("start"), v.name.clone()])?;
             }
         }
+        // The plan listed these as follow-ups (`Plan::collect_follow_ups`).
+        self.pending.notify(crate::resource::triggers(
+            &change.item.resource,
+            change.action,
+        ));
         Ok(())
     }
 

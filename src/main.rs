@@ -266,10 +266,14 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let host = LocalHost::new(&root);
             let filter = Filter { steps, agents };
             let planned = workflow::plan(&cfg, &fleet, &host, &templates, &filter)?;
+            eprint!("{}", plan::notes_text(&planned.plan));
             if json {
                 print!("{}", plan::json(&planned.plan, &filter));
             } else {
-                print!("{}", plan::human(&planned.plan));
+                print!(
+                    "{}",
+                    plan::human_styled(&planned.plan, plan::Style::stdout())
+                );
             }
             if let Some(path) = out {
                 std::fs::write(&path, plan::json(&planned.plan, &filter))
@@ -293,12 +297,15 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 filter: Filter { steps, agents },
                 yes,
                 command: "apply".into(),
+                style: plan::Style::stdout(),
                 ..Default::default()
             };
             if let Some(pf) = planfile {
                 let saved = cli_support::read_planfile(&pf)?;
                 req.filter = saved.filter;
                 req.expected_plan = Some(saved.digest);
+                // The operator reviewed that plan; apply refuses it if it is stale.
+                req.yes = true;
                 req.command = format!("apply {}", pf.display());
             }
             check_agents(&fleet, &req.filter.agents)?;
@@ -327,6 +334,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 purge,
                 destroying: agents.clone(),
                 command: format!("destroy --agent {}", agents.join(",")),
+                style: plan::Style::stdout(),
                 ..Default::default()
             };
             let host = LocalHost::new(&root);
@@ -339,6 +347,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 &mut cli_support::confirm,
                 &mut Console::new(),
             )?;
+            if outcome.declined {
+                println!("Destroy cancelled.");
+                return Ok(ExitCode::from(1));
+            }
             let code = finish_apply(outcome)?;
             println!(
                 "Remove {} from the agents directory too, or the next apply creates {} again.",

@@ -42,9 +42,42 @@ pub struct Change {
     pub before: Option<String>,
     /// The desired side (None for deletes).
     pub after: Option<String>,
+    /// What else this change does or means, shown in parentheses after its id:
+    /// `restart: devfs ruleset changed`, `deletes data`, `ip 10.0.1.5 -> 10.0.2.5`.
+    pub notes: Vec<String>,
 }
 
 impl Change {
+    pub fn new(item: Item, action: Action, before: Option<String>, after: Option<String>) -> Self {
+        let mut c = Change {
+            item,
+            action,
+            before,
+            after,
+            notes: vec![],
+        };
+        c.notes = crate::resource::change_notes(&c.item.resource, c.action, c.before.as_deref());
+        c
+    }
+    /// Add a note shown after the change's id.
+    pub fn note(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        if !self.notes.contains(&text) {
+            self.notes.push(text);
+        }
+    }
+    /// The host's side, unless the resource is sensitive.
+    pub fn before_value(&self) -> Option<&str> {
+        (!self.item.resource.sensitive())
+            .then_some(self.before.as_deref())
+            .flatten()
+    }
+    /// The desired side, unless the resource is sensitive.
+    pub fn after_value(&self) -> Option<&str> {
+        (!self.item.resource.sensitive())
+            .then_some(self.after.as_deref())
+            .flatten()
+    }
     pub fn id(&self) -> String {
         self.item.id()
     }
@@ -78,10 +111,26 @@ impl Filter {
     }
 }
 
-/// The plan: changes in apply order (deletes last, in reverse order).
+/// Something apply runs once after every change because changes asked for it: a
+/// service restart after its rc.d script changed, `service devfs restart`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FollowUp {
+    /// What it acts on, in the plan's id style (`service:atlas`).
+    pub id: String,
+    /// `restart`, `reload`, `set`, `run psql`.
+    pub action: String,
+    /// The command apply runs.
+    pub command: Vec<String>,
+    /// Why: one entry per change that asked for it (`rc.d script changed`).
+    pub reasons: Vec<String>,
+}
+
+/// The plan: changes in apply order (deletes last, in reverse order), then what
+/// runs after them.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub changes: Vec<Change>,
+    pub follow_ups: Vec<FollowUp>,
     pub unchanged: usize,
     pub notes: Vec<String>,
 }
@@ -93,6 +142,41 @@ impl Plan {
     }
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
+    }
+    /// Collect the commands the changes trigger, in order, each once with every
+    /// reason it runs for. Apply runs exactly these (see `resource::triggers`).
+    pub fn collect_follow_ups(&mut self) {
+        let mut out: Vec<FollowUp> = Vec::new();
+        for c in &self.changes {
+            let reason = format!(
+                "{} {}",
+                crate::resource::describe(&c.item.resource),
+                match c.action {
+                    Action::Create => "added",
+                    Action::Update => "changed",
+                    Action::Delete => "removed",
+                }
+            );
+            for cmd in crate::resource::triggers(&c.item.resource, c.action) {
+                match out.iter_mut().find(|f| &f.command == cmd) {
+                    Some(f) => {
+                        if !f.reasons.contains(&reason) {
+                            f.reasons.push(reason.clone());
+                        }
+                    }
+                    None => {
+                        let (id, action) = crate::resource::command_label(cmd);
+                        out.push(FollowUp {
+                            id,
+                            action,
+                            command: cmd.clone(),
+                            reasons: vec![reason.clone()],
+                        });
+                    }
+                }
+            }
+        }
+        self.follow_ups = out;
     }
     /// A digest of the whole plan, for staleness checks and the run record.
     pub fn digest(&self) -> String {
@@ -126,18 +210,15 @@ pub fn diff(items: &[Item], host: &HostState, view: &StateView, filter: &Filter)
         }
         let want = item.resource.repr();
         match host.observe(&item.resource, view) {
-            None => plan.changes.push(Change {
-                item: item.clone(),
-                action: Action::Create,
-                before: None,
-                after: Some(want),
-            }),
-            Some(have) if have != want => plan.changes.push(Change {
-                item: item.clone(),
-                action: Action::Update,
-                before: Some(have),
-                after: Some(want),
-            }),
+            None => plan
+                .changes
+                .push(Change::new(item.clone(), Action::Create, None, Some(want))),
+            Some(have) if have != want => plan.changes.push(Change::new(
+                item.clone(),
+                Action::Update,
+                Some(have),
+                Some(want),
+            )),
             Some(_) => plan.unchanged += 1,
         }
     }
@@ -156,12 +237,7 @@ pub fn diff(items: &[Item], host: &HostState, view: &StateView, filter: &Filter)
         }
         // Already gone from the host: nothing to do but forget it.
         let before = host.observe(&item.resource, view);
-        deletes.push(Change {
-            item,
-            action: Action::Delete,
-            before,
-            after: None,
-        });
+        deletes.push(Change::new(item, Action::Delete, before, None));
     }
     deletes.sort_by(|a, b| {
         b.item
@@ -171,37 +247,114 @@ pub fn diff(items: &[Item], host: &HostState, view: &StateView, filter: &Filter)
             .then_with(|| b.id().cmp(&a.id()))
     });
     plan.changes.extend(deletes);
+    plan.collect_follow_ups();
     plan
 }
 
-/// The plan for people, Terraform style.
+/// How plan text is shown: with ANSI colours (a terminal without `NO_COLOR`) or not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Style {
+    pub colour: bool,
+}
+
+impl Style {
+    /// Colour when `terminal` and `NO_COLOR` is unset or empty (no-color.org).
+    pub fn detect(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> Style {
+        Style {
+            colour: terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
+    /// Standard output's style in this process.
+    pub fn stdout() -> Style {
+        use std::io::IsTerminal;
+        Style::detect(
+            std::io::stdout().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        )
+    }
+    /// `text` in the colour of `action`: + green, ~ yellow, - red.
+    pub fn paint(self, action: Action, text: &str) -> String {
+        if !self.colour {
+            return text.to_string();
+        }
+        let code = match action {
+            Action::Create => "32",
+            Action::Update => "33",
+            Action::Delete => "31",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+}
+
+/// The plan's notes (`Note: …` lines), for standard error.
+pub fn notes_text(plan: &Plan) -> String {
+    plan.notes.iter().map(|n| format!("{n}\n")).collect()
+}
+
+/// The plan for people, Terraform style, without colour and without the notes.
 pub fn human(plan: &Plan) -> String {
+    human_styled(plan, Style::default())
+}
+
+/// The plan for people in the given style (notes are not part of it: see
+/// [`notes_text`]).
+pub fn human_styled(plan: &Plan, style: Style) -> String {
     let mut out = String::new();
-    for n in &plan.notes {
-        let _ = writeln!(out, "{n}");
-    }
-    if !plan.notes.is_empty() {
-        out.push('\n');
-    }
     if plan.is_empty() {
         out.push_str("No changes. The host matches the manifests.\n");
         return out;
     }
     out.push_str("warden will perform the following actions:\n\n");
     for c in &plan.changes {
-        let _ = writeln!(out, "  {} {}{}", c.action.symbol(), c.id(), summary(c));
+        let head = format!("{} {}", c.action.symbol(), c.id());
+        let _ = writeln!(
+            out,
+            "  {}{}",
+            style.paint(c.action, &head),
+            with_notes(&summary(c), &c.notes)
+        );
         if c.action == Action::Update && !c.item.resource.sensitive() {
             if let (Some(b), Some(a)) = (&c.before, &c.after) {
                 out.push_str(&indent(&unified(b, a, &c.id()), "      "));
             }
         }
     }
+    if !plan.follow_ups.is_empty() {
+        out.push_str("\nthen, once every change is made:\n\n");
+        for f in &plan.follow_ups {
+            let head = format!("~ {}", f.id);
+            let _ = writeln!(
+                out,
+                "  {}  ({}: {})",
+                style.paint(Action::Update, &head),
+                f.action,
+                f.reasons.join(", ")
+            );
+        }
+    }
     let (add, change, destroy) = plan.counts();
+    let then = match plan.follow_ups.len() {
+        0 => String::new(),
+        1 => ", then 1 follow-up command".into(),
+        n => format!(", then {n} follow-up commands"),
+    };
     let _ = writeln!(
         out,
-        "\nPlan: {add} to add, {change} to change, {destroy} to destroy."
+        "\nPlan: {add} to add, {change} to change, {destroy} to destroy{then}."
     );
     out
+}
+
+/// The summary with the change's notes inside its parentheses (or in their own).
+fn with_notes(summary: &str, notes: &[String]) -> String {
+    if notes.is_empty() {
+        return summary.to_string();
+    }
+    let notes = notes.join("; ");
+    match summary.strip_suffix(')') {
+        Some(open) if summary.starts_with("  (") => format!("{open}; {notes})"),
+        _ => format!("{summary}  ({notes})"),
+    }
 }
 
 fn indent(text: &str, pad: &str) -> String {
@@ -304,6 +457,10 @@ struct JsonChange<'a> {
     sensitive: bool,
     before_digest: Option<String>,
     after_digest: Option<String>,
+    /// The values themselves (canonical text), absent for sensitive resources.
+    before: Option<&'a str>,
+    after: Option<&'a str>,
+    notes: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -312,6 +469,7 @@ struct JsonPlan<'a> {
     plan_digest: String,
     filter: JsonFilter<'a>,
     changes: Vec<JsonChange<'a>>,
+    follow_ups: &'a [FollowUp],
     summary: JsonSummary,
     notes: &'a [String],
 }
@@ -371,8 +529,12 @@ pub fn json(plan: &Plan, filter: &Filter) -> String {
                 sensitive: c.item.resource.sensitive(),
                 before_digest: c.before_digest(),
                 after_digest: c.after_digest(),
+                before: c.before_value(),
+                after: c.after_value(),
+                notes: &c.notes,
             })
             .collect(),
+        follow_ups: &plan.follow_ups,
         summary: JsonSummary {
             add,
             change,

@@ -6,6 +6,10 @@ use std::io::IsTerminal;
 /// Progress reporting, so the apply loop does not care where output goes.
 pub trait Progress {
     fn line(&mut self, text: &str);
+    /// `Note: …` lines: standard error, so the plan on standard output stays clean.
+    fn note(&mut self, text: &str) {
+        eprint!("{text}");
+    }
     fn start(&mut self, total: usize);
     fn begin(&mut self, what: &str);
     fn end(&mut self, what: &str);

@@ -358,3 +358,95 @@ impl Item {
         self.resource.id()
     }
 }
+
+/// The commands a change asks apply to run once after every change (deduplicated
+/// across changes): a service restart when its rc.d script, run script or env file
+/// changed, `service devfs restart` when devfs.rules changed. The plan lists them
+/// and apply runs them, from this one function.
+pub fn triggers(r: &Resource, action: crate::plan::Action) -> &[Vec<String>] {
+    use crate::plan::Action;
+    match (r, action) {
+        (Resource::File(f), Action::Update) => &f.notify,
+        (Resource::RcConf(rc), Action::Create | Action::Update) => &rc.notify,
+        (Resource::Block(b), _) => &b.notify,
+        _ => &[],
+    }
+}
+
+/// A short name for what a resource is, for reasons (`rc.d script`).
+pub fn describe(r: &Resource) -> String {
+    match r {
+        Resource::File(f) => {
+            let p = f.path.as_str();
+            if p.starts_with("/usr/local/etc/rc.d/") {
+                "rc.d script".into()
+            } else if p.starts_with("/usr/local/libexec/warden/") {
+                "run script".into()
+            } else if p.starts_with("/usr/local/etc/warden/") && p.ends_with(".env") {
+                "env file".into()
+            } else if p.ends_with("-password.sql") {
+                "database password".into()
+            } else {
+                p.to_string()
+            }
+        }
+        Resource::RcConf(rc) => format!("{} {}", rc.file.rsplit('/').next().unwrap_or(""), rc.key),
+        Resource::Block(b) => b.path.clone(),
+        other => other.id(),
+    }
+}
+
+/// The plan id and verb of a triggered command: `service atlas restart` →
+/// (`service:atlas`, `restart`).
+pub fn command_label(argv: &[String]) -> (String, String) {
+    let a = |i: usize| argv.get(i).map(String::as_str).unwrap_or("");
+    match a(0) {
+        "service" => (format!("service:{}", a(1)), a(2).to_string()),
+        "sysctl" => (
+            format!("sysctl:{}", a(1).split('=').next().unwrap_or("")),
+            "set".into(),
+        ),
+        "bastille" if a(1) == "cmd" => (format!("jail:{}", a(2)), format!("run {}", a(3))),
+        prog => (prog.to_string(), "run".into()),
+    }
+}
+
+/// What a change does besides making its resource match, as the plan's notes:
+/// restarts, reloads and rebuilds inside the change itself.
+pub fn change_notes(
+    r: &Resource,
+    action: crate::plan::Action,
+    before: Option<&str>,
+) -> Vec<String> {
+    use crate::plan::Action;
+    match (r, action) {
+        (Resource::Jail(j), Action::Update) => {
+            let want = jail_repr(j.devfs_ruleset, true);
+            let before = before.unwrap_or("");
+            if repr_field(before, "devfs_ruleset") != repr_field(&want, "devfs_ruleset") {
+                vec![format!(
+                    "restart: devfs ruleset {} -> {}",
+                    repr_field(before, "devfs_ruleset"),
+                    repr_field(&want, "devfs_ruleset")
+                )]
+            } else if repr_field(before, "state") != "running" {
+                vec!["start: the jail is stopped".into()]
+            } else {
+                vec![]
+            }
+        }
+        (Resource::JailTemplate(_), Action::Update) => {
+            vec![
+                "rebuild: the template or its arguments changed, bastille template runs again"
+                    .into(),
+            ]
+        }
+        (Resource::PfAnchor { anchor, path, .. }, Action::Create | Action::Update) => {
+            vec![format!("reload: pfctl -a {anchor} -f {path}")]
+        }
+        (Resource::Block(b), _) if !b.reload.is_empty() => {
+            vec![format!("reload: {} {}", b.reload.join(" "), b.path)]
+        }
+        _ => vec![],
+    }
+}

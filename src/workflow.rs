@@ -153,6 +153,8 @@ pub struct ApplyRequest {
     pub destroying: Vec<String>,
     /// What to record as the run's command.
     pub command: String,
+    /// How the plan is shown (colour on a terminal).
+    pub style: crate::plan::Style,
 }
 
 /// What an apply did.
@@ -202,8 +204,9 @@ pub fn apply(
             ));
         }
     }
+    progress.note(&crate::plan::notes_text(&plan));
     if plan.is_empty() {
-        progress.line(&crate::plan::human(&plan));
+        progress.line(&crate::plan::human_styled(&plan, req.style));
         // Still remember what is in place (a run killed before recording it).
         record_managed(&rt, &mut st, &planned.desired, &req.filter)?;
         rt.block_on(st.close());
@@ -213,7 +216,7 @@ pub fn apply(
         });
     }
     preflight(host, &plan).map_err(Error::Other)?;
-    let shown = crate::plan::human(&plan);
+    let shown = crate::plan::human_styled(&plan, req.style);
     if !req.yes && !confirm(&shown) {
         rt.block_on(st.close());
         return Ok(ApplyOutcome {

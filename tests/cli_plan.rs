@@ -64,8 +64,17 @@ fn human_plan_on_an_empty_root() {
     let root = TempDir::new().unwrap();
     let a = plan(root.path(), &[]).code(0);
     let out = stdout(&a);
-    assert_eq!(stderr(&a), "", "a plan that works prints nothing on stderr");
-    assert_eq!(out.lines().next(), Some(NOTE), "the note comes first");
+    assert_eq!(
+        stderr(&a),
+        format!("{NOTE}\n{REBOOT}\n"),
+        "the notes go to stderr, and nothing else does"
+    );
+    assert_eq!(
+        out.lines().next(),
+        Some("warden will perform the following actions:"),
+        "stdout is the plan alone"
+    );
+    assert!(!out.contains('\x1b'), "no colour into a pipe");
     assert!(
         !out.contains(&root.path().display().to_string()),
         "the plan must not show the temporary root"
@@ -79,7 +88,7 @@ fn json_plan_on_an_empty_root() {
     let root = TempDir::new().unwrap();
     let a = plan(root.path(), &["--json"]).code(0);
     let out = stdout(&a);
-    assert_eq!(stderr(&a), "");
+    assert_eq!(stderr(&a), format!("{NOTE}\n{REBOOT}\n"));
     assert!(!out.contains(&root.path().display().to_string()));
     insta::assert_snapshot!("plan_json_empty_root", out);
 
@@ -94,6 +103,10 @@ fn json_plan_on_an_empty_root() {
     for c in changes {
         assert_eq!(c["actions"], serde_json::json!(["create"]), "{c}");
         assert_eq!(c["before_digest"], Value::Null, "{c}");
+        assert_eq!(c["before"], Value::Null, "{c}");
+        if c["sensitive"] == false {
+            assert!(c["after"].is_string(), "the desired value is shown: {c}");
+        }
         let after = c["after_digest"].as_str().expect("after_digest");
         assert!(
             after.len() == 64 && after.chars().all(|ch| ch.is_ascii_hexdigit()),
@@ -127,7 +140,10 @@ fn out_file_holds_the_json_plan_and_nothing_lands_in_the_root() {
     let elsewhere = TempDir::new().unwrap();
     let file = elsewhere.path().join("plan.json");
     let a = plan(root.path(), &["--out", file.to_str().unwrap()]).success();
-    assert!(stdout(&a).starts_with(NOTE), "stdout stays the human plan");
+    assert!(
+        stdout(&a).starts_with("warden will perform"),
+        "stdout stays the human plan"
+    );
     let written = std::fs::read_to_string(&file).expect("--out FILE written");
     let json = stdout(&plan(root.path(), &["--json"]).success());
     assert_eq!(written, json);
