@@ -364,10 +364,30 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(code)
         }
         Command::Init { name, subnet } => {
-            let (cfg, fleet) = workflow::load(&cli.config)?;
-            for path in warden::scaffold::init(&cfg, &fleet, &name, subnet.as_deref())? {
+            warden::manifest::check_agent_name(&name)
+                .map_err(|e| Error::Other(format!("AGENT_NAME: {e}")))?;
+            // In an empty directory: the fleet repository around the first agent.
+            let mut written = if cli.config.exists() {
+                vec![]
+            } else {
+                warden::scaffold::new_repo(&cli.config)?
+            };
+            let cfg = workflow::load_config(&cli.config)?;
+            let fleet = if cfg.agents_dir().exists() {
+                warden::fleet::load(&cfg)?
+            } else {
+                warden::fleet::Fleet { agents: vec![] }
+            };
+            written.extend(warden::scaffold::init(
+                &cfg,
+                &fleet,
+                &name,
+                subnet.as_deref(),
+            )?);
+            for path in &written {
                 println!("wrote {}", path.display());
             }
+            print!("{}", warden::scaffold::next_steps(&name));
             Ok(ExitCode::SUCCESS)
         }
         Command::Soul {

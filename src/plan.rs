@@ -239,11 +239,14 @@ pub fn diff(items: &[Item], host: &HostState, view: &StateView, filter: &Filter)
         let before = host.observe(&item.resource, view);
         deletes.push(Change::new(item, Action::Delete, before, None));
     }
+    // An interface's aliases go before the interface itself.
+    let rank = |c: &Change| matches!(c.item.resource, Resource::Bridge { .. });
     deletes.sort_by(|a, b| {
         b.item
             .resource
             .phase()
             .cmp(&a.item.resource.phase())
+            .then_with(|| rank(a).cmp(&rank(b)))
             .then_with(|| b.id().cmp(&a.id()))
     });
     plan.changes.extend(deletes);

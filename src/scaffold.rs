@@ -1,11 +1,12 @@
 //! `warden init`: a new agent manifest with the next free subnet and every key
-//! documented, and the secrets file kept out of git.
+//! documented, and the secrets file kept out of git; in an empty directory, the
+//! fleet repository around it (warden.toml, the operator's Justfile).
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fleet::Fleet;
 use crate::manifest::{self, KEYS};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The first `10.0.N` /24 no agent uses.
 pub fn next_free_subnet(fleet: &Fleet) -> Option<String> {
@@ -77,4 +78,136 @@ pub fn init(cfg: &Config, fleet: &Fleet, name: &str, subnet: Option<&str>) -> Re
         written.push(gitignore);
     }
     Ok(written)
+}
+
+/// What to do after `warden init NAME`.
+pub fn next_steps(name: &str) -> String {
+    format!(
+        "\nNext:\n  \
+         1. edit agents/{name}.env (every key is documented there); secrets go in\n     \
+            agents/{name}.secrets.env, which git ignores\n  \
+         2. warden check          validate the manifests\n  \
+         3. git add -A && git commit -m 'agent {name}'\n  \
+         4. just plan             what would change on this host\n  \
+         5. just setup --yes      apply it (just setup-network --yes first on a new host)\n  \
+         6. just status           is every agent up\n"
+    )
+}
+
+/// The operator's Justfile, written into a new fleet repository.
+pub const JUSTFILE: &str = include_str!("../Justfile");
+
+/// What each warden.toml key is for, as its comment in a new warden.toml.
+const CONFIG_DOCS: &[(&str, &str)] = &[
+    ("ext_if", "Interface NAT goes out of."),
+    ("bridge", "Bridge the agents' jails hang off."),
+    (
+        "bridge_clone",
+        "The bridge(4) unit rc.conf clones at boot and renames to `bridge`.",
+    ),
+    ("release", "FreeBSD release the jails are created from."),
+    ("bastille_prefix", "Bastille's prefix (bastille_prefix in bastille.conf)."),
+    ("pf_include", "warden's PF file, loaded as anchor warden."),
+    ("pf_conf", "The main PF file; it gets a small # BEGIN warden block."),
+    ("state_db", "warden's state database."),
+    ("agents_dir", "Agent manifests, relative to this file."),
+    (
+        "devfs_ruleset_base",
+        "First devfs ruleset number for GPU jails (1000 or more).",
+    ),
+    ("log_dir", "Where agent daemons write their logs."),
+    ("vm_dir", "vm-bhyve's vm_dir (agents with DEPLOY_MODE=bhyve)."),
+    ("switch", "vm-bhyve switch the VMs attach to (at most 12 characters)."),
+    ("switch_if", "Physical interface added to that switch."),
+    (
+        "image",
+        "Disk image for new VMs (vm create -i), e.g. a FreeBSD BASIC-CLOUDINIT image; empty: a blank disk.",
+    ),
+];
+
+/// A warden.toml with every key commented out at its default value, each with
+/// what it is for: uncommented as it is, it changes nothing.
+pub fn config_text() -> String {
+    let defaults = toml::to_string(&crate::config::HostConfig::default())
+        .expect("the default configuration serializes");
+    let mut out = String::from(
+        "# warden.toml: this host's settings. Every key is optional; each is shown\n\
+         # commented out at its default. Uncomment a line to change it.\n\
+         # See `warden help` and `man warden` for what each setting does.\n",
+    );
+    for line in defaults.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.starts_with('[') {
+            out.push_str(&format!("\n{line}\n"));
+            continue;
+        }
+        let key = line.split('=').next().unwrap_or("").trim();
+        if let Some((_, doc)) = CONFIG_DOCS.iter().find(|(k, _)| *k == key) {
+            out.push_str(&format!("\n# {doc}\n"));
+        } else {
+            out.push('\n');
+        }
+        out.push_str(&format!("#{line}\n"));
+    }
+    out
+}
+
+/// Create what a new fleet repository needs beside `config`: warden.toml, the
+/// agents directory and the operator's Justfile (files that exist are kept).
+/// Returns the files written.
+pub fn new_repo(config: &Path) -> Result<Vec<PathBuf>> {
+    let dir = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let mut written = Vec::new();
+    for (path, text) in [
+        (config.to_path_buf(), config_text()),
+        (config.with_file_name("Justfile"), JUSTFILE.to_string()),
+    ] {
+        if path.exists() {
+            continue;
+        }
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&path, text))
+            .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_config_uncommented_is_the_default() {
+        let text = config_text();
+        assert!(
+            text.lines()
+                .all(|l| l.is_empty() || l.starts_with('#') || l.starts_with('[')),
+            "every key is commented out:\n{text}"
+        );
+        let uncommented: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("#") && l.contains(" = ") {
+                    &l[1..]
+                } else {
+                    l
+                }
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let cfg = crate::config::parse(Path::new("warden.toml"), &uncommented).unwrap();
+        assert_eq!(cfg.host, crate::config::HostConfig::default());
+        for (key, doc) in CONFIG_DOCS {
+            assert!(
+                text.contains(&format!("# {doc}\n#{key} = ")),
+                "{key}:\n{text}"
+            );
+        }
+    }
 }

@@ -121,3 +121,105 @@ fn setup_recipes_drive_warden_step_by_step() {
     assert_eq!(code, Some(0), "{text}");
     assert!(text.matches(" ok ").count() >= 4, "{text}");
 }
+
+/// Every `setup*` recipe and `destroy` take warden's options both directly
+/// (`just setup-db --yes`) and after `--` (`just setup-db -- --yes`).
+#[test]
+fn every_recipe_takes_options_with_and_without_a_double_dash() {
+    let Some(just) = just() else { return };
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let summary = Command::new(&just)
+        .arg("--justfile")
+        .arg(crate_dir.join("Justfile"))
+        .arg("--summary")
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&summary.stdout).into_owned();
+    let recipes: Vec<&str> = summary.split_whitespace().collect();
+    for step in [
+        "network",
+        "git",
+        "cms",
+        "db",
+        "llama-cpp",
+        "ollama",
+        "soul",
+        "service",
+        "vm",
+    ] {
+        let recipe = format!("setup-{step}");
+        assert!(recipes.contains(&recipe.as_str()), "{recipe} in {summary}");
+    }
+    assert!(recipes.contains(&"destroy"), "{summary}");
+
+    let path = format!(
+        "{}:{}",
+        crate_dir.join("tests/fakebsd").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for dashes in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = tmp.path().join("config");
+        std::fs::create_dir_all(config.join("agents")).unwrap();
+        std::fs::write(config.join("warden.toml"), "").unwrap();
+        std::fs::write(
+            config.join("agents/atlas.env"),
+            "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git,db,ollama\n",
+        )
+        .unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let run = |recipe: &[&str]| {
+            let mut args: Vec<&str> = recipe.to_vec();
+            if dashes {
+                args.push("--");
+            }
+            args.push("--yes");
+            let out = Command::new(&just)
+                .arg("--justfile")
+                .arg(crate_dir.join("Justfile"))
+                .args(&args)
+                .env("WARDEN", env!("CARGO_BIN_EXE_warden"))
+                .env("WARDEN_CONFIG", config.join("warden.toml"))
+                .env("WARDEN_ROOT", &root)
+                .env("FAKEBSD_ROOT", &root)
+                .env("PATH", &path)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(out.status.code(), Some(0), "just {args:?}: {text}");
+            text
+        };
+        for step in [
+            "network",
+            "git",
+            "cms",
+            "db",
+            "llama-cpp",
+            "ollama",
+            "soul",
+            "service",
+            "vm",
+        ] {
+            run(&[&format!("setup-{step}")]);
+        }
+        let log = std::fs::read_to_string(root.join("var/log/fakebsd.log")).unwrap();
+        for jail in ["atlasgit", "atlasdb", "atlasoll"] {
+            assert!(
+                log.contains(&format!("bastille create -B -g 10.0.1.1 {jail}")),
+                "{log}"
+            );
+        }
+        assert!(log.contains("service atlas start"), "{log}");
+        let text = run(&["setup"]);
+        assert!(text.contains("No changes"), "{text}");
+        let text = run(&["destroy", "atlas"]);
+        assert!(text.contains("- jail:atlasgit"), "{text}");
+        assert!(!root.join("usr/local/etc/rc.d/atlas").exists());
+    }
+}
