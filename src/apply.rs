@@ -105,29 +105,11 @@ pub fn preflight(host: &dyn Host, plan: &Plan) -> Result<(), String> {
     Err(msg)
 }
 
-/// What one executed change leaves to do at the end of the run.
-#[derive(Default)]
-pub struct Pending {
-    /// Commands to run once after every change (deduplicated, in order).
-    pub handlers: Vec<Vec<String>>,
-}
-
-impl Pending {
-    fn notify(&mut self, cmds: &[Vec<String>]) {
-        for c in cmds {
-            if !self.handlers.contains(c) {
-                self.handlers.push(c.clone());
-            }
-        }
-    }
-}
-
 /// The host, the config, and the state DB an apply works with.
 pub struct Applier<'a> {
     pub host: &'a dyn Host,
     pub cfg: &'a Config,
     pub opts: Options,
-    pub pending: Pending,
 }
 
 fn s(x: &str) -> String {
@@ -136,12 +118,7 @@ fn s(x: &str) -> String {
 
 impl<'a> Applier<'a> {
     pub fn new(host: &'a dyn Host, cfg: &'a Config, opts: Options) -> Self {
-        Applier {
-            host,
-            cfg,
-            opts,
-            pending: Pending::default(),
-        }
+        Applier { host, cfg, opts }
     }
 
     fn run(&self, id: &str, argv: Vec<String>) -> Result<Output, ApplyError> {
@@ -661,11 +638,6 @@ impl<'a> Applier<'a> {
                 self.run(id, vec![s("vm"), s("start"), v.name.clone()])?;
             }
         }
-        // The plan listed these as follow-ups (`Plan::collect_follow_ups`).
-        self.pending.notify(crate::resource::triggers(
-            &change.item.resource,
-            change.action,
-        ));
         Ok(())
     }
 
@@ -738,6 +710,9 @@ impl<'a> Applier<'a> {
         } else {
             sr.source.clone()
         };
+        if let Some(pinned) = &sr.pinned {
+            return self.install_soul_copy(id, sr, &source, pinned, agent);
+        }
         if self
             .host
             .read(&format!("{}/.git/HEAD", sr.dest))
@@ -865,10 +840,77 @@ impl<'a> Applier<'a> {
         Ok(commit)
     }
 
-    /// Run the queued handlers (service restarts, devfs reload, sysctl).
-    pub fn run_handlers(&mut self) -> Result<(), ApplyError> {
-        for h in std::mem::take(&mut self.pending.handlers) {
-            self.run("handler", h)?;
+    /// Install a plain-directory soul as a root-owned copy: copied beside the
+    /// destination, checked, its digest compared with the plan's, then swapped in.
+    fn install_soul_copy(
+        &self,
+        id: &str,
+        sr: &crate::resource::SoulRes,
+        source: &str,
+        pinned: &str,
+        agent: Option<&str>,
+    ) -> Result<String, ApplyError> {
+        let dest = self.host.local(&sr.dest);
+        let sibling = |suffix: &str| {
+            let mut p = dest.clone().into_os_string();
+            p.push(suffix);
+            std::path::PathBuf::from(p)
+        };
+        let (new, old) = (sibling(".warden-new"), sibling(".warden-old"));
+        let io = |path: &std::path::Path| {
+            let path = path.display().to_string();
+            move |source| ApplyError::Host {
+                resource: id.to_string(),
+                source: HostError::Io {
+                    path: path.clone(),
+                    source,
+                },
+            }
+        };
+        // Leftovers of a run killed halfway are warden's own staging directories.
+        for p in [&new, &old] {
+            if std::fs::symlink_metadata(p).is_ok() {
+                std::fs::remove_dir_all(p).map_err(io(p))?;
+            }
+        }
+        if let Some(parent) = new.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        crate::soulcopy::copy_tree(std::path::Path::new(source), &new).map_err(io(&new))?;
+        let refuse = |message: String| {
+            let _ = std::fs::remove_dir_all(&new);
+            Err(ApplyError::Check {
+                resource: id.to_string(),
+                message,
+            })
+        };
+        if let Err(problems) =
+            crate::soul::check_bundle(&new, agent, &crate::soul::SoulLimits::default())
+        {
+            let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+            return refuse(format!("the soul bundle is refused:\n{}", list.join("\n")));
+        }
+        let got = crate::soulcopy::tree_digest(&new).map_err(io(&new))?;
+        if got != pinned {
+            return refuse(format!(
+                "{source} changed since the plan was made (it was {pinned}, it is {got}); run warden plan again"
+            ));
+        }
+        if std::fs::symlink_metadata(&dest).is_ok() {
+            std::fs::rename(&dest, &old).map_err(io(&dest))?;
+        }
+        std::fs::rename(&new, &dest).map_err(io(&dest))?;
+        if std::fs::symlink_metadata(&old).is_ok() {
+            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        }
+        Ok(got)
+    }
+
+    /// Run the plan's follow-ups (service restarts, devfs reload, sysctl), once
+    /// every change is made.
+    pub fn run_follow_ups(&self, follow_ups: &[crate::plan::FollowUp]) -> Result<(), ApplyError> {
+        for f in follow_ups {
+            self.run(&f.id, f.command.clone())?;
         }
         Ok(())
     }

@@ -101,28 +101,137 @@ impl Config {
     }
 }
 
-/// Parse `warden.toml` text. A missing file is the caller's business.
+/// Parse `warden.toml` text. A missing file is the caller's business. Every
+/// problem is reported at once, each as `file:line: key: message`.
 pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostics> {
-    let host: HostConfig = toml::from_str(text).map_err(|e| {
+    match parse_lenient(path, text) {
+        (Some(cfg), d) if d.is_empty() => Ok(cfg),
+        (_, d) => Err(d),
+    }
+}
+
+/// As [`parse`], but also the configuration made of the keys that are valid (the
+/// others at their defaults), so the manifests can be checked in the same run;
+/// `None` when the file is not TOML at all.
+pub fn parse_lenient(path: &Path, text: &str) -> (Option<Config>, Diagnostics) {
+    let (host, mut diags) = match deserialize_each(path, text) {
+        Ok(x) => x,
+        Err(d) => return (None, d),
+    };
+    let (cfg, more) = check(path, text, host);
+    diags.extend(more);
+    diags.0.sort_by_key(|d| d.line);
+    (Some(cfg), diags)
+}
+
+/// The line `key = …` stands on (1-based), 0 when not found.
+fn key_line(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(0, |i| i + 1)
+}
+
+/// Deserialize key by key, so one bad value does not hide the next.
+fn deserialize_each(path: &Path, text: &str) -> Result<(HostConfig, Diagnostics), Diagnostics> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
             .unwrap_or(0);
-        let key = e.span().and_then(|s| {
-            let seg = text.get(s.clone())?;
-            let k = seg.trim();
-            (!k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-                .then(|| k.to_string())
-        });
-        let msg = e.message().replace('`', "'");
-        Diagnostics(vec![Diagnostic::new(path, line, key.as_deref(), msg)])
+        Diagnostics(vec![Diagnostic::new(
+            path,
+            line,
+            None,
+            format!("not valid TOML: {}", e.message().replace('`', "'")),
+        )])
     })?;
     let mut diags = Diagnostics::default();
-    let line_of = |key: &str| {
-        text.lines()
-            .position(|l| l.trim_start().starts_with(key))
-            .map_or(0, |i| i + 1)
-    };
+    let known_top: Vec<String> = known_keys(&toml::Value::try_from(HostConfig::default()));
+    let known_bhyve: Vec<String> = known_keys(&toml::Value::try_from(BhyveConfig::default()));
+    let mut good = toml::Table::new();
+    for (key, value) in table {
+        if key == "bhyve" {
+            let Some(sub) = value.as_table() else {
+                diags.push(Diagnostic::new(
+                    path,
+                    0,
+                    Some("bhyve"),
+                    "must be a table: write [bhyve] and its keys below it",
+                ));
+                continue;
+            };
+            let mut good_sub = toml::Table::new();
+            for (k, v) in sub {
+                let mut one = toml::Table::new();
+                one.insert(k.clone(), v.clone());
+                match check_keys(&one, &known_bhyve).and_then(|()| {
+                    toml::Value::Table(one)
+                        .try_into::<BhyveConfig>()
+                        .map(drop)
+                        .map_err(|e| e.message().replace('`', "'"))
+                }) {
+                    Ok(()) => {
+                        good_sub.insert(k.clone(), v.clone());
+                    }
+                    Err(msg) => diags.push(Diagnostic::new(
+                        path,
+                        key_line(text, k),
+                        Some(&format!("bhyve.{k}")),
+                        msg,
+                    )),
+                }
+            }
+            good.insert(key, toml::Value::Table(good_sub));
+            continue;
+        }
+        let mut one = toml::Table::new();
+        one.insert(key.clone(), value.clone());
+        match check_keys(&one, &known_top).and_then(|()| {
+            toml::Value::Table(one)
+                .try_into::<HostConfig>()
+                .map(drop)
+                .map_err(|e| e.message().replace('`', "'"))
+        }) {
+            Ok(()) => {
+                good.insert(key, value);
+            }
+            Err(msg) => diags.push(Diagnostic::new(path, key_line(text, &key), Some(&key), msg)),
+        }
+    }
+    let host = toml::Value::Table(good)
+        .try_into::<HostConfig>()
+        .unwrap_or_default();
+    Ok((host, diags))
+}
+
+fn known_keys(v: &Result<toml::Value, toml::ser::Error>) -> Vec<String> {
+    match v {
+        Ok(toml::Value::Table(t)) => t.keys().cloned().collect(),
+        _ => vec![],
+    }
+}
+
+/// Unknown keys, with a suggestion.
+fn check_keys(one: &toml::Table, known: &[String]) -> Result<(), String> {
+    for k in one.keys() {
+        if !known.contains(k) {
+            let hint = crate::diag::did_you_mean(k, known.iter().map(String::as_str))
+                .map(|s| format!("; did you mean {s}?"))
+                .unwrap_or_else(|| "; `man warden` lists the warden.toml keys".into());
+            return Err(format!("unknown key{hint}"));
+        }
+    }
+    Ok(())
+}
+
+/// The checks beyond types: interface names, paths, numbers.
+fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
+    let mut diags = Diagnostics::default();
+    let line_of = |key: &str| key_line(text, key);
     if !valid_ifname(&host.bridge) {
         diags.push(Diagnostic::new(
             path,
@@ -212,14 +321,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostics> {
             ),
         ));
     }
-    if diags.is_empty() {
-        Ok(Config {
-            path: path.to_path_buf(),
-            host,
-        })
-    } else {
-        Err(diags)
-    }
+    let cfg = Config {
+        path: path.to_path_buf(),
+        host,
+    };
+    (cfg, diags)
 }
 
 /// An interface name FreeBSD accepts: at most 15 characters, alphanumerics.
@@ -250,8 +356,32 @@ mod tests {
         .unwrap_err();
         let s = e.to_string();
         assert!(
-            s.starts_with("warden.toml:2: brige: unknown field 'brige'"),
+            s.starts_with("warden.toml:2: brige: unknown key; did you mean bridge?"),
             "{s}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod every_problem {
+    use super::*;
+
+    #[test]
+    fn every_problem_is_reported_with_its_line_and_key() {
+        let text = "ext_if = 5\nbrige = \"x\"\nrelease = \"x\"\n\n[bhyve]\nswitch = 3\nswitch_if = \"em0\"\n";
+        let e = parse(Path::new("warden.toml"), text)
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "warden.toml:1: ext_if: invalid type: integer '5', expected a string",
+                "warden.toml:2: brige: unknown key; did you mean bridge?",
+                "warden.toml:3: release: \"x\" is not a FreeBSD release name (e.g. 15.0-RELEASE)",
+                "warden.toml:6: bhyve.switch: invalid type: integer '3', expected a string",
+            ],
+            "{e}"
         );
     }
 }

@@ -19,6 +19,27 @@ pub struct Entry {
 
 /// Parse the bytes of one env file. Every problem is reported, not just the first.
 pub fn parse(file: &Path, bytes: &[u8]) -> Result<Vec<Entry>, Diagnostics> {
+    let parsed = parse_partial(file, bytes);
+    if parsed.diags.is_empty() {
+        Ok(parsed.entries)
+    } else {
+        Err(parsed.diags)
+    }
+}
+
+/// What a file's lines gave: the assignments that parsed, the problems of those
+/// that did not, and the keys named on lines that did not (so later checks do
+/// not report them as missing).
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub entries: Vec<Entry>,
+    pub diags: Diagnostics,
+    pub broken_keys: Vec<String>,
+}
+
+/// Parse every line, keeping the ones that parse after a line that does not.
+pub fn parse_partial(file: &Path, bytes: &[u8]) -> Parsed {
+    let mut broken_keys: Vec<String> = Vec::new();
     let mut entries: Vec<Entry> = Vec::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut diags = Diagnostics::default();
@@ -38,17 +59,14 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Vec<Entry>, Diagnostics> {
                 continue;
             }
         };
-        if crlf {
-            if crlf_reported {
-                continue;
-            }
+        // Reported once; the line itself is still read, so nothing else hides.
+        if crlf && !crlf_reported {
             crlf_reported = true;
             diags.push(err(
                 None,
                 "carriage return at end of line (CRLF line endings); save the file with LF line endings (reported once per file)"
                     .into(),
             ));
-            continue;
         }
         if let Some(c) = text.chars().find(|c| c.is_control() && *c != '\t') {
             diags.push(err(
@@ -92,6 +110,7 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Vec<Entry>, Diagnostics> {
                 format!("expected '=' after the key; write {key}=value")
             };
             diags.push(err(Some(key), hint));
+            broken_keys.push(key.to_string());
             continue;
         };
         match parse_value(value_src, &entries) {
@@ -110,13 +129,16 @@ pub fn parse(file: &Path, bytes: &[u8]) -> Result<Vec<Entry>, Diagnostics> {
                     line: line_no,
                 });
             }
-            Err(msg) => diags.push(err(Some(key), msg)),
+            Err(msg) => {
+                diags.push(err(Some(key), msg));
+                broken_keys.push(key.to_string());
+            }
         }
     }
-    if diags.is_empty() {
-        Ok(entries)
-    } else {
-        Err(diags)
+    Parsed {
+        entries,
+        diags,
+        broken_keys,
     }
 }
 

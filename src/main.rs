@@ -45,12 +45,13 @@ enum Command {
     Check,
     /// Write every rendered file under DIR, laid out as on the host.
     Render {
+        /// Directory to write the rendered files into (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
     /// Show what apply would change on the target. Never writes anything.
     Plan {
-        /// Target root: files are read under it.
+        /// Target root: warden reads files under DIR (default: the live system).
         #[arg(long, default_value = "/", value_name = "DIR")]
         root: PathBuf,
         /// Print the stable machine format.
@@ -62,8 +63,8 @@ enum Command {
         /// Also write the plan's machine format to FILE.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
-        /// Limit to a group: network, pf, git, cms, db, llama-cpp, ollama, soul, service, vm.
-        #[arg(long = "step", value_name = "STEP", value_parser = parse_step)]
+        /// Limit to a step (repeatable).
+        #[arg(long = "step", value_name = "STEP", value_enum)]
         steps: Vec<Step>,
         /// Limit to one agent's resources and the host-wide ones it needs.
         #[arg(long = "agent", value_name = "NAME")]
@@ -71,13 +72,16 @@ enum Command {
     },
     /// Make the target match the manifests, changing only what differs.
     Apply {
+        /// Target root: warden reads and writes files under DIR (default: the live system).
         #[arg(long, default_value = "/", value_name = "DIR")]
         root: PathBuf,
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
-        #[arg(long = "step", value_name = "STEP", value_parser = parse_step)]
+        /// Limit to a step (repeatable).
+        #[arg(long = "step", value_name = "STEP", value_enum)]
         steps: Vec<Step>,
+        /// Limit to this agent (repeatable), with the host-wide resources it needs.
         #[arg(long = "agent", value_name = "NAME")]
         agents: Vec<String>,
         /// A plan written by `plan --out`: apply exactly that plan, or refuse if stale.
@@ -86,10 +90,13 @@ enum Command {
     },
     /// Remove one agent: service, files, jails, alias and PF entries.
     Destroy {
+        /// Target root: warden reads and writes files under DIR (default: the live system).
         #[arg(long, default_value = "/", value_name = "DIR")]
         root: PathBuf,
+        /// The agent to remove (repeatable).
         #[arg(long = "agent", value_name = "NAME", required = true)]
         agents: Vec<String>,
+        /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
         /// Also remove data: the agent's home, soul checkout and user.
@@ -98,6 +105,7 @@ enum Command {
     },
     /// Scaffold agents/NAME.env with the next free subnet and every key documented.
     Init {
+        /// The new agent's name: lowercase letters and digits, starting with a letter.
         name: String,
         /// First three octets of the agent's /24 (default: the next free 10.0.N).
         #[arg(long, value_name = "BASE")]
@@ -111,18 +119,23 @@ enum Command {
     /// Is each agent up: service, jails, gateway alias, PF table, soul, last run.
     /// Exit 0 when all are healthy, 3 when something is down, 1 on error.
     Status {
+        /// Target root: warden reads and writes files under DIR (default: the live system).
         #[arg(long, default_value = "/", value_name = "DIR")]
         root: PathBuf,
+        /// Only this agent (repeatable).
         #[arg(long = "agent", value_name = "NAME")]
         agents: Vec<String>,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Archive an agent's databases (pg_dump in its database jail), env files and
     /// soul checkout into TO/NAME-TIMESTAMP.tar with a manifest of checksums.
     Backup {
+        /// Target root: warden reads and writes files under DIR (default: the live system).
         #[arg(long, default_value = "/", value_name = "DIR")]
         root: PathBuf,
+        /// The agent to back up.
         #[arg(
             long,
             value_name = "NAME",
@@ -133,16 +146,20 @@ enum Command {
         /// Every agent, one archive each.
         #[arg(long)]
         all: bool,
+        /// Directory the archives are written to (created if missing).
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
     },
     /// Restore an agent from a backup archive. Every checksum is verified before
     /// anything on the host changes; the service is stopped and started around it.
     Restore {
+        /// Target root: warden reads and writes files under DIR (default: the live system).
         #[arg(long, default_value = "/", value_name = "DIR")]
         root: PathBuf,
+        /// The agent to restore.
         #[arg(long, value_name = "NAME")]
         agent: String,
+        /// The archive written by `warden backup`.
         archive: PathBuf,
     },
     /// Checks across the hosts of a fleet repository (hosts/HOSTNAME/warden.toml).
@@ -151,15 +168,27 @@ enum Command {
         command: FleetCommand,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions { shell: clap_complete::Shell },
-    /// Print the warden(8) manual page (mdoc-free roff, for /usr/local/man/man8).
-    Man,
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the warden(8) manual page, or write every page (warden.8 and one
+    /// warden-COMMAND.8 per command) into a directory.
+    Man {
+        /// Write every page into DIR (e.g. /usr/local/man/man8) instead of
+        /// printing warden(8).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Show the latest apply runs from the state DB.
     History {
+        /// Target root: warden reads and writes files under DIR (default: the live system).
         #[arg(long, default_value = "/", value_name = "DIR")]
         root: PathBuf,
+        /// How many runs to show, newest first.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Print the runs as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -179,18 +208,12 @@ enum FleetCommand {
 enum SoulCommand {
     /// Validate a soul bundle directory on its own.
     Check {
+        /// The bundle directory.
         path: PathBuf,
         /// The agent the bundle must belong to (its manifest.json agent_id).
         #[arg(long, value_name = "NAME")]
         agent: Option<String>,
     },
-}
-
-fn parse_step(s: &str) -> Result<Step, String> {
-    Step::parse(s).ok_or_else(|| {
-        let all: Vec<&str> = Step::ALL.iter().map(|s| s.as_str()).collect();
-        format!("unknown step {s:?}; steps are {}", all.join(", "))
-    })
 }
 
 fn main() -> ExitCode {
@@ -530,12 +553,28 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             clap_complete::generate(shell, &mut Cli::command(), "warden", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => {
+        Command::Man { out } => {
             use clap::CommandFactory;
-            let cmd = Cli::command();
-            let man = clap_mangen::Man::new(cmd).section("8");
-            man.render(&mut std::io::stdout())
-                .map_err(|e| Error::Other(format!("cannot write the manual page: {e}")))?;
+            let pages = warden::manpage::pages(Cli::command())
+                .map_err(|e| Error::Other(format!("cannot render the manual pages: {e}")))?;
+            match out {
+                None => {
+                    use std::io::Write;
+                    std::io::stdout()
+                        .write_all(&pages[0].1)
+                        .map_err(|e| Error::Other(format!("cannot write the manual page: {e}")))?;
+                }
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
+                    for (name, text) in &pages {
+                        let path = dir.join(name);
+                        std::fs::write(&path, text)
+                            .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+                        println!("wrote {}", path.display());
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::History { root, limit, json } => {
@@ -569,4 +608,45 @@ fn finish_apply(o: workflow::ApplyOutcome) -> Result<ExitCode, Error> {
         println!("Apply complete! Resources: {a} added, {c} changed, {d} destroyed.");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_about().is_none() {
+                missing.push(format!("{path} {} (no description)", sub.get_name()));
+            }
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+
+    #[test]
+    fn every_option_of_every_command_has_help_text() {
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "warden", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    #[test]
+    fn step_values_are_listed_in_help() {
+        let mut cmd = Cli::command();
+        let apply = cmd.find_subcommand_mut("apply").unwrap();
+        let help = apply.render_long_help().to_string();
+        for step in warden::resource::Step::ALL {
+            assert!(help.contains(step.as_str()), "{step} in {help}");
+        }
+    }
 }

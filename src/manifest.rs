@@ -325,10 +325,33 @@ pub fn load_secrets(path: &Path) -> Result<Secrets, Diagnostics> {
 
 /// Validate one manifest's bytes. Every problem is reported at once.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<AgentSpec, Diagnostics> {
-    let entries = envfile::parse(path, bytes)?;
-    let mut spec = from_entries(path, &entries)?;
-    spec.source = String::from_utf8_lossy(bytes).into_owned();
-    Ok(spec)
+    // A line that does not parse hides nothing: the other lines are checked too.
+    let parsed = envfile::parse_partial(path, bytes);
+    let mut diags = parsed.diags;
+    let had_syntax_errors = !diags.is_empty();
+    match from_entries(path, &parsed.entries) {
+        Ok(mut spec) if diags.is_empty() => {
+            spec.source = String::from_utf8_lossy(bytes).into_owned();
+            return Ok(spec);
+        }
+        Ok(_) => {}
+        Err(more) => {
+            // A key whose line did not parse is not also reported as missing.
+            diags.extend(Diagnostics(
+                more.0
+                    .into_iter()
+                    .filter(|d| {
+                        (!had_syntax_errors || d.line > 0)
+                            && d.key
+                                .as_ref()
+                                .is_none_or(|k| !parsed.broken_keys.contains(k))
+                    })
+                    .collect(),
+            ));
+        }
+    }
+    diags.0.sort_by_key(|d| d.line);
+    Err(diags)
 }
 
 struct Ctx<'a> {
@@ -372,7 +395,7 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
         } else if !KEYS.iter().any(|k| k.key == e.key) {
             let hint = did_you_mean(&e.key, KEYS.iter().map(|k| k.key))
                 .map(|k| format!("; did you mean {k}?"))
-                .unwrap_or_else(|| "; see README.md for the manifest keys".into());
+                .unwrap_or_else(|| "; `man warden` lists the manifest keys".into());
             cx.diags.push(Diagnostic::new(
                 path,
                 e.line,

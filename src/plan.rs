@@ -141,7 +141,7 @@ impl Plan {
         (n(Action::Create), n(Action::Update), n(Action::Delete))
     }
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
+        self.changes.is_empty() && self.follow_ups.is_empty()
     }
     /// Collect the commands the changes trigger, in order, each once with every
     /// reason it runs for. Apply runs exactly these (see `resource::triggers`).
@@ -190,6 +190,9 @@ impl Plan {
                 c.before.as_deref().map(digest).unwrap_or_default(),
                 c.after.as_deref().map(digest).unwrap_or_default()
             );
+        }
+        for f in &self.follow_ups {
+            let _ = writeln!(s, "then {}", f.command.join(" "));
         }
         digest(&s)
     }
@@ -251,6 +254,17 @@ pub fn diff(items: &[Item], host: &HostState, view: &StateView, filter: &Filter)
     });
     plan.changes.extend(deletes);
     plan.collect_follow_ups();
+    for cmd in &view.pending_follow_ups {
+        if !plan.follow_ups.iter().any(|f| &f.command == cmd) {
+            let (id, action) = crate::resource::command_label(cmd);
+            plan.follow_ups.push(FollowUp {
+                id,
+                action,
+                command: cmd.clone(),
+                reasons: vec!["left undone by a run that did not finish".into()],
+            });
+        }
+    }
     plan
 }
 
@@ -402,11 +416,14 @@ fn summary(c: &Change) -> String {
             format!("  (bastille template {} {})", t.jail, t.template)
         }
         (_, Resource::User { home, .. }) => format!("  (home {home}, mode 0700)"),
-        (_, Resource::Soul(s)) => format!(
-            "  ({} at {})",
-            s.repo,
-            s.reference.as_deref().unwrap_or("the default branch")
-        ),
+        (_, Resource::Soul(s)) => match &s.pinned {
+            Some(d) => format!("  ({}, a copy pinned to {})", s.repo, short_digest(d)),
+            None => format!(
+                "  ({} at {})",
+                s.repo,
+                s.reference.as_deref().unwrap_or("the default branch")
+            ),
+        },
         (_, Resource::Service { .. }) => {
             format!("  ({} -> running)", c.before.as_deref().unwrap_or("absent"))
         }
@@ -439,6 +456,11 @@ fn summary(c: &Change) -> String {
         (_, Resource::Block(_)) => "  (warden's block)".into(),
         _ => String::new(),
     }
+}
+
+/// `sha256:` and the first 16 hex digits: enough to tell copies apart.
+fn short_digest(d: &str) -> &str {
+    d.get(..7 + 16).unwrap_or(d)
 }
 
 /// A unified diff of two texts.

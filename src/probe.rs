@@ -316,6 +316,16 @@ pub fn probe(
     let mut listed: BTreeMap<String, Option<String>> = BTreeMap::new();
     for r in &all {
         let Resource::Soul(s) = r else { continue };
+        if s.pinned.is_some() {
+            // A pinned copy: its "head" is the digest of what is installed now.
+            let local = host.local(&s.dest);
+            if local.is_dir() {
+                let d = crate::soulcopy::tree_digest(&local)
+                    .unwrap_or_else(|e| format!("(unreadable: {e})"));
+                st.soul_heads.insert(s.dest.clone(), d);
+            }
+            continue;
+        }
         let Some(head) = read_git_head(host, &s.dest)? else {
             continue;
         };
@@ -611,6 +621,10 @@ impl HostState {
                 .users
                 .get(name)
                 .map(|(_, _, home)| format!("home {home}")),
+            Resource::Soul(s) if s.pinned.is_some() => {
+                let head = self.soul_heads.get(&s.dest)?;
+                Some(format!("{} copy {head}", s.repo))
+            }
             Resource::Soul(s) => {
                 let head = self.soul_heads.get(&s.dest)?;
                 let wanted = s.reference.as_deref().unwrap_or("HEAD");

@@ -625,6 +625,20 @@ fn render_agent(
         home: a.home.clone(),
     }));
     if let Some(repo) = &a.soul_repo {
+        let source = soul_source(repo, a.file.parent().unwrap_or(std::path::Path::new(".")));
+        // A plain directory of the fleet repository: a copy pinned by its digest.
+        let pinned = if crate::soulcopy::is_plain_dir(&source) {
+            Some(
+                crate::soulcopy::tree_digest(std::path::Path::new(&source)).map_err(|e| {
+                    TemplateError::SoulSource {
+                        path: source.clone(),
+                        source: e,
+                    }
+                })?,
+            )
+        } else {
+            None
+        };
         items.push(Item::new(
             Step::Soul,
             agent,
@@ -633,7 +647,8 @@ fn render_agent(
                 reference: a.soul_ref.clone(),
                 dest: paths.soul_dir.clone(),
                 user: a.name.clone(),
-                source: soul_source(repo, a.file.parent().unwrap_or(std::path::Path::new("."))),
+                source,
+                pinned,
             }),
         ));
     }

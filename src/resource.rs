@@ -4,18 +4,40 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The `--step` groups an operator can limit a run to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
+    /// The bridge, gateway aliases, gateway_enable.
     Network,
+    /// warden's PF anchor and its block in pf.conf.
     Pf,
+    /// The git jails.
     Git,
+    /// The CMS (nginx) jails.
     Cms,
+    /// The PostgreSQL jails.
     Db,
+    /// The llama.cpp jails and their devfs rules.
     LlamaCpp,
+    /// The ollama jails.
     Ollama,
+    /// The soul bundles.
     Soul,
+    /// The agents' users, env files, rc.d scripts and services.
     Service,
+    /// The bhyve VMs of DEPLOY_MODE=bhyve agents.
     Vm,
 }
 
@@ -156,6 +178,10 @@ pub struct SoulRes {
     /// What git is given: a relative path resolved against the manifest's directory.
     #[serde(default)]
     pub source: String,
+    /// For a plain directory (not a git repository): the digest of its content
+    /// (`sha256:HEX`); it is installed as a copy pinned to that digest.
+    #[serde(default)]
+    pub pinned: Option<String>,
 }
 
 /// A managed block (see `pfconf`) in a shared file.
@@ -301,7 +327,10 @@ impl Resource {
             Resource::Jail(j) => jail_repr(j.devfs_ruleset, true),
             Resource::JailTemplate(t) => t.hash.clone(),
             Resource::User { home, .. } => format!("home {home}"),
-            Resource::Soul(s) => format!("{} {}", s.repo, s.reference.as_deref().unwrap_or("HEAD")),
+            Resource::Soul(s) => match &s.pinned {
+                Some(d) => format!("{} copy {d}", s.repo),
+                None => format!("{} {}", s.repo, s.reference.as_deref().unwrap_or("HEAD")),
+            },
             Resource::Service { .. } => "running".into(),
             Resource::Vm(v) => vm_repr(v.cpus, &v.memory, &v.disk, true),
         }
@@ -433,6 +462,15 @@ pub fn change_notes(
                 vec!["start: the jail is stopped".into()]
             } else {
                 vec![]
+            }
+        }
+        (Resource::Soul(s), Action::Create | Action::Update) if s.pinned.is_some() => {
+            match &s.reference {
+                Some(r) => vec![format!(
+                    "SOUL_REF {r} does not apply: {} is not a git repository",
+                    s.repo
+                )],
+                None => vec![],
             }
         }
         (Resource::JailTemplate(_), Action::Update) => {

@@ -98,7 +98,7 @@ pub fn next_steps(name: &str) -> String {
 pub const JUSTFILE: &str = include_str!("../Justfile");
 
 /// What each warden.toml key is for, as its comment in a new warden.toml.
-const CONFIG_DOCS: &[(&str, &str)] = &[
+pub const CONFIG_DOCS: &[(&str, &str)] = &[
     ("ext_if", "Interface NAT goes out of."),
     ("bridge", "Bridge the agents' jails hang off."),
     (

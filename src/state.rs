@@ -66,6 +66,8 @@ pub struct RunRecord {
 /// What the state DB says, read in one go.
 #[derive(Debug, Clone, Default)]
 pub struct StateView {
+    /// Follow-up commands (service restarts…) of a run that did not get to them.
+    pub pending_follow_ups: Vec<Vec<String>>,
     pub managed: BTreeMap<String, Managed>,
     pub aliases: BTreeMap<String, u32>,
     pub devfs: BTreeMap<String, u32>,
@@ -183,12 +185,18 @@ async fn load_view(path: &Path, conn: &mut SqliteConnection) -> Result<StateView
         let value: String = row.get(1);
         if key == "pf_loaded" {
             v.pf_loaded = Some(value);
+        } else if key == PENDING_FOLLOW_UPS {
+            v.pending_follow_ups = serde_json::from_str(&value).unwrap_or_default();
         } else if let Some(vm) = key.strip_prefix("vm_disk:") {
             v.vm_disks.insert(vm.to_string(), value);
         }
     }
     Ok(v)
 }
+
+/// The fact holding the follow-up commands of the run in progress, as JSON,
+/// until they have run.
+pub const PENDING_FOLLOW_UPS: &str = "pending_follow_ups";
 
 /// Held while an apply runs; released when dropped or when the process dies.
 pub struct ApplyLock {

@@ -148,8 +148,12 @@ pub fn report(
             checks,
         });
     }
+    // A run that failed or was killed left the host between two states.
+    let last_ok = last_run
+        .as_ref()
+        .is_none_or(|r| r.outcome == "ok" || r.outcome == "running");
     Report {
-        healthy: agents.iter().all(|a| a.healthy),
+        healthy: last_ok && agents.iter().all(|a| a.healthy),
         agents,
         last_run,
         notes: st.notes.clone(),
@@ -179,17 +183,24 @@ pub fn human(r: &Report) -> String {
         }
     }
     match &r.last_run {
-        Some(run) => out.push_str(&format!(
-            "last run: #{} {} {} at {}{}\n",
-            run.id,
-            run.command,
-            run.outcome,
-            run.finished_at.as_deref().unwrap_or(&run.started_at),
-            run.error
-                .as_ref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        )),
+        Some(run) => {
+            out.push_str(&format!(
+                "last run: #{} {} {} at {}{}\n",
+                run.id,
+                run.command,
+                run.outcome,
+                run.finished_at.as_deref().unwrap_or(&run.started_at),
+                run.error
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ));
+            if run.outcome == "failed" || run.outcome == "interrupted" {
+                out.push_str(
+                    "UNHEALTHY: the last run did not finish; run warden plan, then warden apply\n",
+                );
+            }
+        }
         None => out.push_str("last run: none recorded\n"),
     }
     out

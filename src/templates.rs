@@ -67,6 +67,11 @@ pub enum TemplateError {
         path: String,
         source: std::io::Error,
     },
+    #[error("SOUL_REPO {path}: cannot read the soul bundle: {source}")]
+    SoulSource {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The template set in use.

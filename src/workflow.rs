@@ -25,11 +25,28 @@ pub fn load_config(path: &Path) -> Result<Config> {
     Ok(config::parse(path, &text)?)
 }
 
-/// Config and fleet, validated together.
+/// Config and fleet, validated together: the problems of both at once.
 pub fn load(config_path: &Path) -> Result<(Config, Fleet)> {
-    let cfg = load_config(config_path)?;
-    let fleet = fleet::load(&cfg)?;
-    Ok((cfg, fleet))
+    let text = std::fs::read_to_string(config_path).map_err(|e| {
+        Diagnostics(vec![Diagnostic::new(
+            config_path,
+            0,
+            None,
+            format!("cannot read the configuration: {e}; pass --config PATH"),
+        )])
+    })?;
+    let (cfg, mut diags) = config::parse_lenient(config_path, &text);
+    let Some(cfg) = cfg else {
+        return Err(diags.into());
+    };
+    match fleet::load(&cfg) {
+        Ok(fleet) if diags.is_empty() => Ok((cfg, fleet)),
+        Ok(_) => Err(diags.into()),
+        Err(more) => {
+            diags.extend(more);
+            Err(diags.into())
+        }
+    }
 }
 
 /// Everything a plan needs, computed without changing anything.
@@ -209,6 +226,19 @@ pub fn apply(
         progress.line(&crate::plan::human_styled(&plan, req.style));
         // Still remember what is in place (a run killed before recording it).
         record_managed(&rt, &mut st, &planned.desired, &req.filter)?;
+        // After a run that failed, this one records that the host has converged.
+        let last = rt.block_on(st.history(1))?;
+        if last.first().is_some_and(|r| r.outcome != "ok") {
+            let run = rt.block_on(st.begin_run(&req.command, &plan.digest()))?;
+            // Until they have run, the follow-ups are remembered: a run that stops
+            // halfway leaves them to the next plan.
+            let pending: Vec<&Vec<String>> = plan.follow_ups.iter().map(|f| &f.command).collect();
+            if !pending.is_empty() {
+                let json = serde_json::to_string(&pending).expect("commands serialize");
+                rt.block_on(st.set_fact(state::PENDING_FOLLOW_UPS, Some(&json)))?;
+            }
+            rt.block_on(st.end_run(run, "ok", (0, 0, 0), None))?;
+        }
         rt.block_on(st.close());
         return Ok(ApplyOutcome {
             nothing_to_do: true,
@@ -228,6 +258,13 @@ pub fn apply(
         progress.line(&shown);
     }
     let run = rt.block_on(st.begin_run(&req.command, &plan.digest()))?;
+    // Until they have run, the follow-ups are remembered: a run that stops
+    // halfway leaves them to the next plan.
+    let pending: Vec<&Vec<String>> = plan.follow_ups.iter().map(|f| &f.command).collect();
+    if !pending.is_empty() {
+        let json = serde_json::to_string(&pending).expect("commands serialize");
+        rt.block_on(st.set_fact(state::PENDING_FOLLOW_UPS, Some(&json)))?;
+    }
     // Numbering first: a run killed halfway resumes with the same numbers.
     rt.block_on(st.record_numbering(&planned.desired.aliases, &planned.desired.devfs))?;
     let mut applier = Applier::new(host, cfg, Options { purge: req.purge });
@@ -266,11 +303,16 @@ pub fn apply(
         }
         progress.end(&format!("{} {}", change.action.symbol(), id));
     }
-    if let Err(e) = applier.run_handlers() {
+    if let Err(e) = applier.run_follow_ups(&plan.follow_ups) {
         progress.finish();
         rt.block_on(st.end_run(run, "failed", done, Some(&first_line(&e.to_string()))))?;
         rt.block_on(st.close());
-        return Err(Error::Other(e.to_string()));
+        return Err(Error::Other(format!(
+            "{e}\n\nevery change was made; the follow-ups are remembered and the next plan shows them."
+        )));
+    }
+    if !pending.is_empty() {
+        rt.block_on(st.set_fact(state::PENDING_FOLLOW_UPS, None))?;
     }
     progress.finish();
     // Probe again: anything still differing is an error.

@@ -262,7 +262,8 @@ fn unknown_step_is_a_usage_error() {
     let a = plan(root.path(), &["--step", "firewall"]).failure();
     let err = stderr(&a);
     assert!(
-        err.contains("unknown step \"firewall\"; steps are network, pf, git, cms, db"),
+        err.contains("invalid value 'firewall' for '--step <STEP>'")
+            && err.contains("network, pf, git, cms, db, llama-cpp, ollama, soul, service, vm"),
         "{err}"
     );
     assert_root_untouched(root.path());

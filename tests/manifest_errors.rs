@@ -198,14 +198,11 @@ fn library_and_binary_agree() {
         let cwd = std::env::current_dir().unwrap();
         // Paths as the binary sees them: relative to the case directory.
         let rel = |p: &Path| p.strip_prefix(&case).unwrap().to_path_buf();
-        let cfg = warden::workflow::load_config(&case.join("warden.toml"));
-        let diags = match cfg {
+        // warden.toml and the manifests together, as `check` loads them.
+        let diags = match warden::workflow::load(&case.join("warden.toml")) {
             Err(warden::error::Error::Invalid(d)) => d,
             Err(e) => panic!("{name}: {e}"),
-            Ok(cfg) => match warden::fleet::load(&cfg) {
-                Err(d) => d,
-                Ok(_) => panic!("{name}: the library accepts the fleet"),
-            },
+            Ok(_) => panic!("{name}: the library accepts the fleet"),
         };
         let mut lines: Vec<String> = diags
             .0

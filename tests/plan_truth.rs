@@ -276,3 +276,37 @@ fn a_cancelled_destroy_prints_nothing_after_cancelled() {
     assert!(!out.contains("Remove atlas.env"), "{out}");
     assert!(s.root.join("usr/local/etc/rc.d/atlas").exists());
 }
+
+#[test]
+fn status_after_a_failed_apply_is_unhealthy() {
+    let s = site();
+    s.warden(&["apply", "--yes"]).assert().success();
+    s.warden(&["status"]).assert().code(0);
+    s.manifest(&format!("{ATLAS}ASSISTANT_NAME=Navigator\n"));
+    s.warden(&["apply", "--yes"])
+        .env("FAKEBSD_FAIL", "service atlas restart")
+        .assert()
+        .code(1);
+    let a = s.warden(&["status"]).assert().code(3);
+    let text = stdout(&a);
+    assert!(text.contains("apply failed"), "{text}");
+    assert!(
+        text.contains("UNHEALTHY: the last run did not finish"),
+        "{text}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&stdout(&s.warden(&["status", "--json"]).assert().code(3))).unwrap();
+    assert_eq!(doc["healthy"], false);
+    assert_eq!(doc["last_run"]["outcome"], "failed");
+    // The restart that failed is not forgotten: the next plan has it.
+    let plan = stdout(&s.warden(&["plan"]).assert().success());
+    assert!(
+        plan.contains("~ service:atlas  (restart: left undone by a run that did not finish)"),
+        "{plan}"
+    );
+    s.clear_log();
+    s.warden(&["apply", "--yes"]).assert().success();
+    assert!(s.log().contains("service atlas restart"), "{}", s.log());
+    s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
+    s.warden(&["status"]).assert().code(0);
+}

@@ -1,0 +1,134 @@
+//! A soul bundle that lives in the fleet repository as a plain directory (not a
+//! git repository) is installed as a copy, pinned by the digest of its content:
+//! the plan shows the digest, the state DB records it, and the probe recomputes it
+//! from the installed copy, so any edit on either side shows as a change.
+
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io;
+use std::path::Path;
+
+/// Whether `source` is a local directory that is not a git repository.
+pub fn is_plain_dir(source: &str) -> bool {
+    let p = Path::new(source);
+    p.is_dir() && !p.join(".git").exists()
+}
+
+/// `sha256:HEX` over the tree: every entry's relative path, kind, and content (a
+/// symlink's target), in name order. Modes and owners are not part of it.
+pub fn tree_digest(dir: &Path) -> io::Result<String> {
+    let mut h = Sha256::new();
+    walk(dir, dir, &mut |rel, meta, abs| {
+        let kind = if meta.is_dir() {
+            "d"
+        } else if meta.is_symlink() {
+            "l"
+        } else {
+            "f"
+        };
+        h.update(kind.as_bytes());
+        h.update([0]);
+        h.update(rel.as_bytes());
+        h.update([0]);
+        if meta.is_symlink() {
+            h.update(fs::read_link(abs)?.to_string_lossy().as_bytes());
+        } else if meta.is_file() {
+            let bytes = fs::read(abs)?;
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
+        }
+        h.update([0]);
+        Ok(())
+    })?;
+    Ok(format!(
+        "sha256:{}",
+        h.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ))
+}
+
+/// Visit every entry below `dir` (not following symlinks), sorted by name, a
+/// directory before what it holds. Special files are an error.
+fn walk(
+    base: &Path,
+    dir: &Path,
+    f: &mut dyn FnMut(&str, &fs::Metadata, &Path) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let abs = e.path();
+        let meta = fs::symlink_metadata(&abs)?;
+        let rel = abs
+            .strip_prefix(base)
+            .map_err(io::Error::other)?
+            .to_string_lossy()
+            .into_owned();
+        if !(meta.is_dir() || meta.is_file() || meta.is_symlink()) {
+            return Err(io::Error::other(format!(
+                "{rel}: a special file cannot be part of a soul bundle"
+            )));
+        }
+        f(&rel, &meta, &abs)?;
+        if meta.is_dir() {
+            walk(base, &abs, f)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copy `from` into the new directory `to` (which must not exist): directories
+/// 0755, files 0644 (0755 when executable), symlinks as they are. The caller's
+/// owner (root) owns the copy.
+pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir(to)?;
+    fs::set_permissions(to, fs::Permissions::from_mode(0o755))?;
+    walk(from, from, &mut |rel, meta, abs| {
+        let dest = to.join(rel);
+        if meta.is_dir() {
+            fs::create_dir(&dest)?;
+            fs::set_permissions(&dest, fs::Permissions::from_mode(0o755))
+        } else if meta.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(abs)?, &dest)
+        } else {
+            fs::copy(abs, &dest)?;
+            let mode = if meta.permissions().mode() & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            };
+            fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_follows_content_and_names_and_the_copy_has_the_same() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a");
+        fs::create_dir_all(a.join("sub")).unwrap();
+        fs::write(a.join("SOUL.md"), "hello\n").unwrap();
+        fs::write(a.join("sub/x.txt"), "x").unwrap();
+        std::os::unix::fs::symlink("SOUL.md", a.join("link.md")).unwrap();
+        let d1 = tree_digest(&a).unwrap();
+        assert!(d1.starts_with("sha256:") && d1.len() == 7 + 64, "{d1}");
+        let b = tmp.path().join("b");
+        copy_tree(&a, &b).unwrap();
+        assert_eq!(tree_digest(&b).unwrap(), d1, "a copy has the same digest");
+        fs::write(a.join("sub/x.txt"), "y").unwrap();
+        assert_ne!(tree_digest(&a).unwrap(), d1, "content counts");
+        fs::write(a.join("sub/x.txt"), "x").unwrap();
+        fs::rename(a.join("sub/x.txt"), a.join("sub/z.txt")).unwrap();
+        assert_ne!(tree_digest(&a).unwrap(), d1, "names count");
+        assert!(is_plain_dir(a.to_str().unwrap()));
+        fs::create_dir(a.join(".git")).unwrap();
+        assert!(!is_plain_dir(a.to_str().unwrap()));
+    }
+}
