@@ -1,6 +1,8 @@
 //! `warden backup` / `warden restore`: one tar archive per agent.
 //!
-//! An archive `NAME-YYYYMMDDTHHMMSSZ.tar` holds:
+//! An archive `NAME-YYYYMMDDTHHMMSSZ.tar.xz` (`NAME-YYYYMMDDTHHMMSSZ-N.tar.xz` for
+//! the N-th in the same second), compressed with xz (`tar -J`, which FreeBSD's
+//! bsdtar has), holds:
 //!
 //! | path in the archive | what |
 //! |---|---|
@@ -54,6 +56,9 @@ pub enum BackupError {
     Missing { agent: String, file: String },
     #[error("agent {agent}: {file} already exists; an archive is never overwritten")]
     Exists { agent: String, file: String },
+    /// The restore was verified but not applied: `--dry-run`, or not confirmed.
+    #[error("agent {agent}: the archive is verified; nothing was changed ({why})")]
+    NotApplied { agent: String, why: String },
     #[error("agent {agent}: {file}: {source}")]
     Io {
         agent: String,
@@ -323,7 +328,7 @@ impl DbDumper for BastilleDumper {
     }
 }
 
-/// Back up one agent into `to/NAME-YYYYMMDDTHHMMSSZ.tar` (`now` as
+/// Back up one agent into `to/NAME-YYYYMMDDTHHMMSSZ.tar.xz` (`now` as
 /// [`crate::state::now`] gives it), dumping databases inside the db jail.
 pub fn backup_agent(
     host: &dyn Host,
@@ -386,13 +391,17 @@ pub fn backup_agent_with(
         message: format!("{now:?} is not a UTC time like 2025-01-31T12:00:00Z"),
     })?;
     let to = std::path::absolute(to).map_err(io_err(name, &to.display().to_string()))?;
-    let target = to.join(format!("{name}-{stamp}.tar"));
-    let exists = || BackupError::Exists {
-        agent: name.into(),
-        file: target.display().to_string(),
+    // Unique names: a second archive in the same second gets -2, then -3…
+    let candidate = |n: u32| {
+        to.join(if n == 1 {
+            format!("{name}-{stamp}.tar.xz")
+        } else {
+            format!("{name}-{stamp}-{n}.tar.xz")
+        })
     };
-    if target.symlink_metadata().is_ok() {
-        return Err(exists());
+    let mut n = 1;
+    while candidate(n).symlink_metadata().is_ok() {
+        n += 1;
     }
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -481,11 +490,11 @@ pub fn backup_agent_with(
 
     // The archive is built inside the private staging directory, then linked into
     // place (a link never replaces an existing file).
-    let built = dir.join("archive.tar");
+    let built = dir.join("archive.tar.xz");
     write_private(&built, b"").map_err(io_err(name, &built.display().to_string()))?;
     let mut argv = vec![
         s("tar"),
-        s("-cf"),
+        s("-cJf"),
         built.display().to_string(),
         s("-C"),
         dir.display().to_string(),
@@ -493,20 +502,69 @@ pub fn backup_agent_with(
     ];
     argv.extend(manifest.entries.iter().map(|e| e.path.clone()));
     let out = host.run(&argv).map_err(host_err(name))?;
-    check_output(name, &target.display().to_string(), &argv, &out)?;
-    let finish = || -> std::io::Result<()> {
-        std::fs::set_permissions(&built, std::fs::Permissions::from_mode(0o600))?;
-        std::fs::File::open(&built)?.sync_all()?;
-        std::fs::hard_link(&built, &target)?;
-        std::fs::File::open(&to)?.sync_all()
+    check_output(name, &candidate(n).display().to_string(), &argv, &out)?;
+    std::fs::set_permissions(&built, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::File::open(&built)?.sync_all())
+        .map_err(io_err(name, &built.display().to_string()))?;
+    // A link never replaces a file: another backup taking this name meanwhile
+    // moves this one to the next number.
+    let target = loop {
+        let target = candidate(n);
+        match std::fs::hard_link(&built, &target) {
+            Ok(()) => break target,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 10_000 => n += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(BackupError::Exists {
+                    agent: name.into(),
+                    file: target.display().to_string(),
+                })
+            }
+            Err(e) => return Err(io_err(name, &target.display().to_string())(e)),
+        }
     };
-    match finish() {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
-        Err(e) => return Err(io_err(name, &target.display().to_string())(e)),
-    }
+    std::fs::File::open(&to)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(name, &to.display().to_string()))?;
     tracing::info!(agent = name, archive = %target.display(), "backup written");
     Ok(target)
+}
+
+/// The archives of `agent` in `dir`, oldest first (by time, then number).
+pub fn archives_of(dir: &Path, agent: &str) -> Vec<PathBuf> {
+    let mut found: Vec<((String, u32), PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let rest = file.strip_prefix(agent)?.strip_prefix('-')?;
+            let stem = rest
+                .strip_suffix(".tar.xz")
+                .or_else(|| rest.strip_suffix(".tar"))?;
+            let (stamp, n) = match stem.split_once('-') {
+                Some((stamp, n)) => (stamp, n.parse().ok()?),
+                None => (stem, 1),
+            };
+            compact_stamp(stamp)?;
+            e.file_type()
+                .ok()?
+                .is_file()
+                .then(|| ((stamp.to_string(), n), e.path()))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Keep the newest `keep` archives of `agent` in `dir`; returns those removed.
+pub fn prune(dir: &Path, agent: &str, keep: usize) -> Result<Vec<PathBuf>, BackupError> {
+    let all = archives_of(dir, agent);
+    let excess = all.len().saturating_sub(keep);
+    let old: Vec<PathBuf> = all.into_iter().take(excess).collect();
+    for p in &old {
+        std::fs::remove_file(p).map_err(io_err(agent, &p.display().to_string()))?;
+    }
+    Ok(old)
 }
 
 /// Restore an agent from an archive made by [`backup_agent`].

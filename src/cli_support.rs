@@ -9,7 +9,12 @@ use std::path::Path;
 
 /// Show the plan and ask for `yes` on standard input.
 pub fn confirm(plan: &str) -> bool {
-    print!("{plan}\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
+    ask(&format!("{plan}\nDo you want to perform these actions?"))
+}
+
+/// Ask `question` and wait for `yes` on standard input.
+pub fn ask(question: &str) -> bool {
+    print!("{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
     let _ = std::io::stdout().flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
@@ -24,6 +29,7 @@ pub fn restore_with_service_stopped(
     cfg: &crate::config::Config,
     agent: &crate::manifest::AgentSpec,
     archive: &Path,
+    gate: &mut dyn FnMut() -> std::result::Result<(), crate::backup::BackupError>,
 ) -> Result<crate::backup::RestoreReport> {
     let svc = |action: &str| {
         vec![
@@ -34,6 +40,8 @@ pub fn restore_with_service_stopped(
     };
     let mut stopped = false;
     let mut stop = || -> std::result::Result<(), crate::backup::BackupError> {
+        // The archive is verified: --dry-run or the operator's answer decides.
+        gate()?;
         // Only after every checksum is verified: a refused archive changes nothing.
         let running = host.have("service") && host.run(&svc("status")).is_ok_and(|o| o.ok());
         if running {

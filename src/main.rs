@@ -128,6 +128,15 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Check again every SECONDS (default 5) until interrupted.
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            num_args = 0..=1,
+            default_missing_value = "5",
+            value_parser = clap::value_parser!(u64).range(1..)
+        )]
+        watch: Option<u64>,
     },
     /// Archive an agent's databases (pg_dump in its database jail), env files and
     /// soul checkout into TO/NAME-TIMESTAMP.tar with a manifest of checksums.
@@ -149,6 +158,9 @@ enum Command {
         /// Directory the archives are written to (created if missing).
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
+        /// Afterwards keep only the newest N archives of each agent backed up.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        keep: Option<u64>,
     },
     /// Restore an agent from a backup archive. Every checksum is verified before
     /// anything on the host changes; the service is stopped and started around it.
@@ -161,6 +173,12 @@ enum Command {
         agent: String,
         /// The archive written by `warden backup`.
         archive: PathBuf,
+        /// Verify the archive completely and say what it would restore; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
     /// Checks across the hosts of a fleet repository (hosts/HOSTNAME/warden.toml).
     Fleet {
@@ -439,37 +457,69 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 Ok(ExitCode::from(1))
             }
         },
-        Command::Status { root, agents, json } => {
+        Command::Status {
+            root,
+            agents,
+            json,
+            watch,
+        } => {
             let (cfg, fleet) = workflow::load(&cli.config)?;
             check_agents(&fleet, &agents)?;
             let host = LocalHost::new(&root);
-            let planned = workflow::plan(&cfg, &fleet, &host, &templates, &Filter::default())?;
-            let table = warden::status::pf_table(&host);
-            let last = cli_support::history(&host.local(&cfg.host.state_db), 1)?
-                .into_iter()
-                .next();
-            let report = warden::status::report(
-                &cfg,
-                &fleet,
-                &planned.host_state,
-                &planned.view,
-                &table,
-                last,
-                &agents,
-            );
-            if json {
+            let once = || -> Result<warden::status::Report, Error> {
+                let planned = workflow::plan(&cfg, &fleet, &host, &templates, &Filter::default())?;
+                let table = warden::status::pf_table(&host);
+                let services =
+                    warden::status::service_checks(&host, &fleet, &planned.host_state, &agents);
+                let last = cli_support::history(&host.local(&cfg.host.state_db), 1)?
+                    .into_iter()
+                    .next();
+                Ok(warden::status::report(
+                    &cfg,
+                    &fleet,
+                    &planned.host_state,
+                    &planned.view,
+                    &table,
+                    &services,
+                    last,
+                    &agents,
+                ))
+            };
+            let show = |report: &warden::status::Report| {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(report).expect("report serializes")
+                    );
+                } else {
+                    print!("{}", warden::status::human(report));
+                }
+            };
+            let Some(every) = watch else {
+                let report = once()?;
+                show(&report);
+                return Ok(if report.healthy {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(3)
+                });
+            };
+            use std::io::{IsTerminal, Write};
+            let terminal = std::io::stdout().is_terminal();
+            loop {
+                let report = once()?;
+                if terminal {
+                    // Clear the screen and go home, as watch(1) does.
+                    print!("\x1b[H\x1b[2J");
+                }
                 println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("report serializes")
+                    "every {every}s, at {} (interrupt to stop)",
+                    warden::state::now()
                 );
-            } else {
-                print!("{}", warden::status::human(&report));
+                show(&report);
+                let _ = std::io::stdout().flush();
+                std::thread::sleep(std::time::Duration::from_secs(every));
             }
-            Ok(if report.healthy {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(3)
-            })
         }
         Command::Fleet {
             command: FleetCommand::Check { dir },
@@ -483,6 +533,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             agent,
             all,
             to,
+            keep,
         } => {
             let (cfg, fleet) = workflow::load(&cli.config)?;
             let host = LocalHost::new(&root);
@@ -505,7 +556,22 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let mut failed = false;
             for (name, r) in results {
                 match r {
-                    Ok(p) => println!("{name}: {}", p.display()),
+                    Ok(p) => {
+                        println!("{name}: {}", p.display());
+                        if let Some(keep) = keep {
+                            match warden::backup::prune(&to, &name, keep as usize) {
+                                Ok(old) => {
+                                    for o in old {
+                                        println!("{name}: removed {} (--keep {keep})", o.display());
+                                    }
+                                }
+                                Err(e) => {
+                                    eprintln!("warden: {e}");
+                                    failed = true;
+                                }
+                            }
+                        }
+                    }
                     Err(e) => {
                         eprintln!("warden: {e}");
                         failed = true;
@@ -522,13 +588,50 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             root,
             agent,
             archive,
+            dry_run,
+            yes,
         } => {
             let (cfg, fleet) = workflow::load(&cli.config)?;
             check_agents(&fleet, std::slice::from_ref(&agent))?;
             let a = fleet.get(&agent).expect("checked");
             let host = LocalHost::new(&root);
             let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
-            let report = cli_support::restore_with_service_stopped(&host, &cfg, a, &archive)?;
+            let mut gate = || {
+                let stop = |why: &str| {
+                    Err(warden::backup::BackupError::NotApplied {
+                        agent: agent.clone(),
+                        why: why.into(),
+                    })
+                };
+                if dry_run {
+                    return stop("--dry-run");
+                }
+                if !yes
+                    && !cli_support::ask(&format!(
+                        "{} is verified. Restore it over agent {agent}? Its service is stopped, its env file, rc.d script, soul and databases are replaced.",
+                        archive.display()
+                    ))
+                {
+                    return stop("not confirmed");
+                }
+                Ok(())
+            };
+            let report = match cli_support::restore_with_service_stopped(
+                &host, &cfg, a, &archive, &mut gate,
+            ) {
+                Err(Error::Backup(warden::backup::BackupError::NotApplied { why, .. })) => {
+                    println!(
+                        "{}: every checksum matches; nothing was changed ({why}).",
+                        archive.display()
+                    );
+                    return Ok(if dry_run {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    });
+                }
+                other => other?,
+            };
             println!(
                 "Restored {} from {} (made {}): {}{}{}",
                 agent,

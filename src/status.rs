@@ -3,11 +3,12 @@
 use crate::config::Config;
 use crate::fleet::Fleet;
 use crate::host::Host;
+use crate::manifest::{AgentSpec, JailSpec, Role};
 use crate::probe::HostState;
 use crate::render::{AgentPaths, PF_ANCHOR};
 use crate::state::{RunRecord, StateView};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One check of one agent.
 #[derive(Debug, Clone, Serialize)]
@@ -54,13 +55,84 @@ pub fn pf_table(host: &dyn Host) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Judge each agent from the probed host state.
+/// What answers inside a jail of each role, as (what, command run in the jail).
+/// FreeBSD's fetch(1) exits non-zero on a refused connection or an HTTP error;
+/// pg_isready(1) exits 0 only when the server accepts connections.
+pub fn service_probe(a: &AgentSpec, j: &JailSpec) -> (String, Vec<String>) {
+    let v = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let fetch = |url: String| {
+        let mut argv = v(&["fetch", "-q", "-o", "/dev/null"]);
+        argv.push(url);
+        argv
+    };
+    match j.role {
+        Role::Db => (
+            "postgresql accepting connections".into(),
+            v(&["pg_isready", "-q"]),
+        ),
+        Role::Cms => ("nginx answering".into(), fetch(format!("http://{}/", j.ip))),
+        Role::Git => ("git over sshd".into(), v(&["service", "sshd", "status"])),
+        Role::LlamaCpp => (
+            "llama-server /health".into(),
+            fetch(format!("http://{}:{}/health", j.ip, a.llama.port)),
+        ),
+        Role::Ollama => (
+            "ollama answering".into(),
+            fetch(format!("http://{}:{}/", j.ip, a.ollama_port)),
+        ),
+    }
+}
+
+/// The service inside each running jail of the selected agents: one
+/// `bastille cmd JAIL …` per jail (it returns the command's exit status).
+pub fn service_checks(
+    host: &dyn Host,
+    fleet: &Fleet,
+    st: &HostState,
+    only: &[String],
+) -> BTreeMap<String, Check> {
+    let mut out = BTreeMap::new();
+    if !host.have("bastille") {
+        return out;
+    }
+    for a in &fleet.agents {
+        if a.is_bhyve() || (!only.is_empty() && !only.contains(&a.name)) {
+            continue;
+        }
+        for j in &a.jails {
+            if !st.jails.get(&j.name).is_some_and(|o| o.running) {
+                continue;
+            }
+            let (what, argv) = service_probe(a, j);
+            let mut cmd = vec!["bastille".to_string(), "cmd".into(), j.name.clone()];
+            cmd.extend(argv);
+            let (ok, detail) = match host.run(&cmd) {
+                Ok(o) if o.ok() => (true, "ok".to_string()),
+                Ok(o) => (false, format!("{} exited {}", cmd[3..].join(" "), o.status)),
+                Err(e) => (false, e.to_string()),
+            };
+            out.insert(
+                j.name.clone(),
+                Check {
+                    what: format!("{what} in {}", j.name),
+                    ok,
+                    detail,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// Judge each agent from the probed host state and the in-jail checks.
+#[allow(clippy::too_many_arguments)]
 pub fn report(
     cfg: &Config,
     fleet: &Fleet,
     st: &HostState,
     view: &StateView,
     table: &BTreeSet<String>,
+    services: &BTreeMap<String, Check>,
     last_run: Option<RunRecord>,
     only: &[String],
 ) -> Report {
@@ -83,6 +155,18 @@ pub fn report(
                 format!("not running (pidfile {})", paths.pidfile)
             },
         );
+        if a.is_bhyve() {
+            let vm = st.vms.get(&a.name);
+            check(
+                format!("vm {}", a.name),
+                vm.is_some_and(|v| v.running),
+                match vm {
+                    Some(v) if v.running => "running".into(),
+                    Some(_) => "stopped (vm start NAME)".replace("NAME", &a.name),
+                    None => "absent".into(),
+                },
+            );
+        }
         if !a.is_bhyve() {
             for j in &a.jails {
                 let up = st.jails.get(&j.name).is_some_and(|o| o.running);
@@ -98,6 +182,9 @@ pub fn report(
                         "absent".into()
                     },
                 );
+                if let Some(c) = services.get(&j.name) {
+                    check(c.what.clone(), c.ok, c.detail.clone());
+                }
             }
             let alias = format!("{}/24", a.gateway);
             let has = st

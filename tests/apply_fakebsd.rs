@@ -685,8 +685,34 @@ fn backup_and_restore_from_the_command_line() {
     let env = s.root.join("usr/local/etc/warden/bob.env");
     let good = read(&env);
     std::fs::write(&env, "broken\n").unwrap();
+    // --dry-run verifies and changes nothing; so does a "no".
+    s.clear_log();
+    let text = out(&s
+        .warden(&[
+            "restore",
+            "--dry-run",
+            "--agent",
+            "bob",
+            archive.to_str().unwrap(),
+        ])
+        .assert()
+        .success());
+    assert!(text.contains("nothing was changed (--dry-run)"), "{text}");
     let text = out(&s
         .warden(&["restore", "--agent", "bob", archive.to_str().unwrap()])
+        .write_stdin("no\n")
+        .assert()
+        .code(1));
+    assert!(text.contains("Restore it over agent bob?"), "{text}");
+    assert!(
+        text.contains("nothing was changed (not confirmed)"),
+        "{text}"
+    );
+    assert!(!s.log().contains("MUT"), "nothing changed: {}", s.log());
+    assert_eq!(read(&env), "broken\n");
+    let text = out(&s
+        .warden(&["restore", "--agent", "bob", archive.to_str().unwrap()])
+        .write_stdin("yes\n")
         .assert()
         .success());
     assert!(text.contains("Restored bob"), "{text}");
@@ -698,17 +724,29 @@ fn backup_and_restore_from_the_command_line() {
     );
 
     // A tampered archive is refused before anything changes, the service included.
-    let bad = backups.join("bad.tar");
-    let mut bytes = std::fs::read(&archive).unwrap();
-    let at = bytes
-        .windows(9)
-        .position(|w| w == b"BOB_TOKEN")
-        .expect("env in the tar");
-    bytes[at] = b'X';
-    std::fs::write(&bad, bytes).unwrap();
+    let bad = backups.join("bad.tar.xz");
+    let x = s.root.parent().unwrap().join("x");
+    std::fs::create_dir_all(&x).unwrap();
+    let tar = |args: &[&str]| {
+        let st = std::process::Command::new("tar")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "tar {args:?}");
+    };
+    tar(&["-xf", archive.to_str().unwrap(), "-C", x.to_str().unwrap()]);
+    let envx = x.join("env/bob.env");
+    std::fs::write(&envx, read(&envx).replace("BOB_TOKEN", "XOB_TOKEN")).unwrap();
+    tar(&[
+        "-cJf",
+        bad.to_str().unwrap(),
+        "-C",
+        x.to_str().unwrap(),
+        ".",
+    ]);
     s.clear_log();
     let text = out(&s
-        .warden(&["restore", "--agent", "bob", bad.to_str().unwrap()])
+        .warden(&["restore", "--yes", "--agent", "bob", bad.to_str().unwrap()])
         .assert()
         .code(1));
     assert!(
@@ -717,4 +755,28 @@ fn backup_and_restore_from_the_command_line() {
     );
     assert!(!text.contains("bobsecret123"), "{text}");
     assert!(!s.log().contains("MUT"), "nothing changed: {}", s.log());
+
+    // Right after one backup, more backups get new, unique names; --keep prunes.
+    std::fs::remove_file(&bad).unwrap();
+    for _ in 0..2 {
+        s.warden(&[
+            "backup",
+            "--agent",
+            "bob",
+            "--keep",
+            "2",
+            "--to",
+            backups.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("bob-"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "--keep 2: {names:?}");
+    assert!(names.iter().all(|n| n.ends_with(".tar.xz")), "{names:?}");
 }

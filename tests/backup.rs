@@ -389,7 +389,7 @@ fn backup_then_restore_files_soul_and_dumps_on_the_simulated_host() {
 
     let dumper = FakeDumper::default();
     let archive = backup_agent_with(&host, &s.cfg, atlas, &s.backups(), NOW, &dumper).unwrap();
-    assert_eq!(archive, s.backups().join("atlas-20250131T123456Z.tar"));
+    assert_eq!(archive, s.backups().join("atlas-20250131T123456Z.tar.xz"));
     assert_eq!(mode(&archive), 0o600, "the archive holds secrets");
     let names: Vec<String> = std::fs::read_dir(s.backups())
         .unwrap()
@@ -397,7 +397,7 @@ fn backup_then_restore_files_soul_and_dumps_on_the_simulated_host() {
         .collect();
     assert_eq!(
         names,
-        ["atlas-20250131T123456Z.tar"],
+        ["atlas-20250131T123456Z.tar.xz"],
         "no staging left behind"
     );
     let listed = tar(&["-tf", archive.to_str().unwrap()]);
@@ -443,13 +443,28 @@ fn backup_then_restore_files_soul_and_dumps_on_the_simulated_host() {
     assert_eq!(ops.jail.as_deref(), Some("atlasdb"));
     assert_eq!(ops.database.as_deref(), Some("atlas_ops"));
 
-    // The same second again: refused, the first archive kept.
-    let again = backup_agent_with(&host, &s.cfg, atlas, &s.backups(), NOW, &dumper).unwrap_err();
-    assert!(matches!(again, BackupError::Exists { .. }), "{again}");
-    assert!(
-        again.to_string().contains("atlas-20250131T123456Z.tar"),
-        "{again}"
+    // xz-compressed (FreeBSD's tar has -J): the file starts with xz's magic.
+    assert_eq!(
+        &std::fs::read(&archive).unwrap()[..6],
+        b"\xfd7zXZ\0",
+        "compressed with xz"
     );
+
+    // The same second again: a second archive with its own name, the first kept.
+    let again = backup_agent_with(&host, &s.cfg, atlas, &s.backups(), NOW, &dumper).unwrap();
+    assert_eq!(again, s.backups().join("atlas-20250131T123456Z-2.tar.xz"));
+    let third = backup_agent_with(&host, &s.cfg, atlas, &s.backups(), NOW, &dumper).unwrap();
+    assert_eq!(third, s.backups().join("atlas-20250131T123456Z-3.tar.xz"));
+    assert_eq!(
+        warden::backup::archives_of(&s.backups(), "atlas"),
+        [archive.clone(), again.clone(), third.clone()],
+        "oldest first"
+    );
+    // Keep the newest two: the first goes.
+    let removed = warden::backup::prune(&s.backups(), "atlas", 2).unwrap();
+    assert_eq!(removed, std::slice::from_ref(&archive));
+    assert!(!archive.exists() && again.exists() && third.exists());
+    let archive = third;
 
     // Damage the host, then restore.
     std::fs::write(&env, "garbage\n").unwrap();
