@@ -64,6 +64,10 @@ pub fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
         Resource::Soul(_) => vec![("git", "devel/git")],
         Resource::Service { .. } => vec![("service", base)],
         Resource::Vm(_) | Resource::VmSwitch { .. } => vec![("vm", "sysutils/vm-bhyve")],
+        Resource::Rctl(r) if r.subject == "jail" => {
+            vec![("bastille", "sysutils/bastille"), ("rctl", base)]
+        }
+        Resource::Rctl(_) => vec![("rctl", base)],
     }
 }
 
@@ -415,14 +419,9 @@ impl<'a> Applier<'a> {
                 self.configure_jail(id, j, true)?;
             }
             (Resource::Jail(j), Action::Update) => {
-                let devfs_changed = change.before.as_deref().is_some_and(|b| {
-                    !b.contains(&format!(
-                        "devfs_ruleset {}\n",
-                        j.devfs_ruleset
-                            .map_or("(bastille default)".into(), |n| n.to_string())
-                    ))
-                });
-                self.configure_jail(id, j, devfs_changed)?;
+                let d = crate::jailchange::delta(change.before.as_deref().unwrap_or(""), j);
+                self.change_jail(id, j, &d)?;
+                self.configure_jail(id, j, d.devfs)?;
             }
             (Resource::JailTemplate(t), Action::Delete) => {
                 let _ = t;
@@ -548,6 +547,7 @@ impl<'a> Applier<'a> {
                     ],
                 )?;
             }
+            (Resource::Rctl(r), action) => self.converge_rctl(id, r, action, change)?,
             (Resource::Vm(v), Action::Delete) => {
                 let _ = host.run(&[s("vm"), s("stop"), v.name.clone()]);
                 if !self.opts.purge {
@@ -665,6 +665,149 @@ impl<'a> Applier<'a> {
         }
     }
 
+    /// A jail's rule through Bastille's `limits` (limits.sh), a user's with rctl(8).
+    /// Bastille's `add` keeps an existing rctl.conf line as it is (its in-place update
+    /// never matches), so a changed amount is removed first; `-a` starts a stopped
+    /// jail, as `limits` acts only on running ones. Bastille exits 0 on some
+    /// failures, so the rule is read back.
+    fn converge_rctl(
+        &self,
+        id: &str,
+        r: &crate::resource::RctlRes,
+        action: Action,
+        change: &Change,
+    ) -> Result<(), ApplyError> {
+        let on_host = change.before.is_some();
+        let jail = r.subject == "jail";
+        if jail && (action == Action::Update || action == Action::Delete) {
+            let exists = self
+                .host
+                .list_dir(&format!("{}/jails", self.cfg.host.bastille_prefix))
+                .contains(&r.name);
+            if exists {
+                self.run(
+                    id,
+                    vec![
+                        s("bastille"),
+                        s("limits"),
+                        s("-a"),
+                        r.name.clone(),
+                        s("remove"),
+                        r.resource.clone(),
+                    ],
+                )?;
+            }
+        }
+        if action == Action::Delete {
+            if !jail && on_host {
+                self.run(id, vec![s("rctl"), s("-r"), r.filter()])?;
+            }
+            return Ok(());
+        }
+        if jail {
+            self.run(
+                id,
+                vec![
+                    s("bastille"),
+                    s("limits"),
+                    s("-a"),
+                    r.name.clone(),
+                    s("add"),
+                    r.resource.clone(),
+                    r.written.clone(),
+                ],
+            )?;
+        } else {
+            self.run(
+                id,
+                vec![
+                    s("rctl"),
+                    s("-a"),
+                    format!("{}:deny={}", r.filter(), r.written),
+                ],
+            )?;
+        }
+        let shown = self.run(id, vec![s("rctl"), r.filter()])?;
+        if !shown.stdout.lines().any(|l| l.trim() == r.rule()) {
+            return Err(ApplyError::Check {
+                resource: id.to_string(),
+                message: format!(
+                    "rctl does not show {} after it was set; it shows:\n{}",
+                    r.rule(),
+                    indent_block(&shown.stdout)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// A new release or address for an existing jail, keeping its data: Bastille's
+    /// own commands (see `jailchange`), the jail stopped or restarted around them.
+    fn change_jail(
+        &self,
+        id: &str,
+        j: &crate::resource::JailRes,
+        d: &crate::jailchange::JailDelta,
+    ) -> Result<(), ApplyError> {
+        let jails = format!("{}/jails/{}", self.cfg.host.bastille_prefix, j.name);
+        if let Some((from, to)) = &d.release {
+            let fstab = self
+                .host
+                .read(&format!("{jails}/fstab"))
+                .map_err(Self::host_err(id))?
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            if crate::jailchange::thin_release(&fstab).is_none() {
+                return Err(ApplyError::Check {
+                    resource: id.to_string(),
+                    message: crate::jailchange::thick_release_steps(&j.name, from, to),
+                });
+            }
+            // upgrade.sh needs the new release bootstrapped: say so before stopping.
+            let releases = format!("{}/releases", self.cfg.host.bastille_prefix);
+            if !self.host.list_dir(&releases).contains(to) {
+                return Err(ApplyError::Check {
+                    resource: id.to_string(),
+                    message: format!(
+                        "release {to} is not bootstrapped; run `bastille bootstrap {to}`, then apply again (jail {} is left running {from})",
+                        j.name
+                    ),
+                });
+            }
+            if self.jail_running(&j.name) {
+                self.run(id, vec![s("bastille"), s("stop"), j.name.clone()])?;
+            }
+            self.run(
+                id,
+                vec![s("bastille"), s("upgrade"), j.name.clone(), to.clone()],
+            )?;
+        }
+        if d.network() {
+            if !self.jail_running(&j.name) {
+                self.run(id, vec![s("bastille"), s("start"), j.name.clone()])?;
+            }
+            self.run(
+                id,
+                vec![
+                    s("bastille"),
+                    s("sysrc"),
+                    j.name.clone(),
+                    format!("ifconfig_vnet0=inet {}", j.ip),
+                    format!("defaultrouter={}", j.gateway),
+                ],
+            )?;
+            self.run(id, vec![s("bastille"), s("restart"), j.name.clone()])?;
+        }
+        Ok(())
+    }
+
+    fn jail_running(&self, name: &str) -> bool {
+        self.host
+            .run(&[s("jls"), s("-j"), name.to_string(), s("name")])
+            .map(|o| o.ok())
+            .unwrap_or(false)
+    }
+
     fn configure_jail(
         &self,
         id: &str,
@@ -686,12 +829,7 @@ impl<'a> Applier<'a> {
             self.run(id, vec![s("bastille"), s("restart"), j.name.clone()])?;
             return Ok(());
         }
-        let running = self
-            .host
-            .run(&[s("jls"), s("-j"), j.name.clone(), s("name")])
-            .map(|o| o.ok())
-            .unwrap_or(false);
-        if !running {
+        if !self.jail_running(&j.name) {
             self.run(id, vec![s("bastille"), s("start"), j.name.clone()])?;
         }
         Ok(())

@@ -16,6 +16,8 @@ pub mod error;
 pub mod expose;
 pub mod fleet;
 pub mod host;
+pub mod jailchange;
+pub mod limits;
 pub mod manifest;
 pub mod manpage;
 pub mod multihost;

@@ -144,6 +144,8 @@ pub struct AgentSpec {
     pub shared_llm: Option<String>,
     /// Host ports forwarded to this agent's jails (`EXPOSE`).
     pub expose: Vec<crate::expose::Expose>,
+    /// rctl limits on its jails and its user (`*_MEMORY_LIMIT`, `*_CPU_LIMIT`).
+    pub limits: Vec<crate::limits::Limit>,
     pub deploy: DeployMode,
     pub command: String,
     pub home: String,
@@ -248,6 +250,17 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "OLLAMA_PORT", default: "11434", doc: "ollama listen port" },
     KeyDoc { key: "SHARED_LLM", default: "(none)", doc: "use this other agent's LLM jail instead of an own one" },
     KeyDoc { key: "EXPOSE", default: "(none)", doc: "host ports forwarded to jail ports, ROLE:HOST_PORT:JAIL_PORT[/tcp|/udp], comma-separated, e.g. cms:8443:80,git:2222:22" },
+    KeyDoc { key: "GIT_MEMORY_LIMIT", default: "(none)", doc: "rctl memoryuse limit of the git jail, e.g. 2G" },
+    KeyDoc { key: "GIT_CPU_LIMIT", default: "(none)", doc: "rctl pcpu limit of the git jail, percent of one CPU (150 = one and a half)" },
+    KeyDoc { key: "CMS_MEMORY_LIMIT", default: "(none)", doc: "rctl memoryuse limit of the CMS jail, e.g. 2G" },
+    KeyDoc { key: "CMS_CPU_LIMIT", default: "(none)", doc: "rctl pcpu limit of the CMS jail, percent of one CPU (150 = one and a half)" },
+    KeyDoc { key: "DB_MEMORY_LIMIT", default: "(none)", doc: "rctl memoryuse limit of the database jail, e.g. 2G" },
+    KeyDoc { key: "DB_CPU_LIMIT", default: "(none)", doc: "rctl pcpu limit of the database jail, percent of one CPU (150 = one and a half)" },
+    KeyDoc { key: "LLAMA_CPP_MEMORY_LIMIT", default: "(none)", doc: "rctl memoryuse limit of the llama.cpp jail, e.g. 2G" },
+    KeyDoc { key: "LLAMA_CPP_CPU_LIMIT", default: "(none)", doc: "rctl pcpu limit of the llama.cpp jail, percent of one CPU (150 = one and a half)" },
+    KeyDoc { key: "OLLAMA_MEMORY_LIMIT", default: "(none)", doc: "rctl memoryuse limit of the ollama jail, e.g. 2G" },
+    KeyDoc { key: "OLLAMA_CPU_LIMIT", default: "(none)", doc: "rctl pcpu limit of the ollama jail, percent of one CPU (150 = one and a half)" },
+    KeyDoc { key: "AGENT_MEMORY_LIMIT", default: "(none)", doc: "rctl memoryuse limit of the agent's user on the host, e.g. 4G" },
     KeyDoc { key: "DEPLOY_MODE", default: "jail", doc: "jail, or bhyve for one VM per agent" },
     KeyDoc { key: "VM_CPUS", default: "2", doc: "bhyve: virtual CPUs" },
     KeyDoc { key: "VM_MEMORY", default: "4G", doc: "bhyve: memory, e.g. 8G or 512M" },
@@ -692,6 +705,17 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
         }),
     };
 
+    // Resource limits.
+    let mut limits = Vec::new();
+    for (key, subject, kind) in crate::limits::keys() {
+        if let Some(v) = cx.get(&key) {
+            match crate::limits::parse(&key, v, subject, kind, &roles) {
+                Ok(l) => limits.push(l),
+                Err(e) => cx.err(&key, e),
+            }
+        }
+    }
+
     // Deployment.
     let deploy = match cx.get("DEPLOY_MODE").unwrap_or("jail") {
         "jail" => {
@@ -748,6 +772,7 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
         ollama_port,
         shared_llm,
         expose,
+        limits,
         deploy,
         command,
         home,

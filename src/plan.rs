@@ -208,7 +208,7 @@ pub fn diff(items: &[Item], host: &HostState, view: &StateView, filter: &Filter)
     let mut desired_ids = std::collections::BTreeSet::new();
     for item in items {
         desired_ids.insert(item.id());
-        if !filter.keeps(item) {
+        if !filter.keeps(item) || host.defers(&item.resource) {
             continue;
         }
         let want = item.resource.repr();
@@ -235,7 +235,7 @@ pub fn diff(items: &[Item], host: &HostState, view: &StateView, filter: &Filter)
             agent: m.agent.clone(),
             resource: m.resource.clone(),
         };
-        if !filter.keeps(&item) {
+        if !filter.keeps(&item) || host.defers(&item.resource) {
             continue;
         }
         // Already gone from the host: nothing to do but forget it.
@@ -402,6 +402,16 @@ fn summary(c: &Change) -> String {
             c.before.as_deref().unwrap_or(""),
             rc.value
         ),
+        (Action::Update, Resource::Jail(j)) => {
+            let d = crate::jailchange::delta(c.before.as_deref().unwrap_or(""), j);
+            let mut why = d.summary();
+            if d.release.is_some() {
+                why.push_str(": stops the jail for bastille upgrade");
+            } else if d.network() {
+                why.push_str(": restarts the jail");
+            }
+            format!("  ({why})")
+        }
         (_, Resource::Jail(j)) => format!(
             "  ({} on {}, {}, gateway {}{})",
             j.release,
@@ -454,6 +464,25 @@ fn summary(c: &Change) -> String {
         (_, Resource::VmSwitch { iface, .. }) => format!("  (vm switch create -i {iface})"),
         (_, Resource::PfAnchor { path, .. }) => format!("  ({path}, checked with pfctl -nf first)"),
         (_, Resource::Block(_)) => "  (warden's block)".into(),
+        (Action::Create, Resource::Rctl(r)) if r.subject == "jail" => format!(
+            "  (bastille limits {} add {} {})",
+            r.name, r.resource, r.written
+        ),
+        (Action::Create, Resource::Rctl(r)) => {
+            format!("  (rctl -a {}:deny={})", r.filter(), r.written)
+        }
+        (Action::Update, Resource::Rctl(r)) => format!(
+            "  ({} {} -> {})",
+            r.resource,
+            c.before
+                .as_deref()
+                .and_then(|b| b.strip_prefix("deny="))
+                .unwrap_or("?"),
+            c.after
+                .as_deref()
+                .and_then(|b| b.strip_prefix("deny="))
+                .unwrap_or("?"),
+        ),
         _ => String::new(),
     }
 }
@@ -529,6 +558,7 @@ pub fn kind(r: &Resource) -> &'static str {
         Resource::Soul(_) => "soul",
         Resource::Service { .. } => "service",
         Resource::Vm(_) => "vm",
+        Resource::Rctl(_) => "rctl_rule",
     }
 }
 

@@ -21,6 +21,11 @@ pub struct ObservedFile {
 pub struct ObservedJail {
     pub devfs_ruleset: Option<u32>,
     pub running: bool,
+    /// A thin jail's release (its fstab), else jail.conf's `osrelease`.
+    pub release: String,
+    /// `ifconfig_vnet0` and `defaultrouter` in the jail's rc.conf.
+    pub ip: String,
+    pub gateway: String,
 }
 
 /// A vm-bhyve VM as found on the host.
@@ -56,6 +61,10 @@ pub struct HostState {
     pub vms: BTreeMap<String, ObservedVm>,
     /// vm-bhyve switch → the interfaces on it.
     pub vm_switches: BTreeMap<String, String>,
+    /// rctl(8)'s `deny` rules: `SUBJECT:ID:RESOURCE` → amount.
+    pub rctl: BTreeMap<String, u64>,
+    /// rctl(8) said RACCT is off (`kern.racct.enable=0`): limits wait for a reboot.
+    pub racct_off: bool,
     /// One line each about what could not be read (tools missing on this system).
     pub notes: Vec<String>,
     /// Commands the probe ran.
@@ -109,6 +118,7 @@ pub fn probe(
         ),
         ("jls", all.iter().any(|r| matches!(r, Resource::Jail(_)))),
         ("vm", all.iter().any(|r| matches!(r, Resource::Vm(_)))),
+        ("rctl", all.iter().any(|r| matches!(r, Resource::Rctl(_)))),
     ] {
         if used {
             need(tool, &mut missing);
@@ -243,12 +253,27 @@ pub fn probe(
             let conf = host.read(&format!("{jails_dir}/{name}/jail.conf"))?;
             let Some(conf) = conf else { continue };
             let conf = String::from_utf8_lossy(&conf);
+            let text = |p: String| -> Result<String, HostError> {
+                Ok(host
+                    .read(&p)?
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default())
+            };
+            let fstab = text(format!("{jails_dir}/{name}/fstab"))?;
+            let rc_conf = text(format!("{jails_dir}/{name}/root/etc/rc.conf"))?;
+            let unknown = || "(unknown)".to_string();
             st.jails.insert(
                 name.clone(),
                 ObservedJail {
                     devfs_ruleset: jail_conf_value(&conf, "devfs_ruleset")
                         .and_then(|v| v.parse().ok()),
                     running: running.contains(&name),
+                    release: crate::jailchange::thin_release(&fstab)
+                        .or_else(|| jail_conf_value(&conf, "osrelease"))
+                        .unwrap_or_else(unknown),
+                    ip: crate::jailchange::vnet_address(&rc_conf).unwrap_or_else(unknown),
+                    gateway: crate::jailchange::rc_value(&rc_conf, "defaultrouter")
+                        .unwrap_or_else(unknown),
                 },
             );
         }
@@ -373,6 +398,26 @@ pub fn probe(
                     st.vm_switches.insert(name.to_string(), ports.to_string());
                 }
             }
+        }
+    }
+
+    // Resource limits: one `rctl` for every rule. While RACCT is off it fails and
+    // says so (usr.bin/rctl/rctl.c); the limits then wait for the reboot that
+    // loader.conf's kern.racct.enable=1 needs.
+    if all.iter().any(|r| matches!(r, Resource::Rctl(_))) && need("rctl", &mut missing) {
+        let out = host.run(&["rctl".into()])?;
+        if out.ok() {
+            st.rctl = crate::limits::parse_listing(&out.stdout);
+        } else if out.stderr.contains("disabled") || out.stderr.contains("not present") {
+            st.racct_off = true;
+            st.notes.push(
+                "Note: RACCT is off on this host, so resource limits cannot be set yet: warden sets kern.racct.enable=1 in /boot/loader.conf; reboot, then apply again to set the limits.".into(),
+            );
+        } else {
+            st.notes.push(format!(
+                "Note: rctl failed ({}): resource limits are read as absent.",
+                out.stderr.trim()
+            ));
         }
     }
 
@@ -552,6 +597,12 @@ impl HostState {
         Some((uid, gid))
     }
 
+    /// Whether changes to this resource wait for something the plan notes (limits
+    /// while RACCT is off): they are left out of the plan until then.
+    pub fn defers(&self, r: &Resource) -> bool {
+        self.racct_off && matches!(r, Resource::Rctl(_))
+    }
+
     /// The host's side of a resource in the same canonical text as
     /// [`Resource::repr`], or `None` when it is absent.
     pub fn observe(&self, r: &Resource, view: &StateView) -> Option<String> {
@@ -604,10 +655,15 @@ impl HostState {
                 let f = self.files.get(&b.path)?.as_ref()?;
                 crate::pfconf::current_block(&f.content)
             }
-            Resource::Jail(j) => self
-                .jails
-                .get(&j.name)
-                .map(|o| jail_repr(j.devfs_ruleset.and(o.devfs_ruleset), o.running)),
+            Resource::Jail(j) => self.jails.get(&j.name).map(|o| {
+                jail_repr(
+                    &o.release,
+                    &o.ip,
+                    &o.gateway,
+                    j.devfs_ruleset.and(o.devfs_ruleset),
+                    o.running,
+                )
+            }),
             Resource::JailTemplate(t) => {
                 self.jails.get(&t.jail)?;
                 Some(
@@ -662,6 +718,10 @@ impl HostState {
                     "stopped".into()
                 })
             }
+            Resource::Rctl(r) => self
+                .rctl
+                .get(&r.filter())
+                .map(|n| crate::resource::rctl_repr(&r.resource, *n)),
             Resource::Vm(v) => self.vms.get(&v.name).map(|o| {
                 vm_repr(
                     o.cpus,

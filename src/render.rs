@@ -5,8 +5,8 @@ use crate::fleet::{alias_indices, Fleet};
 use crate::manifest::{AgentSpec, JailSpec, Role};
 use crate::pfconf::Placement;
 use crate::resource::{
-    BlockRes, FileRes, Item, JailRes, JailTemplateRes, Phase, RcConfRes, RcMode, Resource, SoulRes,
-    Step,
+    BlockRes, FileRes, Item, JailRes, JailTemplateRes, Phase, RcConfRes, RcMode, RctlRes, Resource,
+    SoulRes, Step,
 };
 use crate::templates::{TemplateError, Templates};
 use serde_json::json;
@@ -155,6 +155,7 @@ pub fn render(
         ));
     }
     render_bhyve(&mut items, fleet, host)?;
+    render_limits_host(&mut items, &jail_agents);
     for a in &fleet.agents {
         if a.is_bhyve() {
             continue;
@@ -352,6 +353,76 @@ fn render_pf(
     Ok(())
 }
 
+/// What limits need host-wide: RACCT on at boot (a loader tunable), and the users'
+/// rules in warden's block of /etc/rctl.conf, which `/etc/rc.d/rctl` adds at boot.
+fn render_limits_host(items: &mut Vec<Item>, agents: &[&AgentSpec]) {
+    use crate::limits::Subject;
+    if agents.iter().all(|a| a.limits.is_empty()) {
+        return;
+    }
+    // A block, not sysrc: sysrc takes only sh variable names, and a tunable has dots.
+    items.push(Item::new(
+        Step::Network,
+        None,
+        Resource::Block(BlockRes {
+            path: "/boot/loader.conf".into(),
+            block: format!(
+                "{}: RACCT for the agents' resource limits (rctl); read at boot.\nkern.racct.enable=\"1\"\n{}\n",
+                crate::pfconf::BEGIN,
+                crate::pfconf::END
+            ),
+            placement: Placement::End,
+            phase: Phase::Network,
+            validate: vec![],
+            reload: vec![],
+            notify: vec![],
+        }),
+    ));
+    let users: Vec<String> = agents
+        .iter()
+        .flat_map(|a| {
+            a.limits
+                .iter()
+                .filter(|l| l.subject == Subject::User)
+                .map(|l| {
+                    format!(
+                        "user:{}:{}:deny={}\n",
+                        a.name,
+                        l.kind.rctl_name(),
+                        l.written
+                    )
+                })
+        })
+        .collect();
+    if users.is_empty() {
+        return;
+    }
+    let block = format!(
+        "{}: resource limits of the warden agents' users (AGENT_MEMORY_LIMIT).\n# Managed by warden; /etc/rc.d/rctl adds these rules at boot (rctl_enable=YES).\n{}{}\n",
+        crate::pfconf::BEGIN,
+        users.concat(),
+        crate::pfconf::END
+    );
+    items.push(Item::new(
+        Step::Service,
+        None,
+        Resource::Block(BlockRes {
+            path: "/etc/rctl.conf".into(),
+            block,
+            placement: Placement::End,
+            phase: Phase::Users,
+            validate: vec![],
+            reload: vec![],
+            notify: vec![],
+        }),
+    ));
+    items.push(Item::new(
+        Step::Service,
+        None,
+        rc("rctl_enable".into(), "YES".into(), Phase::Users),
+    ));
+}
+
 fn render_jail(
     items: &mut Vec<Item>,
 
@@ -490,6 +561,23 @@ fn render_jail(
             marker: format!("/{marker}"),
         }),
     ));
+    for l in a
+        .limits
+        .iter()
+        .filter(|l| l.subject == crate::limits::Subject::Jail(j.role))
+    {
+        items.push(Item::new(
+            step,
+            agent,
+            Resource::Rctl(RctlRes {
+                subject: "jail".into(),
+                name: j.name.clone(),
+                resource: l.kind.rctl_name().into(),
+                amount: l.amount,
+                written: l.written.clone(),
+            }),
+        ));
+    }
     Ok(())
 }
 
@@ -624,6 +712,19 @@ fn render_agent(
         name: a.name.clone(),
         home: a.home.clone(),
     }));
+    for l in a
+        .limits
+        .iter()
+        .filter(|l| l.subject == crate::limits::Subject::User)
+    {
+        items.push(svc(Resource::Rctl(RctlRes {
+            subject: "user".into(),
+            name: a.name.clone(),
+            resource: l.kind.rctl_name().into(),
+            amount: l.amount,
+            written: l.written.clone(),
+        })));
+    }
     if let Some(repo) = &a.soul_repo {
         let source = soul_source(repo, a.file.parent().unwrap_or(std::path::Path::new(".")));
         // A plain directory of the fleet repository: a copy pinned by its digest.

@@ -220,6 +220,33 @@ pub struct VmRes {
     pub vm_dir: String,
 }
 
+/// An rctl(8) `deny` rule: a jail's (through Bastille's `limits`, which keeps it in
+/// the jail's `rctl.conf`) or a user's (kept in warden's block of `/etc/rctl.conf`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RctlRes {
+    /// `jail` or `user`.
+    pub subject: String,
+    /// The jail's or the user's name.
+    pub name: String,
+    /// `memoryuse` or `pcpu`.
+    pub resource: String,
+    /// Bytes, or percent of one CPU.
+    pub amount: u64,
+    /// The amount as the manifest writes it (`2G`), given to Bastille.
+    pub written: String,
+}
+
+impl RctlRes {
+    /// `jail:atlasdb:memoryuse`: the rule's filter, as rctl(8) matches it.
+    pub fn filter(&self) -> String {
+        format!("{}:{}:{}", self.subject, self.name, self.resource)
+    }
+    /// The whole rule as rctl(8) prints it.
+    pub fn rule(&self) -> String {
+        crate::limits::rule(&self.subject, &self.name, &self.resource, self.amount)
+    }
+}
+
 /// One managed thing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -263,6 +290,7 @@ pub enum Resource {
         name: String,
     },
     Vm(VmRes),
+    Rctl(RctlRes),
 }
 
 impl Resource {
@@ -287,6 +315,7 @@ impl Resource {
             Resource::Soul(s) => format!("soul:{}", s.dest),
             Resource::Service { name } => format!("service:{name}"),
             Resource::Vm(v) => format!("vm:{}", v.name),
+            Resource::Rctl(r) => format!("rctl:{}", r.filter()),
         }
     }
 
@@ -304,6 +333,9 @@ impl Resource {
             Resource::User { .. } => Phase::Users,
             Resource::Soul(_) => Phase::Souls,
             Resource::Service { .. } => Phase::Services,
+            // A jail's rule needs the jail; a user's, the user (rctl resolves the name).
+            Resource::Rctl(r) if r.subject == "jail" => Phase::JailTemplates,
+            Resource::Rctl(_) => Phase::Users,
         }
     }
 
@@ -324,7 +356,7 @@ impl Resource {
             Resource::BridgeAlias { addr, .. } => addr.clone(),
             Resource::PfAnchor { content, .. } => content.clone(),
             Resource::Block(b) => b.block.clone(),
-            Resource::Jail(j) => jail_repr(j.devfs_ruleset, true),
+            Resource::Jail(j) => jail_repr(&j.release, &j.ip, &j.gateway, j.devfs_ruleset, true),
             Resource::JailTemplate(t) => t.hash.clone(),
             Resource::User { home, .. } => format!("home {home}"),
             Resource::Soul(s) => match &s.pinned {
@@ -333,6 +365,7 @@ impl Resource {
             },
             Resource::Service { .. } => "running".into(),
             Resource::Vm(v) => vm_repr(v.cpus, &v.memory, &v.disk, true),
+            Resource::Rctl(r) => rctl_repr(&r.resource, r.amount),
         }
     }
 }
@@ -342,9 +375,15 @@ pub fn file_repr(content: &str, mode: u32, owner: &str, group: &str) -> String {
     format!("# mode {mode:04o} owner {owner}:{group}\n{content}")
 }
 
-pub fn jail_repr(devfs_ruleset: Option<u32>, running: bool) -> String {
+pub fn jail_repr(
+    release: &str,
+    ip: &str,
+    gateway: &str,
+    devfs_ruleset: Option<u32>,
+    running: bool,
+) -> String {
     format!(
-        "devfs_ruleset {}\nstate {}",
+        "release {release}\nip {ip}\ngateway {gateway}\ndevfs_ruleset {}\nstate {}",
         devfs_ruleset.map_or("(bastille default)".to_string(), |n| n.to_string()),
         if running { "running" } else { "stopped" }
     )
@@ -364,6 +403,22 @@ pub fn vm_repr(cpus: u32, memory: &str, disk: &str, running: bool) -> String {
         "cpu {cpus}\nmemory {memory}\ndisk {disk}\nstate {}",
         if running { "running" } else { "stopped" }
     )
+}
+
+/// Canonical text of an rctl rule: `deny=2G` (the largest exact unit), or
+/// `deny=50%` for pcpu.
+pub fn rctl_repr(resource: &str, amount: u64) -> String {
+    if resource == "pcpu" {
+        return format!("deny={amount}%");
+    }
+    let units = [(40, "T"), (30, "G"), (20, "M"), (10, "K")];
+    let short = units
+        .iter()
+        .find(|(shift, _)| amount >= 1 << shift && amount.is_multiple_of(1 << shift))
+        .map_or(amount.to_string(), |(shift, u)| {
+            format!("{}{u}", amount >> shift)
+        });
+    format!("deny={short}")
 }
 
 /// A desired resource with the group and agent it belongs to.

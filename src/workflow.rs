@@ -111,11 +111,17 @@ pub fn plan_with_view(
     let loader: Vec<String> = plan
         .changes
         .iter()
-        .filter_map(|c| match &c.item.resource {
+        .flat_map(|c| match &c.item.resource {
             crate::resource::Resource::RcConf(rc) if rc.file == "/boot/loader.conf" => {
-                Some(rc.key.clone())
+                vec![rc.key.clone()]
             }
-            _ => None,
+            crate::resource::Resource::Block(b) if b.path == "/boot/loader.conf" => b
+                .block
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split_once('=').map(|(k, _)| k.to_string()))
+                .collect(),
+            _ => vec![],
         })
         .collect();
     if !loader.is_empty() {

@@ -216,3 +216,273 @@ fn a_host_port_forwarded_twice_is_refused_with_both_places() {
     let a = s.warden(&["apply", "--yes"]).assert().code(1);
     assert!(s.mutating_calls().is_empty(), "{}", out(&a));
 }
+
+impl Site {
+    /// The simulated kernel after a reboot: loader.conf's kern.racct.enable takes
+    /// effect (the fake sysctl keeps it read-only, as FreeBSD does).
+    fn reboot(&self) {
+        let loader =
+            std::fs::read_to_string(self.root.join("boot/loader.conf")).unwrap_or_default();
+        let on = loader.lines().any(|l| l == "kern.racct.enable=\"1\"");
+        // Seed the fake sysctl's state, then set the tunable.
+        self.fake("sysctl", &["-n", "kern.racct.enable"]);
+        let db = self.root.join("var/fakebsd/sysctl");
+        let text = std::fs::read_to_string(&db).unwrap();
+        let text = text.replace(
+            if on {
+                "kern.racct.enable=0"
+            } else {
+                "kern.racct.enable=1"
+            },
+            if on {
+                "kern.racct.enable=1"
+            } else {
+                "kern.racct.enable=0"
+            },
+        );
+        std::fs::write(&db, text).unwrap();
+    }
+    /// `release` in warden.toml.
+    fn set_release(&self, release: &str) {
+        let toml = std::fs::read_to_string(&self.config).unwrap();
+        let kept: String = toml
+            .lines()
+            .filter(|l| !l.starts_with("release"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&self.config, format!("release = \"{release}\"\n{kept}")).unwrap();
+    }
+    /// Run a fake FreeBSD command against the site's root.
+    fn fake(&self, cmd: &str, args: &[&str]) -> String {
+        let o = std::process::Command::new(fakebsd_dir().join(cmd))
+            .args(args)
+            .env("FAKEBSD_ROOT", &self.root)
+            .env("FAKEBSD_INTERNAL", "1")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+    fn read(&self, p: &str) -> String {
+        std::fs::read_to_string(self.root.join(p)).unwrap_or_default()
+    }
+}
+
+const DB_RULE: &str = "jail:atlasdb:memoryuse:deny=2147483648";
+const CMS_RULE: &str = "jail:atlascms:pcpu:deny=50";
+const USER_RULE: &str = "user:atlas:memoryuse:deny=4294967296";
+
+#[test]
+fn limits_wait_for_racct_then_converge_both_ways() {
+    let s = site();
+    s.set_key("atlas", "DB_MEMORY_LIMIT", Some("2G"));
+    s.set_key("atlas", "CMS_CPU_LIMIT", Some("50"));
+    s.set_key("atlas", "AGENT_MEMORY_LIMIT", Some("4G"));
+
+    // RACCT is off: the tunable goes into loader.conf, the rules wait for a reboot.
+    let text = out(&s.apply().success());
+    assert!(text.contains("RACCT is off"), "{text}");
+    assert!(!text.contains("rctl:"), "{text}");
+    assert!(s
+        .read("boot/loader.conf")
+        .contains("kern.racct.enable=\"1\""));
+    s.no_changes();
+
+    s.reboot();
+    let plan = out(&s.warden(&["plan"]).assert().success());
+    insta::assert_snapshot!("plan_limits_after_reboot", plan);
+    s.apply().success();
+    let rules = s.fake("rctl", &[]);
+    for r in [DB_RULE, CMS_RULE, USER_RULE] {
+        assert!(rules.lines().any(|l| l == r), "{r} in {rules}");
+    }
+    assert_eq!(
+        s.read("usr/local/bastille/jails/atlasdb/rctl.conf"),
+        "jail:atlasdb:memoryuse:deny=2G/jail\n"
+    );
+    assert!(s
+        .read("etc/rctl.conf")
+        .contains("\nuser:atlas:memoryuse:deny=4G\n"));
+    assert!(s.read("etc/rc.conf").contains("rctl_enable=\"YES\""));
+    s.no_changes();
+
+    // A jail restarted by hand gets its rules back from Bastille: nothing to do.
+    s.fake("bastille", &["restart", "atlasdb"]);
+    s.no_changes();
+
+    // A changed amount replaces the rule, in the kernel and in Bastille's rctl.conf.
+    s.set_key("atlas", "DB_MEMORY_LIMIT", Some("1G"));
+    let plan = out(&s.warden(&["plan", "--step", "db"]).assert().success());
+    insta::assert_snapshot!("plan_limit_changed", plan);
+    s.apply().success();
+    assert!(s
+        .fake("rctl", &[])
+        .lines()
+        .any(|l| l == "jail:atlasdb:memoryuse:deny=1073741824"));
+    assert_eq!(
+        s.read("usr/local/bastille/jails/atlasdb/rctl.conf"),
+        "jail:atlasdb:memoryuse:deny=1G/jail\n"
+    );
+    s.no_changes();
+
+    // Removed keys remove their rules.
+    for key in ["DB_MEMORY_LIMIT", "CMS_CPU_LIMIT", "AGENT_MEMORY_LIMIT"] {
+        s.set_key("atlas", key, None);
+    }
+    s.apply().success();
+    assert_eq!(s.fake("rctl", &[]), "", "every rule is gone");
+    assert_eq!(s.read("usr/local/bastille/jails/atlasdb/rctl.conf"), "");
+    assert!(!s.read("etc/rctl.conf").contains("warden"));
+    s.no_changes();
+}
+
+#[test]
+fn a_failing_limit_stops_the_run_and_the_next_apply_converges() {
+    for pattern in ["bastille limits*add*", "rctl -a user:*"] {
+        let s = site();
+        s.apply().success();
+        s.set_key("atlas", "DB_MEMORY_LIMIT", Some("2G"));
+        s.set_key("atlas", "AGENT_MEMORY_LIMIT", Some("4G"));
+        s.apply().success();
+        s.reboot();
+        let failed = s
+            .warden(&["apply", "--yes"])
+            .env("FAKEBSD_FAIL", pattern)
+            .assert()
+            .code(1);
+        assert!(
+            out(&failed).contains("injected failure"),
+            "{pattern}: {}",
+            out(&failed)
+        );
+        s.apply().success();
+        let rules = s.fake("rctl", &[]);
+        assert!(
+            rules.contains(DB_RULE) && rules.contains(USER_RULE),
+            "{pattern}: {rules}"
+        );
+        s.no_changes();
+    }
+}
+
+#[test]
+fn limit_values_are_checked_with_file_line_and_key() {
+    let s = site();
+    s.set_key("atlas", "DB_MEMORY_LIMIT", Some("2GB"));
+    s.set_key("atlas", "OLLAMA_CPU_LIMIT", Some("50"));
+    s.set_key("atlas", "GIT_CPU_LIMIT", Some("0"));
+    let text = out(&Command::cargo_bin("warden")
+        .unwrap()
+        .arg("--config")
+        .arg(&s.config)
+        .arg("check")
+        .assert()
+        .code(1));
+    for want in [
+        "atlas.env:10: DB_MEMORY_LIMIT: \"2GB\" is not a memory size",
+        "atlas.env:11: OLLAMA_CPU_LIMIT: this agent runs no ollama jail",
+        "atlas.env:12: GIT_CPU_LIMIT: \"0\" must be a whole percentage",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
+}
+
+#[test]
+fn a_moved_subnet_readdresses_the_jails_and_keeps_their_data() {
+    let s = site();
+    s.apply().success();
+    // Data in the database jail, written by the jail's own processes.
+    let data = s
+        .root
+        .join("usr/local/bastille/jails/atlasdb/root/var/db/postgres/data18");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("PG_VERSION"), "18\n").unwrap();
+
+    s.set_key("atlas", "AGENT_SUBNET_BASE", Some("10.0.2"));
+    let plan = out(&s.warden(&["plan", "--step", "db"]).assert().success());
+    insta::assert_snapshot!("plan_jail_readdressed", plan);
+    s.clear_log();
+    s.apply().success();
+    let log = s.log();
+    assert!(!log.contains("bastille destroy"), "{log}");
+    assert!(
+        log.contains(
+            "MUT bastille sysrc atlasdb ifconfig_vnet0=inet 10.0.2.5/24 defaultrouter=10.0.2.1"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("MUT bastille restart atlasdb"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("PG_VERSION")).unwrap(),
+        "18\n"
+    );
+    let rc = s.read("usr/local/bastille/jails/atlasdb/root/etc/rc.conf");
+    assert!(rc.contains("ifconfig_vnet0=\"inet 10.0.2.5/24\""), "{rc}");
+    assert!(rc.contains("defaultrouter=\"10.0.2.1\""), "{rc}");
+    s.no_changes();
+}
+
+#[test]
+fn a_new_release_upgrades_thin_jails_in_place_once_bootstrapped() {
+    let s = site();
+    s.apply().success();
+    let data = s
+        .root
+        .join("usr/local/bastille/jails/atlasgit/root/var/db/git/repo.git");
+    std::fs::create_dir_all(&data).unwrap();
+    s.set_release("15.1-RELEASE");
+
+    let plan = out(&s.warden(&["plan", "--step", "git"]).assert().success());
+    insta::assert_snapshot!("plan_jail_release", plan);
+
+    // Not bootstrapped yet: refused before any jail stops.
+    s.clear_log();
+    let failed = s.warden(&["apply", "--yes"]).assert().code(1);
+    let text = out(&failed);
+    assert!(
+        text.contains(
+            "release 15.1-RELEASE is not bootstrapped; run `bastille bootstrap 15.1-RELEASE`"
+        ),
+        "{text}"
+    );
+    assert!(!s.log().contains("bastille stop"), "{}", s.log());
+
+    s.fake("bastille", &["bootstrap", "15.1-RELEASE"]);
+    s.clear_log();
+    s.apply().success();
+    let log = s.log();
+    assert!(
+        log.contains("MUT bastille upgrade atlasgit 15.1-RELEASE"),
+        "{log}"
+    );
+    assert!(!log.contains("bastille destroy"), "{log}");
+    assert!(data.is_dir(), "the jail's data is kept");
+    let fstab = s.read("usr/local/bastille/jails/atlasgit/fstab");
+    assert!(fstab.contains("/releases/15.1-RELEASE "), "{fstab}");
+    assert!(
+        s.fake("jls", &["name"]).lines().any(|l| l == "atlasgit"),
+        "running again"
+    );
+    s.no_changes();
+}
+
+#[test]
+fn a_thick_jail_release_change_is_refused_with_the_manual_steps() {
+    let s = site();
+    s.apply().success();
+    // atlasgit made thick: no release mount in its fstab, the release in jail.conf.
+    let fstab = s.root.join("usr/local/bastille/jails/atlasgit/fstab");
+    std::fs::write(&fstab, "").unwrap();
+    s.no_changes();
+    s.set_release("15.1-RELEASE");
+    s.fake("bastille", &["bootstrap", "15.1-RELEASE"]);
+    let text = out(&s
+        .warden(&["apply", "--yes", "--step", "git"])
+        .assert()
+        .code(1));
+    assert!(text.contains("jail atlasgit is a thick jail"), "{text}");
+    assert!(text.contains("bastille upgrade atlasgit install"), "{text}");
+    assert!(
+        s.fake("jls", &["name"]).lines().any(|l| l == "atlasgit"),
+        "still running"
+    );
+}

@@ -90,7 +90,7 @@ if command -v shellcheck >/dev/null 2>&1; then
 else
 	echo "note: shellcheck not found, lint skipped"
 fi
-for f in bastille devfs ifconfig jls pfctl ps pw service sysctl sysrc vm; do
+for f in bastille devfs ifconfig jls pfctl ps pw rctl service sysctl sysrc vm; do
 	if [ -x "$FAKE/$f" ]; then ok "$f is executable"; else ko "$f is executable"; fi
 done
 
@@ -363,6 +363,42 @@ t_out "sysctl -n" 0 "1" sysctl -n net.inet.ip.forwarding
 t_err "sysctl unknown" 1 "sysctl: unknown oid 'net.nope'" sysctl net.nope
 t_err "sysctl read only" 1 "sysctl: oid 'security.jail.jailed' is read only" sysctl security.jail.jailed=1
 t_file "log MUT sysctl" "$LOG" "MUT sysctl net.inet.ip.forwarding=1"
+
+# ---- rctl and bastille limits/upgrade ------------------------------------------------------------------
+t_err "rctl racct off" 1 "rctl: RACCT/RCTL present, but disabled; enable using kern.racct.enable=1 tunable" rctl
+t_err "sysctl racct is a tunable" 1 "sysctl: oid 'kern.racct.enable' is read only" sysctl kern.racct.enable=1
+t_err "bastille limits racct off" 1 "[ERROR]: Racct not enabled. Append 'kern.racct.enable=1' to /boot/loader.conf and reboot" bastille limits atlas add memoryuse 1G
+sed 's/^kern.racct.enable=0$/kern.racct.enable=1/' "$FAKEBSD_ROOT/var/fakebsd/sysctl" >"$WORK/sysctl.new" && mv "$WORK/sysctl.new" "$FAKEBSD_ROOT/var/fakebsd/sysctl"
+t_rc "rctl -a" 0 rctl -a jail:other:memoryuse:deny=2G/jail
+t_out "rctl lists bytes, no /jail" 0 "jail:other:memoryuse:deny=2147483648" rctl
+t_rc "rctl -a replaces a deny rule" 0 rctl -a jail:other:memoryuse:deny=1g
+t_out "rctl shows the new amount" 0 "jail:other:memoryuse:deny=1073741824" rctl jail:other
+t_out "rctl names users" 0 "user:www:pcpu:deny=50" sh -c 'rctl -a user:www:pcpu:deny=50 && rctl'
+t_out "rctl -n keeps uids" 0 "user:80:pcpu:deny=50" rctl -n
+t_err "rctl unknown user" 1 "rctl: malformed rule 'user:ghost:pcpu:deny=5': uknown user 'ghost'" rctl -a user:ghost:pcpu:deny=5
+t_err "rctl deny cputime" 1 "rctl: failed to add rule 'jail:x:cputime:deny=5': Operation not supported" rctl -a jail:x:cputime:deny=5
+t_err "rctl bad resource" 1 "rctl: failed to add rule 'jail:x:bogus:deny=5': Invalid argument" rctl -a jail:x:bogus:deny=5
+t_rc "rctl -r" 0 rctl -r jail:other:memoryuse
+t_err "rctl -r nothing" 1 "rctl: failed to remove rule 'jail:other:memoryuse': No such process" rctl -r jail:other:memoryuse
+t_rc "bastille create thin" 0 bastille create -B -g 10.0.1.1 lim 14.2-RELEASE 10.0.1.9/24 wardenbr0
+bastille stop lim >/dev/null 2>&1
+t_err "bastille limits stopped jail" 0 "Jail is not running." bastille limits lim add memoryuse 1G
+t_rc "bastille limits -a add" 0 bastille limits -a lim add memoryuse 1G
+t_file "limits rctl.conf" "$B/jails/lim/rctl.conf" "jail:lim:memoryuse:deny=1G/jail"
+t_out "limits in the kernel" 0 "jail:lim:memoryuse:deny=1073741824" rctl jail:lim
+t_rc "bastille stop clears limits" 0 bastille stop lim
+t_eq "no rule while stopped" "$(rctl jail:lim)" ""
+t_rc "bastille start adds limits" 0 bastille start lim
+t_out "rule back after start" 0 "jail:lim:memoryuse:deny=1073741824" rctl jail:lim
+t_rc "bastille limits remove" 0 bastille limits lim remove memoryuse
+t_eq "rule removed" "$(rctl jail:lim)" ""
+t_eq "rctl.conf emptied" "$(cat "$B/jails/lim/rctl.conf")" ""
+t_err "bastille upgrade unknown release" 1 "[ERROR]: Release not found: 15.1-RELEASE" bastille upgrade lim 15.1-RELEASE
+bastille bootstrap 15.1-RELEASE >/dev/null
+t_err "bastille upgrade running thin jail" 1 "Use [-a|--auto] to auto-stop the jail." bastille upgrade lim 15.1-RELEASE
+t_out "bastille upgrade -a" 0 "Upgraded lim: 14.2-RELEASE -> 15.1-RELEASE" bastille upgrade -a lim 15.1-RELEASE
+t_file "upgrade rewrites the fstab" "$B/jails/lim/fstab" "/releases/15.1-RELEASE $B/jails/lim/root/.bastille nullfs"
+t_err "bastille upgrade same release" 1 "[ERROR]: Jail is already running release: 15.1-RELEASE" bastille upgrade -a lim 15.1-RELEASE
 
 # ---- vm -------------------------------------------------------------------------------------------------
 t_err "vm not enabled" 1 "\$vm_enable is not enabled in /etc/rc.conf!" vm list
