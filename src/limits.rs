@@ -88,14 +88,17 @@ pub fn parse_memory(v: &str) -> Result<u64, String> {
             "{v:?} is not a memory size; write a whole number with K, M, G or T, e.g. 2G or 512M"
         )
     };
-    let (digits, unit) = v.split_at(v.len().saturating_sub(1));
+    let Some(unit) = v.chars().last() else {
+        return Err(shape());
+    };
     let shift = match unit {
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        'T' => 40,
         _ => return Err(shape()),
     };
+    let digits = &v[..v.len() - 1];
     if digits.is_empty()
         || digits.len() > 8
         || digits.starts_with('0')
