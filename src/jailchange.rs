@@ -50,7 +50,8 @@ impl JailDelta {
         self.ip.is_some() || self.gateway.is_some()
     }
 
-    /// `ip 10.0.1.5 -> 10.0.2.5, release 15.0-RELEASE -> 15.1-RELEASE`.
+    /// `ip 10.0.1.5 -> 10.0.2.5, release 15.0-RELEASE -> 15.1-RELEASE`: what moves
+    /// (empty when only the devfs ruleset or the running state differ).
     pub fn summary(&self) -> String {
         let short = |s: &str| s.strip_suffix("/24").unwrap_or(s).to_string();
         let mut parts = Vec::new();
@@ -62,12 +63,6 @@ impl JailDelta {
         }
         if let Some((a, b)) = &self.release {
             parts.push(format!("release {a} -> {b}"));
-        }
-        if self.devfs {
-            parts.push("devfs ruleset".into());
-        }
-        if parts.is_empty() && self.start {
-            parts.push("start".into());
         }
         parts.join(", ")
     }

@@ -402,15 +402,13 @@ fn summary(c: &Change) -> String {
             c.before.as_deref().unwrap_or(""),
             rc.value
         ),
-        (Action::Update, Resource::Jail(j)) => {
+        (Action::Update, Resource::Jail(j))
+            if !crate::jailchange::delta(c.before.as_deref().unwrap_or(""), j)
+                .summary()
+                .is_empty() =>
+        {
             let d = crate::jailchange::delta(c.before.as_deref().unwrap_or(""), j);
-            let mut why = d.summary();
-            if d.release.is_some() {
-                why.push_str(": stops the jail for bastille upgrade");
-            } else if d.network() {
-                why.push_str(": restarts the jail");
-            }
-            format!("  ({why})")
+            format!("  ({})", d.summary())
         }
         (_, Resource::Jail(j)) => format!(
             "  ({} on {}, {}, gateway {}{})",

@@ -505,19 +505,32 @@ pub fn change_notes(
     use crate::plan::Action;
     match (r, action) {
         (Resource::Jail(j), Action::Update) => {
-            let want = jail_repr(j.devfs_ruleset, true);
+            let want = jail_repr(&j.release, &j.ip, &j.gateway, j.devfs_ruleset, true);
             let before = before.unwrap_or("");
-            if repr_field(before, "devfs_ruleset") != repr_field(&want, "devfs_ruleset") {
-                vec![format!(
+            let d = crate::jailchange::delta(before, j);
+            let mut notes = Vec::new();
+            if d.release.is_some() {
+                notes.push(
+                    "stop: bastille upgrade runs on the stopped thin jail, which then starts"
+                        .into(),
+                );
+            }
+            if d.network() {
+                notes.push("restart: bastille sysrc sets the new address inside the jail".into());
+            }
+            if d.devfs {
+                notes.push(format!(
                     "restart: devfs ruleset {} -> {}",
                     repr_field(before, "devfs_ruleset"),
                     repr_field(&want, "devfs_ruleset")
-                )]
-            } else if repr_field(before, "state") != "running" {
-                vec!["start: the jail is stopped".into()]
-            } else {
-                vec![]
+                ));
+            } else if notes.is_empty() && d.start {
+                notes.push("start: the jail is stopped".into());
             }
+            notes
+        }
+        (Resource::Rctl(r), Action::Update) if r.subject == "jail" => {
+            vec!["replace: bastille limits remove, then add".into()]
         }
         (Resource::Soul(s), Action::Create | Action::Update) if s.pinned.is_some() => {
             match &s.reference {
