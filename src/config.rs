@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 pub struct HostConfig {
     /// External interface that NAT goes out of.
     pub ext_if: String,
+    /// The public IPv4 address `ext_if` is reached at, when several hosts share it
+    /// (CARP, a NAT gateway): `fleet check` then refuses a port (`EXPOSE`) that two
+    /// of them forward. Empty when the host's address is its own.
+    pub ext_addr: String,
     /// The bridge every agent jail hangs off.
     pub bridge: String,
     /// The cloned interface rc.conf creates at boot and renames to `bridge`.
@@ -53,6 +57,7 @@ impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
             ext_if: "em0".into(),
+            ext_addr: String::new(),
             bridge: "warden0".into(),
             bridge_clone: "bridge0".into(),
             release: "15.0-RELEASE".into(),
@@ -266,6 +271,17 @@ fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
             format!(
                 "{:?} is not an interface name (e.g. em0, igb0, vtnet0)",
                 host.ext_if
+            ),
+        ));
+    }
+    if !host.ext_addr.is_empty() && host.ext_addr.parse::<std::net::Ipv4Addr>().is_err() {
+        diags.push(Diagnostic::new(
+            path,
+            line_of("ext_addr"),
+            Some("ext_addr"),
+            format!(
+                "{:?} is not an IPv4 address (the public address of ext_if, e.g. 203.0.113.10)",
+                host.ext_addr
             ),
         ));
     }

@@ -65,6 +65,8 @@ pub fn check_hosts(dir: &Path) -> Result<Vec<HostSummary>, Diagnostics> {
     // Per host, the agents whose manifests are valid on their own (from a host with
     // other problems too), for the cross-host rules.
     let mut seen: Vec<(String, Vec<Seen>)> = Vec::new();
+    // Per valid host that declares a shared `ext_addr`: the address and its agents.
+    let mut shared: Vec<(String, String, Vec<AgentSpec>)> = Vec::new();
     for (host, path) in hosts {
         let config = path.join(HOST_CONFIG);
         if !config.is_file() {
@@ -80,7 +82,14 @@ pub fn check_hosts(dir: &Path) -> Result<Vec<HostSummary>, Diagnostics> {
             continue;
         }
         match workflow::load(&config) {
-            Ok((_, fleet)) => {
+            Ok((cfg, fleet)) => {
+                if !cfg.host.ext_addr.is_empty() {
+                    shared.push((
+                        host.clone(),
+                        cfg.host.ext_addr.clone(),
+                        fleet.jail_agents().cloned().collect(),
+                    ));
+                }
                 summaries.push(HostSummary {
                     host: host.clone(),
                     agents: fleet.agents.iter().map(|a| a.name.clone()).collect(),
@@ -122,12 +131,45 @@ pub fn check_hosts(dir: &Path) -> Result<Vec<HostSummary>, Diagnostics> {
         }
     }
 
+    diags.extend(shared_address_ports(&shared));
+
     if diags.is_empty() {
         Ok(summaries)
     } else {
         diags.sort();
         Err(diags)
     }
+}
+
+/// Hosts that share a public address (`ext_addr`) share its ports: a host port that
+/// two of them forward (`EXPOSE`) is reported at the second, pointing at the first.
+fn shared_address_ports(hosts: &[(String, String, Vec<AgentSpec>)]) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    let mut first: BTreeMap<(&str, u16, crate::expose::Proto), (&str, &str)> = BTreeMap::new();
+    for (host, addr, agents) in hosts {
+        for a in agents {
+            for e in &a.expose {
+                match first.get(&(addr.as_str(), e.host_port, e.proto)) {
+                    Some((other_host, other_agent)) if other_host != host => {
+                        diags.push(Diagnostic::new(
+                            &a.file,
+                            a.line("EXPOSE"),
+                            Some("EXPOSE"),
+                            format!(
+                                "host port {}/{} is already forwarded by agent {other_agent} on host {other_host}, which shares the address {addr} (ext_addr)",
+                                e.host_port, e.proto
+                            ),
+                        ));
+                    }
+                    Some(_) => {} // twice on one host: that host's own check reports it
+                    None => {
+                        first.insert((addr, e.host_port, e.proto), (host, &a.name));
+                    }
+                }
+            }
+        }
+    }
+    diags
 }
 
 /// One line per host and a total, for `warden fleet check`:

@@ -235,3 +235,34 @@ fn the_example_fleet_is_valid() {
         "alpha: atlas, clawdie\nbeta: hermes\n2 hosts, 3 agents: the fleet is valid.\n"
     );
 }
+
+#[test]
+fn a_port_forwarded_on_two_hosts_that_share_an_address_is_reported() {
+    let f = Fleet::new();
+    f.host("alpha", "ext_addr = \"203.0.113.10\"\n")
+        .host("beta", "ext_addr = \"203.0.113.10\"\n")
+        .host("gamma", "")
+        .file(
+            "alpha",
+            "agents/atlas.env",
+            "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nEXPOSE=cms:8443:80\n",
+        )
+        .file(
+            "beta",
+            "agents/hermes.env",
+            "AGENT_NAME=hermes\nAGENT_SUBNET_BASE=10.0.2\nEXPOSE=git:8443:22,git:2222:22\n",
+        )
+        .file(
+            "gamma",
+            "agents/nova.env",
+            "AGENT_NAME=nova\nAGENT_SUBNET_BASE=10.0.3\nEXPOSE=cms:8443:80\n",
+        );
+    let errs = errors(f.dir());
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].ends_with(
+            "beta/agents/hermes.env:3: EXPOSE: host port 8443/tcp is already forwarded by agent atlas on host alpha, which shares the address 203.0.113.10 (ext_addr)"
+        ),
+        "{errs:?}"
+    );
+}
