@@ -13,6 +13,7 @@ pub struct HostConfig {
     /// The public IPv4 address `ext_if` is reached at, when several hosts share it
     /// (CARP, a NAT gateway): `fleet check` then refuses a port (`EXPOSE`) that two
     /// of them forward. Empty when the host's address is its own.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub ext_addr: String,
     /// The bridge every agent jail hangs off.
     pub bridge: String,
@@ -361,6 +362,22 @@ mod tests {
         let c = parse(Path::new("warden.toml"), "").unwrap();
         assert_eq!(c.host.bridge, "warden0");
         assert_eq!(c.host.release, "15.0-RELEASE");
+    }
+
+    #[test]
+    fn ext_addr_is_an_ipv4_address() {
+        let c = parse(Path::new("warden.toml"), "ext_addr = \"203.0.113.10\"\n").unwrap();
+        assert_eq!(c.host.ext_addr, "203.0.113.10");
+        let e = parse(
+            Path::new("warden.toml"),
+            "ext_if = \"igb0\"\next_addr = \"carp0\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("warden.toml:2: ext_addr: \"carp0\" is not an IPv4 address"),
+            "{e}"
+        );
     }
 
     #[test]
