@@ -13,7 +13,6 @@ pub struct HostConfig {
     /// The public IPv4 address `ext_if` is reached at, when several hosts share it
     /// (CARP, a NAT gateway): `fleet check` then refuses a port (`EXPOSE`) that two
     /// of them forward. Empty when the host's address is its own.
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub ext_addr: String,
     /// The bridge every agent jail hangs off.
     pub bridge: String,

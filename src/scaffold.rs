@@ -100,6 +100,10 @@ pub const JUSTFILE: &str = include_str!("../Justfile");
 /// What each warden.toml key is for, as its comment in a new warden.toml.
 pub const CONFIG_DOCS: &[(&str, &str)] = &[
     ("ext_if", "Interface NAT goes out of."),
+    (
+        "ext_addr",
+        "Public IPv4 address of ext_if when hosts share it (CARP, NAT): fleet check refuses a port two of them forward (EXPOSE); empty: the host's own.",
+    ),
     ("bridge", "Bridge the agents' jails hang off."),
     (
         "bridge_clone",
