@@ -369,6 +369,11 @@ impl<'a> Applier<'a> {
                     argv.push(host.arg_path(&b.path));
                     self.run(id, argv)?;
                 }
+                // At once, not at the end of the run: later changes (a jail using
+                // a devfs ruleset) depend on the file being loaded.
+                for argv in &b.notify {
+                    self.run(id, argv.clone())?;
+                }
             }
             (Resource::Jail(j), Action::Delete) => {
                 if host
@@ -385,6 +390,10 @@ impl<'a> Applier<'a> {
                             j.name.clone(),
                         ],
                     )?;
+                }
+                if let Some(st) = state {
+                    rt.block_on(st.set_fact(&format!("jail_devfs:{}", j.name), None))
+                        .map_err(|e| check(id, e))?;
                 }
             }
             (Resource::Jail(j), Action::Create) => {
@@ -412,17 +421,10 @@ impl<'a> Applier<'a> {
                         ],
                     )?;
                 }
-                self.configure_jail(id, j, true)?;
+                self.configure_jail(id, j, None, state, rt)?;
             }
             (Resource::Jail(j), Action::Update) => {
-                let devfs_changed = change.before.as_deref().is_some_and(|b| {
-                    !b.contains(&format!(
-                        "devfs_ruleset {}\n",
-                        j.devfs_ruleset
-                            .map_or("(bastille default)".into(), |n| n.to_string())
-                    ))
-                });
-                self.configure_jail(id, j, devfs_changed)?;
+                self.configure_jail(id, j, change.before.as_deref(), state, rt)?;
             }
             (Resource::JailTemplate(t), Action::Delete) => {
                 let _ = t;
@@ -665,13 +667,37 @@ impl<'a> Applier<'a> {
         }
     }
 
+    /// Set the jail parameters that differ from `before` (all of them for a new
+    /// jail) through `bastille config`, then restart the jail so they take effect:
+    /// jail(8) reads its parameters, and devfs applies a ruleset's rules to the
+    /// jail's /dev, only when the jail starts. A jail that only stopped is started.
     fn configure_jail(
         &self,
         id: &str,
         j: &crate::resource::JailRes,
-        devfs_changed: bool,
+        before: Option<&str>,
+        state: Option<&mut State>,
+        rt: &tokio::runtime::Runtime,
     ) -> Result<(), ApplyError> {
-        if let (Some(n), true) = (j.devfs_ruleset, devfs_changed) {
+        let differs = |key: &str, want: &str| {
+            before.is_none_or(|b| crate::resource::repr_field(b, key) != want)
+        };
+        let mut sets: Vec<(String, String)> = Vec::new();
+        if let Some(n) = j.devfs_ruleset {
+            if differs("devfs_ruleset", &n.to_string()) {
+                sets.push((s("devfs_ruleset"), n.to_string()));
+            }
+        }
+        for (k, v) in &j.params {
+            if differs(k, v) {
+                sets.push((k.clone(), v.clone()));
+            }
+        }
+        let rules_changed = j
+            .devfs_rules
+            .as_deref()
+            .is_some_and(|d| differs("devfs_rules", d));
+        for (k, v) in &sets {
             self.run(
                 id,
                 vec![
@@ -679,20 +705,24 @@ impl<'a> Applier<'a> {
                     s("config"),
                     j.name.clone(),
                     s("set"),
-                    s("devfs_ruleset"),
-                    n.to_string(),
+                    k.clone(),
+                    v.clone(),
                 ],
             )?;
-            self.run(id, vec![s("bastille"), s("restart"), j.name.clone()])?;
-            return Ok(());
         }
         let running = self
             .host
             .run(&[s("jls"), s("-j"), j.name.clone(), s("name")])
             .map(|o| o.ok())
             .unwrap_or(false);
-        if !running {
+        if running && (!sets.is_empty() || rules_changed) {
+            self.run(id, vec![s("bastille"), s("restart"), j.name.clone()])?;
+        } else if !running {
             self.run(id, vec![s("bastille"), s("start"), j.name.clone()])?;
+        }
+        if let (Some(d), Some(st)) = (&j.devfs_rules, state) {
+            rt.block_on(st.set_fact(&format!("jail_devfs:{}", j.name), Some(d)))
+                .map_err(|e| check(id, e))?;
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 use crate::config::HostConfig;
 use crate::host::{Host, HostError};
-use crate::resource::{file_repr, jail_repr, vm_repr, Item, RcMode, Resource};
+use crate::resource::{file_repr, vm_repr, Item, JailShape, RcMode, Resource};
 use crate::state::StateView;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,6 +21,8 @@ pub struct ObservedFile {
 pub struct ObservedJail {
     pub devfs_ruleset: Option<u32>,
     pub running: bool,
+    /// Bastille's jail.conf for the jail, for the other parameters.
+    pub conf: String,
 }
 
 /// A vm-bhyve VM as found on the host.
@@ -249,6 +251,7 @@ pub fn probe(
                     devfs_ruleset: jail_conf_value(&conf, "devfs_ruleset")
                         .and_then(|v| v.parse().ok()),
                     running: running.contains(&name),
+                    conf: conf.into_owned(),
                 },
             );
         }
@@ -604,10 +607,29 @@ impl HostState {
                 let f = self.files.get(&b.path)?.as_ref()?;
                 crate::pfconf::current_block(&f.content)
             }
-            Resource::Jail(j) => self
-                .jails
-                .get(&j.name)
-                .map(|o| jail_repr(j.devfs_ruleset.and(o.devfs_ruleset), o.running)),
+            Resource::Jail(j) => self.jails.get(&j.name).map(|o| {
+                JailShape {
+                    devfs_ruleset: j.devfs_ruleset.and(o.devfs_ruleset),
+                    // What the jail was last (re)started with, as warden recorded it.
+                    devfs_rules: j.devfs_rules.as_ref().map(|_| {
+                        view.jail_devfs
+                            .get(&j.name)
+                            .cloned()
+                            .unwrap_or_else(|| "(not recorded)".into())
+                    }),
+                    params: j
+                        .params
+                        .iter()
+                        .map(|(k, _)| {
+                            let v =
+                                jail_conf_value(&o.conf, k).unwrap_or_else(|| "(not set)".into());
+                            (k.clone(), v)
+                        })
+                        .collect(),
+                    running: o.running,
+                }
+                .repr()
+            }),
             Resource::JailTemplate(t) => {
                 self.jails.get(&t.jail)?;
                 Some(

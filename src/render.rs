@@ -131,6 +131,7 @@ pub fn render(
 
     render_network(&mut items, &jail_agents, host, &aliases);
     render_pf(&mut items, fleet, &jail_agents, host, t)?;
+    let mut devfs_block = String::new();
     if !devfs.is_empty() {
         let rulesets: Vec<_> = devfs
             .iter()
@@ -140,6 +141,10 @@ pub fn render(
             "templates/devfs.rules.tera",
             &ctx(json!({ "rulesets": rulesets })),
         )?;
+        devfs_block = block.clone();
+        // rc.d/devfs (libexec/rc/rc.d/devfs in freebsd-src) loads the rulesets of
+        // /etc/devfs.rules into the kernel; it runs as soon as the block is written,
+        // before any jail that uses them is created or restarted.
         items.push(Item::new(
             Step::LlamaCpp,
             None,
@@ -160,7 +165,11 @@ pub fn render(
             continue;
         }
         for j in &a.jails {
-            render_jail(&mut items, a, j, host, devfs.get(&j.name).copied(), t)?;
+            let ruleset = devfs.get(&j.name).map(|n| {
+                let rules = ruleset_text(&devfs_block, *n);
+                (*n, digest(&rules)[..16].to_string())
+            });
+            render_jail(&mut items, a, j, host, ruleset, t)?;
         }
         render_agent(&mut items, fleet, a, host, t)?;
     }
@@ -170,6 +179,29 @@ pub fn render(
         aliases,
         devfs,
     })
+}
+
+/// The lines of ruleset `number` in a devfs.rules text: from its `[name=number]`
+/// header to the next header or the end of warden's block.
+pub fn ruleset_text(block: &str, number: u32) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in block.lines() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            inside = l
+                .trim_end_matches(']')
+                .rsplit_once('=')
+                .is_some_and(|(_, n)| n.trim() == number.to_string());
+        } else if l.starts_with("# END") {
+            inside = false;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn ctx(v: serde_json::Value) -> tera::Context {
@@ -358,10 +390,11 @@ fn render_jail(
     a: &AgentSpec,
     j: &JailSpec,
     host: &HostConfig,
-    devfs_ruleset: Option<u32>,
+    ruleset: Option<(u32, String)>,
     t: &Templates,
 ) -> Result<(), TemplateError> {
     let step = Step::for_role(j.role);
+    let devfs_ruleset = ruleset.as_ref().map(|(n, _)| *n);
     let agent = Some(a.name.as_str());
     if j.role == Role::LlamaCpp {
         // The model directory must exist on the host for the nullfs mount.
@@ -384,6 +417,8 @@ fn render_jail(
             gateway: a.gateway.to_string(),
             bridge: host.bridge.clone(),
             devfs_ruleset,
+            devfs_rules: ruleset.map(|(_, d)| d),
+            params: jail_params(j.role),
         }),
     ));
     let c = ctx(json!({
@@ -491,6 +526,19 @@ fn render_jail(
         }),
     ));
     Ok(())
+}
+
+/// jail(8) parameters a role's jail needs, set through `bastille config` before
+/// its template runs.
+pub fn jail_params(role: Role) -> Vec<(String, String)> {
+    match role {
+        // PostgreSQL allocates a System V shared memory segment at start; jail(8)
+        // gives a jail no SysV IPC unless `sysvshm` is set, and PostgreSQL's
+        // "Managing Kernel Resources" (FreeBSD) asks for `sysvshm=new` in a jail.
+        // Its semaphores are POSIX ones on FreeBSD, so sysvsem/sysvmsg stay off.
+        Role::Db => vec![("sysvshm".into(), "new".into())],
+        _ => vec![],
+    }
 }
 
 /// Host settings, switch, template, cloud-init seed and VM for bhyve agents.

@@ -152,6 +152,59 @@ pub struct JailRes {
     pub gateway: String,
     pub bridge: String,
     pub devfs_ruleset: Option<u32>,
+    /// Digest of the devfs ruleset's rules: the jail is restarted when they change,
+    /// since a running jail's /dev keeps the rules it was started with.
+    #[serde(default)]
+    pub devfs_rules: Option<String>,
+    /// jail(8) parameters set with `bastille config NAME set KEY VALUE` before the
+    /// jail's template runs (e.g. `sysvshm new` for PostgreSQL).
+    #[serde(default)]
+    pub params: Vec<(String, String)>,
+}
+
+impl JailRes {
+    /// The desired side as [`JailShape`].
+    pub fn shape(&self, running: bool) -> JailShape {
+        JailShape {
+            devfs_ruleset: self.devfs_ruleset,
+            devfs_rules: self.devfs_rules.clone(),
+            params: self.params.clone(),
+            running,
+        }
+    }
+}
+
+/// What the plan compares for a jail: the settings that take effect only when the
+/// jail (re)starts, and whether it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JailShape {
+    pub devfs_ruleset: Option<u32>,
+    pub devfs_rules: Option<String>,
+    pub params: Vec<(String, String)>,
+    pub running: bool,
+}
+
+impl JailShape {
+    /// Canonical text, one `key value` line each.
+    pub fn repr(&self) -> String {
+        let mut out = format!(
+            "devfs_ruleset {}\n",
+            self.devfs_ruleset
+                .map_or("(bastille default)".to_string(), |n| n.to_string())
+        );
+        if let Some(d) = &self.devfs_rules {
+            out.push_str(&format!("devfs_rules {d}\n"));
+        }
+        for (k, v) in &self.params {
+            out.push_str(&format!("{k} {v}\n"));
+        }
+        out.push_str(if self.running {
+            "state running"
+        } else {
+            "state stopped"
+        });
+        out
+    }
 }
 
 /// A Bastille template applied to a jail, identified by the hash of its inputs.
@@ -198,7 +251,7 @@ pub struct BlockRes {
     /// Load the file after it changed with this command (its path appended),
     /// e.g. `pfctl -f`.
     pub reload: Vec<String>,
-    /// Commands to run after the file changed.
+    /// Commands run right after the file changed (before the next change).
     pub notify: Vec<Vec<String>>,
 }
 
@@ -324,7 +377,7 @@ impl Resource {
             Resource::BridgeAlias { addr, .. } => addr.clone(),
             Resource::PfAnchor { content, .. } => content.clone(),
             Resource::Block(b) => b.block.clone(),
-            Resource::Jail(j) => jail_repr(j.devfs_ruleset, true),
+            Resource::Jail(j) => j.shape(true).repr(),
             Resource::JailTemplate(t) => t.hash.clone(),
             Resource::User { home, .. } => format!("home {home}"),
             Resource::Soul(s) => match &s.pinned {
@@ -340,14 +393,6 @@ impl Resource {
 /// Canonical text of a file: a header line with mode and owner, then the content.
 pub fn file_repr(content: &str, mode: u32, owner: &str, group: &str) -> String {
     format!("# mode {mode:04o} owner {owner}:{group}\n{content}")
-}
-
-pub fn jail_repr(devfs_ruleset: Option<u32>, running: bool) -> String {
-    format!(
-        "devfs_ruleset {}\nstate {}",
-        devfs_ruleset.map_or("(bastille default)".to_string(), |n| n.to_string()),
-        if running { "running" } else { "stopped" }
-    )
 }
 
 /// The value after `key ` on its line of a canonical text (`cpu 4` → `4`).
@@ -397,7 +442,9 @@ pub fn triggers(r: &Resource, action: crate::plan::Action) -> &[Vec<String>] {
     match (r, action) {
         (Resource::File(f), Action::Update) => &f.notify,
         (Resource::RcConf(rc), Action::Create | Action::Update) => &rc.notify,
-        (Resource::Block(b), _) => &b.notify,
+        // A block's commands run at once when it is written (devfs rules must be
+        // loaded before the jails that use them start), not after every change.
+        (Resource::Block(_), _) => &[],
         _ => &[],
     }
 }
@@ -449,15 +496,30 @@ pub fn change_notes(
 ) -> Vec<String> {
     use crate::plan::Action;
     match (r, action) {
+        // Jail parameters and a devfs ruleset's rules take effect only when the
+        // jail starts (jail(8)): a difference restarts it.
         (Resource::Jail(j), Action::Update) => {
-            let want = jail_repr(j.devfs_ruleset, true);
+            let want = j.shape(true).repr();
             let before = before.unwrap_or("");
-            if repr_field(before, "devfs_ruleset") != repr_field(&want, "devfs_ruleset") {
-                vec![format!(
-                    "restart: devfs ruleset {} -> {}",
-                    repr_field(before, "devfs_ruleset"),
-                    repr_field(&want, "devfs_ruleset")
-                )]
+            let changed: Vec<String> = want
+                .lines()
+                .filter_map(|l| {
+                    let (k, v) = l.split_once(' ')?;
+                    let old = repr_field(before, k);
+                    if k == "state" || old == v {
+                        return None;
+                    }
+                    Some(match (k, j.devfs_ruleset) {
+                        ("devfs_rules", Some(n)) => format!("devfs ruleset {n}'s rules changed"),
+                        _ => format!(
+                            "{k} {} -> {v}",
+                            if old.is_empty() { "(not set)" } else { &old }
+                        ),
+                    })
+                })
+                .collect();
+            if !changed.is_empty() {
+                vec![format!("restart: {}", changed.join(", "))]
             } else if repr_field(before, "state") != "running" {
                 vec!["start: the jail is stopped".into()]
             } else {
@@ -485,6 +547,11 @@ pub fn change_notes(
         (Resource::Block(b), _) if !b.reload.is_empty() => {
             vec![format!("reload: {} {}", b.reload.join(" "), b.path)]
         }
+        (Resource::Block(b), _) if !b.notify.is_empty() => b
+            .notify
+            .iter()
+            .map(|c| format!("then at once: {}", c.join(" ")))
+            .collect(),
         _ => vec![],
     }
 }

@@ -1,0 +1,200 @@
+//! FreeBSD facts warden's output must respect, checked on the simulated host
+//! (tests/fakebsd, which refuses what the real tools refuse).
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+
+struct Site {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    config: PathBuf,
+    root: PathBuf,
+}
+
+/// `examples/warden.toml` with the given manifests (no souls: no git needed).
+fn site(agents: &[(&str, &str)]) -> Site {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("config");
+    std::fs::create_dir_all(dir.join("agents")).unwrap();
+    let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(base.join("examples/warden.toml"), dir.join("warden.toml")).unwrap();
+    for (name, text) in agents {
+        std::fs::write(dir.join(format!("agents/{name}.env")), text).unwrap();
+    }
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    Site {
+        config: dir.join("warden.toml"),
+        dir,
+        root,
+        _tmp: tmp,
+    }
+}
+
+const ATLAS: &str = "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git,db\n";
+const CLAWDIE: &str =
+    "AGENT_NAME=clawdie\nAGENT_SUBNET_BASE=192.168.72\nWARDEN_ROLES=llama-cpp\nLLAMA_MODEL=m.gguf\n";
+
+impl Site {
+    fn warden(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("warden").unwrap();
+        let fakes = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd");
+        let path = format!(
+            "{}:{}",
+            fakes.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        c.env("PATH", path)
+            .env("FAKEBSD_ROOT", &self.root)
+            .env("FAKEBSD_IFACES", "igb0")
+            .env_remove("FAKEBSD_FAIL")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .arg("--root")
+            .arg(&self.root);
+        c
+    }
+    fn apply(&self) -> String {
+        let a = self.warden(&["apply", "--yes"]).assert();
+        let text = out(&a);
+        a.success();
+        text
+    }
+    fn plan(&self) -> String {
+        out(&self.warden(&["plan"]).assert().success())
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("var/log/fakebsd.log")).unwrap_or_default()
+    }
+    fn clear_log(&self) {
+        let _ = std::fs::remove_file(self.root.join("var/log/fakebsd.log"));
+    }
+    fn jail_conf(&self, jail: &str) -> PathBuf {
+        self.root
+            .join(format!("usr/local/bastille/jails/{jail}/jail.conf"))
+    }
+    /// Index of the first log line containing `needle`.
+    fn at(&self, needle: &str) -> usize {
+        let log = self.log();
+        log.lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in the log:\n{log}"))
+    }
+}
+
+fn out(a: &assert_cmd::assert::Assert) -> String {
+    let o = a.get_output();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn the_db_jail_gets_sysvshm_before_its_template_starts_postgresql() {
+    let s = site(&[("atlas", ATLAS)]);
+    s.apply();
+    let conf = std::fs::read_to_string(s.jail_conf("atlasdb")).unwrap();
+    assert!(conf.contains("  sysvshm = new;"), "{conf}");
+    let set = s.at("MUT bastille config atlasdb set sysvshm new");
+    let restart = s.at("MUT bastille restart atlasdb");
+    let template = s.at("MUT bastille template atlasdb");
+    assert!(set < restart && restart < template, "{}", s.log());
+    let services = std::fs::read_to_string(
+        s.root
+            .join("usr/local/bastille/jails/atlasdb/root/var/fakebsd/service.log"),
+    )
+    .unwrap();
+    assert!(services.contains("postgresql start"), "{services}");
+    // The git jail needs no SysV IPC and is not restarted.
+    assert!(
+        !s.log().contains("bastille restart atlasgit"),
+        "{}",
+        s.log()
+    );
+    assert!(!std::fs::read_to_string(s.jail_conf("atlasgit"))
+        .unwrap()
+        .contains("sysvshm"),);
+    s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
+}
+
+#[test]
+fn a_db_jail_without_sysvshm_is_restarted_with_it_and_the_plan_says_why() {
+    let s = site(&[("atlas", ATLAS)]);
+    s.apply();
+    // A database jail made before warden set the parameter.
+    let conf = s.jail_conf("atlasdb");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, text.replace("  sysvshm = new;\n", "")).unwrap();
+    let plan = s.plan();
+    assert!(
+        plan.contains("~ jail:atlasdb  (restart: sysvshm (not set) -> new)"),
+        "{plan}"
+    );
+    assert!(!plan.contains("jail:atlasgit"), "{plan}");
+    let json = out(&s.warden(&["plan", "--json"]).assert().success());
+    assert!(
+        json.contains(r#""reason": "restart: sysvshm (not set) -> new""#),
+        "{json}"
+    );
+    s.clear_log();
+    s.apply();
+    let set = s.at("MUT bastille config atlasdb set sysvshm new");
+    let restart = s.at("MUT bastille restart atlasdb");
+    assert!(set < restart, "{}", s.log());
+    s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
+}
+
+#[test]
+fn devfs_rules_are_loaded_before_the_gpu_jail_starts() {
+    let s = site(&[("clawdie", CLAWDIE)]);
+    s.apply();
+    let load = s.at("MUT service devfs restart");
+    let create = s.at("MUT bastille create -B -g 192.168.72.1 clawdiellm");
+    let template = s.at("MUT bastille template clawdiellm");
+    assert!(load < create && create < template, "{}", s.log());
+    let loaded = std::fs::read_to_string(s.root.join("var/fakebsd/devfs/1000")).unwrap();
+    assert!(loaded.contains("path dri/* unhide"), "{loaded}");
+    s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
+}
+
+#[test]
+fn changed_devfs_rules_reload_and_restart_the_jail_that_uses_them() {
+    let s = site(&[("clawdie", CLAWDIE)]);
+    s.apply();
+    // The operator's template override adds a rule to the GPU ruleset.
+    let overrides = s.dir.join("overrides/templates");
+    std::fs::create_dir_all(&overrides).unwrap();
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/devfs.rules.tera");
+    let tera = std::fs::read_to_string(base).unwrap();
+    std::fs::write(
+        overrides.join("devfs.rules.tera"),
+        tera.replace(
+            "add path 'drm/*' unhide\n",
+            "add path 'drm/*' unhide\nadd path 'renderD*' unhide\n",
+        ),
+    )
+    .unwrap();
+    let tdir = s.dir.join("overrides");
+    let tdir = tdir.to_str().unwrap();
+    let plan = out(&s.warden(&["--templates", tdir, "plan"]).assert().success());
+    assert!(plan.contains("~ block:/etc/devfs.rules"), "{plan}");
+    assert!(
+        plan.contains("~ jail:clawdiellm  (restart: devfs ruleset 1000's rules changed)"),
+        "{plan}"
+    );
+    s.clear_log();
+    s.warden(&["--templates", tdir, "apply", "--yes"])
+        .assert()
+        .success();
+    let load = s.at("MUT service devfs restart");
+    let restart = s.at("MUT bastille restart clawdiellm");
+    assert!(load < restart, "{}", s.log());
+    let loaded = std::fs::read_to_string(s.root.join("var/fakebsd/devfs/1000")).unwrap();
+    assert!(loaded.contains("path renderD* unhide"), "{loaded}");
+    s.warden(&["--templates", tdir, "plan", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+}
