@@ -1,4 +1,4 @@
-//! Execute a plan on the host, in DESIGN.md's order, recording each change.
+//! Execute a plan on the host, in the phase order, recording each change.
 
 use crate::config::Config;
 use crate::host::{Host, HostError, Output};
@@ -48,6 +48,7 @@ pub fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
         }
         Resource::Dir { .. } => vec![],
         Resource::Bridge { .. } | Resource::BridgeAlias { .. } => vec![("ifconfig", base)],
+        Resource::Sysctl { .. } => vec![("sysctl", base)],
         Resource::PfAnchor { .. } => vec![("pfctl", base)],
         Resource::Block(b) => {
             let mut v = vec![];
@@ -246,6 +247,12 @@ impl<'a> Applier<'a> {
                             source,
                         },
                     })?;
+            }
+            (Resource::Sysctl { .. }, Action::Delete) => {
+                // The kernel keeps the value; /etc/sysctl.conf's block goes.
+            }
+            (Resource::Sysctl { name, value }, _) => {
+                self.run(id, vec![s("sysctl"), format!("{name}={value}")])?;
             }
             (Resource::Bridge { name }, Action::Delete) => {
                 self.run(id, vec![s("ifconfig"), name.clone(), s("destroy")])?;

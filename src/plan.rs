@@ -454,6 +454,11 @@ fn summary(c: &Change) -> String {
         (_, Resource::VmSwitch { iface, .. }) => format!("  (vm switch create -i {iface})"),
         (_, Resource::PfAnchor { path, .. }) => format!("  ({path}, checked with pfctl -nf first)"),
         (_, Resource::Block(_)) => "  (warden's block)".into(),
+        (Action::Update, Resource::Sysctl { name, value }) => format!(
+            "  (sysctl {name}: {} -> {value})",
+            c.before.as_deref().unwrap_or("")
+        ),
+        (_, Resource::Sysctl { name, value }) => format!("  (sysctl {name}={value})"),
         _ => String::new(),
     }
 }
@@ -519,6 +524,7 @@ pub fn kind(r: &Resource) -> &'static str {
         Resource::RcConf(_) => "sysrc",
         Resource::Dir { .. } => "directory",
         Resource::Bridge { .. } => "bridge",
+        Resource::Sysctl { .. } => "sysctl",
         Resource::VmSwitch { .. } => "vm_switch",
         Resource::BridgeAlias { .. } => "bridge_alias",
         Resource::PfAnchor { .. } => "pf_anchor",

@@ -43,6 +43,8 @@ pub struct HostState {
     /// rc file → its assignments (as `sysrc -a` shows them).
     pub rc: BTreeMap<String, BTreeMap<String, String>>,
     pub bridges: BTreeMap<String, BTreeSet<String>>,
+    /// Kernel variable → its live value.
+    pub sysctls: BTreeMap<String, String>,
     pub anchors_loaded: BTreeSet<String>,
     pub jails: BTreeMap<String, ObservedJail>,
     /// Template marker contents, by jail.
@@ -110,6 +112,10 @@ pub fn probe(
             all.iter().any(|r| matches!(r, Resource::Jail(_))),
         ),
         ("jls", all.iter().any(|r| matches!(r, Resource::Jail(_)))),
+        (
+            "sysctl",
+            all.iter().any(|r| matches!(r, Resource::Sysctl { .. })),
+        ),
         ("vm", all.iter().any(|r| matches!(r, Resource::Vm(_)))),
     ] {
         if used {
@@ -203,6 +209,25 @@ pub fn probe(
         let out = host.run(&["ifconfig".into(), b.into()])?;
         if out.ok() {
             st.bridges.insert(b.to_string(), parse_inet(&out.stdout));
+        }
+    }
+
+    // Kernel variables: one `sysctl NAME…` for all of them (`name: value` lines).
+    let oids: BTreeSet<&str> = all
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Sysctl { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    if !oids.is_empty() && need("sysctl", &mut missing) {
+        let mut argv = vec!["sysctl".to_string()];
+        argv.extend(oids.iter().map(|o| o.to_string()));
+        let out = host.run(&argv)?;
+        for line in out.stdout.lines() {
+            if let Some((k, v)) = line.split_once(": ") {
+                st.sysctls.insert(k.to_string(), v.trim().to_string());
+            }
         }
     }
 
@@ -582,6 +607,7 @@ impl HostState {
                 .get(path)
                 .map(|m| format!("directory, mode {m:04o}")),
             Resource::Bridge { name } => self.bridges.get(name).map(|_| "up".to_string()),
+            Resource::Sysctl { name, .. } => self.sysctls.get(name).cloned(),
             Resource::VmSwitch { name, .. } => {
                 self.vm_switches.get(name).map(|p| format!("interface {p}"))
             }

@@ -37,6 +37,11 @@ pub const RC_CONF: &str = "/etc/rc.conf";
 /// The secret that becomes the agent's PostgreSQL password.
 pub const DB_PASSWORD_KEY: &str = "DB_PASSWORD";
 pub const PF_ANCHOR: &str = "warden";
+/// if_bridge(4) variables the isolation needs, with their values.
+pub const BRIDGE_SYSCTLS: [(&str, &str); 2] = [
+    ("net.link.bridge.pfil_member", "1"),
+    ("net.link.bridge.pfil_bridge", "1"),
+];
 
 /// Hex SHA-256 of a text.
 pub fn digest(text: &str) -> String {
@@ -286,6 +291,31 @@ fn render_network(
     gw.notify = vec![];
     items.push(net(Resource::RcConf(gw)));
     items.push(net(Resource::Bridge { name: br.clone() }));
+    // PF sees the jails' traffic only where if_bridge(4) runs the packet filter: on
+    // the member interfaces (the jails' epairs, net.link.bridge.pfil_member) and on
+    // the bridge itself (traffic routed through the agents' gateway addresses,
+    // net.link.bridge.pfil_bridge). Both are set now and at boot.
+    let mut block = String::from(
+        "# BEGIN warden: packet filtering on the agents' bridge (if_bridge(4)), for\n\
+         # the isolation rules in warden's PF anchor. Managed by warden.\n",
+    );
+    for (name, value) in BRIDGE_SYSCTLS {
+        block.push_str(&format!("{name}={value}\n"));
+        items.push(net(Resource::Sysctl {
+            name: name.to_string(),
+            value: value.to_string(),
+        }));
+    }
+    block.push_str("# END warden\n");
+    items.push(net(Resource::Block(BlockRes {
+        path: "/etc/sysctl.conf".into(),
+        block,
+        placement: Placement::End,
+        phase: Phase::Network,
+        validate: vec![],
+        reload: vec![],
+        notify: vec![],
+    })));
     let mut by_index: Vec<&&AgentSpec> = agents.iter().collect();
     by_index.sort_by_key(|a| aliases[&a.name]);
     for a in by_index {
@@ -668,10 +698,16 @@ fn render_agent(
     let paths = AgentPaths::new(a, host);
     let agent = Some(a.name.as_str());
     let svc = |r: Resource| Item::new(Step::Service, agent, r);
-    items.push(svc(Resource::User {
-        name: a.name.clone(),
-        home: a.home.clone(),
-    }));
+    // Host-wide and in the PF step: PF's anchor names every agent's user, and
+    // pfctl refuses a user that does not exist (parse.y), whatever --agent says.
+    items.push(Item::new(
+        Step::Pf,
+        None,
+        Resource::User {
+            name: a.name.clone(),
+            home: a.home.clone(),
+        },
+    ));
     if let Some(repo) = &a.soul_repo {
         let source = soul_source(repo, a.file.parent().unwrap_or(std::path::Path::new(".")));
         // A plain directory of the fleet repository: a copy pinned by its digest.

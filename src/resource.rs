@@ -89,16 +89,17 @@ impl fmt::Display for Step {
     }
 }
 
-/// Where a change runs in the apply order (DESIGN.md): host network, PF, devfs,
-/// jails, jail templates, users, souls, agent env files, rc.d, services.
+/// Where a change runs in the apply order: host network, users, PF, devfs, jails,
+/// jail templates, souls, agent env files, rc.d, services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Phase {
     Network,
+    /// Before PF: its rules name the agents' users (pfctl resolves them).
+    Users,
     Pf,
     Devfs,
     Jails,
     JailTemplates,
-    Users,
     Souls,
     EnvFiles,
     RcD,
@@ -287,6 +288,12 @@ pub enum Resource {
     Bridge {
         name: String,
     },
+    /// A kernel variable's live value, set with `sysctl NAME=VALUE` (the boot-time
+    /// value is warden's block in /etc/sysctl.conf).
+    Sysctl {
+        name: String,
+        value: String,
+    },
     /// A vm-bhyve virtual switch.
     VmSwitch {
         name: String,
@@ -330,6 +337,7 @@ impl Resource {
             Resource::RcConf(r) => format!("sysrc:{}:{}", r.file, r.key),
             Resource::Dir { path, .. } => format!("dir:{path}"),
             Resource::Bridge { name } => format!("bridge:{name}"),
+            Resource::Sysctl { name, .. } => format!("sysctl:{name}"),
             Resource::VmSwitch { name, .. } => format!("vm-switch:{name}"),
             Resource::BridgeAlias { bridge, addr } => format!("alias:{bridge}:{addr}"),
             Resource::PfAnchor { anchor, .. } => format!("pf:anchor:{anchor}"),
@@ -347,7 +355,9 @@ impl Resource {
         match self {
             Resource::File(f) => f.phase,
             Resource::RcConf(r) => r.phase,
-            Resource::Bridge { .. } | Resource::BridgeAlias { .. } => Phase::Network,
+            Resource::Bridge { .. } | Resource::BridgeAlias { .. } | Resource::Sysctl { .. } => {
+                Phase::Network
+            }
             Resource::Dir { .. } => Phase::Devfs,
             Resource::VmSwitch { .. } => Phase::Jails,
             Resource::PfAnchor { .. } => Phase::Pf,
@@ -373,6 +383,7 @@ impl Resource {
             Resource::RcConf(r) => r.value.clone(),
             Resource::Dir { mode, .. } => format!("directory, mode {mode:04o}"),
             Resource::Bridge { .. } => "up".into(),
+            Resource::Sysctl { value, .. } => value.clone(),
             Resource::VmSwitch { iface, .. } => format!("interface {iface}"),
             Resource::BridgeAlias { addr, .. } => addr.clone(),
             Resource::PfAnchor { content, .. } => content.clone(),

@@ -54,7 +54,7 @@ fn assert_root_untouched(root: &Path) {
     );
 }
 
-const NOTE: &str = "Note: sysrc, ifconfig, pfctl, bastille, jls, vm not found on this system \
+const NOTE: &str = "Note: sysrc, ifconfig, pfctl, bastille, jls, sysctl, vm not found on this system \
 (not a FreeBSD host?): that part of the host is read as empty.";
 const REBOOT: &str =
     "Note: /boot/loader.conf changes (vmm_load, pptdevs) take effect at the next reboot.";
@@ -159,7 +159,13 @@ fn step_filter_keeps_only_that_group() {
     let doc = plan_json(root.path(), &["--step", "pf"]);
     assert_eq!(
         ids(&doc),
-        ["sysrc:pf_enable", "pf:anchor:warden", "block:/etc/pf.conf"]
+        [
+            "user:atlas",
+            "user:clawdie",
+            "sysrc:pf_enable",
+            "pf:anchor:warden",
+            "block:/etc/pf.conf"
+        ]
     );
     for c in doc["changes"].as_array().unwrap() {
         assert_eq!(c["step"], "pf", "{c}");
@@ -196,12 +202,14 @@ fn agent_filter_keeps_that_agent_and_host_wide_resources() {
         "bridge:warden0",
         "pf:anchor:warden",
         "block:/etc/pf.conf",
+        // every agent's user: PF's anchor names them all
+        "user:atlas",
+        "user:clawdie",
         // atlas's own
         "alias:warden0:10.0.1.1/24",
         "jail:atlasgit",
         "jail:atlascms",
         "jail:atlasdb",
-        "user:atlas",
         "soul:/home/atlas/soul",
         "file:/usr/local/etc/warden/atlas.env",
         "file:/usr/local/etc/rc.d/atlas",
@@ -212,7 +220,6 @@ fn agent_filter_keeps_that_agent_and_host_wide_resources() {
     for id in [
         "alias:warden0:192.168.72.1/24",
         "jail:clawdiellm",
-        "user:clawdie",
         "file:/usr/local/etc/rc.d/clawdie",
         "service:clawdie",
     ] {

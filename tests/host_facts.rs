@@ -198,3 +198,50 @@ fn changed_devfs_rules_reload_and_restart_the_jail_that_uses_them() {
         .assert()
         .code(0);
 }
+
+#[test]
+fn bridge_filtering_sysctls_are_set_live_and_at_boot_and_pf_names_the_agents_users() {
+    let s = site(&[("atlas", ATLAS), ("clawdie", CLAWDIE)]);
+    s.apply();
+    let sysctl = |name: &str| {
+        let o = std::process::Command::new(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd/sysctl"),
+        )
+        .args(["-n", name])
+        .env("FAKEBSD_ROOT", &s.root)
+        .output()
+        .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(sysctl("net.link.bridge.pfil_member"), "1");
+    assert_eq!(sysctl("net.link.bridge.pfil_bridge"), "1");
+    let conf = std::fs::read_to_string(s.root.join("etc/sysctl.conf")).unwrap();
+    assert!(
+        conf.contains("net.link.bridge.pfil_member=1\nnet.link.bridge.pfil_bridge=1\n"),
+        "{conf}"
+    );
+    // pfctl resolves `user` names when it loads: the users exist before PF loads.
+    let anchor = std::fs::read_to_string(s.root.join("etc/pf.warden.conf")).unwrap();
+    assert!(anchor.contains("user { atlas, clawdie }"), "{anchor}");
+    assert!(
+        s.at("MUT pw") < s.at("MUT pfctl -a warden -f"),
+        "{}",
+        s.log()
+    );
+    // Someone turns filtering on the bridge off: the plan shows it, apply restores it.
+    std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd/sysctl"))
+        .arg("net.link.bridge.pfil_bridge=0")
+        .env("FAKEBSD_ROOT", &s.root)
+        .output()
+        .unwrap();
+    let plan = s.plan();
+    assert!(
+        plan.contains(
+            "~ sysctl:net.link.bridge.pfil_bridge  (sysctl net.link.bridge.pfil_bridge: 0 -> 1)"
+        ),
+        "{plan}"
+    );
+    s.apply();
+    assert_eq!(sysctl("net.link.bridge.pfil_bridge"), "1");
+    s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
+}
