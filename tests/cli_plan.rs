@@ -54,7 +54,8 @@ fn assert_root_untouched(root: &Path) {
     );
 }
 
-const NOTE: &str = "Note: sysrc, ifconfig, pfctl, bastille, jls, sysctl, vm not found on this system \
+const NOTE: &str =
+    "Note: sysrc, ifconfig, pfctl, bastille, jls, sysctl, vm not found on this system \
 (not a FreeBSD host?): that part of the host is read as empty.";
 const REBOOT: &str =
     "Note: /boot/loader.conf changes (vmm_load, pptdevs) take effect at the next reboot.";

@@ -624,6 +624,10 @@ fn exposed_ports_leave_isolation_between_agents_intact() {
             },
         ],
         &[],
+    );
+}
+
+// ---------------------------------------------------------------------------------
 // Host side: the agents' processes run on the host and connect from its gateway
 // addresses; PF tells them apart by the socket's owner (`user`).
 
