@@ -79,7 +79,7 @@ pub fn preflight(host: &dyn Host, plan: &Plan) -> Result<(), String> {
         }
     }
     if missing.is_empty() {
-        return Ok(());
+        return vm_bhyve_new_enough(host, plan);
     }
     let progs: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
     let pkgs: BTreeSet<&str> = missing
@@ -104,6 +104,33 @@ pub fn preflight(host: &dyn Host, plan: &Plan) -> Result<(), String> {
         msg.push_str("\n  sysrc, ifconfig, pfctl, pw, service and sysctl come with FreeBSD itself: is this a FreeBSD host?");
     }
     Err(msg)
+}
+
+/// `vm create -u FILE` (the cloud-init user-data warden writes) exists from
+/// vm-bhyve 1.7.1 (freebsd/vm-bhyve, lib/vm-core's getopts); an older vm refuses the
+/// option with its usage text. Checked with `vm version` before anything changes.
+fn vm_bhyve_new_enough(host: &dyn Host, plan: &Plan) -> Result<(), String> {
+    let creates = plan
+        .changes
+        .iter()
+        .any(|c| c.action == Action::Create && matches!(c.item.resource, Resource::Vm(_)));
+    if !creates {
+        return Ok(());
+    }
+    let out = host
+        .run(&["vm".to_string(), "version".to_string()])
+        .map_err(|e| e.to_string())?;
+    let text = format!("{}{}", out.stdout, out.stderr);
+    match crate::bhyve::vm_bhyve_version(&text) {
+        Some(v) if v >= crate::bhyve::VM_BHYVE_MIN => Ok(()),
+        found => Err(format!(
+            "vm-bhyve {} is too old: warden creates VMs with `vm create -u USER-DATA`, which vm-bhyve has from {}.{}.{} (freebsd/vm-bhyve); install a current sysutils/vm-bhyve",
+            found.map_or_else(|| format!("({})", text.trim()), |(a, b, c)| format!("{a}.{b}.{c}")),
+            crate::bhyve::VM_BHYVE_MIN.0,
+            crate::bhyve::VM_BHYVE_MIN.1,
+            crate::bhyve::VM_BHYVE_MIN.2,
+        )),
+    }
 }
 
 /// The host, the config, and the state DB an apply works with.
