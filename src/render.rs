@@ -472,6 +472,10 @@ fn render_jail(
             "usr/local/etc/nginx/nginx.conf".into(),
             t.render("templates/cms/nginx.conf.tera", &c)?,
         )),
+        Role::LlamaCpp => files.push((
+            "usr/local/etc/rc.d/warden_llama".into(),
+            t.render("templates/llama-cpp/warden_llama.tera", &c)?,
+        )),
         Role::Db => {
             files.push((
                 format!("usr/local/share/warden/{}.sql", a.name),
@@ -500,13 +504,19 @@ fn render_jail(
     let marker = format!("var/db/warden/template-{role}.sha256");
     files.push((marker.clone(), format!("{hash}\n")));
     for (rel, content) in files {
+        // rc.d scripts must be executable for service(8); `CP` keeps the mode.
+        let mode = if rel.starts_with("usr/local/etc/rc.d/") {
+            0o755
+        } else {
+            0o644
+        };
         items.push(Item::new(
             step,
             agent,
             Resource::File(file(
                 format!("{dir}/{rel}"),
                 content,
-                0o644,
+                mode,
                 "root",
                 "wheel",
                 Phase::JailTemplates,

@@ -50,6 +50,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../templates/llama-cpp/Bastillefile.tera"),
     ),
     (
+        "templates/llama-cpp/warden_llama.tera",
+        include_str!("../templates/llama-cpp/warden_llama.tera"),
+    ),
+    (
         "templates/ollama/Bastillefile.tera",
         include_str!("../templates/ollama/Bastillefile.tera"),
     ),

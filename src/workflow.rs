@@ -118,6 +118,7 @@ pub fn plan_with_view(
             _ => None,
         })
         .collect();
+    plan.notes.extend(missing_models(fleet, host, filter));
     if !loader.is_empty() {
         plan.notes.push(format!(
             "Note: /boot/loader.conf changes ({}) take effect at the next reboot.",
@@ -130,6 +131,36 @@ pub fn plan_with_view(
         host_state,
         plan,
     })
+}
+
+/// One note per llama.cpp jail whose model file is not on the host. The jail mounts
+/// the models directory read-only, and llama-server refuses to start without its
+/// model (the port's rc script checks `llama_server_model` is a file).
+pub fn missing_models(fleet: &Fleet, host: &dyn Host, filter: &Filter) -> Vec<String> {
+    use crate::resource::Step;
+    if !filter.steps.is_empty() && !filter.steps.contains(&Step::LlamaCpp) {
+        return Vec::new();
+    }
+    fleet
+        .jail_agents()
+        .filter(|a| filter.agents.is_empty() || filter.agents.contains(&a.name))
+        .filter_map(|a| {
+            let jail = a.jail(crate::manifest::Role::LlamaCpp)?;
+            let file = format!(
+                "{}/{}",
+                a.llama.model_path.trim_end_matches('/'),
+                a.llama.model
+            );
+            if host.local(&file).is_file() {
+                return None;
+            }
+            Some(format!(
+                "Note: {}'s llama.cpp model is missing: put the GGUF file {} at {file} on this host \
+                 (jail {} mounts {} read-only); llama-server does not start without it.",
+                a.name, a.llama.model, jail.name, a.llama.model_path
+            ))
+        })
+        .collect()
 }
 
 /// Write every rendered file under `out`, as it would lie on the host. Managed

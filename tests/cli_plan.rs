@@ -57,6 +57,10 @@ fn assert_root_untouched(root: &Path) {
 const NOTE: &str =
     "Note: sysrc, ifconfig, pfctl, bastille, jls, sysctl, vm not found on this system \
 (not a FreeBSD host?): that part of the host is read as empty.";
+const MODEL: &str = "Note: clawdie's llama.cpp model is missing: put the GGUF file \
+qwen2.5-7b-instruct-q4_k_m.gguf at /var/db/warden/models/qwen2.5-7b-instruct-q4_k_m.gguf on this \
+host (jail clawdiellm mounts /var/db/warden/models read-only); llama-server does not start \
+without it.";
 const REBOOT: &str =
     "Note: /boot/loader.conf changes (vmm_load, pptdevs) take effect at the next reboot.";
 
@@ -95,7 +99,7 @@ fn json_plan_on_an_empty_root() {
 
     let doc: Value = serde_json::from_str(&out).expect("valid JSON");
     assert_eq!(doc["format_version"], "1");
-    assert_eq!(doc["notes"], serde_json::json!([NOTE, REBOOT]));
+    assert_eq!(doc["notes"], serde_json::json!([NOTE, MODEL, REBOOT]));
     let changes = doc["changes"].as_array().unwrap();
     assert_eq!(doc["summary"]["add"], changes.len());
     assert_eq!(doc["summary"]["change"], 0);

@@ -245,3 +245,45 @@ fn bridge_filtering_sysctls_are_set_live_and_at_boot_and_pf_names_the_agents_use
     assert_eq!(sysctl("net.link.bridge.pfil_bridge"), "1");
     s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
 }
+
+#[test]
+fn plan_says_which_model_file_is_missing_and_where_to_put_it() {
+    let s = site(&[("clawdie", CLAWDIE)]);
+    let plan = s.plan();
+    assert!(
+        plan.contains(
+            "Note: clawdie's llama.cpp model is missing: put the GGUF file m.gguf at \
+             /var/db/warden/models/m.gguf on this host (jail clawdiellm mounts \
+             /var/db/warden/models read-only); llama-server does not start without it."
+        ),
+        "{plan}"
+    );
+    let models = s.root.join("var/db/warden/models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join("m.gguf"), b"GGUF").unwrap();
+    let plan = s.plan();
+    assert!(!plan.contains("model is missing"), "{plan}");
+}
+
+#[test]
+fn the_llama_jail_runs_warden_s_own_rc_script_as_a_user_in_group_video() {
+    let s = site(&[("clawdie", CLAWDIE)]);
+    s.apply();
+    let jail = s.root.join("usr/local/bastille/jails/clawdiellm/root");
+    let rc = jail.join("usr/local/etc/rc.d/warden_llama");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&rc).unwrap().permissions());
+    assert_eq!(mode & 0o111, 0o111, "service(8) needs an executable script");
+    let script = std::fs::read_to_string(&rc).unwrap();
+    assert!(script.contains("-u ${warden_llama_user}"), "{script}");
+    let services = std::fs::read_to_string(jail.join("var/fakebsd/service.log")).unwrap();
+    assert!(services.contains("warden_llama start"), "{services}");
+    assert!(!services.contains("llama-server"), "{services}");
+    let cmds = std::fs::read_to_string(jail.join("var/fakebsd/cmd.log")).unwrap();
+    assert!(cmds.contains("pw useradd -n llama -G video"), "{cmds}");
+    let rcconf = std::fs::read_to_string(jail.join("etc/rc.conf")).unwrap();
+    assert!(
+        rcconf.contains("warden_llama_model=\"/var/db/llama/models/m.gguf\""),
+        "{rcconf}"
+    );
+}

@@ -201,6 +201,10 @@ CMD echo hi > /tmp/never-run
 MOUNT /var/db/shared var/db/shared nullfs ro 0 0
 CONFIG set allow.raw_sockets 1
 EOF
+# service(8) in the jail needs the service's rc script
+mkdir -p "$B/jails/atlas/root/usr/local/etc/rc.d"
+printf '#!/bin/sh\n' >"$B/jails/atlas/root/usr/local/etc/rc.d/zeus"
+chmod 755 "$B/jails/atlas/root/usr/local/etc/rc.d/zeus"
 t_out "template applies" 0 "Template applied: warden/agent" bastille template atlas warden/agent --arg AGENT=zeus
 J=$B/jails/atlas/root
 t_file "template PKG" "$J/var/fakebsd/pkg.list" "curl"
@@ -233,11 +237,15 @@ printf '# GPU\n[gpu=14]\nadd include $devfsrules_jail_vnet\nadd path dri unhide\
 t_rc "service devfs restart loads /etc/devfs.rules" 0 service devfs restart
 t_out "ruleset 14 loaded" 0 "200 path dri unhide" devfs rule -s 14 show
 t_out "bastille start" 0 "atlas: created" bastille start atlas
+t_rc "pkg install postgresql17-server" 0 bastille pkg atlas install postgresql17-server
 t_err "PostgreSQL refused without sysvshm" 1 "could not create shared memory segment: Function not implemented" bastille service atlas postgresql start
 t_rc "config set sysvshm new" 0 bastille config atlas set sysvshm new
 t_err "sysvshm takes effect at restart only" 1 "Function not implemented" bastille cmd atlas service postgresql initdb
 t_out "restart" 0 "atlas: created" bastille restart atlas
 t_rc "PostgreSQL starts with sysvshm=new" 0 bastille service atlas postgresql start
+t_rc "pkg install llama-cpp" 0 bastille pkg atlas install llama-cpp
+t_out "the llama-cpp package brings no rc script" 1 "llama-server does not exist in /etc/rc.d" bastille service atlas llama-server start
+t_out "an unknown service does not start" 1 "nosuch does not exist in /etc/rc.d" bastille service atlas nosuch start
 t_err "destroy running without -a" 0 "Use [-a|--auto] to auto-stop the jail." bastille destroy -y atlas
 t_file "jail still there" "$B/jails/atlas/jail.conf" "atlas {"
 t_err "destroy without -y on closed stdin" 0 "cancelled" bastille destroy -a atlas </dev/null
