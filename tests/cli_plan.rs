@@ -71,7 +71,7 @@ fn human_plan_on_an_empty_root() {
     let out = stdout(&a);
     assert_eq!(
         stderr(&a),
-        format!("{NOTE}\n{REBOOT}\n"),
+        format!("{NOTE}\n{MODEL}\n{REBOOT}\n"),
         "the notes go to stderr, and nothing else does"
     );
     assert_eq!(
@@ -93,7 +93,7 @@ fn json_plan_on_an_empty_root() {
     let root = TempDir::new().unwrap();
     let a = plan(root.path(), &["--json"]).code(0);
     let out = stdout(&a);
-    assert_eq!(stderr(&a), format!("{NOTE}\n{REBOOT}\n"));
+    assert_eq!(stderr(&a), format!("{NOTE}\n{MODEL}\n{REBOOT}\n"));
     assert!(!out.contains(&root.path().display().to_string()));
     insta::assert_snapshot!("plan_json_empty_root", out);
 

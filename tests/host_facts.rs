@@ -129,14 +129,15 @@ fn a_db_jail_without_sysvshm_is_restarted_with_it_and_the_plan_says_why() {
     let text = std::fs::read_to_string(&conf).unwrap();
     std::fs::write(&conf, text.replace("  sysvshm = new;\n", "")).unwrap();
     let plan = s.plan();
-    assert!(
-        plan.contains("~ jail:atlasdb  (restart: sysvshm (not set) -> new)"),
-        "{plan}"
-    );
+    let line = plan
+        .lines()
+        .find(|l| l.trim_start().starts_with("~ jail:atlasdb"))
+        .unwrap_or_else(|| panic!("no jail:atlasdb update in\n{plan}"));
+    assert!(line.contains("restart: sysvshm (not set) -> new"), "{plan}");
     assert!(!plan.contains("jail:atlasgit"), "{plan}");
     let json = out(&s.warden(&["plan", "--json"]).assert().success());
     assert!(
-        json.contains(r#""reason": "restart: sysvshm (not set) -> new""#),
+        json.contains(r#""restart: sysvshm (not set) -> new""#),
         "{json}"
     );
     s.clear_log();
@@ -181,8 +182,12 @@ fn changed_devfs_rules_reload_and_restart_the_jail_that_uses_them() {
     let tdir = tdir.to_str().unwrap();
     let plan = out(&s.warden(&["--templates", tdir, "plan"]).assert().success());
     assert!(plan.contains("~ block:/etc/devfs.rules"), "{plan}");
+    let line = plan
+        .lines()
+        .find(|l| l.trim_start().starts_with("~ jail:clawdiellm"))
+        .unwrap_or_else(|| panic!("no jail:clawdiellm update in\n{plan}"));
     assert!(
-        plan.contains("~ jail:clawdiellm  (restart: devfs ruleset 1000's rules changed)"),
+        line.contains("restart: devfs ruleset 1000's rules changed"),
         "{plan}"
     );
     s.clear_log();
