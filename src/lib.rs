@@ -15,6 +15,7 @@ pub mod envfile;
 pub mod error;
 pub mod expose;
 pub mod fleet;
+pub mod grammar;
 pub mod host;
 pub mod manifest;
 pub mod manpage;
