@@ -412,8 +412,8 @@ pub const SYSTEM_DIRS: &[&str] = &[
     "/usr/local/etc/pam.d",
 ];
 
-/// Top-level trees a whole-directory setting (homes, models, logs) may not be, nor
-/// contain: `/etc` as a home root would hand agents the host's configuration.
+/// Top-level trees a whole-directory setting (homes, models, logs) may not be:
+/// `/etc` as a home root would hand agents the host's configuration.
 pub const SYSTEM_TREES: &[&str] = &[
     "/etc",
     "/usr",
@@ -425,8 +425,6 @@ pub const SYSTEM_TREES: &[&str] = &[
     "/var/log",
     "/tmp",
     "/var/tmp",
-    "/home",
-    "/usr/home",
 ];
 
 /// Why a path a warden.toml key names is a system path, if it is one.
@@ -504,5 +502,7 @@ mod tests {
         assert!(system_dir_reason("/etc", "/home").is_some());
         assert!(system_dir_reason("/home", "/home").is_none());
         assert!(system_dir_reason("/srv/agents", "/home").is_none());
+        // FreeBSD's installer puts homes in /usr/home (and /home links to it).
+        assert!(system_dir_reason("/usr/home", "/home").is_none());
     }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The result of one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,17 +205,26 @@ impl Host for LocalHost {
             })
             .start()
             .map_err(spawn_err)?;
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        let mut pause = Duration::from_micros(200);
-        let out = loop {
-            if let Some(out) = handle.try_wait().map_err(spawn_err)? {
-                break out.clone();
+        // A waiter thread, so that a quick command is not slowed by polling.
+        let handle = std::sync::Arc::new(handle);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let handle = handle.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(handle.wait().cloned());
+            })
+        };
+        let out = match rx.recv_timeout(Duration::from_secs(seconds)) {
+            Ok(result) => {
+                let _ = waiter.join();
+                result.map_err(spawn_err)?
             }
-            if Instant::now() >= deadline {
+            Err(_) => {
                 for pid in handle.pids() {
                     kill_group(pid);
                 }
                 let _ = handle.kill();
+                let _ = waiter.join();
                 tracing::debug!(command = ?argv, seconds, "timed out");
                 return Err(HostError::Timeout {
                     command: argv.join(" "),
@@ -223,8 +232,6 @@ impl Host for LocalHost {
                     key,
                 });
             }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
         };
         let status = out.status.code().unwrap_or(128);
         tracing::debug!(command = ?argv, status, "done");

@@ -297,3 +297,28 @@ fn agent_command_never_goes_through_a_shell_in_tmux() {
         );
     }
 }
+
+#[test]
+fn homes_and_models_roots_place_the_defaults() {
+    let site = Site::new(
+        "homes = \"/usr/home\"\nmodels = \"/srv/models\"\n",
+        &[("atlas.env", &format!("{ATLAS}WARDEN_ROLES=llama-cpp\n"))],
+    );
+    let out = warden()
+        .current_dir(site.config())
+        .args(["plan", "--config", "warden.toml", "--root"])
+        .arg(site.root())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("+ user:atlas  (home /usr/home/atlas, mode 0700)"),
+        "{text}"
+    );
+    assert!(text.contains("+ dir:/srv/models"), "{text}");
+}
