@@ -58,7 +58,10 @@ pub fn parse_partial(file: &Path, bytes: &[u8]) -> Parsed {
                 bytes.len()
             ),
         ));
-        return Err(diags);
+        return Parsed {
+            diags,
+            ..Parsed::default()
+        };
     }
     for (idx, raw) in bytes.split(|b| *b == b'\n').enumerate() {
         let line_no = idx + 1;
