@@ -200,7 +200,7 @@ fn a_value_that_slipped_past_validation_cannot_add_a_bastillefile_line() {
         .unwrap();
     assert!(
         bastillefile.contains(
-            "SYSRC 'llama_server_args=--device Vulkan0;touch /PWNED -ngl 99 --host 10.0.1.4 --port 8080'\n"
+            "SYSRC 'warden_llama_args=--device Vulkan0;touch /PWNED -ngl 99 --host 10.0.1.4 --port 8080'\n"
         ),
         "{bastillefile}"
     );
