@@ -1,7 +1,8 @@
-//! Execute a plan on the host, in DESIGN.md's order, recording each change.
+//! Execute a plan on the host, in the phase order, recording each change.
 
 use crate::config::Config;
 use crate::host::{Host, HostError, Output};
+use crate::plan::DataPolicy;
 use crate::plan::{Action, Change, Plan};
 use crate::render::digest;
 use crate::resource::{Item, RcMode, Resource};
@@ -27,8 +28,8 @@ pub enum ApplyError {
 /// Options of one apply run.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Remove data (agent homes, soul checkouts, users' files) on delete.
-    pub purge: bool,
+    /// What deletes do with data: jails, homes, soul checkouts, VM disks.
+    pub data: crate::plan::DataPolicy,
 }
 
 /// Programs a change needs, with the package that brings each one.
@@ -48,6 +49,7 @@ pub fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
         }
         Resource::Dir { .. } => vec![],
         Resource::Bridge { .. } | Resource::BridgeAlias { .. } => vec![("ifconfig", base)],
+        Resource::Sysctl { .. } => vec![("sysctl", base)],
         Resource::PfAnchor { .. } => vec![("pfctl", base)],
         Resource::Block(b) => {
             let mut v = vec![];
@@ -82,7 +84,7 @@ pub fn preflight(host: &dyn Host, plan: &Plan) -> Result<(), String> {
         }
     }
     if missing.is_empty() {
-        return Ok(());
+        return vm_bhyve_new_enough(host, plan);
     }
     let progs: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
     let pkgs: BTreeSet<&str> = missing
@@ -107,6 +109,33 @@ pub fn preflight(host: &dyn Host, plan: &Plan) -> Result<(), String> {
         msg.push_str("\n  sysrc, ifconfig, pfctl, pw, service and sysctl come with FreeBSD itself: is this a FreeBSD host?");
     }
     Err(msg)
+}
+
+/// `vm create -u FILE` (the cloud-init user-data warden writes) exists from
+/// vm-bhyve 1.7.1 (freebsd/vm-bhyve, lib/vm-core's getopts); an older vm refuses the
+/// option with its usage text. Checked with `vm version` before anything changes.
+fn vm_bhyve_new_enough(host: &dyn Host, plan: &Plan) -> Result<(), String> {
+    let creates = plan
+        .changes
+        .iter()
+        .any(|c| c.action == Action::Create && matches!(c.item.resource, Resource::Vm(_)));
+    if !creates {
+        return Ok(());
+    }
+    let out = host
+        .run(&["vm".to_string(), "version".to_string()])
+        .map_err(|e| e.to_string())?;
+    let text = format!("{}{}", out.stdout, out.stderr);
+    match crate::bhyve::vm_bhyve_version(&text) {
+        Some(v) if v >= crate::bhyve::VM_BHYVE_MIN => Ok(()),
+        found => Err(format!(
+            "vm-bhyve {} is too old: warden creates VMs with `vm create -u USER-DATA`, which vm-bhyve has from {}.{}.{} (freebsd/vm-bhyve); install a current sysutils/vm-bhyve",
+            found.map_or_else(|| format!("({})", text.trim()), |(a, b, c)| format!("{a}.{b}.{c}")),
+            crate::bhyve::VM_BHYVE_MIN.0,
+            crate::bhyve::VM_BHYVE_MIN.1,
+            crate::bhyve::VM_BHYVE_MIN.2,
+        )),
+    }
 }
 
 /// The host, the config, and the state DB an apply works with.
@@ -251,6 +280,12 @@ impl<'a> Applier<'a> {
                         },
                     })?;
             }
+            (Resource::Sysctl { .. }, Action::Delete) => {
+                // The kernel keeps the value; /etc/sysctl.conf's block goes.
+            }
+            (Resource::Sysctl { name, value }, _) => {
+                self.run(id, vec![s("sysctl"), format!("{name}={value}")])?;
+            }
             (Resource::Bridge { name }, Action::Delete) => {
                 self.run(id, vec![s("ifconfig"), name.clone(), s("destroy")])?;
             }
@@ -373,6 +408,21 @@ impl<'a> Applier<'a> {
                     argv.push(host.arg_path(&b.path));
                     self.run(id, argv)?;
                 }
+                // At once, not at the end of the run: later changes (a jail using
+                // a devfs ruleset) depend on the file being loaded.
+                for argv in &b.notify {
+                    self.run(id, argv.clone())?;
+                }
+            }
+            (Resource::Jail(j), Action::Delete) if self.opts.data == DataPolicy::Keep => {
+                // Kept with its data (a database, repositories, a site): only stopped.
+                let running = host
+                    .run(&[s("jls"), s("-j"), j.name.clone(), s("name")])
+                    .map(|o| o.ok())
+                    .unwrap_or(false);
+                if running {
+                    self.run(id, vec![s("bastille"), s("stop"), j.name.clone()])?;
+                }
             }
             (Resource::Jail(j), Action::Delete) => {
                 if host
@@ -389,6 +439,10 @@ impl<'a> Applier<'a> {
                             j.name.clone(),
                         ],
                     )?;
+                }
+                if let Some(st) = state {
+                    rt.block_on(st.set_fact(&format!("jail_devfs:{}", j.name), None))
+                        .map_err(|e| check(id, e))?;
                 }
             }
             (Resource::Jail(j), Action::Create) => {
@@ -416,12 +470,10 @@ impl<'a> Applier<'a> {
                         ],
                     )?;
                 }
-                self.configure_jail(id, j, true)?;
+                self.configure_jail(id, j, None, state, rt)?;
             }
             (Resource::Jail(j), Action::Update) => {
-                let d = crate::jailchange::delta(change.before.as_deref().unwrap_or(""), j);
-                self.change_jail(id, j, &d)?;
-                self.configure_jail(id, j, d.devfs)?;
+                self.configure_jail(id, j, change.before.as_deref(), state, rt)?;
             }
             (Resource::JailTemplate(t), Action::Delete) => {
                 let _ = t;
@@ -464,10 +516,13 @@ impl<'a> Applier<'a> {
                     });
                 }
             }
+            (Resource::User { .. }, Action::Delete) if self.opts.data == DataPolicy::Keep => {
+                // Kept, with its home: the agent may come back.
+            }
             (Resource::User { name, .. }, Action::Delete) => {
                 let mut argv = self.pw();
                 argv.extend([s("userdel"), s("-n"), name.clone()]);
-                if self.opts.purge {
+                if self.opts.data == DataPolicy::Delete {
                     argv.push(s("-r"));
                 }
                 self.run(id, argv)?;
@@ -486,7 +541,7 @@ impl<'a> Applier<'a> {
                     s("-s"),
                     s("/bin/sh"),
                     s("-c"),
-                    format!("warden agent {name}"),
+                    user_comment(name),
                 ]);
                 self.run(id, argv)?;
             }
@@ -503,7 +558,7 @@ impl<'a> Applier<'a> {
                 self.run(id, argv)?;
             }
             (Resource::Soul(sr), Action::Delete) => {
-                if self.opts.purge {
+                if self.opts.data == DataPolicy::Delete {
                     self.run(id, vec![s("rm"), s("-rf"), host.arg_path(&sr.dest)])?;
                 }
                 if let Some(st) = state {
@@ -550,7 +605,7 @@ impl<'a> Applier<'a> {
             (Resource::Rctl(r), action) => self.converge_rctl(id, r, action, change)?,
             (Resource::Vm(v), Action::Delete) => {
                 let _ = host.run(&[s("vm"), s("stop"), v.name.clone()]);
-                if !self.opts.purge {
+                if self.opts.data != DataPolicy::Delete {
                     // vm destroy removes the VM's directory: keep the disk beside it.
                     let disk = host.local(&format!("{}/{}/disk0.img", v.vm_dir, v.name));
                     let kept = host.local(&format!("{}/{}.disk0.img.kept", v.vm_dir, v.name));
@@ -741,9 +796,10 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    /// A new release or address for an existing jail, keeping its data: Bastille's
-    /// own commands (see `jailchange`), the jail stopped or restarted around them.
-    fn change_jail(
+    /// A new release for an existing thin jail, keeping its data: `bastille
+    /// upgrade` on the stopped jail (see `jailchange`); a thick jail is refused
+    /// with the manual steps.
+    fn change_release(
         &self,
         id: &str,
         j: &crate::resource::JailRes,
@@ -782,9 +838,73 @@ impl<'a> Applier<'a> {
                 vec![s("bastille"), s("upgrade"), j.name.clone(), to.clone()],
             )?;
         }
-        if d.network() {
-            if !self.jail_running(&j.name) {
+        Ok(())
+    }
+
+    fn jail_running(&self, name: &str) -> bool {
+        self.host
+            .run(&[s("jls"), s("-j"), name.to_string(), s("name")])
+            .map(|o| o.ok())
+            .unwrap_or(false)
+    }
+
+    /// Converge an existing jail to `before`'s differences (a new jail: set
+    /// everything): a new release through `bastille upgrade`, the jail parameters
+    /// through `bastille config`, a new address through `bastille sysrc` inside the
+    /// jail, then restart the jail so they take effect: jail(8) reads its
+    /// parameters, devfs applies a ruleset's rules to the jail's /dev and rc(8)
+    /// configures vnet0, only when the jail starts. A jail that only stopped is
+    /// started.
+    fn configure_jail(
+        &self,
+        id: &str,
+        j: &crate::resource::JailRes,
+        before: Option<&str>,
+        state: Option<&mut State>,
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<(), ApplyError> {
+        let delta = before.map(|b| crate::jailchange::delta(b, j));
+        if let Some(d) = &delta {
+            self.change_release(id, j, d)?;
+        }
+        let network = delta.as_ref().is_some_and(|d| d.network());
+        let differs = |key: &str, want: &str| {
+            before.is_none_or(|b| crate::resource::repr_field(b, key) != want)
+        };
+        let mut sets: Vec<(String, String)> = Vec::new();
+        if let Some(n) = j.devfs_ruleset {
+            if differs("devfs_ruleset", &n.to_string()) {
+                sets.push((s("devfs_ruleset"), n.to_string()));
+            }
+        }
+        for (k, v) in &j.params {
+            if differs(k, v) {
+                sets.push((k.clone(), v.clone()));
+            }
+        }
+        let rules_changed = j
+            .devfs_rules
+            .as_deref()
+            .is_some_and(|d| differs("devfs_rules", d));
+        for (k, v) in &sets {
+            self.run(
+                id,
+                vec![
+                    s("bastille"),
+                    s("config"),
+                    j.name.clone(),
+                    s("set"),
+                    k.clone(),
+                    v.clone(),
+                ],
+            )?;
+        }
+        let mut running = self.jail_running(&j.name);
+        if network {
+            // bastille sysrc runs sysrc(8) through jexec: the jail must run.
+            if !running {
                 self.run(id, vec![s("bastille"), s("start"), j.name.clone()])?;
+                running = true;
             }
             self.run(
                 id,
@@ -796,46 +916,22 @@ impl<'a> Applier<'a> {
                     format!("defaultrouter={}", j.gateway),
                 ],
             )?;
-            self.run(id, vec![s("bastille"), s("restart"), j.name.clone()])?;
         }
-        Ok(())
-    }
-
-    fn jail_running(&self, name: &str) -> bool {
-        self.host
-            .run(&[s("jls"), s("-j"), name.to_string(), s("name")])
-            .map(|o| o.ok())
-            .unwrap_or(false)
-    }
-
-    fn configure_jail(
-        &self,
-        id: &str,
-        j: &crate::resource::JailRes,
-        devfs_changed: bool,
-    ) -> Result<(), ApplyError> {
-        if let (Some(n), true) = (j.devfs_ruleset, devfs_changed) {
-            self.run(
-                id,
-                vec![
-                    s("bastille"),
-                    s("config"),
-                    j.name.clone(),
-                    s("set"),
-                    s("devfs_ruleset"),
-                    n.to_string(),
-                ],
-            )?;
+        if running && (network || !sets.is_empty() || rules_changed) {
             self.run(id, vec![s("bastille"), s("restart"), j.name.clone()])?;
-            return Ok(());
-        }
-        if !self.jail_running(&j.name) {
+        } else if !running {
             self.run(id, vec![s("bastille"), s("start"), j.name.clone()])?;
         }
+        if let (Some(d), Some(st)) = (&j.devfs_rules, state) {
+            rt.block_on(st.set_fact(&format!("jail_devfs:{}", j.name), Some(d)))
+                .map_err(|e| check(id, e))?;
+        }
         Ok(())
     }
 
-    /// Clone or move the soul checkout, check the bundle, give it to the agent.
+    /// Clone or move the soul checkout and check the bundle. The checkout stays
+    /// root's and readable by everyone (0755/0644); git runs with hooks disabled and
+    /// only in a checkout that root owns and nobody else can write.
     fn install_soul(
         &self,
         id: &str,
@@ -851,16 +947,29 @@ impl<'a> Applier<'a> {
         if let Some(pinned) = &sr.pinned {
             return self.install_soul_copy(id, sr, &source, pinned, agent);
         }
-        if self
-            .host
-            .read(&format!("{}/.git/HEAD", sr.dest))
-            .map_err(Self::host_err(id))?
-            .is_none()
-        {
+        // What the checkout is at before this change, to go back to if the new
+        // commit is refused (none on a first install).
+        let previous =
+            crate::probe::read_git_head(self.host, &sr.dest).map_err(Self::host_err(id))?;
+        // git as root, never running a hook of the checkout (core.hooksPath).
+        let git = |args: &[&str]| -> Vec<String> {
+            let mut v = vec![
+                s("git"),
+                s("-c"),
+                s("core.hooksPath=/dev/null"),
+                s("-C"),
+                dest.clone(),
+            ];
+            v.extend(args.iter().map(|a| a.to_string()));
+            v
+        };
+        if previous.is_none() {
             self.run(
                 id,
                 vec![
                     s("git"),
+                    s("-c"),
+                    s("core.hooksPath=/dev/null"),
                     s("clone"),
                     s("--quiet"),
                     s("--"),
@@ -869,40 +978,23 @@ impl<'a> Applier<'a> {
                 ],
             )?;
         } else {
-            self.run(
-                id,
-                vec![
-                    s("git"),
-                    s("-c"),
-                    format!("safe.directory={dest}"),
-                    s("-C"),
-                    dest.clone(),
-                    s("fetch"),
-                    s("--quiet"),
-                    s("origin"),
-                ],
-            )?;
+            if let Err(why) = root_only_tree(&self.host.local(&sr.dest)) {
+                return Err(ApplyError::Check {
+                    resource: id.to_string(),
+                    message: format!(
+                        "{why}: warden runs git there as root and will not in a tree another user can write; move it aside (mv {dest} {dest}.old) and apply again to check the soul out afresh"
+                    ),
+                });
+            }
+            self.run(id, git(&["fetch", "--quiet", "origin"]))?;
         }
-        // What the checkout was at before, to go back to if the new commit is refused.
-        let previous =
-            crate::probe::read_git_head(self.host, &sr.dest).map_err(Self::host_err(id))?;
         let target = match &sr.reference {
             Some(r) => {
                 // A branch follows the remote; a tag or commit is taken as it is.
                 let remote = format!("origin/{r}");
                 let is_branch = self
                     .host
-                    .run(&[
-                        s("git"),
-                        s("-c"),
-                        format!("safe.directory={dest}"),
-                        s("-C"),
-                        dest.clone(),
-                        s("rev-parse"),
-                        s("--verify"),
-                        s("--quiet"),
-                        remote.clone(),
-                    ])
+                    .run(&git(&["rev-parse", "--verify", "--quiet", &remote]))
                     .map(|o| o.ok())
                     .unwrap_or(false);
                 if is_branch {
@@ -913,36 +1005,26 @@ impl<'a> Applier<'a> {
             }
             None => s("origin/HEAD"),
         };
-        self.run(
-            id,
-            vec![
-                s("git"),
-                s("-c"),
-                format!("safe.directory={dest}"),
-                s("-C"),
-                dest.clone(),
-                s("checkout"),
-                s("--quiet"),
-                s("--detach"),
-                target,
-            ],
-        )?;
-        let commit = self
-            .run(
-                id,
-                vec![
-                    s("git"),
-                    s("-c"),
-                    format!("safe.directory={dest}"),
-                    s("-C"),
-                    dest.clone(),
-                    s("rev-parse"),
-                    s("HEAD"),
-                ],
-            )?
-            .stdout
-            .trim()
-            .to_string();
+        let undo = |this: &Self| match &previous {
+            Some(prev) => {
+                let _ = this
+                    .host
+                    .run(&git(&["checkout", "--quiet", "--detach", prev]));
+            }
+            None => {
+                let _ = std::fs::remove_dir_all(this.host.local(&sr.dest));
+            }
+        };
+        let checked_out = self
+            .run(id, git(&["checkout", "--quiet", "--detach", &target]))
+            .and_then(|_| self.run(id, git(&["rev-parse", "HEAD"])));
+        let commit = match checked_out {
+            Ok(o) => o.stdout.trim().to_string(),
+            Err(e) => {
+                undo(self);
+                return Err(e);
+            }
+        };
         if let Err(problems) = crate::soul::check_bundle(
             &self.host.local(&sr.dest),
             agent,
@@ -950,31 +1032,15 @@ impl<'a> Applier<'a> {
         ) {
             let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
             // Leave the agent with the bundle it had (or none), not the refused one.
-            match &previous {
-                Some(prev) => {
-                    let _ = self.host.run(&[
-                        s("git"),
-                        s("-c"),
-                        format!("safe.directory={dest}"),
-                        s("-C"),
-                        dest.clone(),
-                        s("checkout"),
-                        s("--quiet"),
-                        s("--detach"),
-                        prev.clone(),
-                    ]);
-                }
-                None => {
-                    let _ = std::fs::remove_dir_all(self.host.local(&sr.dest));
-                }
-            }
+            undo(self);
             return Err(ApplyError::Check {
                 resource: id.to_string(),
                 message: format!("the soul bundle is refused:\n{}", list.join("\n")),
             });
         }
-        let (uid, gid) = self.ids(id, &sr.user, &sr.user)?;
-        self.run(id, vec![s("chown"), s("-R"), format!("{uid}:{gid}"), dest])?;
+        // Root cloned it, so root owns it; readable by the agent, writable by no one
+        // else. (chmod -R changes no symlink's target: it skips symlinks it meets.)
+        self.run(id, vec![s("chmod"), s("-R"), s("u+rwX,go+rX,go-w"), dest])?;
         Ok(commit)
     }
 
@@ -1052,6 +1118,32 @@ impl<'a> Applier<'a> {
         }
         Ok(())
     }
+}
+
+/// The comment (GECOS) field of the users warden creates: how it recognises them.
+pub fn user_comment(name: &str) -> String {
+    format!("warden agent {name}")
+}
+
+/// Whether a soul checkout is a real directory (not a symlink) that root owns and
+/// no one else can write, and so is its `.git`: only then may root run git in it.
+pub fn root_only_tree(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    for p in [dir.to_path_buf(), dir.join(".git")] {
+        let m = std::fs::symlink_metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if !m.file_type().is_dir() {
+            return Err(format!("{} is not a directory", p.display()));
+        }
+        if m.uid() != 0 || m.mode() & 0o022 != 0 {
+            return Err(format!(
+                "{} is owned by uid {} with mode {:04o}, not root's alone",
+                p.display(),
+                m.uid(),
+                m.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check(id: &str, e: crate::state::StateError) -> ApplyError {

@@ -888,3 +888,48 @@ mod tests {
         }
     }
 }
+
+/// The first vm-bhyve whose `vm create` takes `-u FILE` (freebsd/vm-bhyve v1.7.1,
+/// lib/vm-core).
+pub const VM_BHYVE_MIN: (u32, u32, u32) = (1, 7, 1);
+
+/// The version in `vm version` output (`vm-bhyve: Bhyve virtual machine management
+/// v1.7.5`, lib/vm-util); `1.8-devel` reads as 1.8.0.
+pub fn vm_bhyve_version(out: &str) -> Option<(u32, u32, u32)> {
+    let word = out.split_whitespace().find_map(|w| {
+        w.strip_prefix('v')
+            .filter(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+    })?;
+    let mut parts = word
+        .split(|c: char| !c.is_ascii_digit())
+        .take_while(|p| !p.is_empty())
+        .map(|p| p.parse::<u32>().ok());
+    let major = parts.next()??;
+    let minor = parts.next().flatten().unwrap_or(0);
+    let patch = parts.next().flatten().unwrap_or(0);
+    Some((major, minor, patch))
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    #[test]
+    fn vm_version_lines() {
+        let v = |s| vm_bhyve_version(s);
+        assert_eq!(
+            v("vm-bhyve: Bhyve virtual machine management v1.7.5"),
+            Some((1, 7, 5))
+        );
+        assert_eq!(
+            v("vm-bhyve: Bhyve virtual machine management v1.8-devel"),
+            Some((1, 8, 0))
+        );
+        assert_eq!(
+            v("vm-bhyve: Bhyve virtual machine management v1.5.0 (rev. 105000)"),
+            Some((1, 5, 0))
+        );
+        assert!(v("vm-bhyve: Bhyve virtual machine management v1.5.0").unwrap() < VM_BHYVE_MIN);
+        assert_eq!(v("nothing here"), None);
+    }
+}

@@ -22,8 +22,6 @@ pub struct JailDelta {
     pub release: Option<(String, String)>,
     pub ip: Option<(String, String)>,
     pub gateway: Option<(String, String)>,
-    pub devfs: bool,
-    pub start: bool,
 }
 
 /// Compare the host's canonical text (`before`) with the desired jail.
@@ -33,15 +31,10 @@ pub fn delta(before: &str, j: &JailRes) -> JailDelta {
         let have = field(k);
         (have != want).then(|| (have, want.to_string()))
     };
-    let devfs = j
-        .devfs_ruleset
-        .map_or("(bastille default)".to_string(), |n| n.to_string());
     JailDelta {
         release: differs("release", &j.release),
         ip: differs("ip", &j.ip),
         gateway: differs("gateway", &j.gateway),
-        devfs: field("devfs_ruleset") != devfs,
-        start: field("state") != "running",
     }
 }
 
@@ -121,19 +114,22 @@ mod tests {
             gateway: gw.into(),
             bridge: "warden0".into(),
             devfs_ruleset: None,
+            devfs_rules: None,
+            params: vec![],
         }
     }
 
     #[test]
     fn a_moved_subnet_changes_address_and_gateway() {
-        let before =
-            crate::resource::jail_repr("15.0-RELEASE", "10.0.1.5/24", "10.0.1.1", None, true);
+        let before = jail("15.0-RELEASE", "10.0.1.5/24", "10.0.1.1")
+            .shape(true)
+            .repr();
         let d = delta(&before, &jail("15.0-RELEASE", "10.0.2.5/24", "10.0.2.1"));
         assert_eq!(
             d.summary(),
             "ip 10.0.1.5 -> 10.0.2.5, gateway 10.0.1.1 -> 10.0.2.1"
         );
-        assert!(d.network() && d.release.is_none() && !d.start);
+        assert!(d.network() && d.release.is_none());
         let d = delta(&before, &jail("15.1-RELEASE", "10.0.1.5/24", "10.0.1.1"));
         assert_eq!(d.summary(), "release 15.0-RELEASE -> 15.1-RELEASE");
         assert_eq!(

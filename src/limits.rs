@@ -98,15 +98,11 @@ pub fn parse_memory(v: &str) -> Result<u64, String> {
         'T' => 40,
         _ => return Err(shape()),
     };
-    let digits = &v[..v.len() - 1];
-    if digits.is_empty()
-        || digits.len() > 8
-        || digits.starts_with('0')
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(shape());
-    }
-    let n: u64 = digits.parse().map_err(|_| shape())?;
+    let digits = &v[..v.len() - unit.len_utf8()];
+    let n = match crate::grammar::parse_decimal(digits) {
+        Some(n) if digits.len() <= 8 && !digits.starts_with('0') => n,
+        _ => return Err(shape()),
+    };
     let bytes = n << shift;
     if !(MIN_MEMORY..=MAX_MEMORY).contains(&bytes) {
         return Err(format!("{v:?} is outside 16M to 64T"));
@@ -116,10 +112,8 @@ pub fn parse_memory(v: &str) -> Result<u64, String> {
 
 /// A CPU share in percent of one CPU (`50`, `200` for two CPUs).
 pub fn parse_cpu(v: &str) -> Result<u64, String> {
-    match v.parse::<u64>() {
-        Ok(n) if (1..=MAX_PCPU).contains(&n) && !v.starts_with('0') && !v.starts_with('+') => {
-            Ok(n)
-        }
+    match crate::grammar::parse_decimal(v) {
+        Some(n) if (1..=MAX_PCPU).contains(&n) && !v.starts_with('0') => Ok(n),
         _ => Err(format!(
             "{v:?} must be a whole percentage of one CPU from 1 to {MAX_PCPU} (150 is one and a half CPUs)"
         )),

@@ -3,7 +3,7 @@
 
 use crate::config::HostConfig;
 use crate::host::{Host, HostError};
-use crate::resource::{file_repr, jail_repr, vm_repr, Item, RcMode, Resource};
+use crate::resource::{file_repr, vm_repr, Item, JailShape, RcMode, Resource};
 use crate::state::StateView;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,6 +26,8 @@ pub struct ObservedJail {
     /// `ifconfig_vnet0` and `defaultrouter` in the jail's rc.conf.
     pub ip: String,
     pub gateway: String,
+    /// Bastille's jail.conf for the jail, for the other parameters.
+    pub conf: String,
 }
 
 /// A vm-bhyve VM as found on the host.
@@ -46,6 +48,8 @@ pub struct HostState {
     /// rc file → its assignments (as `sysrc -a` shows them).
     pub rc: BTreeMap<String, BTreeMap<String, String>>,
     pub bridges: BTreeMap<String, BTreeSet<String>>,
+    /// Kernel variable → its live value.
+    pub sysctls: BTreeMap<String, String>,
     pub anchors_loaded: BTreeSet<String>,
     pub jails: BTreeMap<String, ObservedJail>,
     /// Template marker contents, by jail.
@@ -117,6 +121,10 @@ pub fn probe(
             all.iter().any(|r| matches!(r, Resource::Jail(_))),
         ),
         ("jls", all.iter().any(|r| matches!(r, Resource::Jail(_)))),
+        (
+            "sysctl",
+            all.iter().any(|r| matches!(r, Resource::Sysctl { .. })),
+        ),
         ("vm", all.iter().any(|r| matches!(r, Resource::Vm(_)))),
         ("rctl", all.iter().any(|r| matches!(r, Resource::Rctl(_)))),
     ] {
@@ -214,6 +222,25 @@ pub fn probe(
         }
     }
 
+    // Kernel variables: one `sysctl NAME…` for all of them (`name: value` lines).
+    let oids: BTreeSet<&str> = all
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Sysctl { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    if !oids.is_empty() && need("sysctl", &mut missing) {
+        let mut argv = vec!["sysctl".to_string()];
+        argv.extend(oids.iter().map(|o| o.to_string()));
+        let out = host.run(&argv)?;
+        for line in out.stdout.lines() {
+            if let Some((k, v)) = line.split_once(": ") {
+                st.sysctls.insert(k.to_string(), v.trim().to_string());
+            }
+        }
+    }
+
     // PF anchors: one `pfctl -a A -sr` each (there is one).
     let anchors: BTreeSet<&str> = all
         .iter()
@@ -274,6 +301,7 @@ pub fn probe(
                     ip: crate::jailchange::vnet_address(&rc_conf).unwrap_or_else(unknown),
                     gateway: crate::jailchange::rc_value(&rc_conf, "defaultrouter")
                         .unwrap_or_else(unknown),
+                    conf: conf.into_owned(),
                 },
             );
         }
@@ -630,6 +658,7 @@ impl HostState {
                 .get(path)
                 .map(|m| format!("directory, mode {m:04o}")),
             Resource::Bridge { name } => self.bridges.get(name).map(|_| "up".to_string()),
+            Resource::Sysctl { name, .. } => self.sysctls.get(name).cloned(),
             Resource::VmSwitch { name, .. } => {
                 self.vm_switches.get(name).map(|p| format!("interface {p}"))
             }
@@ -656,13 +685,30 @@ impl HostState {
                 crate::pfconf::current_block(&f.content)
             }
             Resource::Jail(j) => self.jails.get(&j.name).map(|o| {
-                jail_repr(
-                    &o.release,
-                    &o.ip,
-                    &o.gateway,
-                    j.devfs_ruleset.and(o.devfs_ruleset),
-                    o.running,
-                )
+                JailShape {
+                    release: o.release.clone(),
+                    ip: o.ip.clone(),
+                    gateway: o.gateway.clone(),
+                    devfs_ruleset: j.devfs_ruleset.and(o.devfs_ruleset),
+                    // What the jail was last (re)started with, as warden recorded it.
+                    devfs_rules: j.devfs_rules.as_ref().map(|_| {
+                        view.jail_devfs
+                            .get(&j.name)
+                            .cloned()
+                            .unwrap_or_else(|| "(not recorded)".into())
+                    }),
+                    params: j
+                        .params
+                        .iter()
+                        .map(|(k, _)| {
+                            let v =
+                                jail_conf_value(&o.conf, k).unwrap_or_else(|| "(not set)".into());
+                            (k.clone(), v)
+                        })
+                        .collect(),
+                    running: o.running,
+                }
+                .repr()
             }),
             Resource::JailTemplate(t) => {
                 self.jails.get(&t.jail)?;

@@ -37,6 +37,11 @@ pub const RC_CONF: &str = "/etc/rc.conf";
 /// The secret that becomes the agent's PostgreSQL password.
 pub const DB_PASSWORD_KEY: &str = "DB_PASSWORD";
 pub const PF_ANCHOR: &str = "warden";
+/// if_bridge(4) variables the isolation needs, with their values.
+pub const BRIDGE_SYSCTLS: [(&str, &str); 2] = [
+    ("net.link.bridge.pfil_member", "1"),
+    ("net.link.bridge.pfil_bridge", "1"),
+];
 
 /// Hex SHA-256 of a text.
 pub fn digest(text: &str) -> String {
@@ -131,6 +136,7 @@ pub fn render(
 
     render_network(&mut items, &jail_agents, host, &aliases);
     render_pf(&mut items, fleet, &jail_agents, host, t)?;
+    let mut devfs_block = String::new();
     if !devfs.is_empty() {
         let rulesets: Vec<_> = devfs
             .iter()
@@ -140,6 +146,10 @@ pub fn render(
             "templates/devfs.rules.tera",
             &ctx(json!({ "rulesets": rulesets })),
         )?;
+        devfs_block = block.clone();
+        // rc.d/devfs (libexec/rc/rc.d/devfs in freebsd-src) loads the rulesets of
+        // /etc/devfs.rules into the kernel; it runs as soon as the block is written,
+        // before any jail that uses them is created or restarted.
         items.push(Item::new(
             Step::LlamaCpp,
             None,
@@ -161,7 +171,11 @@ pub fn render(
             continue;
         }
         for j in &a.jails {
-            render_jail(&mut items, a, j, host, devfs.get(&j.name).copied(), t)?;
+            let ruleset = devfs.get(&j.name).map(|n| {
+                let rules = ruleset_text(&devfs_block, *n);
+                (*n, digest(&rules)[..16].to_string())
+            });
+            render_jail(&mut items, a, j, host, ruleset, t)?;
         }
         render_agent(&mut items, fleet, a, host, t)?;
     }
@@ -171,6 +185,29 @@ pub fn render(
         aliases,
         devfs,
     })
+}
+
+/// The lines of ruleset `number` in a devfs.rules text: from its `[name=number]`
+/// header to the next header or the end of warden's block.
+pub fn ruleset_text(block: &str, number: u32) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in block.lines() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            inside = l
+                .trim_end_matches(']')
+                .rsplit_once('=')
+                .is_some_and(|(_, n)| n.trim() == number.to_string());
+        } else if l.starts_with("# END") {
+            inside = false;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn ctx(v: serde_json::Value) -> tera::Context {
@@ -255,6 +292,31 @@ fn render_network(
     gw.notify = vec![];
     items.push(net(Resource::RcConf(gw)));
     items.push(net(Resource::Bridge { name: br.clone() }));
+    // PF sees the jails' traffic only where if_bridge(4) runs the packet filter: on
+    // the member interfaces (the jails' epairs, net.link.bridge.pfil_member) and on
+    // the bridge itself (traffic routed through the agents' gateway addresses,
+    // net.link.bridge.pfil_bridge). Both are set now and at boot.
+    let mut block = String::from(
+        "# BEGIN warden: packet filtering on the agents' bridge (if_bridge(4)), for\n\
+         # the isolation rules in warden's PF anchor. Managed by warden.\n",
+    );
+    for (name, value) in BRIDGE_SYSCTLS {
+        block.push_str(&format!("{name}={value}\n"));
+        items.push(net(Resource::Sysctl {
+            name: name.to_string(),
+            value: value.to_string(),
+        }));
+    }
+    block.push_str("# END warden\n");
+    items.push(net(Resource::Block(BlockRes {
+        path: "/etc/sysctl.conf".into(),
+        block,
+        placement: Placement::End,
+        phase: Phase::Network,
+        validate: vec![],
+        reload: vec![],
+        notify: vec![],
+    })));
     let mut by_index: Vec<&&AgentSpec> = agents.iter().collect();
     by_index.sort_by_key(|a| aliases[&a.name]);
     for a in by_index {
@@ -429,10 +491,11 @@ fn render_jail(
     a: &AgentSpec,
     j: &JailSpec,
     host: &HostConfig,
-    devfs_ruleset: Option<u32>,
+    ruleset: Option<(u32, String)>,
     t: &Templates,
 ) -> Result<(), TemplateError> {
     let step = Step::for_role(j.role);
+    let devfs_ruleset = ruleset.as_ref().map(|(n, _)| *n);
     let agent = Some(a.name.as_str());
     if j.role == Role::LlamaCpp {
         // The model directory must exist on the host for the nullfs mount.
@@ -455,6 +518,8 @@ fn render_jail(
             gateway: a.gateway.to_string(),
             bridge: host.bridge.clone(),
             devfs_ruleset,
+            devfs_rules: ruleset.map(|(_, d)| d),
+            params: jail_params(j.role),
         }),
     ));
     let c = ctx(json!({
@@ -477,6 +542,10 @@ fn render_jail(
         Role::Cms => files.push((
             "usr/local/etc/nginx/nginx.conf".into(),
             t.render("templates/cms/nginx.conf.tera", &c)?,
+        )),
+        Role::LlamaCpp => files.push((
+            "usr/local/etc/rc.d/warden_llama".into(),
+            t.render("templates/llama-cpp/warden_llama.tera", &c)?,
         )),
         Role::Db => {
             files.push((
@@ -506,13 +575,19 @@ fn render_jail(
     let marker = format!("var/db/warden/template-{role}.sha256");
     files.push((marker.clone(), format!("{hash}\n")));
     for (rel, content) in files {
+        // rc.d scripts must be executable for service(8); `CP` keeps the mode.
+        let mode = if rel.starts_with("usr/local/etc/rc.d/") {
+            0o755
+        } else {
+            0o644
+        };
         items.push(Item::new(
             step,
             agent,
             Resource::File(file(
                 format!("{dir}/{rel}"),
                 content,
-                0o644,
+                mode,
                 "root",
                 "wheel",
                 Phase::JailTemplates,
@@ -579,6 +654,19 @@ fn render_jail(
         ));
     }
     Ok(())
+}
+
+/// jail(8) parameters a role's jail needs, set through `bastille config` before
+/// its template runs.
+pub fn jail_params(role: Role) -> Vec<(String, String)> {
+    match role {
+        // PostgreSQL allocates a System V shared memory segment at start; jail(8)
+        // gives a jail no SysV IPC unless `sysvshm` is set, and PostgreSQL's
+        // "Managing Kernel Resources" (FreeBSD) asks for `sysvshm=new` in a jail.
+        // Its semaphores are POSIX ones on FreeBSD, so sysvsem/sysvmsg stay off.
+        Role::Db => vec![("sysvshm".into(), "new".into())],
+        _ => vec![],
+    }
 }
 
 /// Host settings, switch, template, cloud-init seed and VM for bhyve agents.
@@ -708,10 +796,16 @@ fn render_agent(
     let paths = AgentPaths::new(a, host);
     let agent = Some(a.name.as_str());
     let svc = |r: Resource| Item::new(Step::Service, agent, r);
-    items.push(svc(Resource::User {
-        name: a.name.clone(),
-        home: a.home.clone(),
-    }));
+    // Host-wide and in the PF step: PF's anchor names every agent's user, and
+    // pfctl refuses a user that does not exist (parse.y), whatever --agent says.
+    items.push(Item::new(
+        Step::Pf,
+        None,
+        Resource::User {
+            name: a.name.clone(),
+            home: a.home.clone(),
+        },
+    ));
     for l in a
         .limits
         .iter()

@@ -89,16 +89,17 @@ impl fmt::Display for Step {
     }
 }
 
-/// Where a change runs in the apply order (DESIGN.md): host network, PF, devfs,
-/// jails, jail templates, users, souls, agent env files, rc.d, services.
+/// Where a change runs in the apply order: host network, users, PF, devfs, jails,
+/// jail templates, souls, agent env files, rc.d, services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Phase {
     Network,
+    /// Before PF: its rules name the agents' users (pfctl resolves them).
+    Users,
     Pf,
     Devfs,
     Jails,
     JailTemplates,
-    Users,
     Souls,
     EnvFiles,
     RcD,
@@ -152,6 +153,70 @@ pub struct JailRes {
     pub gateway: String,
     pub bridge: String,
     pub devfs_ruleset: Option<u32>,
+    /// Digest of the devfs ruleset's rules: the jail is restarted when they change,
+    /// since a running jail's /dev keeps the rules it was started with.
+    #[serde(default)]
+    pub devfs_rules: Option<String>,
+    /// jail(8) parameters set with `bastille config NAME set KEY VALUE` before the
+    /// jail's template runs (e.g. `sysvshm new` for PostgreSQL).
+    #[serde(default)]
+    pub params: Vec<(String, String)>,
+}
+
+impl JailRes {
+    /// The desired side as [`JailShape`].
+    pub fn shape(&self, running: bool) -> JailShape {
+        JailShape {
+            release: self.release.clone(),
+            ip: self.ip.clone(),
+            gateway: self.gateway.clone(),
+            devfs_ruleset: self.devfs_ruleset,
+            devfs_rules: self.devfs_rules.clone(),
+            params: self.params.clone(),
+            running,
+        }
+    }
+}
+
+/// What the plan compares for a jail: its release and address, the settings that
+/// take effect only when the jail (re)starts, and whether it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JailShape {
+    /// A thin jail's release (its fstab), else jail.conf's `osrelease`.
+    pub release: String,
+    /// `ifconfig_vnet0` and `defaultrouter` in the jail's rc.conf.
+    pub ip: String,
+    pub gateway: String,
+    pub devfs_ruleset: Option<u32>,
+    pub devfs_rules: Option<String>,
+    pub params: Vec<(String, String)>,
+    pub running: bool,
+}
+
+impl JailShape {
+    /// Canonical text, one `key value` line each.
+    pub fn repr(&self) -> String {
+        let mut out = format!(
+            "release {}\nip {}\ngateway {}\ndevfs_ruleset {}\n",
+            self.release,
+            self.ip,
+            self.gateway,
+            self.devfs_ruleset
+                .map_or("(bastille default)".to_string(), |n| n.to_string())
+        );
+        if let Some(d) = &self.devfs_rules {
+            out.push_str(&format!("devfs_rules {d}\n"));
+        }
+        for (k, v) in &self.params {
+            out.push_str(&format!("{k} {v}\n"));
+        }
+        out.push_str(if self.running {
+            "state running"
+        } else {
+            "state stopped"
+        });
+        out
+    }
 }
 
 /// A Bastille template applied to a jail, identified by the hash of its inputs.
@@ -198,7 +263,7 @@ pub struct BlockRes {
     /// Load the file after it changed with this command (its path appended),
     /// e.g. `pfctl -f`.
     pub reload: Vec<String>,
-    /// Commands to run after the file changed.
+    /// Commands run right after the file changed (before the next change).
     pub notify: Vec<Vec<String>>,
 }
 
@@ -261,6 +326,12 @@ pub enum Resource {
     Bridge {
         name: String,
     },
+    /// A kernel variable's live value, set with `sysctl NAME=VALUE` (the boot-time
+    /// value is warden's block in /etc/sysctl.conf).
+    Sysctl {
+        name: String,
+        value: String,
+    },
     /// A vm-bhyve virtual switch.
     VmSwitch {
         name: String,
@@ -305,6 +376,7 @@ impl Resource {
             Resource::RcConf(r) => format!("sysrc:{}:{}", r.file, r.key),
             Resource::Dir { path, .. } => format!("dir:{path}"),
             Resource::Bridge { name } => format!("bridge:{name}"),
+            Resource::Sysctl { name, .. } => format!("sysctl:{name}"),
             Resource::VmSwitch { name, .. } => format!("vm-switch:{name}"),
             Resource::BridgeAlias { bridge, addr } => format!("alias:{bridge}:{addr}"),
             Resource::PfAnchor { anchor, .. } => format!("pf:anchor:{anchor}"),
@@ -323,7 +395,9 @@ impl Resource {
         match self {
             Resource::File(f) => f.phase,
             Resource::RcConf(r) => r.phase,
-            Resource::Bridge { .. } | Resource::BridgeAlias { .. } => Phase::Network,
+            Resource::Bridge { .. } | Resource::BridgeAlias { .. } | Resource::Sysctl { .. } => {
+                Phase::Network
+            }
             Resource::Dir { .. } => Phase::Devfs,
             Resource::VmSwitch { .. } => Phase::Jails,
             Resource::PfAnchor { .. } => Phase::Pf,
@@ -352,11 +426,12 @@ impl Resource {
             Resource::RcConf(r) => r.value.clone(),
             Resource::Dir { mode, .. } => format!("directory, mode {mode:04o}"),
             Resource::Bridge { .. } => "up".into(),
+            Resource::Sysctl { value, .. } => value.clone(),
             Resource::VmSwitch { iface, .. } => format!("interface {iface}"),
             Resource::BridgeAlias { addr, .. } => addr.clone(),
             Resource::PfAnchor { content, .. } => content.clone(),
             Resource::Block(b) => b.block.clone(),
-            Resource::Jail(j) => jail_repr(&j.release, &j.ip, &j.gateway, j.devfs_ruleset, true),
+            Resource::Jail(j) => j.shape(true).repr(),
             Resource::JailTemplate(t) => t.hash.clone(),
             Resource::User { home, .. } => format!("home {home}"),
             Resource::Soul(s) => match &s.pinned {
@@ -373,20 +448,6 @@ impl Resource {
 /// Canonical text of a file: a header line with mode and owner, then the content.
 pub fn file_repr(content: &str, mode: u32, owner: &str, group: &str) -> String {
     format!("# mode {mode:04o} owner {owner}:{group}\n{content}")
-}
-
-pub fn jail_repr(
-    release: &str,
-    ip: &str,
-    gateway: &str,
-    devfs_ruleset: Option<u32>,
-    running: bool,
-) -> String {
-    format!(
-        "release {release}\nip {ip}\ngateway {gateway}\ndevfs_ruleset {}\nstate {}",
-        devfs_ruleset.map_or("(bastille default)".to_string(), |n| n.to_string()),
-        if running { "running" } else { "stopped" }
-    )
 }
 
 /// The value after `key ` on its line of a canonical text (`cpu 4` → `4`).
@@ -452,7 +513,9 @@ pub fn triggers(r: &Resource, action: crate::plan::Action) -> &[Vec<String>] {
     match (r, action) {
         (Resource::File(f), Action::Update) => &f.notify,
         (Resource::RcConf(rc), Action::Create | Action::Update) => &rc.notify,
-        (Resource::Block(b), _) => &b.notify,
+        // A block's commands run at once when it is written (devfs rules must be
+        // loaded before the jails that use them start), not after every change.
+        (Resource::Block(_), _) => &[],
         _ => &[],
     }
 }
@@ -505,7 +568,7 @@ pub fn change_notes(
     use crate::plan::Action;
     match (r, action) {
         (Resource::Jail(j), Action::Update) => {
-            let want = jail_repr(&j.release, &j.ip, &j.gateway, j.devfs_ruleset, true);
+            let want = j.shape(true).repr();
             let before = before.unwrap_or("");
             let d = crate::jailchange::delta(before, j);
             let mut notes = Vec::new();
@@ -518,13 +581,28 @@ pub fn change_notes(
             if d.network() {
                 notes.push("restart: bastille sysrc sets the new address inside the jail".into());
             }
-            if d.devfs {
-                notes.push(format!(
-                    "restart: devfs ruleset {} -> {}",
-                    repr_field(before, "devfs_ruleset"),
-                    repr_field(&want, "devfs_ruleset")
-                ));
-            } else if notes.is_empty() && d.start {
+            // Jail parameters and a devfs ruleset's rules take effect only when the
+            // jail starts (jail(8)): a difference restarts it.
+            let changed: Vec<String> = want
+                .lines()
+                .filter_map(|l| {
+                    let (k, v) = l.split_once(' ')?;
+                    let old = repr_field(before, k);
+                    if matches!(k, "state" | "release" | "ip" | "gateway") || old == v {
+                        return None;
+                    }
+                    Some(match (k, j.devfs_ruleset) {
+                        ("devfs_rules", Some(n)) => format!("devfs ruleset {n}'s rules changed"),
+                        _ => format!(
+                            "{k} {} -> {v}",
+                            if old.is_empty() { "(not set)" } else { &old }
+                        ),
+                    })
+                })
+                .collect();
+            if !changed.is_empty() {
+                notes.push(format!("restart: {}", changed.join(", ")));
+            } else if notes.is_empty() && repr_field(before, "state") != "running" {
                 notes.push("start: the jail is stopped".into());
             }
             notes
@@ -553,6 +631,11 @@ pub fn change_notes(
         (Resource::Block(b), _) if !b.reload.is_empty() => {
             vec![format!("reload: {} {}", b.reload.join(" "), b.path)]
         }
+        (Resource::Block(b), _) if !b.notify.is_empty() => b
+            .notify
+            .iter()
+            .map(|c| format!("then at once: {}", c.join(" ")))
+            .collect(),
         _ => vec![],
     }
 }

@@ -76,6 +76,8 @@ pub struct StateView {
     pub pf_loaded: Option<String>,
     /// VM → disk size it was created with.
     pub vm_disks: BTreeMap<String, String>,
+    /// Jail → digest of the devfs rules it was last (re)started with.
+    pub jail_devfs: BTreeMap<String, String>,
 }
 
 /// An open state DB.
@@ -189,6 +191,8 @@ async fn load_view(path: &Path, conn: &mut SqliteConnection) -> Result<StateView
             v.pending_follow_ups = serde_json::from_str(&value).unwrap_or_default();
         } else if let Some(vm) = key.strip_prefix("vm_disk:") {
             v.vm_disks.insert(vm.to_string(), value);
+        } else if let Some(jail) = key.strip_prefix("jail_devfs:") {
+            v.jail_devfs.insert(jail.to_string(), value);
         }
     }
     Ok(v)

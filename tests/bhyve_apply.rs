@@ -167,3 +167,30 @@ fn vm_is_created_then_left_alone_then_resized_then_destroyed() {
     let rc = std::fs::read_to_string(s.root.join("etc/rc.conf")).unwrap();
     assert!(!rc.contains("hermes"), "{rc}");
 }
+
+#[test]
+fn an_old_vm_bhyve_is_refused_before_anything_changes() {
+    let s = site();
+    let refused = s
+        .warden(&["apply", "--yes"])
+        .env("FAKEBSD_VM_VERSION", "1.5.0")
+        .assert()
+        .code(1);
+    let text = out(&refused);
+    assert!(
+        text.contains("vm-bhyve 1.5.0 is too old")
+            && text.contains("`vm create -u USER-DATA`, which vm-bhyve has from 1.7.1"),
+        "{text}"
+    );
+    assert!(
+        !s.log().lines().any(|l| l.starts_with("MUT")),
+        "nothing changed: {}",
+        s.log()
+    );
+    // With a current vm-bhyve the same apply goes through.
+    s.warden(&["apply", "--yes"])
+        .env("FAKEBSD_VM_VERSION", "1.7.5")
+        .assert()
+        .success();
+    assert!(s.log().contains("MUT vm create"), "{}", s.log());
+}

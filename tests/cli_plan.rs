@@ -54,8 +54,13 @@ fn assert_root_untouched(root: &Path) {
     );
 }
 
-const NOTE: &str = "Note: sysrc, ifconfig, pfctl, bastille, jls, vm not found on this system \
+const NOTE: &str =
+    "Note: sysrc, ifconfig, pfctl, bastille, jls, sysctl, vm not found on this system \
 (not a FreeBSD host?): that part of the host is read as empty.";
+const MODEL: &str = "Note: clawdie's llama.cpp model is missing: put the GGUF file \
+qwen2.5-7b-instruct-q4_k_m.gguf at /var/db/warden/models/qwen2.5-7b-instruct-q4_k_m.gguf on this \
+host (jail clawdiellm mounts /var/db/warden/models read-only); llama-server does not start \
+without it.";
 const REBOOT: &str =
     "Note: /boot/loader.conf changes (vmm_load, pptdevs) take effect at the next reboot.";
 
@@ -66,7 +71,7 @@ fn human_plan_on_an_empty_root() {
     let out = stdout(&a);
     assert_eq!(
         stderr(&a),
-        format!("{NOTE}\n{REBOOT}\n"),
+        format!("{NOTE}\n{MODEL}\n{REBOOT}\n"),
         "the notes go to stderr, and nothing else does"
     );
     assert_eq!(
@@ -88,13 +93,13 @@ fn json_plan_on_an_empty_root() {
     let root = TempDir::new().unwrap();
     let a = plan(root.path(), &["--json"]).code(0);
     let out = stdout(&a);
-    assert_eq!(stderr(&a), format!("{NOTE}\n{REBOOT}\n"));
+    assert_eq!(stderr(&a), format!("{NOTE}\n{MODEL}\n{REBOOT}\n"));
     assert!(!out.contains(&root.path().display().to_string()));
     insta::assert_snapshot!("plan_json_empty_root", out);
 
     let doc: Value = serde_json::from_str(&out).expect("valid JSON");
     assert_eq!(doc["format_version"], "1");
-    assert_eq!(doc["notes"], serde_json::json!([NOTE, REBOOT]));
+    assert_eq!(doc["notes"], serde_json::json!([NOTE, MODEL, REBOOT]));
     let changes = doc["changes"].as_array().unwrap();
     assert_eq!(doc["summary"]["add"], changes.len());
     assert_eq!(doc["summary"]["change"], 0);
@@ -159,7 +164,13 @@ fn step_filter_keeps_only_that_group() {
     let doc = plan_json(root.path(), &["--step", "pf"]);
     assert_eq!(
         ids(&doc),
-        ["sysrc:pf_enable", "pf:anchor:warden", "block:/etc/pf.conf"]
+        [
+            "user:atlas",
+            "user:clawdie",
+            "sysrc:pf_enable",
+            "pf:anchor:warden",
+            "block:/etc/pf.conf"
+        ]
     );
     for c in doc["changes"].as_array().unwrap() {
         assert_eq!(c["step"], "pf", "{c}");
@@ -196,12 +207,14 @@ fn agent_filter_keeps_that_agent_and_host_wide_resources() {
         "bridge:warden0",
         "pf:anchor:warden",
         "block:/etc/pf.conf",
+        // every agent's user: PF's anchor names them all
+        "user:atlas",
+        "user:clawdie",
         // atlas's own
         "alias:warden0:10.0.1.1/24",
         "jail:atlasgit",
         "jail:atlascms",
         "jail:atlasdb",
-        "user:atlas",
         "soul:/home/atlas/soul",
         "file:/usr/local/etc/warden/atlas.env",
         "file:/usr/local/etc/rc.d/atlas",
@@ -212,7 +225,6 @@ fn agent_filter_keeps_that_agent_and_host_wide_resources() {
     for id in [
         "alias:warden0:192.168.72.1/24",
         "jail:clawdiellm",
-        "user:clawdie",
         "file:/usr/local/etc/rc.d/clawdie",
         "service:clawdie",
     ] {

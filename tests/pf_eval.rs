@@ -626,3 +626,152 @@ fn exposed_ports_leave_isolation_between_agents_intact() {
         &[],
     );
 }
+
+// ---------------------------------------------------------------------------------
+// Host side: the agents' processes run on the host and connect from its gateway
+// addresses; PF tells them apart by the socket's owner (`user`).
+
+#[test]
+fn evaluator_matches_socket_owners_and_refuses_negated_user_lists() {
+    let rs = Ruleset::parse(
+        "pass quick inet proto tcp from any to 10.0.0.0/8 user { a, b } keep state\n\
+         block drop quick inet from any to 10.0.0.0/8\n",
+    );
+    assert_eq!(
+        rs.eval(&Packet::tcp("10.0.0.1", "10.0.0.2", 22).user("a"))
+            .action,
+        Action::Pass
+    );
+    assert_eq!(
+        rs.eval(&Packet::tcp("10.0.0.1", "10.0.0.2", 22).user("c"))
+            .action,
+        Action::Block
+    );
+    // Forwarded traffic has no socket on the host: `user` never matches it.
+    assert_eq!(
+        rs.eval(&Packet::tcp("10.0.0.1", "10.0.0.2", 22)).action,
+        Action::Block
+    );
+    let msg = panic_message(|| {
+        Ruleset::parse("block quick inet proto tcp from any to any user { != a, != b }\n");
+    });
+    assert!(msg.contains("matches everything"), "{msg}");
+    let msg = panic_message(|| {
+        Ruleset::parse("block quick inet from any to any user a\n");
+    });
+    assert!(msg.contains("'user' needs 'proto tcp'"), "{msg}");
+}
+
+#[test]
+fn example_host_side_each_agent_user_reaches_its_own_subnet_only() {
+    let (rs, anchor) = example();
+    // atlas's process (the host picks atlas's gateway as the source) reaches its db.
+    assert_pass(
+        &rs,
+        anchor,
+        Packet::tcp("10.0.1.1", "10.0.1.5", 5432).user("atlas"),
+    );
+    assert_pass(
+        &rs,
+        anchor,
+        Packet::udp("10.0.1.1", "10.0.1.2", 53).user("atlas"),
+    );
+    // clawdie's process reaches clawdie's jails, not atlas's database.
+    assert_pass(
+        &rs,
+        anchor,
+        Packet::tcp("192.168.72.1", "192.168.72.5", 5432).user("clawdie"),
+    );
+    assert_block(
+        &rs,
+        anchor,
+        Packet::tcp("10.0.1.1", "10.0.1.5", 5432).user("clawdie"),
+    );
+    assert_block(
+        &rs,
+        anchor,
+        Packet::tcp("192.168.72.1", "10.0.1.5", 5432).user("clawdie"),
+    );
+    assert_block(
+        &rs,
+        anchor,
+        Packet::tcp("10.0.1.1", "10.0.1.2", 22).user("clawdie"),
+    );
+    // atlas's process reaches clawdie's LLM port (SHARED_LLM=clawdie) and nothing else.
+    assert_pass(
+        &rs,
+        anchor,
+        Packet::tcp("192.168.72.1", "192.168.72.4", 8080).user("atlas"),
+    );
+    for (dst, port) in [
+        ("192.168.72.4", 22),
+        ("192.168.72.4", 8081),
+        ("192.168.72.5", 5432),
+        ("192.168.72.2", 8080),
+    ] {
+        assert_block(
+            &rs,
+            anchor,
+            Packet::tcp("192.168.72.1", dst, port).user("atlas"),
+        );
+    }
+    // root keeps access to every agent's jails.
+    assert_pass(
+        &rs,
+        anchor,
+        Packet::tcp("10.0.1.1", "10.0.1.5", 5432).user("root"),
+    );
+    assert_pass(
+        &rs,
+        anchor,
+        Packet::tcp("192.168.72.1", "192.168.72.5", 5432).user("root"),
+    );
+    // The jail side is unchanged: a jail does not reach another agent's subnet.
+    assert_block(&rs, anchor, Packet::tcp("192.168.72.4", "10.0.1.5", 5432));
+    assert_block(&rs, anchor, Packet::tcp("10.0.1.3", "192.168.72.5", 5432));
+}
+
+#[test]
+fn host_side_shared_llm_port_passes_only_with_shared_llm() {
+    let server = (
+        "srv.env",
+        "AGENT_NAME=srv\nAGENT_SUBNET_BASE=10.0.8\nWARDEN_ROLES=llama-cpp\n",
+    );
+    let without = render_anchor(&[
+        server,
+        (
+            "cli.env",
+            "AGENT_NAME=cli\nAGENT_SUBNET_BASE=10.0.9\nWARDEN_ROLES=git\n",
+        ),
+    ]);
+    let rs = Ruleset::parse(&without);
+    assert_block(
+        &rs,
+        &without,
+        Packet::tcp("10.0.8.1", "10.0.8.4", 8080).user("cli"),
+    );
+    let with = render_anchor(&[
+        server,
+        (
+            "cli.env",
+            "AGENT_NAME=cli\nAGENT_SUBNET_BASE=10.0.9\nWARDEN_ROLES=git\nSHARED_LLM=srv\n",
+        ),
+    ]);
+    let rs = Ruleset::parse(&with);
+    assert_pass(
+        &rs,
+        &with,
+        Packet::tcp("10.0.8.1", "10.0.8.4", 8080).user("cli"),
+    );
+    assert_block(
+        &rs,
+        &with,
+        Packet::tcp("10.0.8.1", "10.0.8.4", 22).user("cli"),
+    );
+    // The server's own user still reaches its own LLM.
+    assert_pass(
+        &rs,
+        &with,
+        Packet::tcp("10.0.8.1", "10.0.8.4", 8080).user("srv"),
+    );
+}

@@ -201,6 +201,10 @@ CMD echo hi > /tmp/never-run
 MOUNT /var/db/shared var/db/shared nullfs ro 0 0
 CONFIG set allow.raw_sockets 1
 EOF
+# service(8) in the jail needs the service's rc script
+mkdir -p "$B/jails/atlas/root/usr/local/etc/rc.d"
+printf '#!/bin/sh\n' >"$B/jails/atlas/root/usr/local/etc/rc.d/zeus"
+chmod 755 "$B/jails/atlas/root/usr/local/etc/rc.d/zeus"
 t_out "template applies" 0 "Template applied: warden/agent" bastille template atlas warden/agent --arg AGENT=zeus
 J=$B/jails/atlas/root
 t_file "template PKG" "$J/var/fakebsd/pkg.list" "curl"
@@ -215,11 +219,11 @@ t_nofile "template CMD not executed" /tmp/never-run
 t_file "template MOUNT" "$B/jails/atlas/fstab" "/var/db/shared $J/var/db/shared nullfs ro 0 0"
 t_file "template CONFIG" "$B/jails/atlas/jail.conf" "allow.raw_sockets = 1;"
 printf 'PKG vim\nCP files/missing etc/x\nPKG never\n' >"$T/Bastillefile"
-t_err "failing hook still exits 0" 0 "[ERROR]: Failed to execute command: cp" bastille template atlas warden/agent
+t_err "failing hook exits 1 (template.sh error_exit)" 1 "[ERROR]: Failed to execute command: cp" bastille template atlas warden/agent
 t_file "hook before failure ran" "$J/var/fakebsd/pkg.list" "vim"
 if grep -qx never "$J/var/fakebsd/pkg.list"; then ko "hooks after failure skipped"; else ok "hooks after failure skipped"; fi
 printf 'PKG tmux\n' >"$T/Bastillefile"
-t_err "injected hook failure" 0 "[ERROR]: Failed to execute command: pkg" env FAKEBSD_FAIL='bastille pkg atlas tmux' bastille template atlas warden/agent
+t_err "injected hook failure" 1 "[ERROR]: Failed to execute command: pkg" env FAKEBSD_FAIL='bastille pkg atlas tmux' bastille template atlas warden/agent
 t_err "missing template" 1 "[ERROR]: warden/nope not found." bastille template atlas warden/nope
 t_err "template on missing jail" 1 "[ERROR]: Jail not found: zeus" bastille template zeus warden/agent
 
@@ -227,7 +231,21 @@ t_err "template on missing jail" 1 "[ERROR]: Jail not found: zeus" bastille temp
 t_out "bastille stop" 0 "atlas: removed" bastille stop atlas
 t_eq "jls after stop" "$(jls name)" "averyveryverylongname"
 t_err "template on stopped jail" 0 "Jail is not running." bastille template atlas warden/agent
+t_err "start refused while ruleset 14 is not loaded" 1 "devfs ruleset 14 is not loaded" bastille start atlas
+mkdir -p "$FAKEBSD_ROOT/etc"
+printf '# GPU\n[gpu=14]\nadd include $devfsrules_jail_vnet\nadd path dri unhide\n' >"$FAKEBSD_ROOT/etc/devfs.rules"
+t_rc "service devfs restart loads /etc/devfs.rules" 0 service devfs restart
+t_out "ruleset 14 loaded" 0 "200 path dri unhide" devfs rule -s 14 show
 t_out "bastille start" 0 "atlas: created" bastille start atlas
+t_rc "pkg install postgresql17-server" 0 bastille pkg atlas install postgresql17-server
+t_err "PostgreSQL refused without sysvshm" 1 "could not create shared memory segment: Function not implemented" bastille service atlas postgresql start
+t_rc "config set sysvshm new" 0 bastille config atlas set sysvshm new
+t_err "sysvshm takes effect at restart only" 1 "Function not implemented" bastille cmd atlas service postgresql initdb
+t_out "restart" 0 "atlas: created" bastille restart atlas
+t_rc "PostgreSQL starts with sysvshm=new" 0 bastille service atlas postgresql start
+t_rc "pkg install llama-cpp" 0 bastille pkg atlas install llama-cpp
+t_out "the llama-cpp package brings no rc script" 1 "llama-server does not exist in /etc/rc.d" bastille service atlas llama-server start
+t_out "an unknown service does not start" 1 "nosuch does not exist in /etc/rc.d" bastille service atlas nosuch start
 t_err "destroy running without -a" 0 "Use [-a|--auto] to auto-stop the jail." bastille destroy -y atlas
 t_file "jail still there" "$B/jails/atlas/jail.conf" "atlas {"
 t_err "destroy without -y on closed stdin" 0 "cancelled" bastille destroy -a atlas </dev/null

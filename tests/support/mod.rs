@@ -18,7 +18,7 @@ pub fn example_config() -> PathBuf {
 }
 
 /// A directory that holds no program at all, used as `PATH` so that the plan's
-/// note about missing FreeBSD tools (sysrc, ifconfig, pfctl, bastille, jls, vm, ps)
+/// note about missing FreeBSD tools (sysrc, ifconfig, pfctl, bastille, jls, sysctl, vm, ps)
 /// reads the same on every machine.
 pub fn empty_path_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("warden-empty-path");

@@ -13,14 +13,18 @@
 //!   filter rules
 //!   `pass | block [drop|return] [in|out] [quick] [on IF] [inet] [proto tcp|udp|icmp
 //!   | proto { .. }] [all | [from X] [to Y [port N | port = N | port { a b }]]]
-//!   [keep state]`, where an address is `any`, `<table>`, an IPv4 address or CIDR,
-//!   each optionally preceded by `!`. `#` comments and `\` line continuations are
-//!   handled.
+//!   [user NAME | user { a, b }] [keep state]`, where an address is `any`,
+//!   `<table>`, an IPv4 address or CIDR, each optionally preceded by `!`. `#`
+//!   comments and `\` line continuations are handled.
 //! - Translates before filtering, as PF does: a packet coming in on an interface
 //!   (it must say so with [`Packet::dir`] and [`Packet::on`] when an `rdr` rule could
 //!   match it) gets the destination of the first matching `rdr` rule, and the filter
 //!   rules then judge the translated packet. [`Verdict::rdr`] names the rule and the
 //!   new destination.
+//! - `user` matches the owner of the packet's socket on the host ([`Packet::user`]);
+//!   a packet without one (forwarded jail traffic) never matches it, as in
+//!   pf.conf(5). `user` needs `proto tcp|udp`, and negated users (`!=`, which in a
+//!   list matches everything, pf.conf(5)) are refused.
 //! - Evaluates one IPv4 packet (source, destination, protocol, destination port)
 //!   against the filter rules with PF's decision semantics: rules are tried in order,
 //!   the last matching rule decides, except that a matching `quick` rule decides at
@@ -94,6 +98,8 @@ pub struct Packet {
     pub iface: Option<String>,
     /// Direction the packet is seen in, if the test says.
     pub dir: Option<Dir>,
+    /// Owner of the packet's socket on the host; `None` for forwarded traffic.
+    pub owner: Option<String>,
 }
 
 fn ip(s: &str) -> Ipv4Addr {
@@ -119,7 +125,13 @@ impl Packet {
             dport,
             iface: None,
             dir: None,
+            owner: None,
         }
+    }
+    /// The same packet, sent from a socket of `user` on the host.
+    pub fn user(mut self, user: &str) -> Packet {
+        self.owner = Some(user.to_string());
+        self
     }
     /// The same packet, seen on interface `iface`.
     pub fn on(mut self, iface: &str) -> Packet {
@@ -149,6 +161,9 @@ impl fmt::Display for Packet {
         }
         if let Some(i) = &self.iface {
             write!(f, " on {i}")?;
+        }
+        if let Some(u) = &self.owner {
+            write!(f, " user {u}")?;
         }
         Ok(())
     }
@@ -283,6 +298,7 @@ pub struct FilterRule {
     from: Addr,
     to: Addr,
     ports: Option<Vec<u16>>,
+    users: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -924,8 +940,21 @@ impl Ruleset {
                 _ => st.fail("'port' needs 'proto tcp' or 'proto udp' (pfctl rejects it)"),
             }
         }
-        if st.eat("keep") && !st.eat("state") {
-            st.fail("expected 'state' after 'keep'");
+        let mut users = None;
+        loop {
+            if st.eat("keep") {
+                if !st.eat("state") {
+                    st.fail("expected 'state' after 'keep'");
+                }
+            } else if st.eat("user") {
+                users = Some(Self::parse_users(st));
+                match &protos {
+                    Some(ps) if ps.iter().all(|p| *p != Proto::Icmp) => {}
+                    _ => st.fail("'user' needs 'proto tcp' or 'proto udp' (pfctl rejects it)"),
+                }
+            } else {
+                break;
+            }
         }
         st.end();
         self.rules.push(FilterRule {
@@ -939,7 +968,38 @@ impl Ruleset {
             from,
             to,
             ports,
+            users,
         });
+    }
+
+    /// `NAME` or `{ a, b }`; `!=` and other operators are refused.
+    fn parse_users(st: &mut Stmt) -> Vec<String> {
+        let name = |st: &mut Stmt, w: String| {
+            if !w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                st.fail(format!("{w:?} is not a user name pfeval understands"));
+            }
+            w
+        };
+        match st.next() {
+            Some(Tok::Word(w)) => vec![name(st, w)],
+            Some(Tok::LBrace) => {
+                let mut v = Vec::new();
+                loop {
+                    match st.next() {
+                        Some(Tok::RBrace) if !v.is_empty() => break,
+                        Some(Tok::Comma) => continue,
+                        Some(Tok::Word(w)) => v.push(name(st, w)),
+                        Some(Tok::Bang) => st.fail(
+                            "negated users in a list: pf.conf(5) warns that { != a, != b } \
+                             matches everything",
+                        ),
+                        _ => st.fail("malformed user list"),
+                    }
+                }
+                v
+            }
+            _ => st.fail("unsupported user specification (only NAME and { a, b })"),
+        }
     }
 
     fn addr_matches(&self, a: &Addr, ip: Ipv4Addr) -> bool {
@@ -996,6 +1056,12 @@ impl Ruleset {
         if let Some(ports) = &r.ports {
             match p.dport {
                 Some(d) if ports.contains(&d) => {}
+                _ => return false,
+            }
+        }
+        if let Some(users) = &r.users {
+            match &p.owner {
+                Some(u) if users.contains(u) => {}
                 _ => return false,
             }
         }
