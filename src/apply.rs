@@ -1,11 +1,12 @@
 //! Execute a plan on the host, in the phase order, recording each change.
 
 use crate::config::Config;
+use crate::executor::Records;
 use crate::host::{Host, HostError, Output};
 use crate::plan::{Action, Change, Plan};
 use crate::render::digest;
 use crate::resource::{Item, RcMode, Resource};
-use crate::state::{Managed, SoulRecord, State};
+use crate::state::{Managed, SoulRecord};
 use std::collections::BTreeSet;
 
 /// Why an apply stopped.
@@ -219,7 +220,7 @@ impl<'a> Applier<'a> {
     pub fn execute(
         &mut self,
         change: &Change,
-        state: Option<&mut State>,
+        state: Option<&mut Records>,
         rt: &tokio::runtime::Runtime,
     ) -> Result<(), ApplyError> {
         let id = change.id();

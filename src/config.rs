@@ -30,6 +30,8 @@ pub struct HostConfig {
     pub devfs_ruleset_base: u32,
     /// Where agent daemons write their logs.
     pub log_dir: String,
+    /// How many changes apply runs at once (`--jobs` overrides it), 1 to 64.
+    pub jobs: u32,
     /// vm-bhyve settings, for agents with `DEPLOY_MODE=bhyve`.
     pub bhyve: BhyveConfig,
 }
@@ -49,6 +51,13 @@ pub struct BhyveConfig {
     pub image: String,
 }
 
+/// Changes apply runs at once unless told otherwise: jail creates and templates
+/// wait mostly on downloads and package installs, so more than the CPU count.
+pub const DEFAULT_JOBS: u32 = 8;
+
+/// The most changes `jobs` or `--jobs` may run at once.
+pub const MAX_JOBS: u32 = 64;
+
 impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
@@ -63,6 +72,7 @@ impl Default for HostConfig {
             agents_dir: "agents".into(),
             devfs_ruleset_base: 1000,
             log_dir: "/var/log/warden".into(),
+            jobs: DEFAULT_JOBS,
             bhyve: BhyveConfig::default(),
         }
     }
@@ -307,6 +317,14 @@ fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
             "must be 1000 or more, clear of the rulesets FreeBSD ships (1-4) and Bastille uses (13)",
         ));
     }
+    if !(1..=MAX_JOBS).contains(&host.jobs) {
+        diags.push(Diagnostic::new(
+            path,
+            line_of("jobs"),
+            Some("jobs"),
+            format!("must be between 1 and {MAX_JOBS}, not {}", host.jobs),
+        ));
+    }
     if !host.release.ends_with("-RELEASE")
         && !host.release.contains("-STABLE")
         && !host.release.contains("-CURRENT")
@@ -357,6 +375,18 @@ mod tests {
         let s = e.to_string();
         assert!(
             s.starts_with("warden.toml:2: brige: unknown key; did you mean bridge?"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn jobs_defaults_to_parallel_and_zero_is_located() {
+        let c = parse(Path::new("warden.toml"), "").unwrap();
+        assert_eq!(c.host.jobs, 8, "parallel unless told otherwise");
+        let e = parse(Path::new("warden.toml"), "ext_if = \"igb0\"\njobs = 0\n").unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.starts_with("warden.toml:2: jobs: must be between 1 and 64, not 0"),
             "{s}"
         );
     }

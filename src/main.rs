@@ -87,6 +87,9 @@ enum Command {
         /// A plan written by `plan --out`: apply exactly that plan, or refuse if stale.
         #[arg(value_name = "PLANFILE")]
         planfile: Option<PathBuf>,
+        /// Run at most N changes at once (default: `jobs` in warden.toml, else 8).
+        #[arg(long, value_name = "N", value_parser = parse_jobs)]
+        jobs: Option<usize>,
     },
     /// Remove one agent: service, files, jails, alias and PF entries.
     Destroy {
@@ -102,6 +105,9 @@ enum Command {
         /// Also remove data: the agent's home, soul checkout and user.
         #[arg(long)]
         purge: bool,
+        /// Run at most N changes at once (default: `jobs` in warden.toml, else 8).
+        #[arg(long, value_name = "N", value_parser = parse_jobs)]
+        jobs: Option<usize>,
     },
     /// Scaffold agents/NAME.env with the next free subnet and every key documented.
     Init {
@@ -234,6 +240,14 @@ enum SoulCommand {
     },
 }
 
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    let max = warden::config::MAX_JOBS as usize;
+    match s.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number of jobs from 1 to {max}")),
+    }
+}
+
 fn main() -> ExitCode {
     // Usage errors exit 1, so that 2 always means "changes" for --detailed-exitcode.
     let cli = match Cli::try_parse() {
@@ -332,6 +346,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             steps,
             agents,
             planfile,
+            jobs,
         } => {
             let (cfg, fleet) = workflow::load(&cli.config)?;
             let mut req = workflow::ApplyRequest {
@@ -339,6 +354,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 yes,
                 command: "apply".into(),
                 style: plan::Style::stdout(),
+                jobs,
                 ..Default::default()
             };
             if let Some(pf) = planfile {
@@ -366,6 +382,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             agents,
             yes,
             purge,
+            jobs,
         } => {
             let (cfg, mut fleet) = workflow::load(&cli.config)?;
             check_agents(&fleet, &agents)?;
@@ -374,6 +391,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 yes,
                 purge,
                 destroying: agents.clone(),
+                jobs,
                 command: format!("destroy --agent {}", agents.join(",")),
                 style: plan::Style::stdout(),
                 ..Default::default()
