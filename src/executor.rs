@@ -522,12 +522,12 @@ mod tests {
     use crate::resource::{Item, JailRes, JailTemplateRes, Step};
 
     fn change(agent: Option<&str>, resource: Resource) -> Change {
-        Change {
-            item: Item::new(Step::Git, agent, resource),
-            action: Action::Create,
-            before: None,
-            after: Some(String::new()),
-        }
+        Change::new(
+            Item::new(Step::Git, agent, resource),
+            Action::Create,
+            None,
+            Some(String::new()),
+        )
     }
     fn jail(agent: &str, name: &str) -> Change {
         change(
