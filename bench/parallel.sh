@@ -45,16 +45,16 @@ trap 'rm -rf "$work"' EXIT
 
 # fleet N : a config directory with N agents under $work/fleet-N
 fleet() {
-	d=$work/fleet-$1
-	[ -d "$d" ] && return 0
-	mkdir -p "$d/agents"
-	printf 'ext_if = "igb0"\nagents_dir = "agents"\n' >"$d/warden.toml"
-	i=0
-	while [ "$i" -lt "$1" ]; do
-		n=$(printf 'a%03d' "$i")
+	fl_d=$work/fleet-$1
+	[ -d "$fl_d" ] && return 0
+	mkdir -p "$fl_d/agents"
+	printf 'ext_if = "igb0"\nagents_dir = "agents"\n' >"$fl_d/warden.toml"
+	fl_i=0
+	while [ "$fl_i" -lt "$1" ]; do
+		fl_n=$(printf 'a%03d' "$fl_i")
 		printf 'AGENT_NAME=%s\nAGENT_SUBNET_BASE=10.%d.%d\nWARDEN_ROLES=git,cms,db\n' \
-			"$n" $((i / 250)) $((i % 250)) >"$d/agents/$n.env"
-		i=$((i + 1))
+			"$fl_n" $((fl_i / 250)) $((fl_i % 250)) >"$fl_d/agents/$fl_n.env"
+		fl_i=$((fl_i + 1))
 	done
 }
 
