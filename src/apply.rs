@@ -711,7 +711,7 @@ impl<'a> Applier<'a> {
         id: &str,
         j: &crate::resource::JailRes,
         before: Option<&str>,
-        state: Option<&mut State>,
+        state: Option<&mut Records>,
         rt: &tokio::runtime::Runtime,
     ) -> Result<(), ApplyError> {
         let differs = |key: &str, want: &str| {
