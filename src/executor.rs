@@ -539,6 +539,8 @@ mod tests {
                 gateway: "10.0.1.1".into(),
                 bridge: "warden0".into(),
                 devfs_ruleset: None,
+                devfs_rules: None,
+                params: Vec::new(),
             }),
         )
     }
