@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::executor::Records;
 use crate::host::{Host, HostError, Output};
+use crate::plan::DataPolicy;
 use crate::plan::{Action, Change, Plan};
 use crate::render::digest;
 use crate::resource::{Item, RcMode, Resource};
@@ -28,8 +29,8 @@ pub enum ApplyError {
 /// Options of one apply run.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Remove data (agent homes, soul checkouts, users' files) on delete.
-    pub purge: bool,
+    /// What deletes do with data: jails, homes, soul checkouts, VM disks.
+    pub data: crate::plan::DataPolicy,
 }
 
 /// Programs a change needs, with the package that brings each one.
@@ -410,6 +411,16 @@ impl<'a> Applier<'a> {
                     self.run(id, argv.clone())?;
                 }
             }
+            (Resource::Jail(j), Action::Delete) if self.opts.data == DataPolicy::Keep => {
+                // Kept with its data (a database, repositories, a site): only stopped.
+                let running = host
+                    .run(&[s("jls"), s("-j"), j.name.clone(), s("name")])
+                    .map(|o| o.ok())
+                    .unwrap_or(false);
+                if running {
+                    self.run(id, vec![s("bastille"), s("stop"), j.name.clone()])?;
+                }
+            }
             (Resource::Jail(j), Action::Delete) => {
                 if host
                     .list_dir(&format!("{}/jails", self.cfg.host.bastille_prefix))
@@ -502,10 +513,13 @@ impl<'a> Applier<'a> {
                     });
                 }
             }
+            (Resource::User { .. }, Action::Delete) if self.opts.data == DataPolicy::Keep => {
+                // Kept, with its home: the agent may come back.
+            }
             (Resource::User { name, .. }, Action::Delete) => {
                 let mut argv = self.pw();
                 argv.extend([s("userdel"), s("-n"), name.clone()]);
-                if self.opts.purge {
+                if self.opts.data == DataPolicy::Delete {
                     argv.push(s("-r"));
                 }
                 self.run(id, argv)?;
@@ -524,7 +538,7 @@ impl<'a> Applier<'a> {
                     s("-s"),
                     s("/bin/sh"),
                     s("-c"),
-                    format!("warden agent {name}"),
+                    user_comment(name),
                 ]);
                 self.run(id, argv)?;
             }
@@ -541,7 +555,7 @@ impl<'a> Applier<'a> {
                 self.run(id, argv)?;
             }
             (Resource::Soul(sr), Action::Delete) => {
-                if self.opts.purge {
+                if self.opts.data == DataPolicy::Delete {
                     self.run(id, vec![s("rm"), s("-rf"), host.arg_path(&sr.dest)])?;
                 }
                 if let Some(st) = state {
@@ -587,7 +601,7 @@ impl<'a> Applier<'a> {
             }
             (Resource::Vm(v), Action::Delete) => {
                 let _ = host.run(&[s("vm"), s("stop"), v.name.clone()]);
-                if !self.opts.purge {
+                if self.opts.data != DataPolicy::Delete {
                     // vm destroy removes the VM's directory: keep the disk beside it.
                     let disk = host.local(&format!("{}/{}/disk0.img", v.vm_dir, v.name));
                     let kept = host.local(&format!("{}/{}.disk0.img.kept", v.vm_dir, v.name));
@@ -762,7 +776,9 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    /// Clone or move the soul checkout, check the bundle, give it to the agent.
+    /// Clone or move the soul checkout and check the bundle. The checkout stays
+    /// root's and readable by everyone (0755/0644); git runs with hooks disabled and
+    /// only in a checkout that root owns and nobody else can write.
     fn install_soul(
         &self,
         id: &str,
@@ -778,16 +794,29 @@ impl<'a> Applier<'a> {
         if let Some(pinned) = &sr.pinned {
             return self.install_soul_copy(id, sr, &source, pinned, agent);
         }
-        if self
-            .host
-            .read(&format!("{}/.git/HEAD", sr.dest))
-            .map_err(Self::host_err(id))?
-            .is_none()
-        {
+        // What the checkout is at before this change, to go back to if the new
+        // commit is refused (none on a first install).
+        let previous =
+            crate::probe::read_git_head(self.host, &sr.dest).map_err(Self::host_err(id))?;
+        // git as root, never running a hook of the checkout (core.hooksPath).
+        let git = |args: &[&str]| -> Vec<String> {
+            let mut v = vec![
+                s("git"),
+                s("-c"),
+                s("core.hooksPath=/dev/null"),
+                s("-C"),
+                dest.clone(),
+            ];
+            v.extend(args.iter().map(|a| a.to_string()));
+            v
+        };
+        if previous.is_none() {
             self.run(
                 id,
                 vec![
                     s("git"),
+                    s("-c"),
+                    s("core.hooksPath=/dev/null"),
                     s("clone"),
                     s("--quiet"),
                     s("--"),
@@ -796,40 +825,23 @@ impl<'a> Applier<'a> {
                 ],
             )?;
         } else {
-            self.run(
-                id,
-                vec![
-                    s("git"),
-                    s("-c"),
-                    format!("safe.directory={dest}"),
-                    s("-C"),
-                    dest.clone(),
-                    s("fetch"),
-                    s("--quiet"),
-                    s("origin"),
-                ],
-            )?;
+            if let Err(why) = root_only_tree(&self.host.local(&sr.dest)) {
+                return Err(ApplyError::Check {
+                    resource: id.to_string(),
+                    message: format!(
+                        "{why}: warden runs git there as root and will not in a tree another user can write; move it aside (mv {dest} {dest}.old) and apply again to check the soul out afresh"
+                    ),
+                });
+            }
+            self.run(id, git(&["fetch", "--quiet", "origin"]))?;
         }
-        // What the checkout was at before, to go back to if the new commit is refused.
-        let previous =
-            crate::probe::read_git_head(self.host, &sr.dest).map_err(Self::host_err(id))?;
         let target = match &sr.reference {
             Some(r) => {
                 // A branch follows the remote; a tag or commit is taken as it is.
                 let remote = format!("origin/{r}");
                 let is_branch = self
                     .host
-                    .run(&[
-                        s("git"),
-                        s("-c"),
-                        format!("safe.directory={dest}"),
-                        s("-C"),
-                        dest.clone(),
-                        s("rev-parse"),
-                        s("--verify"),
-                        s("--quiet"),
-                        remote.clone(),
-                    ])
+                    .run(&git(&["rev-parse", "--verify", "--quiet", &remote]))
                     .map(|o| o.ok())
                     .unwrap_or(false);
                 if is_branch {
@@ -840,36 +852,26 @@ impl<'a> Applier<'a> {
             }
             None => s("origin/HEAD"),
         };
-        self.run(
-            id,
-            vec![
-                s("git"),
-                s("-c"),
-                format!("safe.directory={dest}"),
-                s("-C"),
-                dest.clone(),
-                s("checkout"),
-                s("--quiet"),
-                s("--detach"),
-                target,
-            ],
-        )?;
-        let commit = self
-            .run(
-                id,
-                vec![
-                    s("git"),
-                    s("-c"),
-                    format!("safe.directory={dest}"),
-                    s("-C"),
-                    dest.clone(),
-                    s("rev-parse"),
-                    s("HEAD"),
-                ],
-            )?
-            .stdout
-            .trim()
-            .to_string();
+        let undo = |this: &Self| match &previous {
+            Some(prev) => {
+                let _ = this
+                    .host
+                    .run(&git(&["checkout", "--quiet", "--detach", prev]));
+            }
+            None => {
+                let _ = std::fs::remove_dir_all(this.host.local(&sr.dest));
+            }
+        };
+        let checked_out = self
+            .run(id, git(&["checkout", "--quiet", "--detach", &target]))
+            .and_then(|_| self.run(id, git(&["rev-parse", "HEAD"])));
+        let commit = match checked_out {
+            Ok(o) => o.stdout.trim().to_string(),
+            Err(e) => {
+                undo(self);
+                return Err(e);
+            }
+        };
         if let Err(problems) = crate::soul::check_bundle(
             &self.host.local(&sr.dest),
             agent,
@@ -877,31 +879,15 @@ impl<'a> Applier<'a> {
         ) {
             let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
             // Leave the agent with the bundle it had (or none), not the refused one.
-            match &previous {
-                Some(prev) => {
-                    let _ = self.host.run(&[
-                        s("git"),
-                        s("-c"),
-                        format!("safe.directory={dest}"),
-                        s("-C"),
-                        dest.clone(),
-                        s("checkout"),
-                        s("--quiet"),
-                        s("--detach"),
-                        prev.clone(),
-                    ]);
-                }
-                None => {
-                    let _ = std::fs::remove_dir_all(self.host.local(&sr.dest));
-                }
-            }
+            undo(self);
             return Err(ApplyError::Check {
                 resource: id.to_string(),
                 message: format!("the soul bundle is refused:\n{}", list.join("\n")),
             });
         }
-        let (uid, gid) = self.ids(id, &sr.user, &sr.user)?;
-        self.run(id, vec![s("chown"), s("-R"), format!("{uid}:{gid}"), dest])?;
+        // Root cloned it, so root owns it; readable by the agent, writable by no one
+        // else. (chmod -R changes no symlink's target: it skips symlinks it meets.)
+        self.run(id, vec![s("chmod"), s("-R"), s("u+rwX,go+rX,go-w"), dest])?;
         Ok(commit)
     }
 
@@ -979,6 +965,32 @@ impl<'a> Applier<'a> {
         }
         Ok(())
     }
+}
+
+/// The comment (GECOS) field of the users warden creates: how it recognises them.
+pub fn user_comment(name: &str) -> String {
+    format!("warden agent {name}")
+}
+
+/// Whether a soul checkout is a real directory (not a symlink) that root owns and
+/// no one else can write, and so is its `.git`: only then may root run git in it.
+pub fn root_only_tree(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    for p in [dir.to_path_buf(), dir.join(".git")] {
+        let m = std::fs::symlink_metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if !m.file_type().is_dir() {
+            return Err(format!("{} is not a directory", p.display()));
+        }
+        if m.uid() != 0 || m.mode() & 0o022 != 0 {
+            return Err(format!(
+                "{} is owned by uid {} with mode {:04o}, not root's alone",
+                p.display(),
+                m.uid(),
+                m.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check(id: &str, e: crate::state::StateError) -> ApplyError {

@@ -32,8 +32,33 @@ pub struct HostConfig {
     pub log_dir: String,
     /// How many changes apply runs at once (`--jobs` overrides it), 1 to 64.
     pub jobs: u32,
+    /// The directory every agent's home lies in (one directory per agent).
+    pub homes: String,
+    /// The directory every llama.cpp model directory lies in (or is).
+    pub models: String,
     /// vm-bhyve settings, for agents with `DEPLOY_MODE=bhyve`.
     pub bhyve: BhyveConfig,
+    /// How long commands may run.
+    pub timeouts: Timeouts,
+}
+
+/// Limits on how long one command may run, in seconds.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Commands that only read the host (the probe).
+    pub probe: u64,
+    /// Commands that change the host.
+    pub change: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            probe: 120,
+            change: 3600,
+        }
+    }
 }
 
 /// vm-bhyve host settings.
@@ -73,7 +98,10 @@ impl Default for HostConfig {
             devfs_ruleset_base: 1000,
             log_dir: "/var/log/warden".into(),
             jobs: DEFAULT_JOBS,
+            homes: DEFAULT_HOMES.into(),
+            models: DEFAULT_MODELS.into(),
             bhyve: BhyveConfig::default(),
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -88,6 +116,11 @@ impl Default for BhyveConfig {
         }
     }
 }
+
+/// Default of `homes`.
+pub const DEFAULT_HOMES: &str = "/home";
+/// Default of `models`.
+pub const DEFAULT_MODELS: &str = "/var/db/warden/models";
 
 /// A loaded configuration and where it came from.
 #[derive(Debug, Clone)]
@@ -293,28 +326,13 @@ fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
             ),
         ));
     }
-    for (key, value) in [
-        ("bastille_prefix", &host.bastille_prefix),
-        ("pf_include", &host.pf_include),
-        ("pf_conf", &host.pf_conf),
-        ("state_db", &host.state_db),
-        ("log_dir", &host.log_dir),
-    ] {
-        if !value.starts_with('/') || value.contains(['"', '\'', '\n', ' ']) {
-            diags.push(Diagnostic::new(
-                path,
-                line_of(key),
-                Some(key),
-                format!("{value:?} must be an absolute path without blanks or quotes"),
-            ));
-        }
-    }
-    if host.devfs_ruleset_base < 1000 {
+    check_paths(path, &host, &line_of, &mut diags);
+    if host.devfs_ruleset_base < 1000 || host.devfs_ruleset_base > MAX_DEVFS_RULESET {
         diags.push(Diagnostic::new(
             path,
             line_of("devfs_ruleset_base"),
             Some("devfs_ruleset_base"),
-            "must be 1000 or more, clear of the rulesets FreeBSD ships (1-4) and Bastille uses (13)",
+            format!("must be from 1000 to {MAX_DEVFS_RULESET}: clear of the rulesets FreeBSD ships (1-4) and Bastille uses (13), and within devfs's 16-bit ruleset numbers"),
         ));
     }
     if !(1..=MAX_JOBS).contains(&host.jobs) {
@@ -324,6 +342,19 @@ fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
             Some("jobs"),
             format!("must be between 1 and {MAX_JOBS}, not {}", host.jobs),
         ));
+    }
+    for (key, value) in [
+        ("probe", host.timeouts.probe),
+        ("change", host.timeouts.change),
+    ] {
+        if !(1..=MAX_TIMEOUT).contains(&value) {
+            diags.push(Diagnostic::new(
+                path,
+                line_of(key),
+                Some(key),
+                format!("[timeouts] {key} = {value}: must be from 1 to {MAX_TIMEOUT} seconds"),
+            ));
+        }
     }
     if !host.release.ends_with("-RELEASE")
         && !host.release.contains("-STABLE")
@@ -344,6 +375,102 @@ fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
         host,
     };
     (cfg, diags)
+}
+
+/// The largest devfs ruleset number (devfs(8) rulesets are 16-bit).
+pub const MAX_DEVFS_RULESET: u32 = 65535;
+/// The longest timeout warden.toml may set: one day.
+pub const MAX_TIMEOUT: u64 = 86_400;
+
+/// Path keys: each a normalised absolute path; files never system files, and no
+/// two settings aimed at the same file or at nested trees.
+fn check_paths(
+    path: &Path,
+    host: &HostConfig,
+    line_of: &dyn Fn(&str) -> usize,
+    diags: &mut Diagnostics,
+) {
+    use crate::grammar::{at_or_under, check_path, system_dir_reason, system_file_reason};
+    let files = [
+        ("pf_include", &host.pf_include),
+        ("pf_conf", &host.pf_conf),
+        ("state_db", &host.state_db),
+    ];
+    let mut dirs = vec![
+        (
+            "bastille_prefix",
+            &host.bastille_prefix,
+            "/usr/local/bastille",
+        ),
+        ("log_dir", &host.log_dir, "/var/log/warden"),
+        ("homes", &host.homes, DEFAULT_HOMES),
+        ("models", &host.models, DEFAULT_MODELS),
+    ];
+    if !host.bhyve.vm_dir.starts_with("zfs:") {
+        dirs.push(("vm_dir", &host.bhyve.vm_dir, "/vm"));
+    }
+    let mut bad: Vec<&str> = Vec::new();
+    let mut refuse = |key: &'static str, msg: String, bad: &mut Vec<&str>| {
+        if !bad.contains(&key) {
+            diags.push(Diagnostic::new(path, line_of(key), Some(key), msg));
+            bad.push(key);
+        }
+    };
+    for (key, value) in files
+        .iter()
+        .map(|(k, v)| (*k, *v))
+        .chain(dirs.iter().map(|(k, v, _)| (*k, *v)))
+    {
+        if let Err(why) = check_path(value) {
+            refuse(key, why, &mut bad);
+        }
+    }
+    for (key, value) in files {
+        if let Some(why) = system_file_reason(value) {
+            refuse(key, format!("{why}; warden would overwrite it"), &mut bad);
+        }
+    }
+    for (key, value, own) in &dirs {
+        if let Some(why) = system_dir_reason(value, own) {
+            refuse(key, why, &mut bad);
+        }
+    }
+    // A collision is reported on the key the operator wrote (a defaulted one has no line).
+    let written = |a: &'static str, b: &'static str| if line_of(a) == 0 { b } else { a };
+    for (i, (key, value)) in files.iter().enumerate() {
+        if let Some((other, _)) = files[..i].iter().find(|(_, v)| v == value) {
+            let k = written(key, other);
+            let o = if k == *key { *other } else { *key };
+            refuse(
+                k,
+                format!("{value} is also {o}; each setting needs a file of its own"),
+                &mut bad,
+            );
+        }
+        if let Some((other, dir, _)) = dirs.iter().find(|(_, d, _)| at_or_under(value, d)) {
+            let k = written(other, key);
+            refuse(
+                k,
+                format!(
+                    "{value} ({key}) lies in {dir} ({other}); keep warden's files out of that tree"
+                ),
+                &mut bad,
+            );
+        }
+    }
+    for (i, (key, value, _)) in dirs.iter().enumerate() {
+        if let Some((other, dir, _)) = dirs[..i]
+            .iter()
+            .find(|(_, d, _)| at_or_under(value, d) || at_or_under(d, value))
+        {
+            let k = written(key, other);
+            refuse(
+                k,
+                format!("{value} ({key}) overlaps {dir} ({other}); give each its own tree"),
+                &mut bad,
+            );
+        }
+    }
 }
 
 /// An interface name FreeBSD accepts: at most 15 characters, alphanumerics.

@@ -1,11 +1,15 @@
 //! The `.env` dialect of agent manifests: a strict subset of sh assignments.
 //!
 //! Blank lines and `#` comments, an optional `export ` prefix, `KEY=value` with no
-//! blanks around `=`, single quotes taken literally, double quotes with `\"`, `\\`,
-//! `\$` and `\n` escapes, and `${KEY}` referring to a key defined earlier in the same
-//! file. The process environment is never read.
+//! blanks around `=`, single quotes taken literally, double quotes with `\"`, `\\`
+//! and `\$` escapes, and `${KEY}` referring to a key defined earlier in the same
+//! file. The process environment is never read. A value is one line: no control
+//! characters (tabs and newlines included), at most
+//! [`MAX_VALUE_BYTES`](crate::grammar::MAX_VALUE_BYTES); a file is at most
+//! [`MAX_FILE_BYTES`](crate::grammar::MAX_FILE_BYTES).
 
 use crate::diag::{did_you_mean, Diagnostic, Diagnostics};
+use crate::grammar::{control_char, MAX_FILE_BYTES, MAX_VALUE_BYTES};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -44,6 +48,21 @@ pub fn parse_partial(file: &Path, bytes: &[u8]) -> Parsed {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut diags = Diagnostics::default();
     let mut crlf_reported = false;
+    if bytes.len() > MAX_FILE_BYTES {
+        diags.push(Diagnostic::new(
+            file,
+            0,
+            None,
+            format!(
+                "is {} bytes; a manifest or secrets file may be at most {MAX_FILE_BYTES}",
+                bytes.len()
+            ),
+        ));
+        return Parsed {
+            diags,
+            ..Parsed::default()
+        };
+    }
     for (idx, raw) in bytes.split(|b| *b == b'\n').enumerate() {
         let line_no = idx + 1;
         let raw = raw.strip_suffix(b"\r").map_or(Ok(raw), Err);
@@ -113,7 +132,7 @@ pub fn parse_partial(file: &Path, bytes: &[u8]) -> Parsed {
             broken_keys.push(key.to_string());
             continue;
         };
-        match parse_value(value_src, &entries) {
+        match parse_value(value_src, &entries).and_then(check_value) {
             Ok(value) => {
                 if let Some(first) = seen.get(key) {
                     diags.push(err(
@@ -140,6 +159,23 @@ pub fn parse_partial(file: &Path, bytes: &[u8]) -> Parsed {
         diags,
         broken_keys,
     }
+}
+
+/// Every value is one bounded line without control characters.
+fn check_value(value: String) -> Result<String, String> {
+    if let Some(c) = control_char(&value) {
+        return Err(format!(
+            "value holds control character U+{:04X}; values are single lines without control characters",
+            c as u32
+        ));
+    }
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(format!(
+            "value is {} bytes; at most {MAX_VALUE_BYTES}",
+            value.len()
+        ));
+    }
+    Ok(value)
 }
 
 fn shorten(s: &str) -> String {
@@ -179,10 +215,12 @@ fn parse_value(src: &str, earlier: &[Entry]) -> Result<String, String> {
                             Some('"') => out.push('"'),
                             Some('\\') => out.push('\\'),
                             Some('$') => out.push('$'),
-                            Some('n') => out.push('\n'),
+                            Some('n') => {
+                                return Err("\\n would put a newline in the value; values are single lines without control characters".into())
+                            }
                             Some(other) => {
                                 return Err(format!(
-                                    "unknown escape \\{other} in double quotes; only \\\" \\\\ \\$ and \\n are allowed"
+                                    "unknown escape \\{other} in double quotes; only \\\" \\\\ and \\$ are allowed"
                                 ))
                             }
                             None => return Err("unterminated double quote; close it with \" on the same line".into()),
@@ -287,13 +325,15 @@ mod tests {
 
     #[test]
     fn parses_the_dialect() {
-        let v = ok("# c\n\nexport A=1\nB='x $y \"z'\nC=\"a\\\"b\\\\c\\nd\"\nD=${A}-\"${B}\" # trailing\nE=\n");
+        let v = ok(
+            "# c\n\nexport A=1\nB='x $y \"z'\nC=\"a\\\"b\\\\cd\"\nD=${A}-\"${B}\" # trailing\nE=\n",
+        );
         assert_eq!(
             v,
             vec![
                 ("A".into(), "1".into()),
                 ("B".into(), "x $y \"z".into()),
-                ("C".into(), "a\"b\\c\nd".into()),
+                ("C".into(), "a\"b\\cd".into()),
                 ("D".into(), "1-x $y \"z".into()),
                 ("E".into(), "".into()),
             ]

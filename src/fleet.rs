@@ -43,7 +43,95 @@ pub fn load(config: &Config) -> Result<Fleet, Diagnostics> {
         }
     }
     paths.sort();
-    load_files(&paths)
+    let mut fleet = load_files(&paths)?;
+    let diags = place_under_roots(&mut fleet.agents, config);
+    if diags.is_empty() {
+        Ok(fleet)
+    } else {
+        Err(diags)
+    }
+}
+
+/// Homes and model directories under the configured roots: a defaulted home is
+/// `HOMES/NAME` and a defaulted model directory is the models root; a given one
+/// must lie below its root, and no two agents share a home or nest one in another.
+/// The llama.cpp jails' devfs rulesets must fit devfs's 16-bit numbers.
+pub fn place_under_roots(agents: &mut [AgentSpec], config: &Config) -> Diagnostics {
+    use crate::grammar::{at_or_under, strictly_under};
+    let host = &config.host;
+    let mut diags = Diagnostics::default();
+    for a in agents.iter_mut() {
+        if a.line("AGENT_HOME") == 0 {
+            a.home = format!("{}/{}", host.homes, a.name);
+        } else if !strictly_under(&a.home, &host.homes) {
+            diags.push(Diagnostic::new(
+                &a.file,
+                a.line("AGENT_HOME"),
+                Some("AGENT_HOME"),
+                format!(
+                    "{} is not under the homes root {} (homes in {}); use e.g. {}/{}",
+                    a.home,
+                    host.homes,
+                    config.path.display(),
+                    host.homes,
+                    a.name
+                ),
+            ));
+        }
+        if a.line("LLAMA_MODEL_PATH") == 0 {
+            a.llama.model_path = host.models.clone();
+        } else if !at_or_under(&a.llama.model_path, &host.models) {
+            diags.push(Diagnostic::new(
+                &a.file,
+                a.line("LLAMA_MODEL_PATH"),
+                Some("LLAMA_MODEL_PATH"),
+                format!(
+                    "{} is not under the models root {} (models in {}); the directory is mounted into the LLM jail",
+                    a.llama.model_path,
+                    host.models,
+                    config.path.display()
+                ),
+            ));
+        }
+    }
+    let mut homes: Vec<(&str, &AgentSpec)> = Vec::new();
+    for a in agents.iter() {
+        if let Some((_, b)) = homes
+            .iter()
+            .find(|(h, _)| at_or_under(&a.home, h) || at_or_under(h, &a.home))
+        {
+            diags.push(Diagnostic::new(
+                &a.file,
+                a.line("AGENT_HOME").max(a.line("AGENT_NAME")),
+                Some("AGENT_HOME"),
+                format!(
+                    "{} overlaps agent {}'s home {}; every agent has a home of its own",
+                    a.home, b.name, b.home
+                ),
+            ));
+        } else {
+            homes.push((&a.home, a));
+        }
+    }
+    let gpu_jails = agents
+        .iter()
+        .filter(|a| !a.is_bhyve() && a.has_role(manifest::Role::LlamaCpp))
+        .count() as u32;
+    if gpu_jails > 0 && host.devfs_ruleset_base + (gpu_jails - 1) > crate::config::MAX_DEVFS_RULESET
+    {
+        diags.push(Diagnostic::new(
+            &config.path,
+            0,
+            Some("devfs_ruleset_base"),
+            format!(
+                "{gpu_jails} llama.cpp jails from ruleset {} would pass {}, the largest devfs ruleset; lower devfs_ruleset_base",
+                host.devfs_ruleset_base,
+                crate::config::MAX_DEVFS_RULESET
+            ),
+        ));
+    }
+    diags.sort();
+    diags
 }
 
 /// Validate the given manifests, each alone and then all together.

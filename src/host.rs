@@ -4,7 +4,8 @@
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// The result of one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +42,21 @@ pub enum HostError {
         program: String,
         source: std::io::Error,
     },
+    #[error("`{command}` did not finish within {seconds} s ([timeouts] {key} in warden.toml) and was killed")]
+    Timeout {
+        command: String,
+        seconds: u64,
+        key: &'static str,
+    },
+}
+
+/// Which of warden.toml's `[timeouts]` the commands run next are held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Reading the host (`probe`).
+    Probe,
+    /// Changing it (`change`).
+    Change,
 }
 
 /// Everything warden may do to a host. Apply runs changes on several threads
@@ -73,21 +89,42 @@ pub trait Host: Sync {
     fn remove(&self, p: &str) -> Result<(), HostError>;
     /// Number of commands run so far.
     fn spawned(&self) -> usize;
+    /// Hold the commands run from now on to this limit.
+    fn set_limit(&self, _limit: Limit) {}
 }
 
 /// The machine warden runs on, with files under `root`.
 pub struct LocalHost {
     root: PathBuf,
     spawned: AtomicUsize,
+    timeouts: crate::config::Timeouts,
+    probing: AtomicBool,
 }
 
 impl LocalHost {
+    /// With the default timeouts.
     pub fn new(root: &Path) -> Self {
+        Self::with_timeouts(root, crate::config::Timeouts::default())
+    }
+
+    pub fn with_timeouts(root: &Path, timeouts: crate::config::Timeouts) -> Self {
         LocalHost {
             root: root.to_path_buf(),
             spawned: AtomicUsize::new(0),
+            timeouts,
+            probing: AtomicBool::new(false),
         }
     }
+}
+
+/// Kill a process group (the command and whatever it started).
+fn kill_group(pgid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{pgid}")])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 fn io(path: &Path, source: std::io::Error) -> HostError {
@@ -141,19 +178,62 @@ impl Host for LocalHost {
         which::which(program).is_ok()
     }
 
+    fn set_limit(&self, limit: Limit) {
+        self.probing.store(limit == Limit::Probe, Ordering::Relaxed);
+    }
+
     fn run(&self, argv: &[String]) -> Result<Output, HostError> {
         self.spawned.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(command = ?argv, "run");
-        let out = duct::cmd(&argv[0], &argv[1..])
+        let spawn_err = |source| HostError::Spawn {
+            program: argv[0].clone(),
+            source,
+        };
+        let (seconds, key) = if self.probing.load(Ordering::Relaxed) {
+            (self.timeouts.probe, "probe")
+        } else {
+            (self.timeouts.change, "change")
+        };
+        // Its own process group, so that a timeout kills what it started too.
+        let handle = duct::cmd(&argv[0], &argv[1..])
             .stdin_null()
             .stdout_capture()
             .stderr_capture()
             .unchecked()
-            .run()
-            .map_err(|source| HostError::Spawn {
-                program: argv[0].clone(),
-                source,
-            })?;
+            .before_spawn(|c| {
+                std::os::unix::process::CommandExt::process_group(c, 0);
+                Ok(())
+            })
+            .start()
+            .map_err(spawn_err)?;
+        // A waiter thread, so that a quick command is not slowed by polling.
+        let handle = std::sync::Arc::new(handle);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let handle = handle.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(handle.wait().cloned());
+            })
+        };
+        let out = match rx.recv_timeout(Duration::from_secs(seconds)) {
+            Ok(result) => {
+                let _ = waiter.join();
+                result.map_err(spawn_err)?
+            }
+            Err(_) => {
+                for pid in handle.pids() {
+                    kill_group(pid);
+                }
+                let _ = handle.kill();
+                let _ = waiter.join();
+                tracing::debug!(command = ?argv, seconds, "timed out");
+                return Err(HostError::Timeout {
+                    command: argv.join(" "),
+                    seconds,
+                    key,
+                });
+            }
+        };
         let status = out.status.code().unwrap_or(128);
         tracing::debug!(command = ?argv, status, "done");
         Ok(Output {

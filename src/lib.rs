@@ -16,6 +16,7 @@ pub mod error;
 pub mod executor;
 pub mod expose;
 pub mod fleet;
+pub mod grammar;
 pub mod host;
 pub mod journal;
 pub mod manifest;

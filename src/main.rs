@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use warden::error::Error;
 use warden::host::{Host, LocalHost};
-use warden::plan::Filter;
+use warden::plan::{DataPolicy, Filter};
 use warden::progress::Console;
 use warden::resource::Step;
 use warden::templates::Templates;
@@ -90,6 +90,10 @@ enum Command {
         /// Run at most N changes at once (default: `jobs` in warden.toml, else 8).
         #[arg(long, value_name = "N", value_parser = parse_jobs)]
         jobs: Option<usize>,
+        /// Run changes marked `(deletes data)`: destroy jails of dropped roles or
+        /// removed agents, with their data, and the removed agents' homes.
+        #[arg(long)]
+        allow_data_loss: bool,
     },
     /// Remove one agent: service, files, jails, alias and PF entries.
     Destroy {
@@ -102,12 +106,20 @@ enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
-        /// Also remove data: the agent's home, soul checkout and user.
+        /// Also remove the data: the agent's jails (databases, repositories, site),
+        /// user, home, soul checkout and VM disk. Without it they are kept (jails
+        /// stopped).
         #[arg(long)]
         purge: bool,
         /// Run at most N changes at once (default: `jobs` in warden.toml, else 8).
         #[arg(long, value_name = "N", value_parser = parse_jobs)]
         jobs: Option<usize>,
+        /// With --purge: do not take a backup of the agent first.
+        #[arg(long, requires = "purge")]
+        no_backup: bool,
+        /// With --purge: where the backup goes (a host path, under --root).
+        #[arg(long, value_name = "DIR", default_value = "/var/backups/warden")]
+        backup_to: String,
     },
     /// Scaffold agents/NAME.env with the next free subnet and every key documented.
     Init {
@@ -318,7 +330,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     )));
                 }
             }
-            let host = LocalHost::new(&root);
+            let host = LocalHost::with_timeouts(&root, cfg.host.timeouts);
             let filter = Filter { steps, agents };
             let planned = workflow::plan(&cfg, &fleet, &host, &templates, &filter)?;
             eprint!("{}", plan::notes_text(&planned.plan));
@@ -347,6 +359,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             agents,
             planfile,
             jobs,
+            allow_data_loss,
         } => {
             let (cfg, fleet) = workflow::load(&cli.config)?;
             let mut req = workflow::ApplyRequest {
@@ -355,6 +368,11 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 command: "apply".into(),
                 style: plan::Style::stdout(),
                 jobs,
+                data: if allow_data_loss {
+                    DataPolicy::Delete
+                } else {
+                    DataPolicy::Ask
+                },
                 ..Default::default()
             };
             if let Some(pf) = planfile {
@@ -366,7 +384,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 req.command = format!("apply {}", pf.display());
             }
             check_agents(&fleet, &req.filter.agents)?;
-            let host = LocalHost::new(&root);
+            let host = LocalHost::with_timeouts(&root, cfg.host.timeouts);
             finish_apply(workflow::apply(
                 &cfg,
                 &fleet,
@@ -383,20 +401,44 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             yes,
             purge,
             jobs,
+            no_backup,
+            backup_to,
         } => {
             let (cfg, mut fleet) = workflow::load(&cli.config)?;
             check_agents(&fleet, &agents)?;
+            let host = LocalHost::with_timeouts(&root, cfg.host.timeouts);
+            if purge && !no_backup {
+                // The data goes for good: keep a copy first, and stop if that fails.
+                let to = host.local(&backup_to);
+                let now = warden::state::now();
+                for name in &agents {
+                    let a = fleet.get(name).expect("checked");
+                    let archive = {
+                        let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
+                        warden::backup::backup_agent(&host, &cfg, a, &to, &now)
+                    }
+                    .map_err(|e| {
+                        Error::Other(format!(
+                            "{e}\nthe backup before destroy --purge failed, so nothing was destroyed; fix it, or pass --no-backup to destroy without one"
+                        ))
+                    })?;
+                    println!("{name}: backed up to {}", archive.display());
+                }
+            }
             fleet.agents.retain(|a| !agents.contains(&a.name));
             let req = workflow::ApplyRequest {
                 yes,
-                purge,
+                data: if purge {
+                    DataPolicy::Delete
+                } else {
+                    DataPolicy::Keep
+                },
                 destroying: agents.clone(),
                 jobs,
                 command: format!("destroy --agent {}", agents.join(",")),
                 style: plan::Style::stdout(),
                 ..Default::default()
             };
-            let host = LocalHost::new(&root);
             let outcome = workflow::apply(
                 &cfg,
                 &fleet,
@@ -483,7 +525,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         } => {
             let (cfg, fleet) = workflow::load(&cli.config)?;
             check_agents(&fleet, &agents)?;
-            let host = LocalHost::new(&root);
+            let host = LocalHost::with_timeouts(&root, cfg.host.timeouts);
             let once = || -> Result<warden::status::Report, Error> {
                 let planned = workflow::plan(&cfg, &fleet, &host, &templates, &Filter::default())?;
                 let table = warden::status::pf_table(&host);
@@ -554,7 +596,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             keep,
         } => {
             let (cfg, fleet) = workflow::load(&cli.config)?;
-            let host = LocalHost::new(&root);
+            let host = LocalHost::with_timeouts(&root, cfg.host.timeouts);
             let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
             let now = warden::state::now();
             let results = match agent {
@@ -612,7 +654,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let (cfg, fleet) = workflow::load(&cli.config)?;
             check_agents(&fleet, std::slice::from_ref(&agent))?;
             let a = fleet.get(&agent).expect("checked");
-            let host = LocalHost::new(&root);
+            let host = LocalHost::with_timeouts(&root, cfg.host.timeouts);
             let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
             let mut gate = || {
                 let stop = |why: &str| {
@@ -700,7 +742,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::History { root, limit, json } => {
             let cfg = workflow::load_config(&cli.config)?;
-            let host = LocalHost::new(&root);
+            let host = LocalHost::with_timeouts(&root, cfg.host.timeouts);
             let runs = cli_support::history(&host.local(&cfg.host.state_db), limit)?;
             print!("{}", cli_support::format_history(&runs, json));
             Ok(ExitCode::SUCCESS)

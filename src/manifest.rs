@@ -2,6 +2,7 @@
 
 use crate::diag::{did_you_mean, Diagnostic, Diagnostics};
 use crate::envfile::{self, Entry};
+use crate::grammar::{self, MAX_DISPLAY_CHARS};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -267,7 +268,7 @@ pub fn is_secret_key(key: &str) -> bool {
 
 /// Read and validate one manifest file.
 pub fn load(path: &Path) -> Result<AgentSpec, Diagnostics> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = read_capped(path).map_err(|e| {
         Diagnostics(vec![Diagnostic::new(
             path,
             0,
@@ -280,10 +281,42 @@ pub fn load(path: &Path) -> Result<AgentSpec, Diagnostics> {
     Ok(spec)
 }
 
+/// Read a file, but no more than one byte past the size cap (the parser then
+/// reports the file as too large instead of warden reading gigabytes).
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(grammar::MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Read `NAME.secrets.env` when it exists. Its keys must be environment names; its
 /// values are kept out of every message.
 pub fn load_secrets(path: &Path) -> Result<Secrets, Diagnostics> {
-    let bytes = match std::fs::read(path) {
+    // Like ssh with a private key: a secrets file others can read is refused
+    // before it is read.
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(Diagnostics(vec![Diagnostic::new(
+                    path,
+                    0,
+                    None,
+                    format!(
+                        "is readable by group or others (mode {mode:04o}); run: chmod 600 {}",
+                        path.display()
+                    ),
+                )]));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Secrets::default()),
+        Err(_) => {}
+    }
+    let bytes = match read_capped(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Secrets::default()),
         Err(e) => {
@@ -444,6 +477,14 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
         || assistant_name.is_empty() && !name.is_empty()
     {
         cx.err("ASSISTANT_NAME", "must be a non-empty display name");
+    } else if assistant_name.chars().count() > MAX_DISPLAY_CHARS {
+        cx.err(
+            "ASSISTANT_NAME",
+            format!(
+                "is {} characters; a display name has at most {MAX_DISPLAY_CHARS}",
+                assistant_name.chars().count()
+            ),
+        );
     }
 
     // Network.
@@ -642,6 +683,25 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
     if let Some(r) = &soul_repo {
         if r.starts_with('-') || r.chars().any(char::is_whitespace) {
             cx.err("SOUL_REPO", format!("{r:?} is not a git URL or path"));
+        } else if let Some(scheme) = r.split_once("::").map(|(t, _)| t).or_else(|| {
+            r.split_once("://")
+                .map(|(t, _)| t)
+                .filter(|t| !["https", "http", "ssh", "git", "file"].contains(t))
+        }) {
+            cx.err(
+                "SOUL_REPO",
+                format!("{scheme:?} is not a transport warden uses; give an https://, ssh://, git:// or file:// URL, user@host:path or a path"),
+            );
+        } else if r.len() > grammar::MAX_PATH_BYTES {
+            cx.err(
+                "SOUL_REPO",
+                format!("is {} bytes; at most {}", r.len(), grammar::MAX_PATH_BYTES),
+            );
+        }
+    }
+    if let Some(r) = &soul_ref {
+        if r.len() > 255 {
+            cx.err("SOUL_REF", format!("is {} bytes; at most 255", r.len()));
         }
     }
 
@@ -661,9 +721,14 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
             "LLAMA_MODEL",
             "must be a file name inside LLAMA_MODEL_PATH, without '/'",
         );
+    } else if let Err(why) = grammar::check_file_name(&llama.model) {
+        cx.err("LLAMA_MODEL", why);
     }
-    if !llama.model_path.starts_with('/') {
-        cx.err("LLAMA_MODEL_PATH", "must be an absolute path on the host");
+    if let Err(why) = grammar::check_path(&llama.model_path) {
+        cx.err(
+            "LLAMA_MODEL_PATH",
+            format!("{why}; the model directory is a host path under the models root"),
+        );
     }
     if !llama
         .device
@@ -716,8 +781,11 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
         .get("AGENT_HOME")
         .map(str::to_string)
         .unwrap_or_else(|| format!("/home/{name}"));
-    if !home.starts_with('/') || home.contains("..") || home == "/" {
-        cx.err("AGENT_HOME", "must be an absolute path other than /");
+    if let Err(why) = cx.get("AGENT_HOME").map_or(Ok(()), grammar::check_path) {
+        cx.err(
+            "AGENT_HOME",
+            format!("{why}; a home is a directory under the homes root"),
+        );
     }
     let command = cx
         .get("AGENT_COMMAND")
@@ -725,6 +793,11 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
         .to_string();
     if command.trim().is_empty() {
         cx.err("AGENT_COMMAND", "must name the program to run");
+    }
+    if let Some(other) = &shared_llm {
+        if let Err(why) = check_agent_name(other) {
+            cx.err("SHARED_LLM", why);
+        }
     }
 
     if !cx.diags.is_empty() {
@@ -802,6 +875,11 @@ pub fn check_agent_name(n: &str) -> Result<(), String> {
     if n.len() > 16 {
         return Err(format!(
             "{n:?} is longer than 16 characters (the limit of a FreeBSD user name)"
+        ));
+    }
+    if grammar::is_reserved_name(n) {
+        return Err(format!(
+            "{n:?} is reserved: a FreeBSD user, group or rc.d service (or a tool warden relies on) has this name; choose another"
         ));
     }
     Ok(())
@@ -901,8 +979,8 @@ fn ip_key(
 
 fn number(cx: &mut Ctx<'_>, key: &str, default: u32, min: u32, max: u32) -> u32 {
     let Some(v) = cx.get(key) else { return default };
-    match v.parse::<u32>() {
-        Ok(n) if (min..=max).contains(&n) => n,
+    match grammar::parse_decimal(v) {
+        Some(n) if (u64::from(min)..=u64::from(max)).contains(&n) => n as u32,
         _ => {
             cx.err(
                 key,
@@ -1004,7 +1082,9 @@ fn vm_spec(cx: &mut Ctx<'_>) -> VmSpec {
         for f in v.split(',').map(str::trim).filter(|f| !f.is_empty()) {
             let parts: Vec<&str> = f.split('/').collect();
             let ok = parts.len() == 3
-                && parts.iter().all(|p| p.parse::<u8>().is_ok())
+                && parts
+                    .iter()
+                    .all(|p| grammar::parse_decimal(p).is_some_and(|n| n <= 255))
                 && parts[1].parse::<u8>().is_ok_and(|s| s < 32)
                 && parts[2].parse::<u8>().is_ok_and(|s| s < 8);
             if ok {
@@ -1031,7 +1111,8 @@ fn size_key(cx: &mut Ctx<'_>, key: &str, default: &str) -> String {
     };
     let ok = v.len() >= 2
         && matches!(v.as_bytes()[v.len() - 1], b'M' | b'G' | b'T')
-        && v[..v.len() - 1].parse::<u32>().is_ok_and(|n| n > 0);
+        && grammar::parse_decimal(&v[..v.len() - 1])
+            .is_some_and(|n| n > 0 && n <= u64::from(u32::MAX));
     if !ok {
         cx.err(
             key,

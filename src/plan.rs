@@ -45,6 +45,70 @@ pub struct Change {
     /// What else this change does or means, shown in parentheses after its id:
     /// `restart: devfs ruleset changed`, `deletes data`, `ip 10.0.1.5 -> 10.0.2.5`.
     pub notes: Vec<String>,
+    /// Whether applying it destroys data (a jail, a home, a soul checkout, a disk).
+    pub deletes_data: bool,
+}
+
+/// The note of a change that destroys data.
+pub const DELETES_DATA: &str = "deletes data";
+
+/// What a run does with data when a resource holding it goes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DataPolicy {
+    /// A plain plan or apply: jails are destroyed, so their deletes are marked and
+    /// apply refuses them unless `--allow-data-loss`; homes, souls and disks stay.
+    #[default]
+    Ask,
+    /// `destroy` without `--purge`: jails are stopped and kept, and so are the user,
+    /// its home, the soul checkout and a VM's disk.
+    Keep,
+    /// `destroy --purge` or `apply --allow-data-loss`: all of it is removed.
+    Delete,
+}
+
+/// Whether a change destroys data under a policy.
+pub fn deletes_data(c: &Change, policy: DataPolicy) -> bool {
+    c.action == Action::Delete
+        && match &c.item.resource {
+            Resource::Jail(_) => policy != DataPolicy::Keep,
+            Resource::User { .. } | Resource::Soul(_) | Resource::Vm(_) => {
+                policy == DataPolicy::Delete
+            }
+            _ => false,
+        }
+}
+
+/// Mark every change that destroys data under `policy`, and say what a delete
+/// keeps.
+pub fn mark_data_loss(plan: &mut Plan, policy: DataPolicy) {
+    const KEPT: [&str; 4] = [
+        "stopped, kept with its data",
+        "kept, with its home",
+        "checkout kept",
+        "disk kept",
+    ];
+    for c in &mut plan.changes {
+        c.notes
+            .retain(|a| a != DELETES_DATA && !KEPT.contains(&a.as_str()));
+        c.deletes_data = deletes_data(c, policy);
+        if c.deletes_data {
+            c.note(DELETES_DATA);
+            continue;
+        }
+        if c.action != Action::Delete {
+            continue;
+        }
+        let kept = match &c.item.resource {
+            Resource::Jail(_) => Some(KEPT[0]),
+            Resource::User { .. } if policy == DataPolicy::Keep => Some(KEPT[1]),
+            Resource::Soul(_) => Some(KEPT[2]),
+            Resource::Vm(_) => Some(KEPT[3]),
+            _ => None,
+        };
+        if let Some(k) = kept {
+            c.note(k);
+        }
+    }
 }
 
 impl Change {
@@ -55,6 +119,7 @@ impl Change {
             before,
             after,
             notes: vec![],
+            deletes_data: false,
         };
         c.notes = crate::resource::change_notes(&c.item.resource, c.action, c.before.as_deref());
         c
@@ -491,6 +556,8 @@ struct JsonChange<'a> {
     before: Option<&'a str>,
     after: Option<&'a str>,
     notes: &'a [String],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deletes_data: bool,
 }
 
 #[derive(Serialize)]
@@ -563,6 +630,7 @@ pub fn json(plan: &Plan, filter: &Filter) -> String {
                 before: c.before_value(),
                 after: c.after_value(),
                 notes: &c.notes,
+                deletes_data: c.deletes_data,
             })
             .collect(),
         follow_ups: &plan.follow_ups,

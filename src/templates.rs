@@ -122,6 +122,7 @@ impl Templates {
         tera.autoescape_on(vec![]);
         tera.register_filter("sh", sh_filter);
         tera.register_filter("pfq", pf_quote_filter);
+        tera.register_filter("bastille", bastille_filter);
         tera.add_raw_templates(set)
             .map_err(|e| TemplateError::Template {
                 name: "(set)".into(),
@@ -177,6 +178,37 @@ fn sh_filter(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
     Ok(Value::String(sh_quote(&value_str(v))))
 }
 
+/// Quote one argument of a Bastillefile line.
+///
+/// `bastille template` (usr/local/share/bastille/template.sh in BastilleBSD/bastille)
+/// reads the Bastillefile line by line (a trailing `\` joins lines), replaces every
+/// `${NAME}` of its ARG variables and `${JAIL_IP}`/`${JAIL_NAME}` with sed, and runs
+/// `eval "bastille CMD JAIL ARGS"`; a CMD line's arguments become `sh -c 'ARGS'` in
+/// the jail. Either way the arguments are parsed by sh exactly once, so an argument
+/// quoted for sh arrives as one word. What sh quoting cannot protect is refused: a
+/// control character (a newline would start a new Bastillefile line) and `${`
+/// (sed would substitute inside the quotes).
+pub fn bastille_quote(s: &str) -> Result<String, String> {
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "{s:?} holds control character U+{:04X}, which cannot be quoted in a Bastillefile",
+            c as u32
+        ));
+    }
+    if s.contains("${") {
+        return Err(format!(
+            "{s:?} holds \"${{\", which bastille template would substitute"
+        ));
+    }
+    Ok(sh_quote(s))
+}
+
+fn bastille_filter(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    bastille_quote(&value_str(v))
+        .map(Value::String)
+        .map_err(tera::Error::msg)
+}
+
 /// Quote a string for pf.conf: double quotes; values are validated to hold none.
 fn pf_quote_filter(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
     let s = value_str(v);
@@ -200,6 +232,21 @@ mod tests {
         assert_eq!(sh_quote("it's"), "'it'\\''s'");
         assert_eq!(sh_quote(""), "''");
         assert_eq!(sh_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+
+    #[test]
+    fn bastille_quote_makes_one_word_and_refuses_what_it_cannot_quote() {
+        assert_eq!(
+            bastille_quote("/var/db/warden/models").unwrap(),
+            "/var/db/warden/models"
+        );
+        assert_eq!(bastille_quote("a b").unwrap(), "'a b'");
+        assert_eq!(
+            bastille_quote("x;touch /PWNED").unwrap(),
+            "'x;touch /PWNED'"
+        );
+        assert!(bastille_quote("/m\nMOUNT / /hostroot nullfs rw 0 0").is_err());
+        assert!(bastille_quote("${JAIL_IP}").is_err());
     }
 
     #[test]

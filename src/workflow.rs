@@ -79,6 +79,104 @@ pub fn devfs_taken(host: &dyn Host) -> Result<std::collections::BTreeSet<u32>> {
     Ok(taken)
 }
 
+/// The text every file warden renders in full carries.
+pub const OWNED_HEADER: &str = "Managed by warden";
+
+/// What the host already holds under a name or path warden would take, that
+/// warden did not create: a user or rc.d service of the agent's name, a PF file
+/// that is someone else's. Planning refuses these instead of taking them over.
+pub fn not_warden_owned(
+    cfg: &Config,
+    fleet: &Fleet,
+    host: &dyn Host,
+    desired: &Desired,
+    st: &HostState,
+    view: &StateView,
+) -> Result<Diagnostics> {
+    let mut d = Diagnostics::default();
+    let managed = |id: &str| view.managed.contains_key(id);
+    // Users warden made carry its comment (GECOS) field, also once forgotten by the
+    // state DB (kept by `destroy` without `--purge`).
+    let passwd = host
+        .read("/etc/passwd")?
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let warden_user = |name: &str| {
+        passwd.lines().any(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            f.len() >= 7 && f[0] == name && f[4] == crate::apply::user_comment(name)
+        })
+    };
+    let foreign_file = |path: &str| {
+        st.files
+            .get(path)
+            .and_then(|f| f.as_ref())
+            .is_some_and(|f| !managed(&format!("file:{path}")) && !f.content.contains(OWNED_HEADER))
+    };
+    for a in fleet.jail_agents() {
+        let at =
+            |msg: String| Diagnostic::new(&a.file, a.line("AGENT_NAME"), Some("AGENT_NAME"), msg);
+        if st.users.contains_key(&a.name)
+            && !managed(&format!("user:{}", a.name))
+            && !warden_user(&a.name)
+        {
+            d.push(at(format!(
+                "{:?} is an existing user on this host that warden did not create; choose another name",
+                a.name
+            )));
+        }
+        let base = format!("/etc/rc.d/{}", a.name);
+        let local = format!("/usr/local/etc/rc.d/{}", a.name);
+        if host.read(&base)?.is_some() {
+            d.push(at(format!(
+                "{:?} is a base-system rc.d service on this host ({base}); choose another name",
+                a.name
+            )));
+        } else if foreign_file(&local) {
+            d.push(at(format!(
+                "{:?} is an rc.d service on this host that warden did not install ({local}); choose another name",
+                a.name
+            )));
+        }
+    }
+    let pf_foreign = st
+        .files
+        .get(&cfg.host.pf_include)
+        .and_then(|f| f.as_ref())
+        .is_some_and(|f| {
+            !managed(&format!("pf:anchor:{}", render::PF_ANCHOR))
+                && !f.content.contains(OWNED_HEADER)
+        });
+    if pf_foreign {
+        d.push(Diagnostic::new(
+            &cfg.path,
+            0,
+            Some("pf_include"),
+            format!(
+                "{} exists and is not warden's (no warden header, not in the state DB); point pf_include at a file of its own",
+                cfg.host.pf_include
+            ),
+        ));
+    }
+    if let Some((jail, n)) = desired
+        .devfs
+        .iter()
+        .find(|(_, n)| **n > crate::config::MAX_DEVFS_RULESET)
+    {
+        d.push(Diagnostic::new(
+            &cfg.path,
+            0,
+            Some("devfs_ruleset_base"),
+            format!(
+                "jail {jail} would get devfs ruleset {n}, past {}, the largest devfs ruleset; lower devfs_ruleset_base",
+                crate::config::MAX_DEVFS_RULESET
+            ),
+        ));
+    }
+    d.sort();
+    Ok(d)
+}
+
 /// Render the desired state and diff it against the host.
 pub fn plan(
     cfg: &Config,
@@ -106,8 +204,16 @@ pub fn plan_with_view(
         devfs_taken: devfs_taken(host)?,
     };
     let desired = render::render(fleet, &cfg.host, &recorded, templates)?;
-    let host_state = probe::probe(host, &cfg.host, &desired.items, &view)?;
+    host.set_limit(crate::host::Limit::Probe);
+    let probed = probe::probe(host, &cfg.host, &desired.items, &view);
+    host.set_limit(crate::host::Limit::Change);
+    let host_state = probed?;
+    let foreign = not_warden_owned(cfg, fleet, host, &desired, &host_state, &view)?;
+    if !foreign.is_empty() {
+        return Err(foreign.into());
+    }
     let mut plan = plan::diff(&desired.items, &host_state, &view, filter);
+    plan::mark_data_loss(&mut plan, plan::DataPolicy::Ask);
     let loader: Vec<String> = plan
         .changes
         .iter()
@@ -194,7 +300,8 @@ pub fn render_to(cfg: &Config, fleet: &Fleet, templates: &Templates, out: &Path)
 pub struct ApplyRequest {
     pub filter: Filter,
     pub yes: bool,
-    pub purge: bool,
+    /// What deletes do with data (`destroy [--purge]`, `apply --allow-data-loss`).
+    pub data: crate::plan::DataPolicy,
     /// Digest of the plan the operator saw (`plan --out FILE`), if applying a plan file.
     pub expected_plan: Option<String>,
     /// Agents being destroyed (`destroy --agent`).
@@ -246,6 +353,20 @@ pub fn apply(
                 || c.item.step == crate::resource::Step::Network
                 || c.item.step == crate::resource::Step::Pf
         });
+    }
+    plan::mark_data_loss(&mut plan, req.data);
+    let lossy: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.deletes_data)
+        .map(|c| format!("  {} {}", c.action.symbol(), c.id()))
+        .collect();
+    if req.data == plan::DataPolicy::Ask && !lossy.is_empty() {
+        rt.block_on(st.close());
+        return Err(Error::Other(format!(
+            "refusing to delete data without --allow-data-loss; these changes are marked (deletes data) in the plan:\n{}\nnothing was changed. To remove an agent and keep its data use warden destroy --agent NAME; to lose the data for good apply with --allow-data-loss",
+            lossy.join("\n")
+        )));
     }
     if let Some(expected) = &req.expected_plan {
         if &plan.digest() != expected {
@@ -308,7 +429,7 @@ pub fn apply(
         }
     };
     if let Err(e) =
-        Applier::new(host, cfg, Options { purge: req.purge }).run_follow_ups(&plan.follow_ups)
+        Applier::new(host, cfg, Options { data: req.data }).run_follow_ups(&plan.follow_ups)
     {
         rt.block_on(st.end_run(run, "failed", done, Some(&first_line(&e.to_string()))))?;
         rt.block_on(st.close());
@@ -373,7 +494,7 @@ fn execute(
     let runner = Run {
         host,
         cfg,
-        opts: crate::apply::Options { purge: req.purge },
+        opts: crate::apply::Options { data: req.data },
         jobs: req.jobs.unwrap_or(cfg.host.jobs as usize),
     };
     let mut journal = crate::journal::Journal::new(rt, st, run);

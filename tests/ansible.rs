@@ -392,6 +392,14 @@ fn check_then_apply_then_nothing_changes() {
         "OPENAI_API_KEY=sk-test\n",
     )
     .unwrap();
+    // Kept as an operator keeps secrets: 0600.
+    for f in ["old.secrets.env", "clawdie.secrets.env"] {
+        std::fs::set_permissions(
+            agents.join(f),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+    }
     let beta_root = s.dir().join("beta-root");
     std::fs::create_dir_all(&beta_root).unwrap();
     let host = |root: &Path| {

@@ -222,6 +222,12 @@ fn a_failing_command_stops_the_run_and_the_next_apply_converges() {
     }
 }
 
+/// A secrets file as an operator keeps it: 0600 (warden refuses one others can read).
+fn private(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
@@ -298,14 +304,31 @@ fn destroy_one_agent_of_three_leaves_the_others_and_renumbers_aliases() {
         .assert()
         .success();
     let text = out(&destroyed);
-    assert!(text.contains("- jail:atlasgit"), "{text}");
-    assert!(text.contains("Apply complete!"), "{text}");
-    assert!(!s.root.join("usr/local/etc/rc.d/atlas").exists());
-    assert!(!s.root.join("usr/local/bastille/jails/atlasgit").exists());
     assert!(
-        s.root.join("home/atlas").exists(),
-        "data is kept without --purge"
+        text.contains("- jail:atlasgit  (stopped, kept with its data)"),
+        "{text}"
     );
+    assert!(text.contains("Apply complete!"), "{text}");
+    assert!(!text.contains("deletes data"), "{text}");
+    assert!(!s.root.join("usr/local/etc/rc.d/atlas").exists());
+    // Without --purge the data stays: jails (stopped), user, home and soul.
+    for jail in ["atlasgit", "atlascms", "atlasdb"] {
+        assert!(
+            s.root
+                .join(format!("usr/local/bastille/jails/{jail}/jail.conf"))
+                .exists(),
+            "jail {jail} was destroyed without --purge"
+        );
+        assert!(
+            s.log().contains(&format!("MUT bastille stop {jail}")),
+            "{}",
+            s.log()
+        );
+    }
+    assert!(!s.log().contains("bastille destroy"), "{}", s.log());
+    assert!(!s.log().contains("userdel"), "{}", s.log());
+    assert!(read(&s.root.join("etc/passwd")).contains("atlas:"));
+    assert!(s.root.join("home/atlas/soul/ATLAS.md").exists());
     let after: Vec<String> = others.iter().map(|p| read(&s.root.join(p))).collect();
     assert_eq!(before, after, "the other agents' files are untouched");
     let rc = read(&s.root.join("etc/rc.conf"));
@@ -403,6 +426,7 @@ fn secrets_stay_out_of_plan_output_json_and_the_state_db() {
         format!("ANTHROPIC_API_KEY={secret}\nDB_PASSWORD='p4ss w0rd'\n"),
     )
     .unwrap();
+    private(&agents.join("atlas.secrets.env"));
     let plan = out(&s.warden(&["plan"]).assert().success());
     assert!(
         plan.contains("+ file:/usr/local/etc/warden/atlas.env (sensitive)"),
@@ -530,7 +554,12 @@ fn apply_planfile_applies_that_plan_or_refuses_a_stale_one() {
     s.warden(&["plan", "--out", planfile.to_str().unwrap(), "--step", "pf"])
         .assert()
         .success();
-    std::fs::write(s.root.join("etc/pf.warden.conf"), "pass all\n").unwrap();
+    // (A hand edit of warden's own file: with its header, so not someone else's file.)
+    std::fs::write(
+        s.root.join("etc/pf.warden.conf"),
+        "# Managed by warden; edits are overwritten.\npass all\n",
+    )
+    .unwrap();
     let text = out(&s
         .warden(&["apply", "--yes", planfile.to_str().unwrap()])
         .assert()
@@ -653,6 +682,7 @@ fn backup_and_restore_from_the_command_line() {
     )
     .unwrap();
     std::fs::write(agents.join("bob.secrets.env"), "BOB_TOKEN=bobsecret123\n").unwrap();
+    private(&agents.join("bob.secrets.env"));
     s.apply().success();
     let backups = s.root.parent().unwrap().join("backups");
     let text = out(&s
@@ -779,4 +809,264 @@ fn backup_and_restore_from_the_command_line() {
     names.sort();
     assert_eq!(names.len(), 2, "--keep 2: {names:?}");
     assert!(names.iter().all(|n| n.ends_with(".tar.xz")), "{names:?}");
+}
+
+/// Writes an executable hook that leaves `mark` behind when git runs it.
+fn plant_hooks(git_dir: &Path, mark: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let hooks = git_dir.join("hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    for hook in [
+        "post-checkout",
+        "reference-transaction",
+        "post-merge",
+        "pre-auto-gc",
+    ] {
+        let p = hooks.join(hook);
+        std::fs::write(&p, format!("#!/bin/sh\ntouch '{}'\n", mark.display())).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+#[test]
+fn the_soul_checkout_stays_roots_and_git_runs_none_of_its_hooks() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !require_git() {
+        return;
+    }
+    let s = site();
+    s.apply().success();
+    let soul = s.root.join("home/atlas/soul");
+    for p in [soul.clone(), soul.join(".git"), soul.join("ATLAS.md")] {
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!(m.uid(), 0, "{} is not root's", p.display());
+        assert_eq!(m.mode() & 0o022, 0, "{} is writable by others", p.display());
+        assert_eq!(m.mode() & 0o004, 0o004, "{} is not readable", p.display());
+    }
+    // A hook in the checkout (as an agent with write access would plant it) is not
+    // run when the next apply follows the branch.
+    let mark = s.root.join("hook-ran-as-root");
+    plant_hooks(&soul.join(".git"), &mark);
+    let repo = s
+        .config
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("souls/atlas");
+    std::fs::write(repo.join("USER.md"), "# User\n\nLikes tea.\n").unwrap();
+    git(&repo, &["commit", "-q", "-am", "tea"]);
+    s.apply().success();
+    assert_eq!(read(&soul.join("USER.md")), "# User\n\nLikes tea.\n");
+    assert!(
+        !mark.exists(),
+        "git ran a hook of the soul checkout as root"
+    );
+
+    // A checkout someone else can write (as an earlier warden left it, given to the
+    // agent) is refused before git runs in it, and left as it is.
+    std::fs::set_permissions(&soul, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(repo.join("USER.md"), "# User\n\nLikes coffee.\n").unwrap();
+    git(&repo, &["commit", "-q", "-am", "coffee"]);
+    s.clear_log();
+    let text = out(&s.warden(&["apply", "--yes"]).assert().code(1));
+    assert!(
+        text.contains("home/atlas/soul is owned by uid 0 with mode 0777, not root's alone")
+            && text.contains("move it aside"),
+        "{text}"
+    );
+    assert_eq!(read(&soul.join("USER.md")), "# User\n\nLikes tea.\n");
+    assert!(!mark.exists());
+}
+
+#[test]
+fn a_refused_first_soul_install_leaves_no_checkout() {
+    if !require_git() {
+        return;
+    }
+    let s = site();
+    let repo = s
+        .config
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("souls/atlas");
+    std::fs::write(
+        repo.join("notes.md"),
+        format!("-----BEGIN OPENSSH {} KEY-----\nabc\n", "PRIVATE"),
+    )
+    .unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "oops"]);
+    let text = out(&s.warden(&["apply", "--yes"]).assert().code(1));
+    assert!(text.contains("the soul bundle is refused"), "{text}");
+    let soul = s.root.join("home/atlas/soul");
+    assert!(
+        !soul.exists(),
+        "the refused bundle was left checked out: {:?}",
+        std::fs::read_dir(&soul).map(|d| d.count())
+    );
+}
+
+/// Whether a process is still alive (and not a zombie awaiting its parent).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|st| !st.split(") ").nth(1).unwrap_or("").starts_with('Z'))
+}
+
+#[test]
+fn a_command_that_hangs_is_killed_at_its_timeout_and_the_change_recorded_failed() {
+    if !require_git() {
+        return;
+    }
+    let s = site();
+    // Long enough for every other command of the simulated host on a busy machine.
+    let toml = read(&s.config).replace("[bhyve]", "[timeouts]\nchange = 20\n\n[bhyve]");
+    std::fs::write(&s.config, &toml).unwrap();
+    let text = out(&s
+        .warden(&["apply", "--yes"])
+        .env("FAKEBSD_HANG", "bastille create*atlasdb*")
+        .assert()
+        .code(1));
+    assert!(
+        text.contains("`bastille create -B -g 10.0.1.1 atlasdb ")
+            && text.contains(
+                "did not finish within 20 s ([timeouts] change in warden.toml) and was killed"
+            ),
+        "{text}"
+    );
+    for f in ["hung.pid", "hung-child.pid"] {
+        let pid = read(&s.root.join("var/fakebsd").join(f)).trim().to_string();
+        assert!(!pid.is_empty(), "no {f}: the command did not hang");
+        assert!(!alive(&pid), "{f} {pid} still runs after the timeout");
+    }
+    let history = out(&s.warden(&["history", "--json"]).assert().success());
+    assert!(history.contains("\"failed\""), "{history}");
+    // Without the hang the next apply converges.
+    s.apply().success();
+    s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
+}
+
+#[test]
+fn a_probe_that_hangs_fails_the_plan_at_the_probe_timeout() {
+    let s = site();
+    let toml = read(&s.config).replace("[bhyve]", "[timeouts]\nprobe = 5\n\n[bhyve]");
+    std::fs::write(&s.config, &toml).unwrap();
+    let text = out(&s
+        .warden(&["plan"])
+        .env("FAKEBSD_HANG", "pfctl -a warden -sr")
+        .assert()
+        .code(1));
+    assert!(
+        text.contains(
+            "`pfctl -a warden -sr` did not finish within 5 s ([timeouts] probe in warden.toml) and was killed"
+        ),
+        "{text}"
+    );
+    let pid = read(&s.root.join("var/fakebsd/hung.pid"))
+        .trim()
+        .to_string();
+    assert!(!pid.is_empty(), "the probe command did not hang");
+    assert!(!alive(&pid), "the hung probe command {pid} still runs");
+}
+
+#[test]
+fn dropping_a_role_deletes_data_only_with_allow_data_loss() {
+    if !require_git() {
+        return;
+    }
+    let s = site();
+    s.apply().success();
+    let manifest = s.config.parent().unwrap().join("agents/atlas.env");
+    let text = read(&manifest).replace("WARDEN_ROLES=git,cms,db", "WARDEN_ROLES=git,cms");
+    std::fs::write(&manifest, text).unwrap();
+    let plan = out(&s.warden(&["plan"]).assert().success());
+    assert!(plan.contains("- jail:atlasdb  (deletes data)"), "{plan}");
+    let json = out(&s.warden(&["plan", "--json"]).assert().success());
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let db = doc["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "jail:atlasdb")
+        .expect("the db jail's delete is planned");
+    assert_eq!(db["deletes_data"], true, "{db}");
+    assert_eq!(db["notes"][0], "deletes data", "{db}");
+
+    s.clear_log();
+    let refused = out(&s.warden(&["apply", "--yes"]).assert().code(1));
+    assert!(
+        refused.contains("refusing to delete data without --allow-data-loss")
+            && refused.contains("- jail:atlasdb"),
+        "{refused}"
+    );
+    assert!(s.mutating_calls().is_empty(), "{:?}", s.mutating_calls());
+    assert!(s
+        .root
+        .join("usr/local/bastille/jails/atlasdb/jail.conf")
+        .exists());
+
+    s.warden(&["apply", "--yes", "--allow-data-loss"])
+        .assert()
+        .success();
+    assert!(!s.root.join("usr/local/bastille/jails/atlasdb").exists());
+    s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
+}
+
+#[test]
+fn destroy_purge_backs_the_agent_up_then_removes_its_data() {
+    if !require_git() {
+        return;
+    }
+    let s = site();
+    let agents = s.config.parent().unwrap().join("agents");
+    // bob runs no database: its backup needs no dump from PostgreSQL.
+    std::fs::write(
+        agents.join("bob.env"),
+        "AGENT_NAME=bob\nAGENT_SUBNET_BASE=10.0.9\nWARDEN_ROLES=git\n",
+    )
+    .unwrap();
+    s.apply().success();
+    assert!(s.root.join("home/bob").exists());
+    let text = out(&s
+        .warden(&["destroy", "--agent", "bob", "--yes", "--purge"])
+        .assert()
+        .success());
+    assert!(text.contains("- jail:bobgit  (deletes data)"), "{text}");
+    assert!(text.contains("- user:bob  (deletes data)"), "{text}");
+    let backups: Vec<String> = std::fs::read_dir(s.root.join("var/backups/warden"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        backups
+            .iter()
+            .any(|b| b.starts_with("bob-") && b.ends_with(".tar")),
+        "no backup before the purge: {backups:?}\n{text}"
+    );
+    assert!(!s.root.join("usr/local/bastille/jails/bobgit").exists());
+    assert!(!s.root.join("home/bob").exists(), "the home was kept");
+    assert!(!read(&s.root.join("etc/passwd")).contains("bob:"));
+
+    // A backup that fails stops the purge before anything is destroyed.
+    s.clear_log();
+    let failed = out(&s
+        .warden(&["destroy", "--agent", "atlas", "--yes", "--purge"])
+        .env("FAKEBSD_FAIL", "bastille cmd atlasdb*")
+        .assert()
+        .code(1));
+    assert!(failed.contains("nothing was destroyed"), "{failed}");
+    assert!(s
+        .root
+        .join("usr/local/bastille/jails/atlasdb/jail.conf")
+        .exists());
+    assert!(
+        s.mutating_calls().iter().all(|c| !c.contains("destroy")),
+        "{}",
+        s.log()
+    );
 }

@@ -190,6 +190,11 @@ impl Site {
             format!("BOB_API_KEY={SECRET}\n"),
         )
         .unwrap();
+        std::fs::set_permissions(
+            config.join("agents/bob.secrets.env"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         for soul in ["example", "atlas"] {
             let dir = tmp.path().join("souls").join(soul);
             copy_dir(&base.join("souls").join(soul), &dir);

@@ -30,6 +30,20 @@ fn cases() -> Vec<PathBuf> {
     dirs
 }
 
+/// Secrets files as an operator keeps them (0600): git does not record that mode,
+/// and warden refuses a secrets file others can read before looking inside it.
+fn private_secrets(case: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(dir) = std::fs::read_dir(case.join("agents")) else {
+        return;
+    };
+    for e in dir.flatten() {
+        if e.file_name().to_string_lossy().ends_with(".secrets.env") {
+            std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+}
+
 fn bless() -> bool {
     std::env::var("WARDEN_BLESS").is_ok_and(|v| v == "1")
 }
@@ -136,6 +150,7 @@ fn every_broken_manifest_is_reported_exactly() {
     for case in cases() {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         let root = TempDir::new().unwrap();
+        private_secrets(&case);
         let got = run(&case, &["plan"], Some(root.path()));
         let expected_path = case.join("expected.txt");
         if bless() {
@@ -196,6 +211,7 @@ fn library_and_binary_agree() {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         let expected = std::fs::read_to_string(case.join("expected.txt")).unwrap();
         let cwd = std::env::current_dir().unwrap();
+        private_secrets(&case);
         // Paths as the binary sees them: relative to the case directory.
         let rel = |p: &Path| p.strip_prefix(&case).unwrap().to_path_buf();
         // warden.toml and the manifests together, as `check` loads them.

@@ -141,6 +141,12 @@ fn json_before_and_after_are_values_but_never_secrets() {
         "API_TOKEN=hunter2-secret\n",
     )
     .unwrap();
+    // Kept as an operator keeps secrets: 0600 (warden refuses one others can read).
+    std::fs::set_permissions(
+        s.config.parent().unwrap().join("agents/atlas.secrets.env"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let out = stdout(&s.warden(&["plan", "--json"]).assert().success());
     assert!(!out.contains("hunter2"), "{out}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -146,6 +146,11 @@ fn env_file_values_read_back_exactly_in_sh() {
         "OPENAI_API_KEY=\"sk-it's \\$(not) run\"\n",
     )
     .unwrap();
+    std::fs::set_permissions(
+        dir.path().join("agents/atlas.secrets.env"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let out = TempDir::new().unwrap();
     warden()
         .current_dir(dir.path())

@@ -13,6 +13,7 @@
 #                       joined command line; a match fails the call
 #   FAKEBSD_KILL_AFTER  after N MUT calls, the next MUT call SIGKILLs $PPID
 #   FAKEBSD_DELAY_BASTILLE  seconds bastille create and template take
+#   FAKEBSD_HANG        case(1) glob; a matching call hangs (a stuck command)
 #   FAKEBSD_INTERNAL    set by the fakes themselves when one fake runs
 #                       another internally: no logging, no injection
 
@@ -177,6 +178,22 @@ fb_begin() {
 			esac
 		done
 		IFS=$fb_b_oldifs
+	fi
+
+	if [ -n "${FAKEBSD_HANG:-}" ] && [ -n "$fb_b_root" ]; then
+		# shellcheck disable=SC2254
+		case $FB_CMDLINE in
+		$FAKEBSD_HANG)
+			fb_log HANG
+			mkdir -p "$FB_STATE"
+			echo $$ >"$FB_STATE/hung.pid"
+			# a child that keeps the caller's pipes open, as a stuck tool's helpers do
+			sleep 3600 &
+			echo $! >"$FB_STATE/hung-child.pid"
+			wait
+			exit 1
+			;;
+		esac
 	fi
 
 	fb_log "$fb_b_class"
