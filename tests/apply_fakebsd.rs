@@ -983,8 +983,9 @@ fn dropping_a_role_deletes_data_only_with_allow_data_loss() {
     std::fs::write(&manifest, text).unwrap();
     let plan = out(&s.warden(&["plan"]).assert().success());
     assert!(plan.contains("- jail:atlasdb  (deletes data)"), "{plan}");
-    let json = out(&s.warden(&["plan", "--json"]).assert().success());
-    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    // The JSON alone: notes go to stderr.
+    let json = s.warden(&["plan", "--json"]).assert().success();
+    let doc: serde_json::Value = serde_json::from_slice(&json.get_output().stdout).unwrap();
     let db = doc["changes"]
         .as_array()
         .unwrap()
@@ -1045,7 +1046,7 @@ fn destroy_purge_backs_the_agent_up_then_removes_its_data() {
     assert!(
         backups
             .iter()
-            .any(|b| b.starts_with("bob-") && b.ends_with(".tar")),
+            .any(|b| b.starts_with("bob-") && b.contains(".tar")),
         "no backup before the purge: {backups:?}\n{text}"
     );
     assert!(!s.root.join("usr/local/bastille/jails/bobgit").exists());
