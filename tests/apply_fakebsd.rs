@@ -1,5 +1,7 @@
 //! apply against the simulated FreeBSD host in tests/fakebsd.
 
+mod support;
+
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 
@@ -245,6 +247,7 @@ fn kill_9_halfway_then_apply_converges_without_duplicates() {
             .assert()
             .failure();
         let _ = killed;
+        support::wait_for_orphans(&s.root);
         s.apply().success();
         s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
         let rc = read(&s.root.join("etc/rc.conf"));

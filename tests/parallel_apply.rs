@@ -2,9 +2,10 @@
 //! chain leaves the others converged, and a kill -9 with several chains in flight
 //! is repaired by the next apply.
 
+mod support;
+
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 fn fakebsd_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd")
@@ -96,28 +97,6 @@ impl Site {
         self.warden(&["plan", "--detailed-exitcode"])
             .assert()
             .code(0);
-    }
-
-    /// Commands a killed apply started go on running, as they would on a host:
-    /// wait until none of them (processes with this root in their environment)
-    /// is left.
-    fn wait_for_orphans(&self) {
-        let needle = format!("FAKEBSD_ROOT={}", self.root.display());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let running = std::fs::read_dir("/proc")
-                .map(|rd| {
-                    rd.flatten().any(|e| {
-                        std::fs::read(e.path().join("environ"))
-                            .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
-                    })
-                })
-                .unwrap_or(false);
-            if !running || Instant::now() > deadline {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 }
 
@@ -245,7 +224,7 @@ fn kill_9_with_several_jails_in_flight_then_apply_converges() {
         .filter(|l| l.starts_with("MUT bastille create"))
         .count();
     assert!(in_flight >= 2, "several creates were running:\n{log}");
-    s.wait_for_orphans();
+    support::wait_for_orphans(&s.root);
 
     s.warden(&["apply", "--yes"]).assert().success();
     s.converged();

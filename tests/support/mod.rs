@@ -119,3 +119,30 @@ pub fn redact(text: &str, path: &Path, placeholder: &str) -> String {
     }
     out
 }
+
+/// Commands a killed apply started go on running, as they would on a host: wait
+/// until no process with `FAKEBSD_ROOT=root` in its environment is left. The fakes
+/// are slow on a loaded machine, so the bound is generous; past it the test fails
+/// here rather than later with a confusing count.
+pub fn wait_for_orphans(root: &Path) {
+    let needle = format!("FAKEBSD_ROOT={}", root.display());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let running = std::fs::read_dir("/proc")
+            .map(|rd| {
+                rd.flatten().any(|e| {
+                    std::fs::read(e.path().join("environ"))
+                        .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+                })
+            })
+            .unwrap_or(false);
+        if !running {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "commands of the killed apply still run after 180 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
