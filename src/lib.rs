@@ -3,6 +3,9 @@
 //! The flow runs one way: `manifest` (parse and validate one agent) → `fleet` (all
 //! agents together) → `render` (desired resources) → `probe` (actual host state) →
 //! `plan` (the diff) → `apply` (execute through the `Host` trait).
+//!
+//! ARCHITECTURE.md at the repository root maps the modules, their boundaries and
+//! the invariants they keep.
 
 pub mod apply;
 pub mod backup;

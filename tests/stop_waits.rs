@@ -69,12 +69,19 @@ fn rig() -> Rig {
     let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let env = out.join("usr/local/etc/warden/stopper.env");
+    let runner = dir.join("stopper-run");
+    // The runner hands tmux its own path (then `exec` and the command's words), so
+    // it is moved along with the other host paths.
     let text = std::fs::read_to_string(out.join("usr/local/libexec/warden/stopper-run"))
         .unwrap()
         .replace("/usr/local/etc/warden/stopper.env", env.to_str().unwrap())
-        .replace("/home/stopper", home.to_str().unwrap());
-    let runner = dir.join("stopper-run");
+        .replace("/home/stopper", home.to_str().unwrap())
+        .replace(
+            "/usr/local/libexec/warden/stopper-run",
+            runner.to_str().unwrap(),
+        );
     std::fs::write(&runner, text).unwrap();
+    std::fs::set_permissions(&runner, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     Rig {
         _tmp: tmp,
         dir,
