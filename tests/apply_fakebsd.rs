@@ -259,15 +259,7 @@ fn kill_9_halfway_then_apply_converges_without_duplicates() {
             "clawdiedb",
             "clawdiellm",
         ];
-        let made: Vec<&str> = jails
-            .iter()
-            .copied()
-            .filter(|j| {
-                s.root
-                    .join(format!("usr/local/bastille/jails/{j}/jail.conf"))
-                    .exists()
-            })
-            .collect();
+        let made = support::jails_made(&s.root, &jails);
         let logged = s.log().lines().count();
         s.apply().success();
         s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
@@ -285,23 +277,7 @@ fn kill_9_halfway_then_apply_converges_without_duplicates() {
             );
         }
         assert!(!rc.contains("ifconfig_warden0_alias2"), "{rc}");
-        let log = s.log();
-        let again: Vec<&str> = log
-            .lines()
-            .skip(logged)
-            .filter_map(|l| l.strip_prefix("MUT bastille create "))
-            .collect();
-        for j in jails {
-            let n = again
-                .iter()
-                .filter(|l| l.split_whitespace().any(|w| w == j))
-                .count();
-            let want = usize::from(!made.contains(&j));
-            assert_eq!(
-                n, want,
-                "after kill at {after}: {j} created {n} time(s) by the re-apply (made before: {made:?}):\n{log}"
-            );
-        }
+        support::assert_created_once_more(&s.log(), logged, &jails, &made);
         let history = out(&s.warden(&["history"]).assert().success());
         assert!(history.contains("interrupted"), "{history}");
     }
