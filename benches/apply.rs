@@ -125,9 +125,9 @@ struct HostTimes {
 /// `LocalHost`, with every call timed.
 struct TimedHost {
     inner: LocalHost,
-    times: std::cell::Cell<HostTimes>,
+    times: std::sync::Mutex<HostTimes>,
     /// "program subcommand" → (calls, wall time).
-    by_command: std::cell::RefCell<BTreeMap<String, (usize, Duration)>>,
+    by_command: std::sync::Mutex<BTreeMap<String, (usize, Duration)>>,
 }
 
 /// How a command is grouped in the per-command profile: the program and its
@@ -154,9 +154,7 @@ impl TimedHost {
     fn time<T>(&self, kind: fn(&mut HostTimes) -> &mut Duration, f: impl FnOnce() -> T) -> T {
         let t = Instant::now();
         let r = f();
-        let mut times = self.times.get();
-        *kind(&mut times) += t.elapsed();
-        self.times.set(times);
+        *kind(&mut self.times.lock().unwrap()) += t.elapsed();
         r
     }
 }
@@ -186,7 +184,7 @@ impl Host for TimedHost {
     fn run(&self, argv: &[String]) -> Result<Output, HostError> {
         let t = Instant::now();
         let r = self.time(|t| &mut t.run, || self.inner.run(argv));
-        let mut by = self.by_command.borrow_mut();
+        let mut by = self.by_command.lock().unwrap();
         let e = by.entry(command_kind(argv)).or_default();
         e.0 += 1;
         e.1 += t.elapsed();
@@ -200,9 +198,7 @@ impl Host for TimedHost {
         uid: u32,
         gid: u32,
     ) -> Result<(), HostError> {
-        let mut times = self.times.get();
-        times.writes += 1;
-        self.times.set(times);
+        self.times.lock().unwrap().writes += 1;
         self.time(
             |t| &mut t.write,
             || self.inner.write_atomic(p, content, mode, uid, gid),
@@ -302,15 +298,17 @@ fn load_and_apply(config: &Path, root: &Path, templates: &Templates) -> Run {
         (Some(x), Some(y)) => (Some(y.0 - x.0), Some(y.1 - x.1)),
         _ => (None, None),
     };
+    let times = *host.times.lock().unwrap();
+    let by_command = std::mem::take(&mut *host.by_command.lock().unwrap());
     Run {
         wall,
         changes: a + b + c,
         commands: host.spawned(),
-        host: host.times.get(),
+        host: times,
         cpu_self,
         cpu_children,
         nothing_to_do: outcome.nothing_to_do,
-        by_command: host.by_command.take(),
+        by_command,
     }
 }
 

@@ -1,12 +1,13 @@
 //! Execute a plan on the host, in the phase order, recording each change.
 
 use crate::config::Config;
+use crate::executor::Records;
 use crate::host::{Host, HostError, Output};
 use crate::plan::DataPolicy;
 use crate::plan::{Action, Change, Plan};
 use crate::render::digest;
 use crate::resource::{Item, RcMode, Resource};
-use crate::state::{Managed, SoulRecord, State};
+use crate::state::{Managed, SoulRecord};
 use std::collections::BTreeSet;
 
 /// Why an apply stopped.
@@ -224,7 +225,7 @@ impl<'a> Applier<'a> {
     pub fn execute(
         &mut self,
         change: &Change,
-        state: Option<&mut State>,
+        state: Option<&mut Records>,
         rt: &tokio::runtime::Runtime,
     ) -> Result<(), ApplyError> {
         let id = change.id();
@@ -860,7 +861,7 @@ impl<'a> Applier<'a> {
         id: &str,
         j: &crate::resource::JailRes,
         before: Option<&str>,
-        state: Option<&mut State>,
+        state: Option<&mut Records>,
         rt: &tokio::runtime::Runtime,
     ) -> Result<(), ApplyError> {
         let delta = before.map(|b| crate::jailchange::delta(b, j));

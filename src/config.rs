@@ -34,6 +34,8 @@ pub struct HostConfig {
     pub devfs_ruleset_base: u32,
     /// Where agent daemons write their logs.
     pub log_dir: String,
+    /// How many changes apply runs at once (`--jobs` overrides it), 1 to 64.
+    pub jobs: u32,
     /// The directory every agent's home lies in (one directory per agent).
     pub homes: String,
     /// The directory every llama.cpp model directory lies in (or is).
@@ -78,6 +80,13 @@ pub struct BhyveConfig {
     pub image: String,
 }
 
+/// Changes apply runs at once unless told otherwise: jail creates and templates
+/// wait mostly on downloads and package installs, so more than the CPU count.
+pub const DEFAULT_JOBS: u32 = 8;
+
+/// The most changes `jobs` or `--jobs` may run at once.
+pub const MAX_JOBS: u32 = 64;
+
 impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
@@ -93,6 +102,7 @@ impl Default for HostConfig {
             agents_dir: "agents".into(),
             devfs_ruleset_base: 1000,
             log_dir: "/var/log/warden".into(),
+            jobs: DEFAULT_JOBS,
             homes: DEFAULT_HOMES.into(),
             models: DEFAULT_MODELS.into(),
             bhyve: BhyveConfig::default(),
@@ -341,6 +351,14 @@ fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
             format!("must be from 1000 to {MAX_DEVFS_RULESET}: clear of the rulesets FreeBSD ships (1-4) and Bastille uses (13), and within devfs's 16-bit ruleset numbers"),
         ));
     }
+    if !(1..=MAX_JOBS).contains(&host.jobs) {
+        diags.push(Diagnostic::new(
+            path,
+            line_of("jobs"),
+            Some("jobs"),
+            format!("must be between 1 and {MAX_JOBS}, not {}", host.jobs),
+        ));
+    }
     for (key, value) in [
         ("probe", host.timeouts.probe),
         ("change", host.timeouts.change),
@@ -516,6 +534,18 @@ mod tests {
         let s = e.to_string();
         assert!(
             s.starts_with("warden.toml:2: brige: unknown key; did you mean bridge?"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn jobs_defaults_to_parallel_and_zero_is_located() {
+        let c = parse(Path::new("warden.toml"), "").unwrap();
+        assert_eq!(c.host.jobs, 8, "parallel unless told otherwise");
+        let e = parse(Path::new("warden.toml"), "ext_if = \"igb0\"\njobs = 0\n").unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.starts_with("warden.toml:2: jobs: must be between 1 and 64, not 0"),
             "{s}"
         );
     }

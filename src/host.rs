@@ -59,8 +59,9 @@ pub enum Limit {
     Change,
 }
 
-/// Everything warden may do to a host.
-pub trait Host {
+/// Everything warden may do to a host. Apply runs changes on several threads
+/// at once, so a host is shared between them (`Sync`).
+pub trait Host: Sync {
     /// The host path `p` (absolute, as on the target) as a local path.
     fn local(&self, p: &str) -> PathBuf;
     /// The host path `p` as commands should be given it (the root prefixed).

@@ -87,6 +87,9 @@ enum Command {
         /// A plan written by `plan --out`: apply exactly that plan, or refuse if stale.
         #[arg(value_name = "PLANFILE")]
         planfile: Option<PathBuf>,
+        /// Run at most N changes at once (default: `jobs` in warden.toml, else 8).
+        #[arg(long, value_name = "N", value_parser = parse_jobs)]
+        jobs: Option<usize>,
         /// Run changes marked `(deletes data)`: destroy jails of dropped roles or
         /// removed agents, with their data, and the removed agents' homes.
         #[arg(long)]
@@ -108,6 +111,9 @@ enum Command {
         /// stopped).
         #[arg(long)]
         purge: bool,
+        /// Run at most N changes at once (default: `jobs` in warden.toml, else 8).
+        #[arg(long, value_name = "N", value_parser = parse_jobs)]
+        jobs: Option<usize>,
         /// With --purge: do not take a backup of the agent first.
         #[arg(long, requires = "purge")]
         no_backup: bool,
@@ -246,6 +252,14 @@ enum SoulCommand {
     },
 }
 
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    let max = warden::config::MAX_JOBS as usize;
+    match s.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number of jobs from 1 to {max}")),
+    }
+}
+
 fn main() -> ExitCode {
     // Usage errors exit 1, so that 2 always means "changes" for --detailed-exitcode.
     let cli = match Cli::try_parse() {
@@ -344,6 +358,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             steps,
             agents,
             planfile,
+            jobs,
             allow_data_loss,
         } => {
             let (cfg, fleet) = workflow::load(&cli.config)?;
@@ -352,6 +367,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 yes,
                 command: "apply".into(),
                 style: plan::Style::stdout(),
+                jobs,
                 data: if allow_data_loss {
                     DataPolicy::Delete
                 } else {
@@ -384,6 +400,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             agents,
             yes,
             purge,
+            jobs,
             no_backup,
             backup_to,
         } => {
@@ -417,6 +434,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     DataPolicy::Keep
                 },
                 destroying: agents.clone(),
+                jobs,
                 command: format!("destroy --agent {}", agents.join(",")),
                 style: plan::Style::stdout(),
                 ..Default::default()

@@ -41,6 +41,25 @@ pub struct Managed {
     pub digest: Option<String>,
 }
 
+/// One executed change as the state DB records it.
+#[derive(Debug, Clone)]
+pub struct ChangeRecord {
+    pub id: String,
+    pub action: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    /// `ok` or `failed`.
+    pub outcome: String,
+    /// When it ended.
+    pub at: String,
+    /// What warden manages after it (`None`: forget the resource).
+    pub managed: Option<Managed>,
+    /// Facts the change set (`Some`) or removed.
+    pub facts: Vec<(String, Option<String>)>,
+    /// Soul checkouts it recorded or forgot.
+    pub souls: Vec<(String, Option<SoulRecord>)>,
+}
+
 /// A soul checkout warden made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SoulRecord {
@@ -363,6 +382,59 @@ impl State {
         Ok(())
     }
 
+    /// Record several changes, what warden now manages and the facts and soul
+    /// checkouts they left, in one transaction.
+    pub async fn record_changes(
+        &mut self,
+        run: i64,
+        rows: &[ChangeRecord],
+    ) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let mut tx = self.conn.begin().await.map_err(db_err(&path))?;
+        for r in rows {
+            sqlx::query("INSERT INTO changes (run_id, resource, action, before_digest, after_digest, outcome, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                .bind(run)
+                .bind(&r.id)
+                .bind(&r.action)
+                .bind(&r.before)
+                .bind(&r.after)
+                .bind(&r.outcome)
+                .bind(&r.at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err(&path))?;
+            if r.outcome != "ok" {
+                continue;
+            }
+            match &r.managed {
+                Some(m) => upsert_managed_query(&r.id, m)
+                    .execute(&mut *tx)
+                    .await
+                    .map(|_| ()),
+                None => sqlx::query("DELETE FROM managed WHERE id = ?")
+                    .bind(&r.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map(|_| ()),
+            }
+            .map_err(db_err(&path))?;
+            for (key, value) in &r.facts {
+                fact_query(key, value.as_deref())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err(&path))?;
+            }
+            for (dest, rec) in &r.souls {
+                soul_query(dest, rec.as_ref())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err(&path))?;
+            }
+        }
+        tx.commit().await.map_err(db_err(&path))?;
+        Ok(())
+    }
+
     /// Remember resources as managed without a change record, in one transaction.
     pub async fn upsert_managed_all(
         &mut self,
@@ -417,13 +489,8 @@ impl State {
     }
 
     pub async fn set_fact(&mut self, key: &str, value: Option<&str>) -> Result<(), StateError> {
-        let q = match value {
-            Some(v) => sqlx::query("INSERT INTO facts (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
-                .bind(key)
-                .bind(v.to_string()),
-            None => sqlx::query("DELETE FROM facts WHERE key = ?").bind(key),
-        };
-        q.execute(&mut self.conn)
+        fact_query(key, value)
+            .execute(&mut self.conn)
             .await
             .map_err(db_err(&self.path))?;
         Ok(())
@@ -434,15 +501,8 @@ impl State {
         dest: &str,
         rec: Option<&SoulRecord>,
     ) -> Result<(), StateError> {
-        let q = match rec {
-            Some(r) => sqlx::query("INSERT INTO souls (dest, repo, reference, commit_id) VALUES (?, ?, ?, ?) ON CONFLICT(dest) DO UPDATE SET repo = excluded.repo, reference = excluded.reference, commit_id = excluded.commit_id")
-                .bind(dest)
-                .bind(r.repo.clone())
-                .bind(r.reference.clone())
-                .bind(r.commit.clone()),
-            None => sqlx::query("DELETE FROM souls WHERE dest = ?").bind(dest),
-        };
-        q.execute(&mut self.conn)
+        soul_query(dest, rec)
+            .execute(&mut self.conn)
             .await
             .map_err(db_err(&self.path))?;
         Ok(())
@@ -485,6 +545,30 @@ impl State {
 
     pub async fn close(self) {
         let _ = self.conn.close().await;
+    }
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Set (`Some`) or remove one fact.
+fn fact_query<'q>(key: &'q str, value: Option<&str>) -> SqliteQuery<'q> {
+    match value {
+        Some(v) => sqlx::query("INSERT INTO facts (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(v.to_string()),
+        None => sqlx::query("DELETE FROM facts WHERE key = ?").bind(key),
+    }
+}
+
+/// Record (`Some`) or forget one soul checkout.
+fn soul_query<'q>(dest: &'q str, rec: Option<&SoulRecord>) -> SqliteQuery<'q> {
+    match rec {
+        Some(r) => sqlx::query("INSERT INTO souls (dest, repo, reference, commit_id) VALUES (?, ?, ?, ?) ON CONFLICT(dest) DO UPDATE SET repo = excluded.repo, reference = excluded.reference, commit_id = excluded.commit_id")
+            .bind(dest)
+            .bind(r.repo.clone())
+            .bind(r.reference.clone())
+            .bind(r.commit.clone()),
+        None => sqlx::query("DELETE FROM souls WHERE dest = ?").bind(dest),
     }
 }
 

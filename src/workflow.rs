@@ -316,6 +316,8 @@ pub struct ApplyRequest {
     pub command: String,
     /// How the plan is shown (colour on a terminal).
     pub style: crate::plan::Style,
+    /// Changes run at once (`--jobs`); `jobs` in warden.toml when `None`.
+    pub jobs: Option<usize>,
 }
 
 /// What an apply did.
@@ -336,7 +338,7 @@ pub fn apply(
     confirm: &mut dyn FnMut(&str) -> bool,
     progress: &mut dyn crate::progress::Progress,
 ) -> Result<ApplyOutcome> {
-    use crate::apply::{managed_of, preflight, Applier, Options};
+    use crate::apply::{preflight, Applier, Options};
     use crate::error::Error;
     let db_path = host.local(&cfg.host.state_db);
     let _lock = state::lock(&db_path)?;
@@ -425,44 +427,16 @@ pub fn apply(
     }
     // Numbering first: a run killed halfway resumes with the same numbers.
     rt.block_on(st.record_numbering(&planned.desired.aliases, &planned.desired.devfs))?;
-    let mut applier = Applier::new(host, cfg, Options { data: req.data });
-    progress.start(plan.changes.len());
-    let mut done = (0, 0, 0);
-    for change in &plan.changes {
-        let id = change.id();
-        progress.begin(&format!("{} {}", change.action.symbol(), id));
-        let result = applier.execute(change, Some(&mut st), &rt);
-        let outcome = if result.is_ok() { "ok" } else { "failed" };
-        let managed =
-            (change.action != crate::plan::Action::Delete).then(|| managed_of(&change.item));
-        rt.block_on(st.record_change(
-            run,
-            &id,
-            change.action.as_str(),
-            change.before_digest().as_deref(),
-            change.after_digest().as_deref(),
-            outcome,
-            managed.as_ref(),
-        ))?;
-        if let Err(e) = result {
-            progress.finish();
-            let applied = done.0 + done.1 + done.2;
-            let msg = format!(
-                "{e}\n\n{applied} change(s) were applied before this one and are recorded; run warden apply again to continue from the host's real state."
-            );
-            rt.block_on(st.end_run(run, "failed", done, Some(&first_line(&e.to_string()))))?;
+    let done = match execute(cfg, host, req, &plan, &rt, &mut st, run, progress) {
+        Ok(done) => done,
+        Err(e) => {
             rt.block_on(st.close());
-            return Err(Error::Other(msg));
+            return Err(e);
         }
-        match change.action {
-            crate::plan::Action::Create => done.0 += 1,
-            crate::plan::Action::Update => done.1 += 1,
-            crate::plan::Action::Delete => done.2 += 1,
-        }
-        progress.end(&format!("{} {}", change.action.symbol(), id));
-    }
-    if let Err(e) = applier.run_follow_ups(&plan.follow_ups) {
-        progress.finish();
+    };
+    if let Err(e) =
+        Applier::new(host, cfg, Options { data: req.data }).run_follow_ups(&plan.follow_ups)
+    {
         rt.block_on(st.end_run(run, "failed", done, Some(&first_line(&e.to_string()))))?;
         rt.block_on(st.close());
         return Err(Error::Other(format!(
@@ -472,7 +446,6 @@ pub fn apply(
     if !pending.is_empty() {
         rt.block_on(st.set_fact(state::PENDING_FOLLOW_UPS, None))?;
     }
-    progress.finish();
     // Probe again: anything still differing is an error.
     let view = rt.block_on(st.view())?;
     let again = plan_with_view(cfg, fleet, host, templates, &req.filter, view)?;
@@ -506,6 +479,87 @@ pub fn apply(
         counts: done,
         ..Default::default()
     })
+}
+
+/// Run the plan's changes through the executor, recording them; on failures,
+/// end the run as failed and say what failed and what was skipped.
+#[allow(clippy::too_many_arguments)]
+fn execute(
+    cfg: &Config,
+    host: &dyn Host,
+    req: &ApplyRequest,
+    plan: &Plan,
+    rt: &tokio::runtime::Runtime,
+    st: &mut state::State,
+    run: i64,
+    progress: &mut dyn crate::progress::Progress,
+) -> Result<(usize, usize, usize)> {
+    use crate::executor::{graph, label, Run};
+    use crate::progress::seconds;
+    let graph = graph(&plan.changes, &cfg.host.bastille_prefix);
+    let runner = Run {
+        host,
+        cfg,
+        opts: crate::apply::Options { data: req.data },
+        jobs: req.jobs.unwrap_or(cfg.host.jobs as usize),
+    };
+    let mut journal = crate::journal::Journal::new(rt, st, run);
+    let report = runner.execute(&plan.changes, &graph, progress, &mut journal);
+    let flushed = journal.flush();
+    progress.finish();
+    let report = match (report, flushed) {
+        (Ok(r), Ok(())) => r,
+        (Err(e), _) | (_, Err(e)) => {
+            rt.block_on(st.end_run(run, "failed", (0, 0, 0), Some(&first_line(&e.to_string()))))?;
+            return Err(e);
+        }
+    };
+    let done = report.counts(&plan.changes);
+    let slowest: Vec<String> = report
+        .slowest(5)
+        .into_iter()
+        .filter(|(_, d)| !d.is_zero())
+        .map(|(i, d)| format!("  {:>7}  {}", seconds(d), label(&plan.changes[i])))
+        .collect();
+    if !slowest.is_empty() {
+        progress.line(&format!("Slowest changes:\n{}", slowest.join("\n")));
+    }
+    if report.failures.is_empty() {
+        return Ok(done);
+    }
+    let mut msg = String::new();
+    for (_, e) in &report.failures {
+        if !msg.is_empty() {
+            msg.push('\n');
+        }
+        msg.push_str(&e.to_string());
+    }
+    let skipped = report.skipped();
+    if !skipped.is_empty() {
+        msg.push_str(&format!(
+            "\n\n{} change(s) skipped because a change they depend on failed:",
+            skipped.len()
+        ));
+        for (i, by) in &skipped {
+            msg.push_str(&format!(
+                "\n  {}  (after {})",
+                label(&plan.changes[*i]),
+                plan.changes[*by].id()
+            ));
+        }
+    }
+    let applied = done.0 + done.1 + done.2;
+    msg.push_str(&format!(
+        "\n\n{} change(s) failed; {applied} change(s) were applied and are recorded; the follow-ups are remembered for the next plan; run warden apply again to continue from the host's real state.",
+        report.failures.len()
+    ));
+    let first = report
+        .failures
+        .first()
+        .map(|(_, e)| first_line(&e.to_string()))
+        .unwrap_or_default();
+    rt.block_on(st.end_run(run, "failed", done, Some(&first)))?;
+    Err(crate::error::Error::Other(msg))
 }
 
 fn first_line(s: &str) -> String {

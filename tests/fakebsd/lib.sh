@@ -12,6 +12,7 @@
 #   FAKEBSD_FAIL        case(1) glob(s), one per line, matched against the
 #                       joined command line; a match fails the call
 #   FAKEBSD_KILL_AFTER  after N MUT calls, the next MUT call SIGKILLs $PPID
+#   FAKEBSD_DELAY_BASTILLE  seconds bastille create and template take
 #   FAKEBSD_HANG        case(1) glob; a matching call hangs (a stuck command)
 #   FAKEBSD_INTERNAL    set by the fakes themselves when one fake runs
 #                       another internally: no logging, no injection
@@ -74,20 +75,64 @@ fb_log() {
 	printf '%s %s\n' "$1" "$FB_CMDLINE" >>"$FB_ROOT/var/log/fakebsd.log"
 }
 
+# fb_lock NAME : wait for the state lock NAME (a short critical section; the
+# caller ends it with fb_unlock NAME). flock(1) waits in the kernel and the
+# lock goes away with the process; without flock, a lock directory is polled,
+# and one still held after 30 s of waiting is taken as left by a killed process.
 fb_lock() {
+	if command -v flock >/dev/null 2>&1; then
+		exec 8>>"$FB_STATE/.lock.$1"
+		flock 8
+		return 0
+	fi
+	fb_lock_d=$FB_STATE/.lock.$1.d
 	fb_lock_n=0
-	while ! mkdir "$FB_STATE/.lock" 2>/dev/null; do
+	while ! mkdir "$fb_lock_d" 2>/dev/null; do
 		fb_lock_n=$((fb_lock_n + 1))
-		if [ "$fb_lock_n" -gt 200 ]; then
-			rmdir "$FB_STATE/.lock" 2>/dev/null
+		if [ "$fb_lock_n" -gt 600 ]; then
+			rmdir "$fb_lock_d" 2>/dev/null
 			fb_lock_n=0
 		fi
 		sleep 0.05 2>/dev/null || sleep 1
 	done
 }
 
+# fb_unlock NAME
 fb_unlock() {
-	rmdir "$FB_STATE/.lock" 2>/dev/null || :
+	if command -v flock >/dev/null 2>&1; then
+		flock -u 8
+		exec 8>&-
+		return 0
+	fi
+	rmdir "$FB_STATE/.lock.$1.d" 2>/dev/null || :
+}
+
+# fb_hold NAME [shared] : hold the state lock NAME until this process exits,
+# exclusively or shared with other holders that ask for it shared.
+fb_hold() {
+	if command -v flock >/dev/null 2>&1; then
+		exec 9>>"$FB_STATE/.lock.$1"
+		if [ "${2:-}" = shared ]; then
+			flock -s 9
+		else
+			flock 9
+		fi
+		return 0
+	fi
+	fb_lock "$1"
+	# shellcheck disable=SC2064 # the name is fixed now
+	trap "fb_unlock '$1'" EXIT
+}
+
+# fb_delay SECONDS : sleep that long (FAKEBSD_DELAY_* variables), so a run can
+# stand in for a slow real command; not for internal calls.
+fb_delay() {
+	[ -n "${FAKEBSD_INTERNAL:-}" ] && return 0
+	case ${1:-} in
+	'' | 0) return 0 ;;
+	*[!0-9.]*) fb_die "fakebsd: $FB_NAME: the delay must be a number of seconds, not '$1'" ;;
+	esac
+	sleep "$1"
 }
 
 # fb_begin MUT|RO ARGS... : log the call, apply FAKEBSD_KILL_AFTER and
@@ -153,11 +198,11 @@ fb_begin() {
 
 	fb_log "$fb_b_class"
 	if [ "$fb_b_class" = MUT ] && [ -n "$fb_b_root" ]; then
-		fb_lock
+		fb_lock counters
 		fb_b_count=0
 		[ -f "$FB_STATE/mutcount" ] && fb_b_count=$(cat "$FB_STATE/mutcount")
 		echo $((fb_b_count + 1)) >"$FB_STATE/mutcount"
-		fb_unlock
+		fb_unlock counters
 	fi
 	return 0
 }
@@ -171,11 +216,11 @@ fb_internal() {
 
 # fb_next_id COUNTERNAME START : print and bump a counter in state
 fb_next_id() {
-	fb_lock
+	fb_lock counters
 	fb_n_v=$2
 	[ -f "$FB_STATE/counter.$1" ] && fb_n_v=$(cat "$FB_STATE/counter.$1")
 	echo $((fb_n_v + 1)) >"$FB_STATE/counter.$1"
-	fb_unlock
+	fb_unlock counters
 	echo "$fb_n_v"
 }
 

@@ -171,6 +171,10 @@ t_out "jls table" 0 "$B/jails/atlas/root" jls
 t_out "jls -j path" 0 "$B/jails/atlas/root" jls -j atlas path
 t_err "jls -j missing" 1 'jls: jail "zeus" not found' jls -j zeus
 t_out "bastille list" 0 "atlas" bastille list
+mkdir -p "$B/jails/halfjail/root"
+t_out "create reuses a killed create's directory" 0 "halfjail: created" bastille create -T -B -g 10.0.1.1 halfjail 14.2-RELEASE 10.0.1.9/24 wardenbr0
+t_file "reused directory has its jail.conf" "$B/jails/halfjail/jail.conf" "halfjail {"
+t_rc "destroy the reused jail" 0 bastille destroy -a -y halfjail
 t_out "config get" 0 "13" bastille config atlas get devfs_ruleset
 t_rc "config set" 0 bastille config atlas set devfs_ruleset 14
 t_out "config get after set" 0 "14" bastille config atlas get devfs_ruleset

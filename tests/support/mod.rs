@@ -119,3 +119,65 @@ pub fn redact(text: &str, path: &Path, placeholder: &str) -> String {
     }
     out
 }
+
+/// Commands a killed apply started go on running, as they would on a host: wait
+/// until no process with `FAKEBSD_ROOT=root` in its environment is left. The fakes
+/// are slow on a loaded machine, so the bound is generous; past it the test fails
+/// here rather than later with a confusing count.
+pub fn wait_for_orphans(root: &Path) {
+    let needle = format!("FAKEBSD_ROOT={}", root.display());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let running = std::fs::read_dir("/proc")
+            .map(|rd| {
+                rd.flatten().any(|e| {
+                    std::fs::read(e.path().join("environ"))
+                        .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+                })
+            })
+            .unwrap_or(false);
+        if !running {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "commands of the killed apply still run after 180 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The jails among `jails` that Bastille lists on the simulated host under `root`:
+/// those with a `jail.conf` (Bastille's `list jails`). A create killed half-way
+/// leaves a directory without one, which Bastille does not count as a jail.
+pub fn jails_made<'a>(root: &Path, jails: &[&'a str]) -> Vec<&'a str> {
+    jails
+        .iter()
+        .copied()
+        .filter(|j| {
+            root.join(format!("usr/local/bastille/jails/{j}/jail.conf"))
+                .exists()
+        })
+        .collect()
+}
+
+/// After a killed run: the fake's log from line `logged` on (the re-apply) creates
+/// each jail of `jails` not in `made` exactly once, and none of those in `made`.
+pub fn assert_created_once_more(log: &str, logged: usize, jails: &[&str], made: &[&str]) {
+    let again: Vec<&str> = log
+        .lines()
+        .skip(logged)
+        .filter_map(|l| l.strip_prefix("MUT bastille create "))
+        .collect();
+    for j in jails {
+        let n = again
+            .iter()
+            .filter(|l| l.split_whitespace().any(|w| w == *j))
+            .count();
+        let want = usize::from(!made.contains(j));
+        assert_eq!(
+            n, want,
+            "{j} created {n} time(s) by the re-apply (made before: {made:?}):\n{log}"
+        );
+    }
+}
