@@ -6,11 +6,10 @@ mod pg;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use warden::backup::{
     backup_agent, backup_agent_with, restore, restore_with, BackupError, DbDumper, DbTarget,
@@ -374,6 +373,7 @@ fn mode(p: &Path) -> u32 {
 
 #[test]
 fn backup_then_restore_files_soul_and_dumps_on_the_simulated_host() {
+    logs::init();
     if !require_git() {
         return;
     }
@@ -523,6 +523,7 @@ fn backup_then_restore_files_soul_and_dumps_on_the_simulated_host() {
 
 #[test]
 fn the_bastille_dumper_runs_pg_dump_inside_the_db_jail() {
+    logs::init();
     if !require_git() {
         return;
     }
@@ -582,6 +583,7 @@ fn the_bastille_dumper_runs_pg_dump_inside_the_db_jail() {
 
 #[test]
 fn an_agent_without_a_db_jail_is_backed_up_without_dumps() {
+    logs::init();
     if !require_git() {
         return;
     }
@@ -628,6 +630,7 @@ fn flip_byte(p: &Path) {
 
 #[test]
 fn a_tampered_archive_is_refused_and_the_host_is_untouched() {
+    logs::init();
     if !require_git() {
         return;
     }
@@ -729,29 +732,69 @@ fn a_tampered_archive_is_refused_and_the_host_is_untouched() {
 
 // ---------------------------------------------------------------- (d) secrets
 
-/// Collects everything `tracing` writes.
-#[derive(Clone, Default)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
+/// What warden logs, captured per thread.
+///
+/// `tracing` caches, per call site and for the whole process, whether any
+/// subscriber wants its events. A subscriber installed for one thread
+/// (`tracing::subscriber::with_default`) is, while it is the only one registered,
+/// asked through the subscriber of whichever thread reaches a call site first: when
+/// a test running in parallel is first at `backup written`, it has no subscriber, so
+/// the call site is cached as wanted by nobody, for every thread, and the capturing
+/// test sees no event, whatever it logs. So this binary has one global subscriber, installed
+/// by every test before it runs any warden code, and it writes each event into the
+/// buffer of the thread the event happens on, when that thread is capturing.
+mod logs {
+    use std::cell::RefCell;
+    use std::io::Write;
 
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
+    thread_local! {
+        static BUF: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
-    type Writer = LogBuf;
-    fn make_writer(&'a self) -> LogBuf {
-        self.clone()
+    /// Writes into the current thread's capture buffer, if it has one.
+    struct ThreadBuf;
+
+    impl Write for ThreadBuf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            BUF.with(|buf| {
+                if let Some(v) = buf.borrow_mut().as_mut() {
+                    v.extend_from_slice(b);
+                }
+            });
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Install the subscriber; every test calls this first.
+    pub fn init() {
+        static INIT: std::sync::Once = std::sync::Once::new();
+        INIT.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(|| ThreadBuf)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("nothing else installs a subscriber in this test binary");
+        });
+    }
+
+    /// Run `f`, returning what warden logged on this thread meanwhile.
+    pub fn capture<R>(f: impl FnOnce() -> R) -> (R, String) {
+        init();
+        BUF.with(|buf| *buf.borrow_mut() = Some(Vec::new()));
+        let r = f();
+        let bytes = BUF.with(|buf| buf.borrow_mut().take()).unwrap_or_default();
+        (r, String::from_utf8(bytes).expect("logs are UTF-8"))
     }
 }
 
 #[test]
 fn secrets_are_archived_but_never_in_the_manifest_errors_or_logs() {
+    logs::init();
     if !require_git() {
         return;
     }
@@ -764,14 +807,8 @@ fn secrets_are_archived_but_never_in_the_manifest_errors_or_logs() {
         "the fixture's env file holds the secret"
     );
 
-    let logs = LogBuf::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(logs.clone())
-        .finish();
     let mut errors = Vec::new();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), logs) = logs::capture(|| {
         let archive = backup_agent(&host, &s.cfg, bob, &s.backups(), NOW).unwrap();
         let x = s.tmp.path().join("x");
         extract(&archive, &x);
@@ -809,7 +846,6 @@ fn secrets_are_archived_but_never_in_the_manifest_errors_or_logs() {
     assert!(errors[0]
         .to_string()
         .contains("env/bob.env: checksum mismatch"));
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("backup written"),
         "tracing was captured: {logs}"
@@ -967,6 +1003,7 @@ fn damage_and_check_restore(pg: &pg::Pg, restore: impl FnOnce()) {
 
 #[test]
 fn databases_are_dumped_and_restored_with_real_postgres() {
+    logs::init();
     let Some(pg) = pg::Pg::start() else {
         return;
     };
@@ -1071,6 +1108,7 @@ impl Host for JailedPg<'_> {
 
 #[test]
 fn the_bastille_dumper_round_trips_real_databases_through_the_jail_root() {
+    logs::init();
     let Some(pg) = pg::Pg::start() else {
         return;
     };
