@@ -52,9 +52,32 @@ impl FakeBsd {
     }
 }
 
-fn run_with_env(argv: &[String], env: &[(&str, &str)]) -> Result<Output, HostError> {
+fn run_with_env(
+    argv: &[String],
+    env: &[(&str, &str)],
+    input: Option<&Path>,
+    output: Option<&Path>,
+) -> Result<Output, HostError> {
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).stdin(std::process::Stdio::null());
+    cmd.args(&argv[1..]);
+    let file = |p: &Path, write: bool| {
+        let f = if write {
+            std::fs::File::create(p)
+        } else {
+            std::fs::File::open(p)
+        };
+        f.map_err(|source| HostError::Io {
+            path: p.display().to_string(),
+            source,
+        })
+    };
+    match input {
+        Some(p) => cmd.stdin(file(p, false)?),
+        None => cmd.stdin(std::process::Stdio::null()),
+    };
+    if let Some(p) = output {
+        cmd.stdout(file(p, true)?);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -90,9 +113,22 @@ impl Host for FakeBsd {
         fakebsd_dir().join(program).exists() || self.inner.have(program)
     }
     fn run(&self, argv: &[String]) -> Result<Output, HostError> {
+        self.run_io(argv, None, None)
+    }
+    fn run_io(
+        &self,
+        argv: &[String],
+        input: Option<&Path>,
+        output: Option<&Path>,
+    ) -> Result<Output, HostError> {
         let path = fake_path();
         let root = self.root.display().to_string();
-        run_with_env(argv, &[("PATH", &path), ("FAKEBSD_ROOT", &root)])
+        run_with_env(
+            argv,
+            &[("PATH", &path), ("FAKEBSD_ROOT", &root)],
+            input,
+            output,
+        )
     }
     fn write_atomic(
         &self,
@@ -730,6 +766,115 @@ fn a_tampered_archive_is_refused_and_the_host_is_untouched() {
     assert_eq!(s.log(), log, "no command ran on the host");
 }
 
+// ---------------------------------------------------------------- (c2) hostile jails
+
+/// A jail's tree is its own: links its root plants never take warden to the host's
+/// files, and a repository archive holding paths outside its directory is refused
+/// before anything is restored.
+#[test]
+fn a_jail_cannot_steer_its_backup_or_restore_outside_itself() {
+    logs::init();
+    if !require_git() {
+        return;
+    }
+    let s = Site::new();
+    let host = s.host();
+    let atlas = s.agent("atlas");
+    let dumper = FakeDumper::default();
+    let jail = |name: &str| {
+        s.root
+            .join("usr/local/bastille/jails")
+            .join(name)
+            .join("root")
+    };
+    // Host files the jails point at with absolute links: a process in a jail
+    // resolves those inside the jail, where they lead nowhere.
+    let host_dir = s.tmp.path().join("host-private");
+    std::fs::create_dir_all(host_dir.join("atlas")).unwrap();
+    std::fs::write(host_dir.join("atlas/master.passwd"), "root:HOSTHASH:0:0\n").unwrap();
+    let cms = jail("atlascms");
+    std::fs::create_dir_all(cms.join("usr/local")).unwrap();
+    std::os::unix::fs::symlink(&host_dir, cms.join("usr/local/www")).unwrap();
+
+    let archive = backup_agent_with(&host, &s.cfg, atlas, &s.backups(), NOW, &dumper).unwrap();
+    let x = s.tmp.path().join("x");
+    extract(&archive, &x);
+    assert!(
+        !x.join("cms.tar").exists(),
+        "the CMS jail has no /usr/local/www/atlas of its own"
+    );
+    for (name, bytes) in files_under(&x) {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("HOSTHASH"),
+            "{name} holds a host file"
+        );
+    }
+
+    // The data directory itself a link: refused, named, no archive written.
+    let git = jail("atlasgit");
+    std::fs::create_dir_all(git.join("home")).unwrap();
+    std::os::unix::fs::symlink(host_dir.join("atlas"), git.join("home/git")).unwrap();
+    let err = backup_agent_with(&host, &s.cfg, atlas, &s.backups(), NOW, &dumper).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("atlasgit:/home/git") && text.contains("Symbolic Link"),
+        "{text}"
+    );
+    assert_eq!(
+        warden::backup::archives_of(&s.backups(), "atlas"),
+        std::slice::from_ref(&archive),
+        "no second archive"
+    );
+
+    // A real repository this time; then its archive is altered (checksums made to
+    // match) to hold an absolute path.
+    std::fs::remove_file(git.join("home/git")).unwrap();
+    std::fs::create_dir_all(git.join("home/git/notes.git")).unwrap();
+    std::fs::write(
+        git.join("home/git/notes.git/HEAD"),
+        "ref: refs/heads/main\n",
+    )
+    .unwrap();
+    let archive = backup_agent_with(&host, &s.cfg, atlas, &s.backups(), NOW, &dumper).unwrap();
+    let y = s.tmp.path().join("y");
+    extract(&archive, &y);
+    assert!(
+        tar(&["-tf", y.join("git.tar").to_str().unwrap()]).contains("./notes.git/HEAD"),
+        "the repository is archived"
+    );
+    let evil = s.tmp.path().join("evil");
+    std::fs::create_dir_all(&evil).unwrap();
+    std::fs::write(evil.join("rc.conf"), "sshd_flags=-oPermitRootLogin=yes\n").unwrap();
+    std::fs::remove_file(y.join("git.tar")).unwrap();
+    tar(&[
+        "-cPf",
+        y.join("git.tar").to_str().unwrap(),
+        evil.join("rc.conf").to_str().unwrap(),
+    ]);
+    let mpath = y.join("MANIFEST.json");
+    let mut m: Manifest = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    for e in &mut m.entries {
+        if e.path == "git.tar" {
+            (e.size, e.sha256) = warden::backup::hash_file(&y.join("git.tar")).unwrap();
+        }
+    }
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let bad = s.tmp.path().join("bad.tar");
+    retar(&y, &bad);
+    let before = snapshot(&git);
+    let log = s.log();
+    let err = restore_with(&host, &s.cfg, atlas, &bad, &dumper).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("atlasgit:/home/git")
+            && text.contains("unexpected member")
+            && text.contains("nothing was restored"),
+        "{text}"
+    );
+    assert_eq!(snapshot(&git), before, "the git jail is untouched");
+    assert_eq!(s.log(), log, "no command ran in a jail");
+}
+
 // ---------------------------------------------------------------- (d) secrets
 
 /// What warden logs, captured per thread.
@@ -969,9 +1114,11 @@ fn pg_fixture(pg: &pg::Pg) -> (tempfile::TempDir, Config, AgentSpec) {
     );
     put("usr/local/etc/rc.d/atlas", "#!/bin/sh\n# rc.d script\n");
     let cfg = warden::config::parse(Path::new("warden.toml"), "").unwrap();
+    // A db jail only: a git jail's repositories are archived by tar inside that
+    // jail, which this host has not got.
     let agent = warden::manifest::parse(
         Path::new("atlas.env"),
-        b"AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git,db\n",
+        b"AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=db\n",
     )
     .unwrap();
     (root, cfg, agent)
@@ -1087,6 +1234,14 @@ impl Host for JailedPg<'_> {
             }
             _ => self.inner.run(argv),
         }
+    }
+    fn run_io(
+        &self,
+        argv: &[String],
+        input: Option<&Path>,
+        output: Option<&Path>,
+    ) -> Result<Output, HostError> {
+        self.inner.run_io(argv, input, output)
     }
     fn write_atomic(
         &self,
