@@ -156,8 +156,9 @@ enum Command {
         )]
         watch: Option<u64>,
     },
-    /// Archive an agent's databases (pg_dump in its database jail), env files and
-    /// soul checkout into TO/NAME-TIMESTAMP.tar with a manifest of checksums.
+    /// Archive an agent's databases (pg_dump in its database jail), git jail
+    /// repositories, CMS content, env file, rc.d script and soul checkout into
+    /// TO/NAME-TIMESTAMP.tar.xz with a manifest of checksums.
     Backup {
         /// Target root: warden reads and writes files under DIR (default: the live system).
         #[arg(long, default_value = "/", value_name = "DIR")]
@@ -656,7 +657,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let a = fleet.get(&agent).expect("checked");
             let host = LocalHost::with_timeouts(&root, cfg.host.timeouts);
             let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
-            let mut gate = || {
+            let mut gate = |targets: &[String]| {
+                let list: String = targets.iter().map(|t| format!("  {t}\n")).collect();
                 let stop = |why: &str| {
                     Err(warden::backup::BackupError::NotApplied {
                         agent: agent.clone(),
@@ -664,11 +666,12 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     })
                 };
                 if dry_run {
+                    print!("{} would restore:\n{list}", archive.display());
                     return stop("--dry-run");
                 }
                 if !yes
                     && !cli_support::ask(&format!(
-                        "{} is verified. Restore it over agent {agent}? Its service is stopped, its env file, rc.d script, soul and databases are replaced.",
+                        "{} is verified. Restore it over agent {agent}? Its service is stopped while these are put back (files replaced; in a jail directory, what the archive holds is written over, the rest stays):\n{list}",
                         archive.display()
                     ))
                 {
@@ -693,7 +696,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 other => other?,
             };
             println!(
-                "Restored {} from {} (made {}): {}{}{}",
+                "Restored {} from {} (made {}): {}{}{}{}",
                 agent,
                 archive.display(),
                 report.created,
@@ -707,6 +710,11 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     String::new()
                 } else {
                     format!(", databases {}", report.databases.join(", "))
+                },
+                if report.jail_dirs.is_empty() {
+                    String::new()
+                } else {
+                    format!(", jail directories {}", report.jail_dirs.join(", "))
                 }
             );
             Ok(ExitCode::SUCCESS)
