@@ -2,7 +2,8 @@
 //! Each feature: converge, a second apply changes nothing, removal converges, and a
 //! failure in the middle leaves the host as it was until the next apply.
 
-use support::{out, Site};
+use assert_cmd::Command;
+use support::{fakebsd_dir, out, Site};
 
 mod support;
 
@@ -169,7 +170,7 @@ const USER_RULE: &str = "user:atlas:memoryuse:deny=4294967296";
 
 #[test]
 fn limits_wait_for_racct_then_converge_both_ways() {
-    let s = site();
+    let s = Site::examples_without_souls();
     s.set_key("atlas", "DB_MEMORY_LIMIT", Some("2G"));
     s.set_key("atlas", "CMS_CPU_LIMIT", Some("50"));
     s.set_key("atlas", "AGENT_MEMORY_LIMIT", Some("4G"));
@@ -234,7 +235,7 @@ fn limits_wait_for_racct_then_converge_both_ways() {
 #[test]
 fn a_failing_limit_stops_the_run_and_the_next_apply_converges() {
     for pattern in ["bastille limits*add*", "rctl -a user:*"] {
-        let s = site();
+        let s = Site::examples_without_souls();
         s.apply().success();
         s.set_key("atlas", "DB_MEMORY_LIMIT", Some("2G"));
         s.set_key("atlas", "AGENT_MEMORY_LIMIT", Some("4G"));
@@ -262,7 +263,7 @@ fn a_failing_limit_stops_the_run_and_the_next_apply_converges() {
 
 #[test]
 fn limit_values_are_checked_with_file_line_and_key() {
-    let s = site();
+    let s = Site::examples_without_souls();
     s.set_key("atlas", "DB_MEMORY_LIMIT", Some("2GB"));
     s.set_key("atlas", "OLLAMA_CPU_LIMIT", Some("50"));
     s.set_key("atlas", "GIT_CPU_LIMIT", Some("0"));
@@ -284,7 +285,7 @@ fn limit_values_are_checked_with_file_line_and_key() {
 
 #[test]
 fn a_moved_subnet_readdresses_the_jails_and_keeps_their_data() {
-    let s = site();
+    let s = Site::examples_without_souls();
     s.apply().success();
     // Data in the database jail, written by the jail's own processes.
     let data = s
@@ -319,7 +320,7 @@ fn a_moved_subnet_readdresses_the_jails_and_keeps_their_data() {
 
 #[test]
 fn a_new_release_upgrades_thin_jails_in_place_once_bootstrapped() {
-    let s = site();
+    let s = Site::examples_without_souls();
     s.apply().success();
     let data = s
         .root
@@ -363,7 +364,7 @@ fn a_new_release_upgrades_thin_jails_in_place_once_bootstrapped() {
 
 #[test]
 fn a_thick_jail_release_change_is_refused_with_the_manual_steps() {
-    let s = site();
+    let s = Site::examples_without_souls();
     s.apply().success();
     // atlasgit made thick: no release mount in its fstab, the release in jail.conf.
     let fstab = s.root.join("usr/local/bastille/jails/atlasgit/fstab");
