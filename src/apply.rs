@@ -263,19 +263,7 @@ impl<'a> Applier<'a> {
                 // Directories may hold data (models): they stay.
             }
             (Resource::Dir { path, mode }, _) => {
-                let local = host.local(path);
-                std::fs::create_dir_all(&local)
-                    .and_then(|()| {
-                        use std::os::unix::fs::PermissionsExt;
-                        std::fs::set_permissions(&local, std::fs::Permissions::from_mode(*mode))
-                    })
-                    .map_err(|source| ApplyError::Host {
-                        resource: id.to_string(),
-                        source: HostError::Io {
-                            path: local.display().to_string(),
-                            source,
-                        },
-                    })?;
+                host.make_dir(path, *mode).map_err(Self::host_err(id))?;
             }
             (Resource::Sysctl { .. }, Action::Delete) => {
                 // The kernel keeps the value; /etc/sysctl.conf's block goes.
@@ -603,16 +591,10 @@ impl<'a> Applier<'a> {
                 let _ = host.run(&[s("vm"), s("stop"), v.name.clone()]);
                 if self.opts.data != DataPolicy::Delete {
                     // vm destroy removes the VM's directory: keep the disk beside it.
-                    let disk = host.local(&format!("{}/{}/disk0.img", v.vm_dir, v.name));
-                    let kept = host.local(&format!("{}/{}.disk0.img.kept", v.vm_dir, v.name));
-                    if disk.exists() {
-                        std::fs::rename(&disk, &kept).map_err(|source| ApplyError::Host {
-                            resource: id.to_string(),
-                            source: HostError::Io {
-                                path: disk.display().to_string(),
-                                source,
-                            },
-                        })?;
+                    let disk = format!("{}/{}/disk0.img", v.vm_dir, v.name);
+                    let kept = format!("{}/{}.disk0.img.kept", v.vm_dir, v.name);
+                    if host.meta(&disk).is_some() {
+                        host.rename(&disk, &kept).map_err(Self::host_err(id))?;
                     }
                 }
                 self.run(id, vec![s("vm"), s("destroy"), s("-f"), v.name.clone()])?;
@@ -825,7 +807,7 @@ impl<'a> Applier<'a> {
                 ],
             )?;
         } else {
-            if let Err(why) = root_only_tree(&self.host.local(&sr.dest)) {
+            if let Err(why) = root_only_tree(self.host, &sr.dest) {
                 return Err(ApplyError::Check {
                     resource: id.to_string(),
                     message: format!(
@@ -859,7 +841,7 @@ impl<'a> Applier<'a> {
                     .run(&git(&["checkout", "--quiet", "--detach", prev]));
             }
             None => {
-                let _ = std::fs::remove_dir_all(this.host.local(&sr.dest));
+                let _ = this.host.remove_tree(&sr.dest);
             }
         };
         let checked_out = self
@@ -901,59 +883,53 @@ impl<'a> Applier<'a> {
         pinned: &str,
         agent: Option<&str>,
     ) -> Result<String, ApplyError> {
-        let dest = self.host.local(&sr.dest);
-        let sibling = |suffix: &str| {
-            let mut p = dest.clone().into_os_string();
-            p.push(suffix);
-            std::path::PathBuf::from(p)
-        };
-        let (new, old) = (sibling(".warden-new"), sibling(".warden-old"));
-        let io = |path: &std::path::Path| {
-            let path = path.display().to_string();
-            move |source| ApplyError::Host {
-                resource: id.to_string(),
-                source: HostError::Io {
-                    path: path.clone(),
-                    source,
-                },
-            }
-        };
+        let host = self.host;
+        let dest = sr.dest.as_str();
+        let (new, old) = (format!("{dest}.warden-new"), format!("{dest}.warden-old"));
+        let host_err = Self::host_err(id);
         // Leftovers of a run killed halfway are warden's own staging directories.
-        for p in [&new, &old] {
-            if std::fs::symlink_metadata(p).is_ok() {
-                std::fs::remove_dir_all(p).map_err(io(p))?;
+        host.remove_tree(&new).map_err(&host_err)?;
+        host.remove_tree(&old).map_err(&host_err)?;
+        // The home is normally there; an existing parent keeps its mode.
+        if let Some((parent, _)) = new.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
+            if host.meta(parent).is_none() {
+                host.make_dir(parent, 0o755).map_err(&host_err)?;
             }
         }
-        if let Some(parent) = new.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        crate::soulcopy::copy_tree(std::path::Path::new(source), &new).map_err(io(&new))?;
+        host.copy_tree_in(std::path::Path::new(source), &new)
+            .map_err(&host_err)?;
         let refuse = |message: String| {
-            let _ = std::fs::remove_dir_all(&new);
+            let _ = host.remove_tree(&new);
             Err(ApplyError::Check {
                 resource: id.to_string(),
                 message,
             })
         };
+        // Reading the staged copy: a local path for the tree walks.
+        let staged = host.local(&new);
         if let Err(problems) =
-            crate::soul::check_bundle(&new, agent, &crate::soul::SoulLimits::default())
+            crate::soul::check_bundle(&staged, agent, &crate::soul::SoulLimits::default())
         {
             let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
             return refuse(format!("the soul bundle is refused:\n{}", list.join("\n")));
         }
-        let got = crate::soulcopy::tree_digest(&new).map_err(io(&new))?;
+        let got = crate::soulcopy::tree_digest(&staged).map_err(|source| ApplyError::Host {
+            resource: id.to_string(),
+            source: HostError::Io {
+                path: staged.display().to_string(),
+                source,
+            },
+        })?;
         if got != pinned {
             return refuse(format!(
                 "{source} changed since the plan was made (it was {pinned}, it is {got}); run warden plan again"
             ));
         }
-        if std::fs::symlink_metadata(&dest).is_ok() {
-            std::fs::rename(&dest, &old).map_err(io(&dest))?;
+        if host.meta(dest).is_some() {
+            host.rename(dest, &old).map_err(&host_err)?;
         }
-        std::fs::rename(&new, &dest).map_err(io(&dest))?;
-        if std::fs::symlink_metadata(&old).is_ok() {
-            std::fs::remove_dir_all(&old).map_err(io(&old))?;
-        }
+        host.rename(&new, dest).map_err(&host_err)?;
+        host.remove_tree(&old).map_err(&host_err)?;
         Ok(got)
     }
 
@@ -974,19 +950,16 @@ pub fn user_comment(name: &str) -> String {
 
 /// Whether a soul checkout is a real directory (not a symlink) that root owns and
 /// no one else can write, and so is its `.git`: only then may root run git in it.
-pub fn root_only_tree(dir: &std::path::Path) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    for p in [dir.to_path_buf(), dir.join(".git")] {
-        let m = std::fs::symlink_metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        if !m.file_type().is_dir() {
-            return Err(format!("{} is not a directory", p.display()));
+pub fn root_only_tree(host: &dyn Host, dir: &str) -> Result<(), String> {
+    for p in [dir.to_string(), format!("{dir}/.git")] {
+        let m = host.meta(&p).ok_or_else(|| format!("{p}: no such directory"))?;
+        if m.kind != crate::host::FileKind::Dir {
+            return Err(format!("{p} is not a directory"));
         }
-        if m.uid() != 0 || m.mode() & 0o022 != 0 {
+        if m.uid != 0 || m.mode & 0o022 != 0 {
             return Err(format!(
-                "{} is owned by uid {} with mode {:04o}, not root's alone",
-                p.display(),
-                m.uid(),
-                m.mode() & 0o7777
+                "{p} is owned by uid {} with mode {:04o}, not root's alone",
+                m.uid, m.mode
             ));
         }
     }
