@@ -952,7 +952,9 @@ pub fn user_comment(name: &str) -> String {
 /// no one else can write, and so is its `.git`: only then may root run git in it.
 pub fn root_only_tree(host: &dyn Host, dir: &str) -> Result<(), String> {
     for p in [dir.to_string(), format!("{dir}/.git")] {
-        let m = host.meta(&p).ok_or_else(|| format!("{p}: no such directory"))?;
+        let m = host
+            .meta(&p)
+            .ok_or_else(|| format!("{p}: no such directory"))?;
         if m.kind != crate::host::FileKind::Dir {
             return Err(format!("{p} is not a directory"));
         }

@@ -164,7 +164,7 @@ pub fn render(
             }),
         ));
     }
-    render_bhyve(&mut items, fleet, host)?;
+    render_bhyve(&mut items, fleet, host, t)?;
     for a in &fleet.agents {
         if a.is_bhyve() {
             continue;
@@ -586,6 +586,7 @@ fn render_bhyve(
     items: &mut Vec<Item>,
     fleet: &Fleet,
     host: &HostConfig,
+    t: &Templates,
 ) -> Result<(), TemplateError> {
     use crate::bhyve;
     use crate::manifest::DeployMode;
@@ -656,7 +657,7 @@ fn render_bhyve(
                 notify: vec![],
             }),
         ));
-        let template = bhyve::vm_template(a, vm, host).map_err(at)?;
+        let template = bhyve::vm_template(t, a, vm, host).map_err(at)?;
         items.push(vm_step(
             agent,
             Resource::File(file(
@@ -668,7 +669,7 @@ fn render_bhyve(
                 Phase::Devfs,
             )),
         ));
-        let user_data = bhyve::cloud_init_user_data(a, &a.source, &guest_toml).map_err(at)?;
+        let user_data = bhyve::cloud_init_user_data(t, a, &a.source, &guest_toml).map_err(at)?;
         items.push(vm_step(
             agent,
             Resource::File(file(
