@@ -1,9 +1,9 @@
 //! The warden command line. Only wiring: the work lives in the library.
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use warden::error::Error;
+use warden::error::{Error, Refusal, UsageError};
 use warden::host::{Host, LocalHost};
 use warden::plan::{DataPolicy, Filter};
 use warden::progress::Console;
@@ -323,13 +323,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             agents,
         } => {
             let (cfg, fleet) = workflow::load(&cli.config)?;
-            for a in &agents {
-                if fleet.get(a).is_none() {
-                    return Err(Error::Other(format!(
-                        "--agent {a}: no such agent in the manifests"
-                    )));
-                }
-            }
+            check_agents(&fleet, &agents)?;
             let host = LocalHost::with_timeouts(&root, cfg.host.timeouts);
             let filter = Filter { steps, agents };
             let planned = workflow::plan(&cfg, &fleet, &host, &templates, &filter)?;
@@ -344,7 +338,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             if let Some(path) = out {
                 std::fs::write(&path, plan::json(&planned.plan, &filter))
-                    .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+                    .map_err(Error::io(&path))?;
             }
             Ok(if detailed_exitcode && !planned.plan.is_empty() {
                 ExitCode::from(2)
@@ -417,11 +411,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                         let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
                         warden::backup::backup_agent(&host, &cfg, a, &to, &now)
                     }
-                    .map_err(|e| {
-                        Error::Other(format!(
-                            "{e}\nthe backup before destroy --purge failed, so nothing was destroyed; fix it, or pass --no-backup to destroy without one"
-                        ))
-                    })?;
+                    .map_err(|e| Refusal::BackupBeforePurge(e.to_string()))?;
                     println!("{name}: backed up to {}", archive.display());
                 }
             }
@@ -465,8 +455,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(code)
         }
         Command::Init { name, subnet } => {
-            warden::manifest::check_agent_name(&name)
-                .map_err(|e| Error::Other(format!("AGENT_NAME: {e}")))?;
+            warden::manifest::check_agent_name(&name).map_err(UsageError::AgentName)?;
             // In an empty directory: the fleet repository around the first agent.
             let mut written = if cli.config.exists() {
                 vec![]
@@ -719,21 +708,19 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Man { out } => {
             use clap::CommandFactory;
             let pages = warden::manpage::pages(Cli::command())
-                .map_err(|e| Error::Other(format!("cannot render the manual pages: {e}")))?;
+                .map_err(|e| UsageError::ManPages(e.to_string()))?;
             match out {
                 None => {
                     use std::io::Write;
                     std::io::stdout()
                         .write_all(&pages[0].1)
-                        .map_err(|e| Error::Other(format!("cannot write the manual page: {e}")))?;
+                        .map_err(Error::io(Path::new("(standard output)")))?;
                 }
                 Some(dir) => {
-                    std::fs::create_dir_all(&dir)
-                        .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
+                    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
                     for (name, text) in &pages {
                         let path = dir.join(name);
-                        std::fs::write(&path, text)
-                            .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+                        std::fs::write(&path, text).map_err(Error::io(&path))?;
                         println!("wrote {}", path.display());
                     }
                 }
@@ -753,9 +740,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
 fn check_agents(fleet: &warden::fleet::Fleet, agents: &[String]) -> Result<(), Error> {
     for a in agents {
         if fleet.get(a).is_none() {
-            return Err(Error::Other(format!(
-                "--agent {a}: no such agent in the manifests"
-            )));
+            return Err(UsageError::NoSuchAgent(a.clone()).into());
         }
     }
     Ok(())

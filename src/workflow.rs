@@ -2,7 +2,7 @@
 
 use crate::config::{self, Config};
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::error::Result;
+use crate::error::{Error, Incomplete, Refusal, Result};
 use crate::fleet::{self, Fleet};
 use crate::host::Host;
 use crate::plan::{self, Filter, Plan};
@@ -289,7 +289,7 @@ pub fn render_to(cfg: &Config, fleet: &Fleet, templates: &Templates, out: &Path)
             std::fs::write(&dest, content.as_bytes())?;
             std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))
         };
-        write().map_err(|e| crate::error::Error::Other(format!("{}: {e}", dest.display())))?;
+        write().map_err(Error::io(&dest))?;
         n += 1;
     }
     Ok(n)
@@ -333,7 +333,6 @@ pub fn apply(
     progress: &mut dyn crate::progress::Progress,
 ) -> Result<ApplyOutcome> {
     use crate::apply::{preflight, Applier, Options};
-    use crate::error::Error;
     let db_path = host.local(&cfg.host.state_db);
     let _lock = state::lock(&db_path)?;
     let rt = state::runtime();
@@ -363,16 +362,14 @@ pub fn apply(
         .collect();
     if req.data == plan::DataPolicy::Ask && !lossy.is_empty() {
         rt.block_on(st.close());
-        return Err(Error::Other(format!(
-            "refusing to delete data without --allow-data-loss; these changes are marked (deletes data) in the plan:\n{}\nnothing was changed. To remove an agent and keep its data use warden destroy --agent NAME; to lose the data for good apply with --allow-data-loss",
-            lossy.join("\n")
-        )));
+        return Err(Refusal::DataLoss {
+            changes: lossy.join("\n"),
+        }
+        .into());
     }
     if let Some(expected) = &req.expected_plan {
         if &plan.digest() != expected {
-            return Err(Error::Other(
-                "plan is stale: the host or the manifests changed since the plan was made; run warden plan again".into(),
-            ));
+            return Err(Refusal::StalePlan.into());
         }
     }
     progress.note(&crate::plan::notes_text(&plan));
@@ -399,7 +396,7 @@ pub fn apply(
             ..Default::default()
         });
     }
-    preflight(host, &plan).map_err(Error::Other)?;
+    preflight(host, &plan).map_err(Refusal::Preflight)?;
     let shown = crate::plan::human_styled(&plan, req.style);
     if !req.yes && !confirm(&shown) {
         rt.block_on(st.close());
@@ -433,9 +430,7 @@ pub fn apply(
     {
         rt.block_on(st.end_run(run, "failed", done, Some(&first_line(&e.to_string()))))?;
         rt.block_on(st.close());
-        return Err(Error::Other(format!(
-            "{e}\n\nevery change was made; the follow-ups are remembered and the next plan shows them."
-        )));
+        return Err(Incomplete::FollowUps(e).into());
     }
     if !pending.is_empty() {
         rt.block_on(st.set_fact(state::PENDING_FOLLOW_UPS, None))?;
@@ -458,13 +453,12 @@ pub fn apply(
         .collect();
     left.dedup();
     if !left.is_empty() {
-        let msg = format!(
-            "the host still differs after apply:\n{}\n(the commands succeeded but their effect is not visible; check the resources above)",
-            left.join("\n")
-        );
         rt.block_on(st.end_run(run, "failed", done, Some("host did not converge")))?;
         rt.block_on(st.close());
-        return Err(Error::Other(msg));
+        return Err(Incomplete::NotConverged {
+            left: left.join("\n"),
+        }
+        .into());
     }
     record_managed(&rt, &mut st, &again.desired, &req.filter)?;
     rt.block_on(st.end_run(run, "ok", done, None))?;
@@ -553,7 +547,7 @@ fn execute(
         .map(|(_, e)| first_line(&e.to_string()))
         .unwrap_or_default();
     rt.block_on(st.end_run(run, "failed", done, Some(&first)))?;
-    Err(crate::error::Error::Other(msg))
+    Err(Incomplete::ChangesFailed { report: msg }.into())
 }
 
 fn first_line(s: &str) -> String {
