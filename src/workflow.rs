@@ -590,3 +590,92 @@ fn record_managed(
     }
     Ok(())
 }
+
+/// What `destroy` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct DestroyRequest {
+    /// The agents to remove.
+    pub agents: Vec<String>,
+    /// Remove their data too (jails, user, home, soul, VM disk).
+    pub purge: bool,
+    /// With `purge`: the host directory a backup of each agent goes to first, or
+    /// `None` for no backup.
+    pub backup_to: Option<String>,
+    pub yes: bool,
+    pub jobs: Option<usize>,
+    pub style: crate::plan::Style,
+}
+
+/// Remove agents: with `purge`, back each up first (a failed backup stops
+/// everything before a change), then apply the fleet without them.
+pub fn destroy(
+    cfg: &Config,
+    fleet: &Fleet,
+    host: &dyn Host,
+    templates: &Templates,
+    req: &DestroyRequest,
+    confirm: &mut dyn FnMut(&str) -> bool,
+    progress: &mut dyn crate::progress::Progress,
+) -> Result<ApplyOutcome> {
+    if req.purge {
+        if let Some(to) = &req.backup_to {
+            // The data goes for good: keep a copy first, and stop if that fails.
+            let to = host.local(to);
+            let now = state::now();
+            for name in &req.agents {
+                let Some(a) = fleet.get(name) else { continue };
+                let archive = {
+                    let _lock = state::lock(&host.local(&cfg.host.state_db))?;
+                    crate::backup::backup_agent(host, cfg, a, &to, &now)
+                }
+                .map_err(|e| Refusal::BackupBeforePurge(e.to_string()))?;
+                progress.line(&format!("{name}: backed up to {}", archive.display()));
+            }
+        }
+    }
+    let mut remaining = fleet.clone();
+    remaining.agents.retain(|a| !req.agents.contains(&a.name));
+    let apply_req = ApplyRequest {
+        yes: req.yes,
+        data: if req.purge {
+            crate::plan::DataPolicy::Delete
+        } else {
+            crate::plan::DataPolicy::Keep
+        },
+        destroying: req.agents.clone(),
+        jobs: req.jobs,
+        command: format!("destroy --agent {}", req.agents.join(",")),
+        style: req.style,
+        ..Default::default()
+    };
+    apply(
+        cfg, &remaining, host, templates, &apply_req, confirm, progress,
+    )
+}
+
+/// `status`: the plan against the host, the PF table, the checks inside the jails
+/// and the last run, as one report.
+pub fn status(
+    cfg: &Config,
+    fleet: &Fleet,
+    host: &dyn Host,
+    templates: &Templates,
+    agents: &[String],
+) -> Result<crate::status::Report> {
+    let planned = plan(cfg, fleet, host, templates, &Filter::default())?;
+    let table = crate::status::pf_table(host);
+    let services = crate::status::service_checks(host, fleet, &planned.host_state, agents);
+    let last = crate::cli_support::history(&host.local(&cfg.host.state_db), 1)?
+        .into_iter()
+        .next();
+    Ok(crate::status::report(
+        cfg,
+        fleet,
+        &planned.host_state,
+        &planned.view,
+        &table,
+        &services,
+        last,
+        agents,
+    ))
+}
