@@ -190,6 +190,14 @@ impl Host for TimedHost {
         e.1 += t.elapsed();
         r
     }
+    fn run_io(
+        &self,
+        argv: &[String],
+        input: Option<&Path>,
+        output: Option<&Path>,
+    ) -> Result<Output, HostError> {
+        self.time(|t| &mut t.run, || self.inner.run_io(argv, input, output))
+    }
     fn write_atomic(
         &self,
         p: &str,

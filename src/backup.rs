@@ -11,6 +11,8 @@
 //! | `rc.d/NAME` | the rc.d script |
 //! | `soul.tar` | the soul checkout, if the agent has one on the host |
 //! | `db/NAME_ops.dump`, … | `pg_dump -Fc` of each of the agent's databases, if it runs a db jail |
+//! | `git.tar` | the git jail's repositories: the git user's home, `/home/git` in the jail |
+//! | `cms.tar` | the CMS content: nginx's document root, `/usr/local/www/NAME` in the jail |
 //!
 //! The manifest records no content, only sizes and digests. A restore extracts the
 //! archive into a private temporary directory and checks it completely — the manifest,
@@ -19,6 +21,13 @@
 //!
 //! Databases are dumped and restored inside the agent's database jail (see
 //! [`BastilleDumper`]); the [`DbDumper`] trait is the seam for other ways.
+//!
+//! A jail's tree is the jail's: root inside it may have planted symbolic links
+//! anywhere under `/usr/local/bastille/jails/NAME/root`, so warden never reads or
+//! writes repositories and site content through that path. `tar` runs inside the
+//! jail (`bastille cmd`), streaming the archive to and from warden on standard
+//! output and input; the host only lists the stream's member names
+//! ([`jail_members_ok`]) and stores it.
 //! Archives are built and read with the system `tar` (base system on FreeBSD),
 //! through [`Host::run`], with argument vectors only.
 
@@ -80,6 +89,13 @@ pub enum BackupError {
         status: i32,
         output: String,
     },
+    /// A jail's state or content stands in the way.
+    #[error("agent {agent}: {file}: {message}")]
+    Jail {
+        agent: String,
+        file: String,
+        message: String,
+    },
     #[error("agent {agent}: {file}: {message}")]
     Database {
         agent: String,
@@ -126,6 +142,35 @@ pub enum EntryKind {
     Soul,
     #[serde(rename = "database")]
     Database,
+    /// The git jail's repositories.
+    #[serde(rename = "git")]
+    Git,
+    /// The CMS jail's content.
+    #[serde(rename = "cms")]
+    Cms,
+}
+
+impl EntryKind {
+    /// The jail role whose data this entry carries, for `git.tar` and `cms.tar`.
+    pub fn jail_role(self) -> Option<Role> {
+        match self {
+            EntryKind::Git => Some(Role::Git),
+            EntryKind::Cms => Some(Role::Cms),
+            _ => None,
+        }
+    }
+}
+
+/// The directory, as the jail sees it, that holds a jail role's data: the git
+/// user's home (templates/git/Bastillefile.tera: `pw useradd -n git -d /home/git`)
+/// and the CMS's document root (templates/cms/nginx.conf.tera: `root
+/// /usr/local/www/NAME`). Other roles keep nothing warden backs up this way.
+pub fn jail_data_dir(role: Role, agent: &str) -> Option<String> {
+    match role {
+        Role::Git => Some("/home/git".into()),
+        Role::Cms => Some(format!("/usr/local/www/{agent}")),
+        _ => None,
+    }
 }
 
 /// One file of an archive, as `MANIFEST.json` records it.
@@ -175,6 +220,8 @@ pub struct RestoreReport {
     pub soul: Option<String>,
     /// Databases restored.
     pub databases: Vec<String>,
+    /// Jail directories restored, as `JAIL:DIR`.
+    pub jail_dirs: Vec<String>,
 }
 
 /// One of an agent's databases and the jail that serves it.
@@ -224,25 +271,32 @@ impl BastilleDumper {
         )
     }
 
-    /// The jail must run: `bastille cmd` on a stopped jail prints an error and
-    /// exits 0 without running anything.
     fn require_running(host: &dyn Host, db: &DbTarget, file: &str) -> Result<(), BackupError> {
-        let running = host
-            .run(&[s("jls"), s("-j"), s(db.jail), s("name")])
-            .map(|o| o.ok())
-            .map_err(host_err(db.agent))?;
-        if running {
-            Ok(())
-        } else {
-            Err(BackupError::Database {
-                agent: db.agent.into(),
-                file: file.into(),
-                message: format!(
-                    "database jail {} is not running; start it with `bastille start {}`",
-                    db.jail, db.jail
-                ),
-            })
-        }
+        require_running(host, db.agent, db.jail, "database jail", file)
+    }
+}
+
+/// The jail must run: `bastille cmd` on a stopped jail prints an error and exits 0
+/// without running anything (cmd.sh: `error_continue`).
+fn require_running(
+    host: &dyn Host,
+    agent: &str,
+    jail: &str,
+    what: &str,
+    file: &str,
+) -> Result<(), BackupError> {
+    let running = host
+        .run(&[s("jls"), s("-j"), s(jail), s("name")])
+        .map(|o| o.ok())
+        .map_err(host_err(agent))?;
+    if running {
+        Ok(())
+    } else {
+        Err(BackupError::Jail {
+            agent: agent.into(),
+            file: file.into(),
+            message: format!("{what} {jail} is not running; start it with `bastille start {jail}`"),
+        })
     }
 }
 
@@ -257,7 +311,7 @@ impl DbDumper for BastilleDumper {
         check_db_target(db)?;
         let (dir, inside, on_host) = Self::paths(cfg, db);
         Self::require_running(host, db, &on_host)?;
-        make_private_dir(&host.local(&dir)).map_err(io_err(db.agent, &dir))?;
+        host.make_dir(&dir, 0o700).map_err(host_err(db.agent))?;
         // A stale dump must never pass for a fresh one.
         host.remove(&on_host).map_err(host_err(db.agent))?;
         let result = (|| {
@@ -302,7 +356,7 @@ impl DbDumper for BastilleDumper {
         let (dir, inside, on_host) = Self::paths(cfg, db);
         Self::require_running(host, db, &on_host)?;
         let bytes = std::fs::read(src).map_err(io_err(db.agent, &src.display().to_string()))?;
-        make_private_dir(&host.local(&dir)).map_err(io_err(db.agent, &dir))?;
+        host.make_dir(&dir, 0o700).map_err(host_err(db.agent))?;
         host.write_atomic(&on_host, &bytes, 0o600, 0, 0)
             .map_err(host_err(db.agent))?;
         let result = (|| {
@@ -326,6 +380,184 @@ impl DbDumper for BastilleDumper {
         let removed = host.remove(&on_host).map_err(host_err(db.agent));
         result.and(removed)
     }
+}
+
+/// `bastille cmd` prints this before the command's own output (cmd.sh:
+/// `info 1 "\n[${jail}]:"`, no colour when standard output is not a terminal).
+fn cmd_header(jail: &str) -> String {
+    format!("\n[{jail}]:\n")
+}
+
+/// Archive the directory `inside` of `jail` (as the jail sees it) into the local
+/// file `dest`, with `tar` run inside the jail and its output streamed to warden.
+/// `Ok(false)` when the jail has no such directory (nothing to back up yet).
+fn archive_jail_dir(
+    host: &dyn Host,
+    agent: &str,
+    jail: &str,
+    inside: &str,
+    dest: &Path,
+) -> Result<bool, BackupError> {
+    let file = format!("{jail}:{inside}");
+    check_jail_dir(agent, jail, inside)?;
+    require_running(host, agent, jail, "jail", &file)?;
+    // stat(1) without -L: `Directory`, or `Symbolic Link` for a link
+    // (freebsd-src usr.bin/stat/stat.c, the `%HT` format).
+    let argv = vec![
+        s("bastille"),
+        s("cmd"),
+        s(jail),
+        s("stat"),
+        s("-f"),
+        s("%HT"),
+        s(inside),
+    ];
+    let out = host.run(&argv).map_err(host_err(agent))?;
+    if !out.ok() && out.stderr.contains("No such file or directory") {
+        tracing::info!(
+            agent,
+            jail,
+            dir = inside,
+            "no such directory in the jail; nothing to archive"
+        );
+        return Ok(false);
+    }
+    check_output(agent, &file, &argv, &out)?;
+    let kind = out.stdout.lines().map(str::trim).rfind(|l| !l.is_empty());
+    if kind != Some("Directory") {
+        return Err(BackupError::Jail {
+            agent: agent.into(),
+            file,
+            message: format!(
+                "not a directory in the jail ({}); warden archives a directory only",
+                kind.unwrap_or("no answer from stat")
+            ),
+        });
+    }
+    let stream = dest.with_extension("stream");
+    write_private(&stream, b"").map_err(io_err(agent, &stream.display().to_string()))?;
+    let argv = vec![
+        s("bastille"),
+        s("cmd"),
+        s(jail),
+        s("tar"),
+        s("-cf"),
+        s("-"),
+        s("-C"),
+        s(inside),
+        s("."),
+    ];
+    let out = host
+        .run_io(&argv, None, Some(&stream))
+        .map_err(host_err(agent))?;
+    check_output(agent, &file, &argv, &out)?;
+    strip_header(&stream, dest, &cmd_header(jail))
+        .and_then(|()| std::fs::remove_file(&stream))
+        .map_err(io_err(agent, &dest.display().to_string()))?;
+    check_jail_tar(host, agent, &file, dest).map_err(|message| BackupError::Jail {
+        agent: agent.into(),
+        file,
+        message,
+    })?;
+    Ok(true)
+}
+
+/// Copy `stream` to a new private file `dest`, without `header` if it starts with it.
+fn strip_header(stream: &Path, dest: &Path, header: &str) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut from = std::fs::File::open(stream)?;
+    let mut head = Vec::with_capacity(header.len());
+    Read::by_ref(&mut from)
+        .take(header.len() as u64)
+        .read_to_end(&mut head)?;
+    if head != header.as_bytes() {
+        from.seek(SeekFrom::Start(0))?;
+    }
+    let mut to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)?;
+    std::io::copy(&mut from, &mut to)?;
+    to.sync_all()
+}
+
+/// The member names of a tar stream made in a jail: relative to the directory it
+/// was made in (`.` or `./…`), never absolute, never with `..`.
+pub fn jail_members_ok(listing: &str) -> Result<(), String> {
+    for m in listing.lines() {
+        let ok = (m == "." || m == "./" || m.starts_with("./")) && !m.split('/').any(|c| c == "..");
+        if !ok {
+            return Err(format!(
+                "{m:?}: unexpected member (expected ./PATH without ..)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// List the tar file `tarball` on the host (reading it only) and check its members.
+fn check_jail_tar(host: &dyn Host, agent: &str, file: &str, tarball: &Path) -> Result<(), String> {
+    let argv = vec![s("tar"), s("-tf"), tarball.display().to_string()];
+    let out = host.run(&argv).map_err(|e| e.to_string())?;
+    if !out.ok() {
+        return Err(format!(
+            "the jail's archive of {file} is not a readable tar archive ({})",
+            out.stderr.trim()
+        ));
+    }
+    jail_members_ok(&out.stdout)
+        .map_err(|m| format!("agent {agent}: the jail's archive of {file}: {m}"))
+}
+
+/// Jail names and the directories warden names go into command lines: check them
+/// again here.
+fn check_jail_dir(agent: &str, jail: &str, inside: &str) -> Result<(), BackupError> {
+    let jail_ok = !jail.is_empty() && jail.chars().all(|c| c.is_ascii_alphanumeric());
+    let dir_ok = inside.starts_with('/')
+        && inside.split('/').skip(1).all(|c| {
+            !c.is_empty()
+                && c != ".."
+                && c != "."
+                && c.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+    if jail_ok && dir_ok {
+        Ok(())
+    } else {
+        Err(BackupError::Check {
+            agent: agent.into(),
+            message: format!("refusing directory {inside:?} in jail {jail:?}: not a warden path"),
+        })
+    }
+}
+
+/// Put the verified tar file `tarball` back into `inside` of `jail`, with `tar`
+/// run inside the jail reading it from standard input; the directory is made if
+/// missing. What is in the directory and not in the archive stays.
+fn restore_jail_dir(
+    host: &dyn Host,
+    agent: &str,
+    jail: &str,
+    inside: &str,
+    tarball: &Path,
+) -> Result<(), BackupError> {
+    let file = format!("{jail}:{inside}");
+    check_jail_dir(agent, jail, inside)?;
+    let cmd = |rest: &[&str]| -> Vec<String> {
+        [&["bastille", "cmd", jail][..], rest]
+            .concat()
+            .into_iter()
+            .map(s)
+            .collect()
+    };
+    let argv = cmd(&["mkdir", "-p", inside]);
+    let out = host.run(&argv).map_err(host_err(agent))?;
+    check_output(agent, &file, &argv, &out)?;
+    let argv = cmd(&["tar", "-xpf", "-", "-C", inside]);
+    let out = host
+        .run_io(&argv, Some(tarball), None)
+        .map_err(host_err(agent))?;
+    check_output(agent, &file, &argv, &out)
 }
 
 /// Back up one agent into `to/NAME-YYYYMMDDTHHMMSSZ.tar.xz` (`now` as
@@ -451,6 +683,20 @@ pub fn backup_agent_with(
             EntryKind::Soul,
             Some(paths.soul_dir.clone()),
         )?);
+    }
+
+    // The git jail's repositories and the CMS content, archived inside each jail.
+    for kind in [EntryKind::Git, EntryKind::Cms] {
+        let role = kind.jail_role().expect("a jail entry");
+        let (Some(jail), Some(inside)) = (agent.jail(role), jail_data_dir(role, name)) else {
+            continue;
+        };
+        let rel = format!("{}.tar", role.as_str());
+        if archive_jail_dir(host, name, &jail.name, &inside, &dir.join(&rel))? {
+            let mut e = entry(name, dir, rel, kind, Some(inside))?;
+            e.jail = Some(jail.name.clone());
+            entries.push(e);
+        }
     }
 
     // Databases, dumped in the db jail.
@@ -585,18 +831,19 @@ pub fn restore_with(
     archive: &Path,
     dumper: &dyn DbDumper,
 ) -> Result<RestoreReport, BackupError> {
-    restore_verified(host, cfg, agent, archive, dumper, &mut || Ok(()))
+    restore_verified(host, cfg, agent, archive, dumper, &mut |_| Ok(()))
 }
 
-/// [`restore_with`], calling `before_changes` once every check has passed and before
-/// the first change to the host (the CLI stops the agent's service there).
+/// [`restore_with`], calling `before_changes` with what would be restored (one line
+/// each) once every check has passed and before the first change to the host (the
+/// CLI asks, or stops for `--dry-run`, and stops the agent's service there).
 pub fn restore_verified(
     host: &dyn Host,
     cfg: &Config,
     agent: &AgentSpec,
     archive: &Path,
     dumper: &dyn DbDumper,
-    before_changes: &mut dyn FnMut() -> Result<(), BackupError>,
+    before_changes: &mut dyn FnMut(&[String]) -> Result<(), BackupError>,
 ) -> Result<RestoreReport, BackupError> {
     let name = agent.name.as_str();
     if agent.is_bhyve() {
@@ -706,9 +953,44 @@ pub fn restore_verified(
     } else {
         None
     };
+    let mut targets = Vec::new();
+    for e in &manifest.entries {
+        let target = match e.kind {
+            EntryKind::Env => format!("env file {}", paths.envfile),
+            EntryKind::RcD => format!("rc.d script {}", paths.rcd),
+            EntryKind::Soul => format!("soul {}", paths.soul_dir),
+            EntryKind::Database => format!(
+                "database {} in jail {}",
+                e.database.as_deref().unwrap_or_default(),
+                db_jail.map_or("", |j| j.name.as_str())
+            ),
+            EntryKind::Git | EntryKind::Cms => {
+                let role = e.kind.jail_role().expect("a jail entry");
+                let Some(jail) = agent.jail(role) else {
+                    return Err(invalid(format!(
+                        "{}: the archive holds a {} jail's data but agent {name} runs no {} jail (WARDEN_ROLES)",
+                        e.path,
+                        role.as_str(),
+                        role.as_str()
+                    )));
+                };
+                let inside = jail_data_dir(role, name).expect("a jail role with data");
+                let file = format!("{}:{inside}", jail.name);
+                check_jail_tar(host, name, &file, &dir.join(&e.path)).map_err(&invalid)?;
+                require_running(host, name, &jail.name, "jail", &file)?;
+                let what = if role == Role::Git {
+                    "git repositories"
+                } else {
+                    "CMS content"
+                };
+                format!("{what} {inside} in jail {}", jail.name)
+            }
+        };
+        targets.push(target);
+    }
 
-    // 5. Restore: files, soul, databases.
-    before_changes()?;
+    // 5. Restore: files, soul, jail directories, databases.
+    before_changes(&targets)?;
     let mut report = RestoreReport {
         agent: name.into(),
         created: manifest.created.clone(),
@@ -734,6 +1016,13 @@ pub fn restore_verified(
                 let (uid, gid) = ids.expect("looked up above");
                 restore_soul(host, name, &paths.soul_dir, &src, uid, gid)?;
                 report.soul = Some(paths.soul_dir.clone());
+            }
+            EntryKind::Git | EntryKind::Cms => {
+                let role = e.kind.jail_role().expect("a jail entry");
+                let jail = agent.jail(role).expect("checked above");
+                let inside = jail_data_dir(role, name).expect("a jail role with data");
+                restore_jail_dir(host, name, &jail.name, &inside, &src)?;
+                report.jail_dirs.push(format!("{}:{inside}", jail.name));
             }
             EntryKind::Database => {}
         }
@@ -795,6 +1084,8 @@ fn read_manifest(dir: &Path, agent: &str) -> Result<Manifest, String> {
             EntryKind::Env => format!("env/{agent}.env"),
             EntryKind::RcD => format!("rc.d/{agent}"),
             EntryKind::Soul => "soul.tar".to_string(),
+            EntryKind::Git => "git.tar".to_string(),
+            EntryKind::Cms => "cms.tar".to_string(),
             EntryKind::Database => match e.database.as_deref() {
                 Some(db) if dbs.iter().any(|d| d == db) => format!("db/{db}.dump"),
                 other => {
@@ -875,15 +1166,11 @@ fn restore_soul(
         check_output(agent, file, &argv, &out)
     };
     for leftover in [&fresh, &old] {
-        if host.local(leftover).symlink_metadata().is_ok() {
+        if host.meta(leftover).is_some() {
             run(vec![s("rm"), s("-rf"), host.arg_path(leftover)], leftover)?;
         }
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(host.local(&fresh))
-        .map_err(io_err(agent, &fresh))?;
+    host.make_dir(&fresh, 0o700).map_err(host_err(agent))?;
     run(
         vec![
             s("tar"),
@@ -905,16 +1192,15 @@ fn restore_soul(
         ],
         soul_dir,
     )?;
-    let current = host.local(soul_dir);
-    let had = current.symlink_metadata().is_ok();
+    let had = host.meta(soul_dir).is_some();
     if had {
-        std::fs::rename(&current, host.local(&old)).map_err(io_err(agent, soul_dir))?;
+        host.rename(soul_dir, &old).map_err(host_err(agent))?;
     }
-    if let Err(e) = std::fs::rename(host.local(&fresh), &current) {
+    if let Err(e) = host.rename(&fresh, soul_dir) {
         if had {
-            let _ = std::fs::rename(host.local(&old), &current);
+            let _ = host.rename(&old, soul_dir);
         }
-        return Err(io_err(agent, soul_dir)(e));
+        return Err(host_err(agent)(e));
     }
     if had {
         run(vec![s("rm"), s("-rf"), host.arg_path(&old)], &old)?;
@@ -1067,15 +1353,6 @@ fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// A directory only root may enter.
-fn make_private_dir(path: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-}
-
 /// A new private directory, removed with everything in it when dropped.
 struct Scratch(PathBuf);
 
@@ -1158,6 +1435,45 @@ mod tests {
         assert!(!t("Atlas_ops", "atlasdb"));
         assert!(!t("atlas_ops", "atlas-db"));
         assert!(!t("-f_ops", "atlasdb"));
+    }
+
+    #[test]
+    fn jail_archives_hold_only_paths_under_their_directory() {
+        assert!(jail_members_ok("./\n./notes.git/\n./notes.git/HEAD\n").is_ok());
+        assert!(jail_members_ok(".\n./a b/c\n").is_ok());
+        for bad in [
+            "/etc/rc.conf",
+            "../etc/rc.conf",
+            "./a/../../x",
+            "notes.git/HEAD",
+            "./..",
+        ] {
+            assert!(jail_members_ok(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bastilles_header_is_taken_off_the_stream_and_only_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let stream = dir.path().join("s");
+        std::fs::write(&stream, b"\n[atlasgit]:\n./\0tar bytes").unwrap();
+        strip_header(&stream, &dir.path().join("a"), &cmd_header("atlasgit")).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("a")).unwrap(),
+            b"./\0tar bytes"
+        );
+        // Without the header (a quiet bastille), the stream is kept whole.
+        std::fs::write(&stream, b"./\0tar bytes").unwrap();
+        strip_header(&stream, &dir.path().join("b"), &cmd_header("atlasgit")).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("b")).unwrap(),
+            b"./\0tar bytes"
+        );
+        assert_eq!(mode_of(&dir.path().join("b")), 0o600);
+    }
+
+    fn mode_of(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
     }
 
     #[test]

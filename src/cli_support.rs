@@ -29,7 +29,7 @@ pub fn restore_with_service_stopped(
     cfg: &crate::config::Config,
     agent: &crate::manifest::AgentSpec,
     archive: &Path,
-    gate: &mut dyn FnMut() -> std::result::Result<(), crate::backup::BackupError>,
+    gate: &mut dyn FnMut(&[String]) -> std::result::Result<(), crate::backup::BackupError>,
 ) -> Result<crate::backup::RestoreReport> {
     let svc = |action: &str| {
         vec![
@@ -39,9 +39,9 @@ pub fn restore_with_service_stopped(
         ]
     };
     let mut stopped = false;
-    let mut stop = || -> std::result::Result<(), crate::backup::BackupError> {
+    let mut stop = |targets: &[String]| -> std::result::Result<(), crate::backup::BackupError> {
         // The archive is verified: --dry-run or the operator's answer decides.
-        gate()?;
+        gate(targets)?;
         // Only after every checksum is verified: a refused archive changes nothing.
         let running = host.have("service") && host.run(&svc("status")).is_ok_and(|o| o.ok());
         if running {

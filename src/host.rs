@@ -87,6 +87,15 @@ pub trait Host: Sync {
     fn have(&self, program: &str) -> bool;
     /// Run a command; a non-zero exit is an `Output`, not an error.
     fn run(&self, argv: &[String]) -> Result<Output, HostError>;
+    /// Run a command with its standard input read from the local file `input` (none
+    /// if `None`) and its standard output written, byte for byte, to the local file
+    /// `output` (captured as text if `None`). For streams such as archives.
+    fn run_io(
+        &self,
+        argv: &[String],
+        input: Option<&Path>,
+        output: Option<&Path>,
+    ) -> Result<Output, HostError>;
     /// Write a file atomically: temp file beside it, fsync, rename.
     fn write_atomic(
         &self,
@@ -97,10 +106,15 @@ pub trait Host: Sync {
         gid: u32,
     ) -> Result<(), HostError>;
     fn remove(&self, p: &str) -> Result<(), HostError>;
-    /// Make a directory and its missing parents; the directory gets `mode`.
+    /// Make a directory and its missing parents (created with `mode` too); the
+    /// directory gets `mode` even if it was there.
     fn make_dir(&self, p: &str, mode: u32) -> Result<(), HostError> {
+        use std::os::unix::fs::DirBuilderExt;
         let path = self.local(p);
-        std::fs::create_dir_all(&path)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(&path)
             .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)))
             .map_err(|e| io(&path, e))
     }
@@ -234,6 +248,15 @@ impl Host for LocalHost {
     }
 
     fn run(&self, argv: &[String]) -> Result<Output, HostError> {
+        self.run_io(argv, None, None)
+    }
+
+    fn run_io(
+        &self,
+        argv: &[String],
+        input: Option<&Path>,
+        output: Option<&Path>,
+    ) -> Result<Output, HostError> {
         self.spawned.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(command = ?argv, "run");
         let spawn_err = |source| HostError::Spawn {
@@ -246,9 +269,16 @@ impl Host for LocalHost {
             (self.timeouts.change, "change")
         };
         // Its own process group, so that a timeout kills what it started too.
-        let handle = duct::cmd(&argv[0], &argv[1..])
-            .stdin_null()
-            .stdout_capture()
+        let cmd = duct::cmd(&argv[0], &argv[1..]);
+        let cmd = match input {
+            Some(p) => cmd.stdin_path(p),
+            None => cmd.stdin_null(),
+        };
+        let cmd = match output {
+            Some(p) => cmd.stdout_path(p),
+            None => cmd.stdout_capture(),
+        };
+        let handle = cmd
             .stderr_capture()
             .unchecked()
             .before_spawn(|c| {

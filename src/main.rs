@@ -92,8 +92,9 @@ enum Command {
     /// Is each agent up: service, jails, gateway alias, PF table, soul, last run.
     /// Exit 0 when all are healthy, 3 when something is down, 1 on error.
     Status(StatusArgs),
-    /// Archive an agent's databases (pg_dump in its database jail), env files and
-    /// soul checkout into TO/NAME-TIMESTAMP.tar with a manifest of checksums.
+    /// Archive an agent's databases (pg_dump in its database jail), git jail
+    /// repositories, CMS content, env file, rc.d script and soul checkout into
+    /// TO/NAME-TIMESTAMP.tar.xz with a manifest of checksums.
     Backup(BackupArgs),
     /// Restore an agent from a backup archive. Every checksum is verified before
     /// anything on the host changes; the service is stopped and started around it.
@@ -667,7 +668,8 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
     let spec = fleet.get(&agent).expect("checked");
     let host = LocalHost::with_timeouts(&target.root, cfg.host.timeouts);
     let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
-    let mut gate = || {
+    let mut gate = |targets: &[String]| {
+        let list: String = targets.iter().map(|t| format!("  {t}\n")).collect();
         let stop = |why: &str| {
             Err(warden::backup::BackupError::NotApplied {
                 agent: agent.clone(),
@@ -675,11 +677,12 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
             })
         };
         if dry_run {
+            print!("{} would restore:\n{list}", archive.display());
             return stop("--dry-run");
         }
         if !yes
             && !cli_support::ask(&format!(
-                "{} is verified. Restore it over agent {agent}? Its service is stopped, its env file, rc.d script, soul and databases are replaced.",
+                "{} is verified. Restore it over agent {agent}? Its service is stopped while these are put back (files replaced; in a jail directory, what the archive holds is written over, the rest stays):\n{list}",
                 archive.display()
             ))
         {
@@ -703,7 +706,7 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
             other => other?,
         };
     println!(
-        "Restored {} from {} (made {}): {}{}{}",
+        "Restored {} from {} (made {}): {}{}{}{}",
         agent,
         archive.display(),
         report.created,
@@ -717,6 +720,11 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
             String::new()
         } else {
             format!(", databases {}", report.databases.join(", "))
+        },
+        if report.jail_dirs.is_empty() {
+            String::new()
+        } else {
+            format!(", jail directories {}", report.jail_dirs.join(", "))
         }
     );
     Ok(ExitCode::SUCCESS)

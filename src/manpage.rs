@@ -67,7 +67,25 @@ fn examples(name: &str) -> Vec<(&'static str, &'static str)> {
                 "warden plan && warden apply",
             ),
         ],
-        "check" => vec![("Validate warden.toml and every manifest:", "warden check")],
+        "check" => vec![
+            ("Validate warden.toml and every manifest:", "warden check"),
+            (
+                "Validate another host's settings and agents:",
+                "warden check --config hosts/gpu1/warden.toml",
+            ),
+        ],
+        "render" => vec![(
+            "Write every file warden would install under out/, to review or diff:",
+            "warden render --out out",
+        )],
+        "soul" => vec![(
+            "Validate a soul bundle before pointing SOUL_REPO at it:",
+            "warden soul check souls/nova --agent nova",
+        )],
+        "fleet" => vec![(
+            "Check every host of a fleet repository (hosts/HOSTNAME/warden.toml):",
+            "warden fleet check hosts",
+        )],
         "plan" => vec![
             (
                 "Only the database jails of one agent:",
@@ -98,10 +116,16 @@ fn examples(name: &str) -> Vec<(&'static str, &'static str)> {
             "Every agent, nightly from cron:",
             "warden backup --all --to /var/backups/warden",
         )],
-        "restore" => vec![(
-            "Restore an agent from an archive:",
-            "warden restore --agent nova /var/backups/warden/nova-20261121T030000Z.tar",
-        )],
+        "restore" => vec![
+            (
+                "Check an archive and list what it would restore, changing nothing:",
+                "warden restore --dry-run --agent nova /var/backups/warden/nova-20261121T030000Z.tar.xz",
+            ),
+            (
+                "Restore an agent from an archive:",
+                "warden restore --agent nova /var/backups/warden/nova-20261121T030000Z.tar.xz",
+            ),
+        ],
         "history" => vec![("The last five runs:", "warden history --limit 5")],
         "man" => vec![("Install the pages:", "warden man --out /usr/local/man/man8")],
         "completions" => vec![(
@@ -110,6 +134,14 @@ fn examples(name: &str) -> Vec<(&'static str, &'static str)> {
         )],
         _ => vec![],
     }
+}
+
+/// The command line of an example, as clap is given it: its words up to the first
+/// shell operator.
+fn example_words(cmd: &str) -> Vec<&str> {
+    cmd.split_whitespace()
+        .take_while(|w| !["&&", "||", ">", "|", ";"].contains(w))
+        .collect()
 }
 
 /// The sections clap does not write, for the page of `name` ("" for warden(8)).
@@ -158,12 +190,9 @@ fn extra(name: &str, commands: &[String]) -> String {
         "/etc/pf.warden.conf",
         "warden's PF anchor, loaded by a block in /etc/pf.conf.",
     );
-    let ex = examples(name);
-    if !ex.is_empty() {
-        section(&mut out, "EXAMPLES");
-        for (what, cmd) in ex {
-            example(&mut out, what, cmd);
-        }
+    section(&mut out, "EXAMPLES");
+    for (what, cmd) in examples(name) {
+        example(&mut out, what, cmd);
     }
     if name.is_empty() {
         section(&mut out, "MANIFEST KEYS");
@@ -212,6 +241,26 @@ pub fn pages(cmd: clap::Command) -> std::io::Result<Vec<(String, Vec<u8>)>> {
         .map(|s| s.get_name().to_string())
         .filter(|n| n != "help")
         .collect();
+    // Every example is a command line warden accepts.
+    for name in commands.iter().map(String::as_str).chain([""]) {
+        let ex = examples(name);
+        if ex.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("warden {name}: the manual page has no example"),
+            ));
+        }
+        for (_, example) in ex {
+            for part in example.split("&&") {
+                if let Err(e) = cmd.clone().try_get_matches_from(example_words(part)) {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("the example `{example}` is not a valid warden command: {e}"),
+                    ));
+                }
+            }
+        }
+    }
     let mut out = Vec::new();
     let mut render = |page: clap::Command, name: &str| -> std::io::Result<()> {
         let file = if name.is_empty() {

@@ -822,6 +822,134 @@ fn backup_and_restore_from_the_command_line() {
     assert!(names.iter().all(|n| n.ends_with(".tar.xz")), "{names:?}");
 }
 
+#[test]
+fn git_repositories_and_cms_content_survive_backup_destroy_purge_and_restore() {
+    if !require_git() {
+        return;
+    }
+    let s = site();
+    let agents = s.config.parent().unwrap().join("agents");
+    std::fs::write(
+        agents.join("bob.env"),
+        "AGENT_NAME=bob\nAGENT_SUBNET_BASE=10.0.9\nWARDEN_ROLES=git,cms\n",
+    )
+    .unwrap();
+    s.apply().success();
+
+    // What bob's users put there: a repository pushed to the git jail, a page
+    // published in the CMS jail.
+    let jail = |name: &str| {
+        s.root
+            .join("usr/local/bastille/jails")
+            .join(name)
+            .join("root")
+    };
+    let repo = jail("bobgit").join("home/git/notes.git");
+    let page = jail("bobcms").join("usr/local/www/bob/index.html");
+    let work = s.root.parent().unwrap().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    std::fs::write(work.join("todo.md"), "- back up the git jail\n").unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "first note"]);
+    git(
+        &work,
+        &["clone", "-q", "--bare", ".", repo.to_str().unwrap()],
+    );
+    std::fs::create_dir_all(page.parent().unwrap()).unwrap();
+    std::fs::write(&page, "<h1>Bob's notes</h1>\n").unwrap();
+
+    let backups = s.root.parent().unwrap().join("backups");
+    s.warden(&[
+        "backup",
+        "--agent",
+        "bob",
+        "--to",
+        backups.to_str().unwrap(),
+    ])
+    .assert()
+    .success();
+    let archive = std::fs::read_dir(&backups)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    s.warden(&["destroy", "--agent", "bob", "--yes", "--purge"])
+        .assert()
+        .success();
+    assert!(
+        !repo.exists() && !page.exists(),
+        "the purge removed the jails"
+    );
+    s.apply().success();
+    assert!(!repo.exists(), "a new git jail starts without repositories");
+
+    // --dry-run names what would be put back, and puts nothing back.
+    let text = out(&s
+        .warden(&[
+            "restore",
+            "--dry-run",
+            "--agent",
+            "bob",
+            archive.to_str().unwrap(),
+        ])
+        .assert()
+        .success());
+    assert!(
+        text.contains("git repositories /home/git in jail bobgit"),
+        "{text}"
+    );
+    assert!(
+        text.contains("CMS content /usr/local/www/bob in jail bobcms"),
+        "{text}"
+    );
+    assert!(
+        !repo.exists() && !page.exists(),
+        "--dry-run changed nothing"
+    );
+
+    let text = out(&s
+        .warden(&[
+            "restore",
+            "--yes",
+            "--agent",
+            "bob",
+            archive.to_str().unwrap(),
+        ])
+        .assert()
+        .success());
+    assert!(
+        text.contains("bobgit:/home/git") && text.contains("bobcms:/usr/local/www/bob"),
+        "{text}"
+    );
+    // The repository is whole: git reads its history and its files.
+    let git_out = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {o:?}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert_eq!(git_out(&["log", "--format=%s", "main"]), "first note\n");
+    assert_eq!(
+        git_out(&["show", "main:todo.md"]),
+        "- back up the git jail\n"
+    );
+    git_out(&["fsck", "--strict"]);
+    assert_eq!(read(&page), "<h1>Bob's notes</h1>\n");
+    // tar ran inside the jails, streaming through bastille cmd.
+    let log = s.log();
+    assert!(
+        log.contains("bastille cmd bobgit tar -cf - -C /home/git .")
+            && log.contains("bastille cmd bobcms tar -xpf - -C /usr/local/www/bob"),
+        "{log}"
+    );
+}
+
 /// Writes an executable hook that leaves `mark` behind when git runs it.
 fn plant_hooks(git_dir: &Path, mark: &Path) {
     use std::os::unix::fs::PermissionsExt;

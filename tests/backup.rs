@@ -6,11 +6,10 @@ mod pg;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use warden::backup::{
     backup_agent, backup_agent_with, restore, restore_with, BackupError, DbDumper, DbTarget,
@@ -53,9 +52,32 @@ impl FakeBsd {
     }
 }
 
-fn run_with_env(argv: &[String], env: &[(&str, &str)]) -> Result<Output, HostError> {
+fn run_with_env(
+    argv: &[String],
+    env: &[(&str, &str)],
+    input: Option<&Path>,
+    output: Option<&Path>,
+) -> Result<Output, HostError> {
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).stdin(std::process::Stdio::null());
+    cmd.args(&argv[1..]);
+    let file = |p: &Path, write: bool| {
+        let f = if write {
+            std::fs::File::create(p)
+        } else {
+            std::fs::File::open(p)
+        };
+        f.map_err(|source| HostError::Io {
+            path: p.display().to_string(),
+            source,
+        })
+    };
+    match input {
+        Some(p) => cmd.stdin(file(p, false)?),
+        None => cmd.stdin(std::process::Stdio::null()),
+    };
+    if let Some(p) = output {
+        cmd.stdout(file(p, true)?);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -91,9 +113,22 @@ impl Host for FakeBsd {
         fakebsd_dir().join(program).exists() || self.inner.have(program)
     }
     fn run(&self, argv: &[String]) -> Result<Output, HostError> {
+        self.run_io(argv, None, None)
+    }
+    fn run_io(
+        &self,
+        argv: &[String],
+        input: Option<&Path>,
+        output: Option<&Path>,
+    ) -> Result<Output, HostError> {
         let path = fake_path();
         let root = self.root.display().to_string();
-        run_with_env(argv, &[("PATH", &path), ("FAKEBSD_ROOT", &root)])
+        run_with_env(
+            argv,
+            &[("PATH", &path), ("FAKEBSD_ROOT", &root)],
+            input,
+            output,
+        )
     }
     fn write_atomic(
         &self,
@@ -374,6 +409,7 @@ fn mode(p: &Path) -> u32 {
 
 #[test]
 fn backup_then_restore_files_soul_and_dumps_on_the_simulated_host() {
+    logs::init();
     if !require_git() {
         return;
     }
@@ -523,6 +559,7 @@ fn backup_then_restore_files_soul_and_dumps_on_the_simulated_host() {
 
 #[test]
 fn the_bastille_dumper_runs_pg_dump_inside_the_db_jail() {
+    logs::init();
     if !require_git() {
         return;
     }
@@ -582,6 +619,7 @@ fn the_bastille_dumper_runs_pg_dump_inside_the_db_jail() {
 
 #[test]
 fn an_agent_without_a_db_jail_is_backed_up_without_dumps() {
+    logs::init();
     if !require_git() {
         return;
     }
@@ -628,6 +666,7 @@ fn flip_byte(p: &Path) {
 
 #[test]
 fn a_tampered_archive_is_refused_and_the_host_is_untouched() {
+    logs::init();
     if !require_git() {
         return;
     }
@@ -727,31 +766,180 @@ fn a_tampered_archive_is_refused_and_the_host_is_untouched() {
     assert_eq!(s.log(), log, "no command ran on the host");
 }
 
-// ---------------------------------------------------------------- (d) secrets
+// ---------------------------------------------------------------- (c2) hostile jails
 
-/// Collects everything `tracing` writes.
-#[derive(Clone, Default)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
+/// A jail's tree is its own: links its root plants never take warden to the host's
+/// files, and a repository archive holding paths outside its directory is refused
+/// before anything is restored.
+#[test]
+fn a_jail_cannot_steer_its_backup_or_restore_outside_itself() {
+    logs::init();
+    if !require_git() {
+        return;
+    }
+    let s = Site::new();
+    let host = s.host();
+    let atlas = s.agent("atlas");
+    let dumper = FakeDumper::default();
+    let jail = |name: &str| {
+        s.root
+            .join("usr/local/bastille/jails")
+            .join(name)
+            .join("root")
+    };
+    // Host files the jails point at with absolute links: a process in a jail
+    // resolves those inside the jail, where they lead nowhere.
+    let host_dir = s.tmp.path().join("host-private");
+    std::fs::create_dir_all(host_dir.join("atlas")).unwrap();
+    std::fs::write(host_dir.join("atlas/master.passwd"), "root:HOSTHASH:0:0\n").unwrap();
+    let cms = jail("atlascms");
+    std::fs::create_dir_all(cms.join("usr/local")).unwrap();
+    std::os::unix::fs::symlink(&host_dir, cms.join("usr/local/www")).unwrap();
 
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
+    let archive = backup_agent_with(&host, &s.cfg, atlas, &s.backups(), NOW, &dumper).unwrap();
+    let x = s.tmp.path().join("x");
+    extract(&archive, &x);
+    assert!(
+        !x.join("cms.tar").exists(),
+        "the CMS jail has no /usr/local/www/atlas of its own"
+    );
+    for (name, bytes) in files_under(&x) {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("HOSTHASH"),
+            "{name} holds a host file"
+        );
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+
+    // The data directory itself a link: refused, named, no archive written.
+    let git = jail("atlasgit");
+    std::fs::create_dir_all(git.join("home")).unwrap();
+    std::os::unix::fs::symlink(host_dir.join("atlas"), git.join("home/git")).unwrap();
+    let err = backup_agent_with(&host, &s.cfg, atlas, &s.backups(), NOW, &dumper).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("atlasgit:/home/git") && text.contains("Symbolic Link"),
+        "{text}"
+    );
+    assert_eq!(
+        warden::backup::archives_of(&s.backups(), "atlas"),
+        std::slice::from_ref(&archive),
+        "no second archive"
+    );
+
+    // A real repository this time; then its archive is altered (checksums made to
+    // match) to hold an absolute path.
+    std::fs::remove_file(git.join("home/git")).unwrap();
+    std::fs::create_dir_all(git.join("home/git/notes.git")).unwrap();
+    std::fs::write(
+        git.join("home/git/notes.git/HEAD"),
+        "ref: refs/heads/main\n",
+    )
+    .unwrap();
+    let archive = backup_agent_with(&host, &s.cfg, atlas, &s.backups(), NOW, &dumper).unwrap();
+    let y = s.tmp.path().join("y");
+    extract(&archive, &y);
+    assert!(
+        tar(&["-tf", y.join("git.tar").to_str().unwrap()]).contains("./notes.git/HEAD"),
+        "the repository is archived"
+    );
+    let evil = s.tmp.path().join("evil");
+    std::fs::create_dir_all(&evil).unwrap();
+    std::fs::write(evil.join("rc.conf"), "sshd_flags=-oPermitRootLogin=yes\n").unwrap();
+    std::fs::remove_file(y.join("git.tar")).unwrap();
+    tar(&[
+        "-cPf",
+        y.join("git.tar").to_str().unwrap(),
+        evil.join("rc.conf").to_str().unwrap(),
+    ]);
+    let mpath = y.join("MANIFEST.json");
+    let mut m: Manifest = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    for e in &mut m.entries {
+        if e.path == "git.tar" {
+            (e.size, e.sha256) = warden::backup::hash_file(&y.join("git.tar")).unwrap();
+        }
     }
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let bad = s.tmp.path().join("bad.tar");
+    retar(&y, &bad);
+    let before = snapshot(&git);
+    let log = s.log();
+    let err = restore_with(&host, &s.cfg, atlas, &bad, &dumper).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("atlasgit:/home/git")
+            && text.contains("unexpected member")
+            && text.contains("nothing was restored"),
+        "{text}"
+    );
+    assert_eq!(snapshot(&git), before, "the git jail is untouched");
+    assert_eq!(s.log(), log, "no command ran in a jail");
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
-    type Writer = LogBuf;
-    fn make_writer(&'a self) -> LogBuf {
-        self.clone()
+// ---------------------------------------------------------------- (d) secrets
+
+/// What warden logs, captured per thread.
+///
+/// `tracing` caches, per call site and for the whole process, whether any
+/// subscriber wants its events. A subscriber installed for one thread
+/// (`tracing::subscriber::with_default`) is, while it is the only one registered,
+/// asked through the subscriber of whichever thread reaches a call site first: when
+/// a test running in parallel is first at `backup written`, it has no subscriber, so
+/// the call site is cached as wanted by nobody, for every thread, and the capturing
+/// test sees no event, whatever it logs. So this binary has one global subscriber, installed
+/// by every test before it runs any warden code, and it writes each event into the
+/// buffer of the thread the event happens on, when that thread is capturing.
+mod logs {
+    use std::cell::RefCell;
+    use std::io::Write;
+
+    thread_local! {
+        static BUF: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+    }
+
+    /// Writes into the current thread's capture buffer, if it has one.
+    struct ThreadBuf;
+
+    impl Write for ThreadBuf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            BUF.with(|buf| {
+                if let Some(v) = buf.borrow_mut().as_mut() {
+                    v.extend_from_slice(b);
+                }
+            });
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Install the subscriber; every test calls this first.
+    pub fn init() {
+        static INIT: std::sync::Once = std::sync::Once::new();
+        INIT.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(|| ThreadBuf)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("nothing else installs a subscriber in this test binary");
+        });
+    }
+
+    /// Run `f`, returning what warden logged on this thread meanwhile.
+    pub fn capture<R>(f: impl FnOnce() -> R) -> (R, String) {
+        init();
+        BUF.with(|buf| *buf.borrow_mut() = Some(Vec::new()));
+        let r = f();
+        let bytes = BUF.with(|buf| buf.borrow_mut().take()).unwrap_or_default();
+        (r, String::from_utf8(bytes).expect("logs are UTF-8"))
     }
 }
 
 #[test]
 fn secrets_are_archived_but_never_in_the_manifest_errors_or_logs() {
+    logs::init();
     if !require_git() {
         return;
     }
@@ -764,14 +952,8 @@ fn secrets_are_archived_but_never_in_the_manifest_errors_or_logs() {
         "the fixture's env file holds the secret"
     );
 
-    let logs = LogBuf::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(logs.clone())
-        .finish();
     let mut errors = Vec::new();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), logs) = logs::capture(|| {
         let archive = backup_agent(&host, &s.cfg, bob, &s.backups(), NOW).unwrap();
         let x = s.tmp.path().join("x");
         extract(&archive, &x);
@@ -809,7 +991,6 @@ fn secrets_are_archived_but_never_in_the_manifest_errors_or_logs() {
     assert!(errors[0]
         .to_string()
         .contains("env/bob.env: checksum mismatch"));
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("backup written"),
         "tracing was captured: {logs}"
@@ -933,9 +1114,11 @@ fn pg_fixture(pg: &pg::Pg) -> (tempfile::TempDir, Config, AgentSpec) {
     );
     put("usr/local/etc/rc.d/atlas", "#!/bin/sh\n# rc.d script\n");
     let cfg = warden::config::parse(Path::new("warden.toml"), "").unwrap();
+    // A db jail only: a git jail's repositories are archived by tar inside that
+    // jail, which this host has not got.
     let agent = warden::manifest::parse(
         Path::new("atlas.env"),
-        b"AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git,db\n",
+        b"AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=db\n",
     )
     .unwrap();
     (root, cfg, agent)
@@ -967,6 +1150,7 @@ fn damage_and_check_restore(pg: &pg::Pg, restore: impl FnOnce()) {
 
 #[test]
 fn databases_are_dumped_and_restored_with_real_postgres() {
+    logs::init();
     let Some(pg) = pg::Pg::start() else {
         return;
     };
@@ -1051,6 +1235,14 @@ impl Host for JailedPg<'_> {
             _ => self.inner.run(argv),
         }
     }
+    fn run_io(
+        &self,
+        argv: &[String],
+        input: Option<&Path>,
+        output: Option<&Path>,
+    ) -> Result<Output, HostError> {
+        self.inner.run_io(argv, input, output)
+    }
     fn write_atomic(
         &self,
         p: &str,
@@ -1071,6 +1263,7 @@ impl Host for JailedPg<'_> {
 
 #[test]
 fn the_bastille_dumper_round_trips_real_databases_through_the_jail_root() {
+    logs::init();
     let Some(pg) = pg::Pg::start() else {
         return;
     };

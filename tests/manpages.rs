@@ -35,12 +35,26 @@ fn man_out_writes_one_page_per_command_with_the_usual_sections() {
             "warden(8) refers to warden-{cmd}(8)"
         );
         for sect in [
+            ".SH NAME",
+            ".SH SYNOPSIS",
+            ".SH DESCRIPTION",
+            ".SH OPTIONS",
             ".SH \"EXIT STATUS\"",
             ".SH \"ENVIRONMENT\"",
             ".SH \"FILES\"",
+            ".SH \"EXAMPLES\"",
             ".SH \"SEE ALSO\"",
         ] {
             assert!(page.contains(sect), "{cmd}: {sect}\n{page}");
+        }
+        // The examples are of this command.
+        let examples = commands_in_examples(&page);
+        assert!(!examples.is_empty(), "{cmd}: no example\n{page}");
+        for line in &examples {
+            assert!(
+                line.starts_with(&format!("warden {cmd}")),
+                "warden-{cmd}(8) shows an example of another command: {line}"
+            );
         }
     }
     // Every warden-X(8) the main page names was written.
@@ -56,6 +70,13 @@ fn man_out_writes_one_page_per_command_with_the_usual_sections() {
         }
     }
     for sect in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH DESCRIPTION",
+        ".SH OPTIONS",
+        ".SH \"EXIT STATUS\"",
+        ".SH \"ENVIRONMENT\"",
+        ".SH \"FILES\"",
         ".SH \"EXAMPLES\"",
         ".SH \"MANIFEST KEYS\"",
         "AGENT_SUBNET_BASE",
@@ -79,4 +100,32 @@ fn man_out_writes_one_page_per_command_with_the_usual_sections() {
             assert_eq!(String::from_utf8_lossy(&out.stderr), "", "groff warnings");
         }
     }
+}
+
+/// The example command lines of a page (the bold lines of its EXAMPLES section),
+/// with roff's escapes undone.
+fn commands_in_examples(page: &str) -> Vec<String> {
+    let Some((_, rest)) = page.split_once(".SH \"EXAMPLES\"") else {
+        return Vec::new();
+    };
+    let section = rest.split("\n.SH ").next().unwrap_or_default();
+    section
+        .lines()
+        .filter_map(|l| l.strip_prefix("\\fB")?.strip_suffix("\\fR"))
+        .map(|l| l.replace("\\-", "-").replace("\\e", "\\"))
+        .collect()
+}
+
+#[test]
+fn the_main_page_shows_how_to_start_a_fleet_repository() {
+    // (and the example reader the test above relies on finds them).
+    let out = assert_cmd::Command::cargo_bin("warden")
+        .unwrap()
+        .arg("man")
+        .output()
+        .unwrap();
+    let main = String::from_utf8(out.stdout).unwrap();
+    let found = commands_in_examples(&main);
+    assert!(found.contains(&"warden init nova".to_string()), "{found:?}");
+    assert!(found.iter().all(|c| c.starts_with("warden ")), "{found:?}");
 }

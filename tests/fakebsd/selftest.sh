@@ -247,6 +247,23 @@ t_rc "config set sysvshm new" 0 bastille config atlas set sysvshm new
 t_err "sysvshm takes effect at restart only" 1 "Function not implemented" bastille cmd atlas service postgresql initdb
 t_out "restart" 0 "atlas: created" bastille restart atlas
 t_rc "PostgreSQL starts with sysvshm=new" 0 bastille service atlas postgresql start
+# tar, stat and mkdir in a jail act on its root, links resolved as the jail sees them
+JR=$B/jails/atlas/root
+mkdir -p "$JR/home/git/notes.git" "$WORK/hostdir/x"
+echo "ref: refs/heads/main" >"$JR/home/git/notes.git/HEAD"
+t_out "stat -f %HT in a jail" 0 "Directory" bastille cmd atlas stat -f %HT /home/git
+t_err "stat of a missing path" 1 "stat: /usr/local/www/atlas: stat: No such file or directory" bastille cmd atlas stat -f %HT /usr/local/www/atlas
+ln -s "$WORK/hostdir" "$JR/hostlink"
+t_out "stat does not follow the last link" 0 "Symbolic Link" bastille cmd atlas stat -f %HT /hostlink
+t_err "an absolute link leads into the jail, not the host" 1 "No such file or directory" bastille cmd atlas stat -f %HT /hostlink/x
+run bastille cmd atlas tar -cf - -C /home/git .
+tail -c +11 "$OUT" >"$WORK/git.tar"
+t_eq "tar -c streams after bastille's header" "$(head -c 10 "$OUT" | od -An -c | tr -s ' ')" " \n [ a t l a s ] : \n"
+t_err "tar -C a missing directory" 1 "tar: could not chdir to '/nope'" bastille cmd atlas tar -cf - -C /nope .
+t_rc "mkdir -p in a jail" 0 bastille cmd atlas mkdir -p /usr/local/www/atlas
+t_rc "tar -x from standard input" 0 sh -c 'bastille cmd atlas tar -xpf - -C /usr/local/www/atlas <"$1"' sh "$WORK/git.tar"
+t_file "tar -x wrote into the jail" "$JR/usr/local/www/atlas/notes.git/HEAD" "ref: refs/heads/main"
+t_err "tar -f FILE is not simulated" 1 "only -f -" bastille cmd atlas tar -cf /tmp/x.tar -C /home/git .
 t_rc "pkg install llama-cpp" 0 bastille pkg atlas install llama-cpp
 t_out "the llama-cpp package brings no rc script" 1 "llama-server does not exist in /etc/rc.d" bastille service atlas llama-server start
 t_out "an unknown service does not start" 1 "nosuch does not exist in /etc/rc.d" bastille service atlas nosuch start
