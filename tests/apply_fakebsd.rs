@@ -2,137 +2,15 @@
 
 mod support;
 
-use assert_cmd::Command;
-use std::path::{Path, PathBuf};
-
-struct Site {
-    _tmp: tempfile::TempDir,
-    config: PathBuf,
-    root: PathBuf,
-}
-
-fn fakebsd_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd")
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let st = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "warden")
-        .env("GIT_AUTHOR_EMAIL", "warden@example.org")
-        .env("GIT_COMMITTER_NAME", "warden")
-        .env("GIT_COMMITTER_EMAIL", "warden@example.org")
-        .status()
-        .expect("git runs");
-    assert!(st.success(), "git {args:?}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
-/// The example fleet with its soul bundles as git repositories, and an empty root.
-fn site() -> Site {
-    let tmp = tempfile::tempdir().unwrap();
-    let base = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = tmp.path().join("config");
-    copy_dir(&base.join("examples"), &config);
-    for soul in ["example", "atlas"] {
-        let dir = tmp.path().join("souls").join(soul);
-        copy_dir(&base.join("souls").join(soul), &dir);
-        git(&dir, &["init", "-q", "-b", "main"]);
-        git(&dir, &["add", "-A"]);
-        git(&dir, &["commit", "-q", "-m", "soul"]);
-    }
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    Site {
-        config: config.join("warden.toml"),
-        root,
-        _tmp: tmp,
-    }
-}
-
-impl Site {
-    fn warden(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("warden").unwrap();
-        let path = format!(
-            "{}:{}",
-            fakebsd_dir().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        c.env("PATH", path)
-            .env("FAKEBSD_ROOT", &self.root)
-            .env("FAKEBSD_IFACES", "igb0")
-            .env_remove("FAKEBSD_FAIL")
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .arg("--root")
-            .arg(&self.root);
-        c
-    }
-    /// warden without `--root`, for commands that only read the manifests.
-    fn warden_plain(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("warden").unwrap();
-        c.arg("--config").arg(&self.config).args(args);
-        c
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root.join("var/log/fakebsd.log")).unwrap_or_default()
-    }
-    fn clear_log(&self) {
-        let _ = std::fs::remove_file(self.root.join("var/log/fakebsd.log"));
-    }
-    fn mutating_calls(&self) -> Vec<String> {
-        self.log()
-            .lines()
-            .filter(|l| l.starts_with("MUT"))
-            .map(str::to_string)
-            .collect()
-    }
-    fn apply(&self) -> assert_cmd::assert::Assert {
-        self.warden(&["apply", "--yes"]).assert()
-    }
-}
-
-fn out(a: &assert_cmd::assert::Assert) -> String {
-    let o = a.get_output();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn require_git() -> bool {
-    if which::which("git").is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var("WARDEN_REQUIRE_TOOLS").is_err(),
-        "git is required: apt-get install git"
-    );
-    eprintln!("skipping: git not installed");
-    false
-}
+use std::path::Path;
+use support::{git, out, read, require_git, Site};
 
 #[test]
 fn apply_twice_then_nothing_changes() {
     if !require_git() {
         return;
     }
-    let s = site();
+    let s = Site::examples();
     let first = s.apply();
     let text = out(&first);
     let first = first.success();
@@ -157,7 +35,7 @@ fn a_hand_edit_shows_as_update_and_apply_restores_it() {
     if !require_git() {
         return;
     }
-    let s = site();
+    let s = Site::examples();
     s.apply().success();
     let rcd = s.root.join("usr/local/etc/rc.d/atlas");
     let original = std::fs::read_to_string(&rcd).unwrap();
@@ -198,7 +76,7 @@ fn a_failing_command_stops_the_run_and_the_next_apply_converges() {
         "service atlas start",
         "vm create*",
     ] {
-        let s = site();
+        let s = Site::examples();
         let failed = s
             .warden(&["apply", "--yes"])
             .env("FAKEBSD_FAIL", pattern)
@@ -230,17 +108,13 @@ fn private(p: &Path) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
 #[test]
 fn kill_9_halfway_then_apply_converges_without_duplicates() {
     if !require_git() {
         return;
     }
     for after in [3, 12, 25] {
-        let s = site();
+        let s = Site::examples();
         let killed = s
             .warden(&["apply", "--yes"])
             .env("FAKEBSD_KILL_AFTER", after.to_string())
@@ -251,14 +125,7 @@ fn kill_9_halfway_then_apply_converges_without_duplicates() {
         // Jails whose create the killed run finished; a create that was in flight
         // on another chain may have died with it (SIGPIPE on warden's pipe), as on
         // a host, and is then made again, once.
-        let jails = [
-            "atlasgit",
-            "atlascms",
-            "atlasdb",
-            "clawdiegit",
-            "clawdiedb",
-            "clawdiellm",
-        ];
+        let jails = support::EXAMPLE_JAILS;
         let made = support::jails_made(&s.root, &jails);
         let logged = s.log().lines().count();
         s.apply().success();
@@ -288,7 +155,7 @@ fn destroy_one_agent_of_three_leaves_the_others_and_renumbers_aliases() {
     if !require_git() {
         return;
     }
-    let s = site();
+    let s = Site::examples();
     let agents = s.config.parent().unwrap().join("agents");
     std::fs::write(
         agents.join("bob.env"),
@@ -365,7 +232,7 @@ fn soul_follows_its_branch_and_a_bad_bundle_is_refused() {
     if !require_git() {
         return;
     }
-    let s = site();
+    let s = Site::examples();
     s.apply().success();
     let soul = s.root.join("home/atlas/soul");
     assert!(
@@ -429,7 +296,7 @@ fn secrets_stay_out_of_plan_output_json_and_the_state_db() {
     if !require_git() {
         return;
     }
-    let s = site();
+    let s = Site::examples();
     let agents = s.config.parent().unwrap().join("agents");
     let secret = "sk-ant-api03-WARDENTESTSECRET0123456789";
     std::fs::write(
@@ -516,7 +383,7 @@ fn secrets_stay_out_of_plan_output_json_and_the_state_db() {
 
 #[test]
 fn a_second_apply_while_one_runs_fails_at_once() {
-    let s = site();
+    let s = Site::examples();
     let db = s.root.join("var/db/warden/state.db.lock");
     std::fs::create_dir_all(db.parent().unwrap()).unwrap();
     let f = std::fs::OpenOptions::new()
@@ -540,7 +407,7 @@ fn apply_planfile_applies_that_plan_or_refuses_a_stale_one() {
     if !require_git() {
         return;
     }
-    let s = site();
+    let s = Site::examples();
     let planfile = s.root.parent().unwrap().join("plan.json");
     s.warden(&[
         "plan",
@@ -583,7 +450,7 @@ fn step_and_agent_limit_what_apply_touches() {
     if !require_git() {
         return;
     }
-    let s = site();
+    let s = Site::examples();
     // Jails need the bridge: the network step comes first, as `just setup` does.
     let text = out(&s
         .warden(&["apply", "--yes", "--step", "git"])
@@ -623,7 +490,7 @@ fn a_pf_rule_set_pfctl_refuses_leaves_the_loaded_one_in_place() {
     if !require_git() {
         return;
     }
-    let s = site();
+    let s = Site::examples();
     s.apply().success();
     let pf = s.root.join("etc/pf.warden.conf");
     let good = read(&pf);
@@ -659,7 +526,7 @@ fn a_pf_rule_set_pfctl_refuses_leaves_the_loaded_one_in_place() {
 
 #[test]
 fn init_scaffolds_a_manifest_with_the_next_free_subnet() {
-    let s = site();
+    let s = Site::examples();
     let config_dir = s.config.parent().unwrap();
     let text = out(&s.warden_plain(&["init", "nova"]).assert().success());
     assert!(text.contains("agents/nova.env"), "{text}");
@@ -685,7 +552,7 @@ fn backup_and_restore_from_the_command_line() {
     if !require_git() {
         return;
     }
-    let s = site();
+    let s = Site::examples();
     let agents = s.config.parent().unwrap().join("agents");
     std::fs::write(
         agents.join("bob.env"),
@@ -827,7 +694,7 @@ fn git_repositories_and_cms_content_survive_backup_destroy_purge_and_restore() {
     if !require_git() {
         return;
     }
-    let s = site();
+    let s = Site::examples();
     let agents = s.config.parent().unwrap().join("agents");
     std::fs::write(
         agents.join("bob.env"),
@@ -973,7 +840,7 @@ fn the_soul_checkout_stays_roots_and_git_runs_none_of_its_hooks() {
     if !require_git() {
         return;
     }
-    let s = site();
+    let s = Site::examples();
     s.apply().success();
     let soul = s.root.join("home/atlas/soul");
     for p in [soul.clone(), soul.join(".git"), soul.join("ATLAS.md")] {
@@ -1023,7 +890,7 @@ fn a_refused_first_soul_install_leaves_no_checkout() {
     if !require_git() {
         return;
     }
-    let s = site();
+    let s = Site::examples();
     let repo = s
         .config
         .parent()
@@ -1059,7 +926,7 @@ fn a_command_that_hangs_is_killed_at_its_timeout_and_the_change_recorded_failed(
     if !require_git() {
         return;
     }
-    let s = site();
+    let s = Site::examples();
     // Long enough for every other command of the simulated host on a busy machine.
     let toml = read(&s.config).replace("[bhyve]", "[timeouts]\nchange = 20\n\n[bhyve]");
     std::fs::write(&s.config, &toml).unwrap();
@@ -1089,7 +956,7 @@ fn a_command_that_hangs_is_killed_at_its_timeout_and_the_change_recorded_failed(
 
 #[test]
 fn a_probe_that_hangs_fails_the_plan_at_the_probe_timeout() {
-    let s = site();
+    let s = Site::examples();
     let toml = read(&s.config).replace("[bhyve]", "[timeouts]\nprobe = 5\n\n[bhyve]");
     std::fs::write(&s.config, &toml).unwrap();
     let text = out(&s
@@ -1115,7 +982,7 @@ fn dropping_a_role_deletes_data_only_with_allow_data_loss() {
     if !require_git() {
         return;
     }
-    let s = site();
+    let s = Site::examples();
     s.apply().success();
     let manifest = s.config.parent().unwrap().join("agents/atlas.env");
     let text = read(&manifest).replace("WARDEN_ROLES=git,cms,db", "WARDEN_ROLES=git,cms");
@@ -1159,7 +1026,7 @@ fn destroy_purge_backs_the_agent_up_then_removes_its_data() {
     if !require_git() {
         return;
     }
-    let s = site();
+    let s = Site::examples();
     let agents = s.config.parent().unwrap().join("agents");
     // bob runs no database: its backup needs no dump from PostgreSQL.
     std::fs::write(

@@ -3,6 +3,8 @@
 
 #[path = "support/pg.rs"]
 mod pg;
+mod support;
+use support::require_git;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -23,18 +25,6 @@ const NOW: &str = "2025-01-31T12:34:56Z";
 const SECRET: &str = "sk-live-7f3a9c2e51d04b8a";
 
 // ---------------------------------------------------------------- the simulated host
-
-fn fakebsd_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd")
-}
-
-fn fake_path() -> String {
-    format!(
-        "{}:{}",
-        fakebsd_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
-}
 
 /// A `LocalHost` whose commands see the fakes first on PATH and `FAKEBSD_ROOT`,
 /// without changing this process's environment (tests run in parallel).
@@ -110,7 +100,7 @@ impl Host for FakeBsd {
         self.inner.list_dir(p)
     }
     fn have(&self, program: &str) -> bool {
-        fakebsd_dir().join(program).exists() || self.inner.have(program)
+        support::fakebsd_dir().join(program).exists() || self.inner.have(program)
     }
     fn run(&self, argv: &[String]) -> Result<Output, HostError> {
         self.run_io(argv, None, None)
@@ -121,7 +111,7 @@ impl Host for FakeBsd {
         input: Option<&Path>,
         output: Option<&Path>,
     ) -> Result<Output, HostError> {
-        let path = fake_path();
+        let path = support::fake_path();
         let root = self.root.display().to_string();
         run_with_env(
             argv,
@@ -148,128 +138,57 @@ impl Host for FakeBsd {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let st = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "warden")
-        .env("GIT_AUTHOR_EMAIL", "warden@example.org")
-        .env("GIT_COMMITTER_NAME", "warden")
-        .env("GIT_COMMITTER_EMAIL", "warden@example.org")
-        .status()
-        .expect("git runs");
-    assert!(st.success(), "git {args:?}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
-fn require_git() -> bool {
-    if which::which("git").is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var("WARDEN_REQUIRE_TOOLS").is_err(),
-        "git is required: apt-get install git"
-    );
-    eprintln!("skipping: git not installed");
-    false
-}
-
 /// The example fleet (atlas: soul + db; clawdie) plus `bob` (git jail only, with a
 /// secrets file), applied to a simulated host.
 struct Site {
-    tmp: tempfile::TempDir,
-    root: PathBuf,
+    site: support::Site,
     cfg: Config,
     agents: BTreeMap<String, AgentSpec>,
 }
 
+impl std::ops::Deref for Site {
+    type Target = support::Site;
+    fn deref(&self) -> &support::Site {
+        &self.site
+    }
+}
+
 impl Site {
     fn new() -> Site {
-        let tmp = tempfile::tempdir().unwrap();
-        let base = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let config = tmp.path().join("config");
         // The example host settings and its two jail agents (other example agents,
         // e.g. bhyve ones, need host set-up this test is not about).
-        std::fs::create_dir_all(config.join("agents")).unwrap();
-        std::fs::copy(
-            base.join("examples/warden.toml"),
-            config.join("warden.toml"),
-        )
-        .unwrap();
-        for agent in ["atlas.env", "clawdie.env"] {
-            std::fs::copy(
-                base.join("examples/agents").join(agent),
-                config.join("agents").join(agent),
+        let example = |name: &str| {
+            std::fs::read_to_string(
+                support::crate_dir().join(format!("examples/agents/{name}.env")),
             )
-            .unwrap();
-        }
-        std::fs::write(
-            config.join("agents/bob.env"),
-            "AGENT_NAME=bob\nAGENT_SUBNET_BASE=10.0.9\nWARDEN_ROLES=git\n",
-        )
-        .unwrap();
-        std::fs::write(
-            config.join("agents/bob.secrets.env"),
-            format!("BOB_API_KEY={SECRET}\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            config.join("agents/bob.secrets.env"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .unwrap();
-        for soul in ["example", "atlas"] {
-            let dir = tmp.path().join("souls").join(soul);
-            copy_dir(&base.join("souls").join(soul), &dir);
-            git(&dir, &["init", "-q", "-b", "main"]);
-            git(&dir, &["add", "-A"]);
-            git(&dir, &["commit", "-q", "-m", "soul"]);
-        }
-        let root = tmp.path().join("root");
-        std::fs::create_dir_all(&root).unwrap();
-        let config = config.join("warden.toml");
-        let out = assert_cmd::Command::cargo_bin("warden")
             .unwrap()
-            .env("PATH", fake_path())
-            .env("FAKEBSD_ROOT", &root)
-            .env_remove("FAKEBSD_FAIL")
-            .env_remove("RUST_LOG")
-            .arg("--config")
-            .arg(&config)
-            .args(["apply", "--yes", "--root"])
-            .arg(&root)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "apply failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        };
+        let site = support::Site::new(
+            &std::fs::read_to_string(support::example_config()).unwrap(),
+            &[
+                ("atlas", &example("atlas")),
+                ("clawdie", &example("clawdie")),
+                (
+                    "bob",
+                    "AGENT_NAME=bob\nAGENT_SUBNET_BASE=10.0.9\nWARDEN_ROLES=git\n",
+                ),
+            ],
         );
-        let (cfg, fleet) = warden::workflow::load(&config).unwrap();
+        let secrets = site.dir().join("agents/bob.secrets.env");
+        std::fs::write(&secrets, format!("BOB_API_KEY={SECRET}\n")).unwrap();
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+        site.add_souls();
+        site.git_souls();
+        let a = site.apply();
+        let text = support::out(&a);
+        assert!(a.get_output().status.success(), "apply failed:\n{text}");
+        let (cfg, fleet) = warden::workflow::load(&site.config).unwrap();
         let agents = fleet
             .agents
             .into_iter()
             .map(|a| (a.name.clone(), a))
             .collect();
-        Site {
-            tmp,
-            root,
-            cfg,
-            agents,
-        }
+        Site { site, cfg, agents }
     }
     fn host(&self) -> FakeBsd {
         FakeBsd::new(&self.root)
@@ -279,9 +198,6 @@ impl Site {
     }
     fn backups(&self) -> PathBuf {
         self.tmp.path().join("backups")
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root.join("var/log/fakebsd.log")).unwrap_or_default()
     }
     fn uid(&self, user: &str) -> u32 {
         let passwd = std::fs::read_to_string(self.root.join("etc/passwd")).unwrap();

@@ -1,79 +1,23 @@
 //! bhyve mode on the simulated host: create, re-apply, resize, disk refusal, destroy.
 
-use assert_cmd::Command;
-use std::path::{Path, PathBuf};
+mod support;
 
-struct Site {
-    _tmp: tempfile::TempDir,
-    config: PathBuf,
-    root: PathBuf,
-}
+use support::{out, Site};
 
 const VM: &str = "AGENT_NAME=hermes\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git\nDEPLOY_MODE=bhyve\nVM_CPUS=2\nVM_MEMORY=4G\nVM_DISK=20G\nVM_GPU_PASSTHRU=2/0/0,2/0/1\n";
 
+/// hermes in a VM beside atlas, a jail agent on the same subnet (a bhyve agent's
+/// subnet lives inside its VM).
 fn site() -> Site {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("config");
-    std::fs::create_dir_all(config.join("agents")).unwrap();
-    std::fs::write(
-        config.join("warden.toml"),
+    Site::new(
         "ext_if = \"igb0\"\n[bhyve]\nswitch_if = \"em0\"\n",
-    )
-    .unwrap();
-    // A jail agent on the same subnet: a bhyve agent's subnet lives inside its VM.
-    std::fs::write(
-        config.join("agents/atlas.env"),
-        "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git\n",
-    )
-    .unwrap();
-    std::fs::write(config.join("agents/hermes.env"), VM).unwrap();
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    Site {
-        config: config.join("warden.toml"),
-        root,
-        _tmp: tmp,
-    }
-}
-
-impl Site {
-    fn warden(&self, args: &[&str]) -> Command {
-        let fakebsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd");
-        let mut c = Command::cargo_bin("warden").unwrap();
-        c.env(
-            "PATH",
-            format!(
-                "{}:{}",
-                fakebsd.display(),
-                std::env::var("PATH").unwrap_or_default()
+        &[
+            (
+                "atlas",
+                "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git\n",
             ),
-        )
-        .env("FAKEBSD_ROOT", &self.root)
-        .arg("--config")
-        .arg(&self.config)
-        .args(args)
-        .arg("--root")
-        .arg(&self.root);
-        c
-    }
-    fn manifest(&self, text: &str) {
-        std::fs::write(
-            self.config.parent().unwrap().join("agents/hermes.env"),
-            text,
-        )
-        .unwrap();
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root.join("var/log/fakebsd.log")).unwrap_or_default()
-    }
-}
-
-fn out(a: &assert_cmd::assert::Assert) -> String {
-    let o = a.get_output();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+            ("hermes", VM),
+        ],
     )
 }
 
@@ -118,6 +62,7 @@ fn vm_is_created_then_left_alone_then_resized_then_destroyed() {
 
     // Resize: the template and the VM's config change, and the VM restarts.
     s.manifest(
+        "hermes",
         &VM.replace("VM_MEMORY=4G", "VM_MEMORY=8G")
             .replace("VM_CPUS=2", "VM_CPUS=4"),
     );
@@ -137,6 +82,7 @@ fn vm_is_created_then_left_alone_then_resized_then_destroyed() {
 
     // A bigger disk is refused with the manual steps.
     s.manifest(
+        "hermes",
         &VM.replace("VM_MEMORY=4G", "VM_MEMORY=8G")
             .replace("VM_CPUS=2", "VM_CPUS=4")
             .replace("VM_DISK=20G", "VM_DISK=60G"),
@@ -155,6 +101,7 @@ fn vm_is_created_then_left_alone_then_resized_then_destroyed() {
 
     // Destroy keeps the disk image unless --purge.
     s.manifest(
+        "hermes",
         &VM.replace("VM_MEMORY=4G", "VM_MEMORY=8G")
             .replace("VM_CPUS=2", "VM_CPUS=4"),
     );

@@ -5,30 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn have(program: &str, hint: &str) -> bool {
-    if which::which(program).is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var("WARDEN_REQUIRE_TOOLS").is_err(),
-        "{program} is required: {hint}"
-    );
-    eprintln!("skipping: {program} not installed");
-    false
-}
+mod support;
 
 /// PATH as after `cargo install`: warden's directory, then the simulated FreeBSD
 /// tools, then the system's.
 fn path() -> String {
     let bin = Path::new(env!("CARGO_BIN_EXE_warden")).parent().unwrap();
-    format!(
-        "{}:{}:{}",
-        bin.display(),
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fakebsd")
-            .display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
+    format!("{}:{}", bin.display(), support::fake_path())
 }
 
 struct Repo {
@@ -119,7 +102,9 @@ fn init_in_an_empty_directory_creates_the_fleet_repository() {
 /// README.md, "Your first host", step by step.
 #[test]
 fn the_readme_walk_through_from_an_empty_repo_to_a_converged_host() {
-    if !have("just", "pip install rust-just") || !have("git", "apt-get install git") {
+    if !support::optional_tool("just", "pip install rust-just")
+        || !support::optional_tool("git", "apt-get install git")
+    {
         return;
     }
     let r = empty_repo();

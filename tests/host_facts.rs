@@ -1,34 +1,16 @@
 //! FreeBSD facts warden's output must respect, checked on the simulated host
 //! (tests/fakebsd, which refuses what the real tools refuse).
 
-use assert_cmd::Command;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use support::{out, Site};
 
-struct Site {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    config: PathBuf,
-    root: PathBuf,
-}
+mod support;
 
-/// `examples/warden.toml` with the given manifests (no souls: no git needed).
+/// `examples/warden.toml` with the given manifests (no souls: no git needed), on a
+/// host with igb0.
 fn site(agents: &[(&str, &str)]) -> Site {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("config");
-    std::fs::create_dir_all(dir.join("agents")).unwrap();
-    let base = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::copy(base.join("examples/warden.toml"), dir.join("warden.toml")).unwrap();
-    for (name, text) in agents {
-        std::fs::write(dir.join(format!("agents/{name}.env")), text).unwrap();
-    }
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    Site {
-        config: dir.join("warden.toml"),
-        dir,
-        root,
-        _tmp: tmp,
-    }
+    let toml = std::fs::read_to_string(support::example_config()).unwrap();
+    Site::new(&toml, agents).with_ifaces("igb0")
 }
 
 const ATLAS: &str = "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git,db\n";
@@ -36,39 +18,8 @@ const CLAWDIE: &str =
     "AGENT_NAME=clawdie\nAGENT_SUBNET_BASE=192.168.72\nWARDEN_ROLES=llama-cpp\nLLAMA_MODEL=m.gguf\n";
 
 impl Site {
-    fn warden(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("warden").unwrap();
-        let fakes = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd");
-        let path = format!(
-            "{}:{}",
-            fakes.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        c.env("PATH", path)
-            .env("FAKEBSD_ROOT", &self.root)
-            .env("FAKEBSD_IFACES", "igb0")
-            .env_remove("FAKEBSD_FAIL")
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .arg("--root")
-            .arg(&self.root);
-        c
-    }
-    fn apply(&self) -> String {
-        let a = self.warden(&["apply", "--yes"]).assert();
-        let text = out(&a);
-        a.success();
-        text
-    }
     fn plan(&self) -> String {
         out(&self.warden(&["plan"]).assert().success())
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root.join("var/log/fakebsd.log")).unwrap_or_default()
-    }
-    fn clear_log(&self) {
-        let _ = std::fs::remove_file(self.root.join("var/log/fakebsd.log"));
     }
     fn jail_conf(&self, jail: &str) -> PathBuf {
         self.root
@@ -83,19 +34,10 @@ impl Site {
     }
 }
 
-fn out(a: &assert_cmd::assert::Assert) -> String {
-    let o = a.get_output();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn the_db_jail_gets_sysvshm_before_its_template_starts_postgresql() {
     let s = site(&[("atlas", ATLAS)]);
-    s.apply();
+    s.applied();
     let conf = std::fs::read_to_string(s.jail_conf("atlasdb")).unwrap();
     assert!(conf.contains("  sysvshm = new;"), "{conf}");
     let set = s.at("MUT bastille config atlasdb set sysvshm new");
@@ -123,7 +65,7 @@ fn the_db_jail_gets_sysvshm_before_its_template_starts_postgresql() {
 #[test]
 fn a_db_jail_without_sysvshm_is_restarted_with_it_and_the_plan_says_why() {
     let s = site(&[("atlas", ATLAS)]);
-    s.apply();
+    s.applied();
     // A database jail made before warden set the parameter.
     let conf = s.jail_conf("atlasdb");
     let text = std::fs::read_to_string(&conf).unwrap();
@@ -141,7 +83,7 @@ fn a_db_jail_without_sysvshm_is_restarted_with_it_and_the_plan_says_why() {
         "{json}"
     );
     s.clear_log();
-    s.apply();
+    s.applied();
     let set = s.at("MUT bastille config atlasdb set sysvshm new");
     let restart = s.at("MUT bastille restart atlasdb");
     assert!(set < restart, "{}", s.log());
@@ -151,7 +93,7 @@ fn a_db_jail_without_sysvshm_is_restarted_with_it_and_the_plan_says_why() {
 #[test]
 fn devfs_rules_are_loaded_before_the_gpu_jail_starts() {
     let s = site(&[("clawdie", CLAWDIE)]);
-    s.apply();
+    s.applied();
     let load = s.at("MUT service devfs restart");
     let create = s.at("MUT bastille create -B -g 192.168.72.1 clawdiellm");
     let template = s.at("MUT bastille template clawdiellm");
@@ -164,11 +106,11 @@ fn devfs_rules_are_loaded_before_the_gpu_jail_starts() {
 #[test]
 fn changed_devfs_rules_reload_and_restart_the_jail_that_uses_them() {
     let s = site(&[("clawdie", CLAWDIE)]);
-    s.apply();
+    s.applied();
     // The operator's template override adds a rule to the GPU ruleset.
-    let overrides = s.dir.join("overrides/templates");
+    let overrides = s.dir().join("overrides/templates");
     std::fs::create_dir_all(&overrides).unwrap();
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/devfs.rules.tera");
+    let base = support::crate_dir().join("templates/devfs.rules.tera");
     let tera = std::fs::read_to_string(base).unwrap();
     std::fs::write(
         overrides.join("devfs.rules.tera"),
@@ -178,7 +120,7 @@ fn changed_devfs_rules_reload_and_restart_the_jail_that_uses_them() {
         ),
     )
     .unwrap();
-    let tdir = s.dir.join("overrides");
+    let tdir = s.dir().join("overrides");
     let tdir = tdir.to_str().unwrap();
     let plan = out(&s.warden(&["--templates", tdir, "plan"]).assert().success());
     assert!(plan.contains("~ block:/etc/devfs.rules"), "{plan}");
@@ -207,15 +149,13 @@ fn changed_devfs_rules_reload_and_restart_the_jail_that_uses_them() {
 #[test]
 fn bridge_filtering_sysctls_are_set_live_and_at_boot_and_pf_names_the_agents_users() {
     let s = site(&[("atlas", ATLAS), ("clawdie", CLAWDIE)]);
-    s.apply();
+    s.applied();
     let sysctl = |name: &str| {
-        let o = std::process::Command::new(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd/sysctl"),
-        )
-        .args(["-n", name])
-        .env("FAKEBSD_ROOT", &s.root)
-        .output()
-        .unwrap();
+        let o = std::process::Command::new(support::fakebsd_dir().join("sysctl"))
+            .args(["-n", name])
+            .env("FAKEBSD_ROOT", &s.root)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
     assert_eq!(sysctl("net.link.bridge.pfil_member"), "1");
@@ -234,7 +174,7 @@ fn bridge_filtering_sysctls_are_set_live_and_at_boot_and_pf_names_the_agents_use
         s.log()
     );
     // Someone turns filtering on the bridge off: the plan shows it, apply restores it.
-    std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd/sysctl"))
+    std::process::Command::new(support::fakebsd_dir().join("sysctl"))
         .arg("net.link.bridge.pfil_bridge=0")
         .env("FAKEBSD_ROOT", &s.root)
         .output()
@@ -246,7 +186,7 @@ fn bridge_filtering_sysctls_are_set_live_and_at_boot_and_pf_names_the_agents_use
         ),
         "{plan}"
     );
-    s.apply();
+    s.applied();
     assert_eq!(sysctl("net.link.bridge.pfil_bridge"), "1");
     s.warden(&["plan", "--detailed-exitcode"]).assert().code(0);
 }
@@ -273,7 +213,7 @@ fn plan_says_which_model_file_is_missing_and_where_to_put_it() {
 #[test]
 fn the_llama_jail_runs_warden_s_own_rc_script_as_a_user_in_group_video() {
     let s = site(&[("clawdie", CLAWDIE)]);
-    s.apply();
+    s.applied();
     let jail = s.root.join("usr/local/bastille/jails/clawdiellm/root");
     let rc = jail.join("usr/local/etc/rc.d/warden_llama");
     let mode =

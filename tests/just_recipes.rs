@@ -1,52 +1,43 @@
 //! The Justfile's recipes, run with real `just` on the simulated FreeBSD host.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
+use support::Site;
+
+mod support;
+
+/// warden's steps, each with its `setup-STEP` recipe.
+const STEPS: [&str; 9] = [
+    "network",
+    "git",
+    "cms",
+    "db",
+    "llama-cpp",
+    "ollama",
+    "soul",
+    "service",
+    "vm",
+];
 
 fn just() -> Option<PathBuf> {
-    match which::which("just") {
-        Ok(p) => Some(p),
-        Err(_) => {
-            assert!(
-                std::env::var("WARDEN_REQUIRE_TOOLS").is_err(),
-                "just is required: pip install rust-just"
-            );
-            eprintln!("skipping: just not installed");
-            None
-        }
-    }
+    support::optional_tool("just", "pip install rust-just")
+        .then(|| which::which("just").expect("just is on PATH"))
 }
 
-#[test]
-fn setup_recipes_drive_warden_step_by_step() {
-    let Some(just) = just() else { return };
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("config");
-    std::fs::create_dir_all(config.join("agents")).unwrap();
-    std::fs::write(config.join("warden.toml"), "ext_if = \"em0\"\n").unwrap();
-    std::fs::write(
-        config.join("agents/atlas.env"),
-        "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git,db\n",
-    )
-    .unwrap();
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    let path = format!(
-        "{}:{}",
-        crate_dir.join("tests/fakebsd").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let run = |args: &[&str]| {
-        let out = Command::new(&just)
+impl Site {
+    /// `just ARGS` with warden's Justfile, driving this site's fleet and host; the
+    /// exit status and the output.
+    fn just(&self, just: &PathBuf, args: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new(just)
             .arg("--justfile")
-            .arg(crate_dir.join("Justfile"))
+            .arg(support::crate_dir().join("Justfile"))
             .args(args)
             .env("WARDEN", env!("CARGO_BIN_EXE_warden"))
-            .env("WARDEN_CONFIG", config.join("warden.toml"))
-            .env("WARDEN_ROOT", &root)
-            .env("FAKEBSD_ROOT", &root)
-            .env("PATH", &path)
+            .env("WARDEN_CONFIG", &self.config)
+            .env("WARDEN_ROOT", &self.root)
+            .env("FAKEBSD_ROOT", &self.root)
+            .env("PATH", support::fake_path())
+            .stdin(std::process::Stdio::null())
             .output()
             .unwrap();
         let text = format!(
@@ -55,8 +46,21 @@ fn setup_recipes_drive_warden_step_by_step() {
             String::from_utf8_lossy(&out.stderr)
         );
         (out.status.code(), text)
-    };
-    let log = || std::fs::read_to_string(root.join("var/log/fakebsd.log")).unwrap_or_default();
+    }
+}
+
+#[test]
+fn setup_recipes_drive_warden_step_by_step() {
+    let Some(just) = just() else { return };
+    let s = Site::new(
+        "ext_if = \"em0\"\n",
+        &[(
+            "atlas",
+            "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git,db\n",
+        )],
+    );
+    let run = |args: &[&str]| s.just(&just, args);
+    let log = || s.log();
 
     let (code, text) = run(&["plan"]);
     assert_eq!(code, Some(0), "{text}");
@@ -127,88 +131,42 @@ fn setup_recipes_drive_warden_step_by_step() {
 #[test]
 fn every_recipe_takes_options_with_and_without_a_double_dash() {
     let Some(just) = just() else { return };
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let summary = Command::new(&just)
         .arg("--justfile")
-        .arg(crate_dir.join("Justfile"))
+        .arg(support::crate_dir().join("Justfile"))
         .arg("--summary")
         .output()
         .unwrap();
     let summary = String::from_utf8_lossy(&summary.stdout).into_owned();
     let recipes: Vec<&str> = summary.split_whitespace().collect();
-    for step in [
-        "network",
-        "git",
-        "cms",
-        "db",
-        "llama-cpp",
-        "ollama",
-        "soul",
-        "service",
-        "vm",
-    ] {
+    for step in STEPS {
         let recipe = format!("setup-{step}");
         assert!(recipes.contains(&recipe.as_str()), "{recipe} in {summary}");
     }
     assert!(recipes.contains(&"destroy"), "{summary}");
 
-    let path = format!(
-        "{}:{}",
-        crate_dir.join("tests/fakebsd").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     for dashes in [false, true] {
-        let tmp = tempfile::tempdir().unwrap();
-        let config = tmp.path().join("config");
-        std::fs::create_dir_all(config.join("agents")).unwrap();
-        std::fs::write(config.join("warden.toml"), "").unwrap();
-        std::fs::write(
-            config.join("agents/atlas.env"),
-            "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git,db,ollama\n",
-        )
-        .unwrap();
-        let root = tmp.path().join("root");
-        std::fs::create_dir_all(&root).unwrap();
+        let s = Site::new(
+            "",
+            &[(
+                "atlas",
+                "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git,db,ollama\n",
+            )],
+        );
         let run = |recipe: &[&str]| {
             let mut args: Vec<&str> = recipe.to_vec();
             if dashes {
                 args.push("--");
             }
             args.push("--yes");
-            let out = Command::new(&just)
-                .arg("--justfile")
-                .arg(crate_dir.join("Justfile"))
-                .args(&args)
-                .env("WARDEN", env!("CARGO_BIN_EXE_warden"))
-                .env("WARDEN_CONFIG", config.join("warden.toml"))
-                .env("WARDEN_ROOT", &root)
-                .env("FAKEBSD_ROOT", &root)
-                .env("PATH", &path)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert_eq!(out.status.code(), Some(0), "just {args:?}: {text}");
+            let (code, text) = s.just(&just, &args);
+            assert_eq!(code, Some(0), "just {args:?}: {text}");
             text
         };
-        for step in [
-            "network",
-            "git",
-            "cms",
-            "db",
-            "llama-cpp",
-            "ollama",
-            "soul",
-            "service",
-            "vm",
-        ] {
+        for step in STEPS {
             run(&[&format!("setup-{step}")]);
         }
-        let log = std::fs::read_to_string(root.join("var/log/fakebsd.log")).unwrap();
+        let log = s.log();
         for jail in ["atlasgit", "atlasdb", "atlasoll"] {
             assert!(
                 log.contains(&format!("bastille create -B -g 10.0.1.1 {jail}")),
@@ -220,6 +178,6 @@ fn every_recipe_takes_options_with_and_without_a_double_dash() {
         assert!(text.contains("No changes"), "{text}");
         let text = run(&["destroy", "atlas"]);
         assert!(text.contains("- jail:atlasgit"), "{text}");
-        assert!(!root.join("usr/local/etc/rc.d/atlas").exists());
+        assert!(!s.root.join("usr/local/etc/rc.d/atlas").exists());
     }
 }

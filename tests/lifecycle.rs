@@ -2,110 +2,21 @@
 //! Each feature: converge, a second apply changes nothing, removal converges, and a
 //! failure in the middle leaves the host as it was until the next apply.
 
-use assert_cmd::Command;
-use std::path::{Path, PathBuf};
+use support::{out, Site};
 
 mod support;
 
-struct Site {
-    _tmp: tempfile::TempDir,
-    config: PathBuf,
-    root: PathBuf,
-}
-
-fn fakebsd_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
-/// The example fleet without soul bundles (no git needed), and an empty root.
-fn site() -> Site {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("config");
-    copy_dir(&support::crate_dir().join("examples"), &config);
-    for agent in ["atlas", "clawdie"] {
-        let p = config.join(format!("agents/{agent}.env"));
-        let text = std::fs::read_to_string(&p).unwrap();
-        let kept: String = text
-            .lines()
-            .filter(|l| !l.starts_with("SOUL_"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        std::fs::write(&p, kept).unwrap();
-    }
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    Site {
-        config: config.join("warden.toml"),
-        root,
-        _tmp: tmp,
-    }
-}
-
 impl Site {
-    fn warden(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("warden").unwrap();
-        let path = format!(
-            "{}:{}",
-            fakebsd_dir().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        c.env("PATH", path)
-            .env("FAKEBSD_ROOT", &self.root)
-            .env("FAKEBSD_IFACES", "igb0")
-            .env_remove("FAKEBSD_FAIL")
-            .env_remove("RUST_LOG")
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .arg("--root")
-            .arg(&self.root);
-        c
-    }
-    fn apply(&self) -> assert_cmd::assert::Assert {
-        self.warden(&["apply", "--yes"]).assert()
-    }
     fn no_changes(&self) {
         self.clear_log();
         let text = out(&self.apply().success());
         assert!(text.contains("No changes."), "{text}");
         assert_eq!(self.mutating_calls(), Vec::<String>::new());
-        self.warden(&["plan", "--detailed-exitcode"])
-            .assert()
-            .code(0);
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root.join("var/log/fakebsd.log")).unwrap_or_default()
-    }
-    fn clear_log(&self) {
-        let _ = std::fs::remove_file(self.root.join("var/log/fakebsd.log"));
-    }
-    fn mutating_calls(&self) -> Vec<String> {
-        self.log()
-            .lines()
-            .filter(|l| l.starts_with("MUT"))
-            .map(str::to_string)
-            .collect()
+        self.converged();
     }
     /// Set (or with `None`, remove) a key in an agent's manifest.
     fn set_key(&self, agent: &str, key: &str, value: Option<&str>) {
-        let p = self
-            .config
-            .parent()
-            .unwrap()
-            .join(format!("agents/{agent}.env"));
+        let p = self.dir().join(format!("agents/{agent}.env"));
         let text = std::fs::read_to_string(&p).unwrap();
         let mut kept: String = text
             .lines()
@@ -129,15 +40,6 @@ impl Site {
     }
 }
 
-fn out(a: &assert_cmd::assert::Assert) -> String {
-    let o = a.get_output();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 const RDR_CMS: &str = "rdr on igb0 inet proto tcp from any to (igb0) port 8443 -> 10.0.1.3 port 80";
 const PASS_CMS: &str =
     "pass in quick on igb0 inet proto tcp from any to 10.0.1.3 port 80 keep state";
@@ -145,7 +47,7 @@ const RDR_GIT: &str = "rdr on igb0 inet proto tcp from any to (igb0) port 2222 -
 
 #[test]
 fn exposed_ports_converge_both_ways_and_a_refused_load_keeps_the_old_rules() {
-    let s = site();
+    let s = Site::examples_without_souls();
     s.set_key("atlas", "EXPOSE", Some("cms:8443:80"));
     s.apply().success();
     assert!(s.loaded_nat().contains(RDR_CMS), "{}", s.loaded_nat());
@@ -191,16 +93,10 @@ fn exposed_ports_converge_both_ways_and_a_refused_load_keeps_the_old_rules() {
 
 #[test]
 fn a_host_port_forwarded_twice_is_refused_with_both_places() {
-    let s = site();
+    let s = Site::examples_without_souls();
     s.set_key("atlas", "EXPOSE", Some("cms:8443:80"));
     s.set_key("clawdie", "EXPOSE", Some("git:8443:22,git:8443:53/udp"));
-    let text = out(&Command::cargo_bin("warden")
-        .unwrap()
-        .arg("--config")
-        .arg(&s.config)
-        .arg("check")
-        .assert()
-        .code(1));
+    let text = out(&s.warden_plain(&["check"]).assert().code(1));
     assert!(
         text.contains("clawdie.env:")
             && text.contains(

@@ -1,6 +1,19 @@
 //! `warden man --out DIR`: one page per command, every page it refers to exists,
 //! and each has the sections an operator looks for.
 
+/// The sections every page has, warden(8) and each warden-COMMAND(8).
+const SECTIONS: [&str; 9] = [
+    ".SH NAME",
+    ".SH SYNOPSIS",
+    ".SH DESCRIPTION",
+    ".SH OPTIONS",
+    ".SH \"EXIT STATUS\"",
+    ".SH \"ENVIRONMENT\"",
+    ".SH \"FILES\"",
+    ".SH \"EXAMPLES\"",
+    ".SH \"SEE ALSO\"",
+];
+
 #[test]
 fn man_out_writes_one_page_per_command_with_the_usual_sections() {
     let dir = tempfile::tempdir().unwrap();
@@ -34,17 +47,7 @@ fn man_out_writes_one_page_per_command_with_the_usual_sections() {
             main.contains(&format!("warden\\-{cmd}(8)")),
             "warden(8) refers to warden-{cmd}(8)"
         );
-        for sect in [
-            ".SH NAME",
-            ".SH SYNOPSIS",
-            ".SH DESCRIPTION",
-            ".SH OPTIONS",
-            ".SH \"EXIT STATUS\"",
-            ".SH \"ENVIRONMENT\"",
-            ".SH \"FILES\"",
-            ".SH \"EXAMPLES\"",
-            ".SH \"SEE ALSO\"",
-        ] {
+        for sect in SECTIONS {
             assert!(page.contains(sect), "{cmd}: {sect}\n{page}");
         }
         // The examples are of this command.
@@ -69,19 +72,11 @@ fn man_out_writes_one_page_per_command_with_the_usual_sections() {
             );
         }
     }
-    for sect in [
-        ".SH NAME",
-        ".SH SYNOPSIS",
-        ".SH DESCRIPTION",
-        ".SH OPTIONS",
-        ".SH \"EXIT STATUS\"",
-        ".SH \"ENVIRONMENT\"",
-        ".SH \"FILES\"",
-        ".SH \"EXAMPLES\"",
+    for sect in SECTIONS.into_iter().chain([
         ".SH \"MANIFEST KEYS\"",
         "AGENT_SUBNET_BASE",
         "devfs_ruleset_base",
-    ] {
+    ]) {
         assert!(main.contains(sect), "{sect}");
     }
     let plan = std::fs::read_to_string(dir.path().join("warden-plan.8")).unwrap();

@@ -4,129 +4,14 @@
 
 mod support;
 
-use assert_cmd::Command;
-use std::path::{Path, PathBuf};
-
-fn fakebsd_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd")
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let ok = std::process::Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "git {args:?}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
-/// The example fleet (atlas and clawdie in jails, hermes in a VM) with its soul
-/// bundles as git repositories, and an empty target root.
-struct Site {
-    config: PathBuf,
-    root: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-fn site() -> Site {
-    let tmp = tempfile::tempdir().unwrap();
-    let base = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = tmp.path().join("config");
-    copy_dir(&base.join("examples"), &config);
-    for soul in ["example", "atlas"] {
-        let dir = tmp.path().join("souls").join(soul);
-        copy_dir(&base.join("souls").join(soul), &dir);
-        git(&dir, &["init", "-q", "-b", "main"]);
-        git(&dir, &["add", "-A"]);
-        git(&dir, &["commit", "-q", "-m", "soul"]);
-    }
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    Site {
-        config: config.join("warden.toml"),
-        root,
-        _tmp: tmp,
-    }
-}
-
-impl Site {
-    fn warden(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("warden").unwrap();
-        let path = format!(
-            "{}:{}",
-            fakebsd_dir().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        c.env("PATH", path)
-            .env("FAKEBSD_ROOT", &self.root)
-            .env("FAKEBSD_IFACES", "igb0")
-            .env_remove("FAKEBSD_FAIL")
-            .env_remove("FAKEBSD_KILL_AFTER")
-            .env_remove("FAKEBSD_DELAY_BASTILLE")
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .arg("--root")
-            .arg(&self.root);
-        c
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root.join("var/log/fakebsd.log")).unwrap_or_default()
-    }
-    fn jail_exists(&self, name: &str) -> bool {
-        self.root
-            .join(format!("usr/local/bastille/jails/{name}/jail.conf"))
-            .exists()
-    }
-    fn converged(&self) {
-        self.warden(&["plan", "--detailed-exitcode"])
-            .assert()
-            .code(0);
-    }
-}
-
-fn out(a: &assert_cmd::assert::Assert) -> String {
-    let o = a.get_output();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn require_git() -> bool {
-    if which::which("git").is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var("WARDEN_REQUIRE_TOOLS").is_err(),
-        "git is required: apt-get install git"
-    );
-    eprintln!("skipping: git not installed");
-    false
-}
+use support::{out, require_git, Site};
 
 #[test]
 fn one_jail_failing_to_be_created_leaves_the_other_agents_converged() {
     if !require_git() {
         return;
     }
-    let s = site();
+    let s = Site::examples();
     let failed = s
         .warden(&["apply", "--yes", "--jobs", "4"])
         .env("FAKEBSD_FAIL", "bastille create * atlasdb *")
@@ -199,7 +84,7 @@ fn kill_9_with_several_jails_in_flight_then_apply_converges() {
     }
     // Where the jail and VM stage starts: the number of mutating calls the
     // host-wide changes (made one after another) take in a full run.
-    let probe = site();
+    let probe = Site::examples();
     probe.warden(&["apply", "--yes"]).assert().success();
     let host_wide = probe
         .log()
@@ -208,7 +93,7 @@ fn kill_9_with_several_jails_in_flight_then_apply_converges() {
         .position(|l| l.starts_with("MUT bastille create") || l.starts_with("MUT vm create"))
         .expect("the run creates jails");
 
-    let s = site();
+    let s = Site::examples();
     // Slow creates and templates keep several in flight; the fifth call of the
     // jail stage kills warden (the first four changes started at once make at
     // least five: three creates, vm create and vm start).
@@ -227,14 +112,7 @@ fn kill_9_with_several_jails_in_flight_then_apply_converges() {
     support::wait_for_orphans(&s.root);
     // A create in flight may die with warden (SIGPIPE on its output pipe), as on a
     // host: its jail is then made again by the re-apply, once; a finished one never.
-    let jails = [
-        "atlasgit",
-        "atlascms",
-        "atlasdb",
-        "clawdiegit",
-        "clawdiedb",
-        "clawdiellm",
-    ];
+    let jails = support::EXAMPLE_JAILS;
     let made = support::jails_made(&s.root, &jails);
     let logged = s.log().lines().count();
 
@@ -251,7 +129,7 @@ fn kill_9_with_several_jails_in_flight_then_apply_converges() {
 
 #[test]
 fn jobs_out_of_range_is_refused_before_anything_changes() {
-    let s = site();
+    let s = Site::examples();
     let text = out(&s
         .warden(&["apply", "--yes", "--jobs", "0"])
         .assert()

@@ -2,65 +2,14 @@
 //! reason, `--json` carries the values, colour only on a terminal, notes on stderr,
 //! a saved plan is applied without a second question, a cancelled destroy says so.
 
-use assert_cmd::Command;
-use std::path::{Path, PathBuf};
+use support::Site;
 
-struct Site {
-    _tmp: tempfile::TempDir,
-    config: PathBuf,
-    root: PathBuf,
-}
+mod support;
 
 const ATLAS: &str = "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git\n";
 
 fn site() -> Site {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("config");
-    std::fs::create_dir_all(config.join("agents")).unwrap();
-    std::fs::write(config.join("warden.toml"), "ext_if = \"em0\"\n").unwrap();
-    std::fs::write(config.join("agents/atlas.env"), ATLAS).unwrap();
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    Site {
-        config: config.join("warden.toml"),
-        root,
-        _tmp: tmp,
-    }
-}
-
-fn path_with_fakebsd() -> String {
-    format!(
-        "{}:{}",
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fakebsd")
-            .display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
-}
-
-impl Site {
-    fn warden(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("warden").unwrap();
-        c.env("PATH", path_with_fakebsd())
-            .env("FAKEBSD_ROOT", &self.root)
-            .env_remove("NO_COLOR")
-            .env_remove("RUST_LOG")
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .arg("--root")
-            .arg(&self.root);
-        c
-    }
-    fn manifest(&self, text: &str) {
-        std::fs::write(self.config.parent().unwrap().join("agents/atlas.env"), text).unwrap();
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root.join("var/log/fakebsd.log")).unwrap_or_default()
-    }
-    fn clear_log(&self) {
-        let _ = std::fs::remove_file(self.root.join("var/log/fakebsd.log"));
-    }
+    Site::new("ext_if = \"em0\"\n", &[("atlas", ATLAS)])
 }
 
 fn stdout(a: &assert_cmd::assert::Assert) -> String {
@@ -74,9 +23,10 @@ fn stderr(a: &assert_cmd::assert::Assert) -> String {
 fn changing_agent_command_plans_the_restart_apply_does() {
     let s = site();
     s.warden(&["apply", "--yes"]).assert().success();
-    s.manifest(&format!(
-        "{ATLAS}AGENT_COMMAND=\"/usr/local/bin/agent-runtime --fast\"\n"
-    ));
+    s.manifest(
+        "atlas",
+        &format!("{ATLAS}AGENT_COMMAND=\"/usr/local/bin/agent-runtime --fast\"\n"),
+    );
     let plan = stdout(&s.warden(&["plan"]).assert().success());
     assert!(
         plan.contains("~ service:atlas  (restart: run script changed)"),
@@ -95,9 +45,12 @@ fn changing_agent_command_plans_the_restart_apply_does() {
     );
 
     // A display-only change reaches the env file: the restart says so.
-    s.manifest(&format!(
+    s.manifest(
+        "atlas",
+        &format!(
         "{ATLAS}AGENT_COMMAND=\"/usr/local/bin/agent-runtime --fast\"\nASSISTANT_NAME=Navigator\n"
-    ));
+    ),
+    );
     let plan = stdout(&s.warden(&["plan"]).assert().success());
     assert!(
         plan.contains("~ service:atlas  (restart: env file changed, rc.d script changed)"),
@@ -186,7 +139,7 @@ fn in_terminal(s: &Site, args: &str, no_color: bool) -> Option<String> {
     );
     let mut c = std::process::Command::new("script");
     c.args(["-qec", &cmd, "/dev/null"])
-        .env("PATH", path_with_fakebsd())
+        .env("PATH", support::fake_path())
         .env("FAKEBSD_ROOT", &s.root)
         .env_remove("RUST_LOG")
         .env("TERM", "xterm");
@@ -217,7 +170,10 @@ fn colour_on_a_terminal_only() {
 
     // Updates are yellow, destroys red.
     s.warden(&["apply", "--yes"]).assert().success();
-    s.manifest(&format!("{ATLAS}AGENT_COMMAND=/usr/local/bin/other\n"));
+    s.manifest(
+        "atlas",
+        &format!("{ATLAS}AGENT_COMMAND=/usr/local/bin/other\n"),
+    );
     let tty = in_terminal(&s, "plan", false).unwrap();
     assert!(
         tty.contains("\x1b[33m~ file:/usr/local/libexec/warden/atlas-run\x1b[0m"),
@@ -227,7 +183,10 @@ fn colour_on_a_terminal_only() {
         tty.contains("\x1b[33m~ service:atlas\x1b[0m  (restart"),
         "{tty:?}"
     );
-    s.manifest(&ATLAS.replace("WARDEN_ROLES=git", "WARDEN_ROLES=db"));
+    s.manifest(
+        "atlas",
+        &ATLAS.replace("WARDEN_ROLES=git", "WARDEN_ROLES=db"),
+    );
     let tty = in_terminal(&s, "plan", false).unwrap();
     assert!(tty.contains("\x1b[31m- jail:atlasgit\x1b[0m"), "{tty:?}");
 }
@@ -236,9 +195,10 @@ fn colour_on_a_terminal_only() {
 fn notes_go_to_stderr() {
     let s = site();
     // A loader.conf change is noted; stdout holds only the plan.
-    s.manifest(&format!(
-        "{ATLAS}DEPLOY_MODE=bhyve\nVM_GPU_PASSTHRU=2/0/0\n"
-    ));
+    s.manifest(
+        "atlas",
+        &format!("{ATLAS}DEPLOY_MODE=bhyve\nVM_GPU_PASSTHRU=2/0/0\n"),
+    );
     let a = s.warden(&["plan"]).assert().success();
     assert!(
         stderr(&a).contains("Note: /boot/loader.conf"),
@@ -288,7 +248,7 @@ fn status_after_a_failed_apply_is_unhealthy() {
     let s = site();
     s.warden(&["apply", "--yes"]).assert().success();
     s.warden(&["status"]).assert().code(0);
-    s.manifest(&format!("{ATLAS}ASSISTANT_NAME=Navigator\n"));
+    s.manifest("atlas", &format!("{ATLAS}ASSISTANT_NAME=Navigator\n"));
     s.warden(&["apply", "--yes"])
         .env("FAKEBSD_FAIL", "service atlas restart")
         .assert()

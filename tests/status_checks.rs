@@ -1,61 +1,19 @@
 //! `warden status` checks what matters inside the jails (one `bastille cmd` per
 //! jail), and `--watch` refreshes.
 
-use assert_cmd::Command;
-use std::path::{Path, PathBuf};
+use support::Site;
 
-struct Site {
-    _tmp: tempfile::TempDir,
-    config: PathBuf,
-    root: PathBuf,
-}
+mod support;
 
+/// atlas with a jail of every kind that has a service to check.
 fn site() -> Site {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("config");
-    std::fs::create_dir_all(config.join("agents")).unwrap();
-    std::fs::write(config.join("warden.toml"), "").unwrap();
-    std::fs::write(
-        config.join("agents/atlas.env"),
-        "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git,cms,db,ollama\n",
+    Site::new(
+        "",
+        &[(
+            "atlas",
+            "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git,cms,db,ollama\n",
+        )],
     )
-    .unwrap();
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    Site {
-        config: config.join("warden.toml"),
-        root,
-        _tmp: tmp,
-    }
-}
-
-fn path() -> String {
-    format!(
-        "{}:{}",
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fakebsd")
-            .display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
-}
-
-impl Site {
-    fn warden(&self, args: &[&str]) -> Command {
-        let mut c = Command::cargo_bin("warden").unwrap();
-        c.env("PATH", path())
-            .env("FAKEBSD_ROOT", &self.root)
-            .env_remove("FAKEBSD_FAIL")
-            .env_remove("RUST_LOG")
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .arg("--root")
-            .arg(&self.root);
-        c
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root.join("var/log/fakebsd.log")).unwrap_or_default()
-    }
 }
 
 fn stdout(a: &assert_cmd::assert::Assert) -> String {
@@ -66,7 +24,7 @@ fn stdout(a: &assert_cmd::assert::Assert) -> String {
 fn status_checks_the_service_inside_each_jail_once() {
     let s = site();
     s.warden(&["apply", "--yes"]).assert().success();
-    let _ = std::fs::remove_file(s.root.join("var/log/fakebsd.log"));
+    s.clear_log();
     let text = stdout(&s.warden(&["status"]).assert().code(0));
     for line in [
         "postgresql accepting connections in atlasdb",
@@ -123,7 +81,7 @@ fn status_watch_refreshes_until_interrupted() {
     let s = site();
     s.warden(&["apply", "--yes"]).assert().success();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-        .env("PATH", path())
+        .env("PATH", support::fake_path())
         .env("FAKEBSD_ROOT", &s.root)
         .arg("--config")
         .arg(&s.config)

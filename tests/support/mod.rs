@@ -147,6 +147,16 @@ pub fn wait_for_orphans(root: &Path) {
     }
 }
 
+/// The jails of the example fleet's jail agents (atlas, clawdie).
+pub const EXAMPLE_JAILS: [&str; 6] = [
+    "atlasgit",
+    "atlascms",
+    "atlasdb",
+    "clawdiegit",
+    "clawdiedb",
+    "clawdiellm",
+];
+
 /// The jails among `jails` that Bastille lists on the simulated host under `root`:
 /// those with a `jail.conf` (Bastille's `list jails`). A create killed half-way
 /// leaves a directory without one, which Bastille does not count as a jail.
@@ -179,5 +189,262 @@ pub fn assert_created_once_more(log: &str, logged: usize, jails: &[&str], made: 
             n, want,
             "{j} created {n} time(s) by the re-apply (made before: {made:?}):\n{log}"
         );
+    }
+}
+
+// ---------------------------------------------------------------- the simulated host
+
+/// tests/fakebsd: the simulated FreeBSD userland.
+pub fn fakebsd_dir() -> PathBuf {
+    crate_dir().join("tests/fakebsd")
+}
+
+/// `PATH` with the simulated FreeBSD tools first, then the caller's.
+pub fn fake_path() -> String {
+    format!(
+        "{}:{}",
+        fakebsd_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// Run git in `dir` as a fixed author; the test fails if git does.
+pub fn git(dir: &Path, args: &[&str]) {
+    let st = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "warden")
+        .env("GIT_AUTHOR_EMAIL", "warden@example.org")
+        .env("GIT_COMMITTER_NAME", "warden")
+        .env("GIT_COMMITTER_EMAIL", "warden@example.org")
+        .status()
+        .expect("git runs");
+    assert!(st.success(), "git {args:?}");
+}
+
+/// Copy the directories and regular files under `from` to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// Whether git is there (see [`optional_tool`]).
+pub fn require_git() -> bool {
+    optional_tool("git", "apt-get install git")
+}
+
+/// A finished command's stdout then stderr, as text.
+pub fn out(a: &assert_cmd::assert::Assert) -> String {
+    let o = a.get_output();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A file's text, empty if it is missing or unreadable.
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// A fleet repository (`warden.toml`, `agents/`) and an empty simulated FreeBSD
+/// root, side by side in a temporary directory.
+pub struct Site {
+    pub tmp: tempfile::TempDir,
+    /// The fleet repository's `warden.toml`.
+    pub config: PathBuf,
+    /// The simulated host's `/`.
+    pub root: PathBuf,
+    /// The host's network interfaces (`FAKEBSD_IFACES`); the fake's default (em0)
+    /// when `None`.
+    ifaces: Option<&'static str>,
+}
+
+impl Site {
+    /// A fleet repository with `warden.toml` holding `toml` and these agents'
+    /// manifests (`(NAME, TEXT)`).
+    pub fn new(toml: &str, agents: &[(&str, &str)]) -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("config");
+        std::fs::create_dir_all(dir.join("agents")).unwrap();
+        std::fs::write(dir.join("warden.toml"), toml).unwrap();
+        for (name, text) in agents {
+            std::fs::write(dir.join(format!("agents/{name}.env")), text).unwrap();
+        }
+        Site::in_tmp(tmp, None)
+    }
+
+    /// `examples/` as the fleet repository (atlas and clawdie in jails, hermes in a
+    /// VM; the host has igb0), with its soul bundles beside it as git repositories
+    /// (`SOUL_REPO=../../souls/NAME`). Needs git.
+    pub fn examples() -> Site {
+        let s = Site::examples_with_plain_souls();
+        s.git_souls();
+        s
+    }
+
+    /// `examples/` and `souls/` laid out as in warden's repository, as in a plain
+    /// checkout: no git anywhere.
+    pub fn examples_with_plain_souls() -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_dir(&crate_dir().join("examples"), &tmp.path().join("config"));
+        let s = Site::in_tmp(tmp, Some("igb0"));
+        s.add_souls();
+        s
+    }
+
+    /// Copy the example soul bundles (`example`, `atlas`) to [`Site::souls`].
+    pub fn add_souls(&self) {
+        for soul in ["example", "atlas"] {
+            copy_dir(
+                &crate_dir().join("souls").join(soul),
+                &self.souls().join(soul),
+            );
+        }
+    }
+
+    /// Make each soul bundle under [`Site::souls`] a git repository with one commit.
+    pub fn git_souls(&self) {
+        for soul in ["example", "atlas"] {
+            let dir = self.souls().join(soul);
+            git(&dir, &["init", "-q", "-b", "main"]);
+            git(&dir, &["add", "-A"]);
+            git(&dir, &["commit", "-q", "-m", "soul"]);
+        }
+    }
+
+    /// `examples/` as the fleet repository with every `SOUL_*` line taken out of
+    /// its jail agents (no git needed).
+    pub fn examples_without_souls() -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = tmp.path().join("config");
+        copy_dir(&crate_dir().join("examples"), &config);
+        for agent in ["atlas", "clawdie"] {
+            let p = config.join(format!("agents/{agent}.env"));
+            let kept: String = read(&p)
+                .lines()
+                .filter(|l| !l.starts_with("SOUL_"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            std::fs::write(&p, kept).unwrap();
+        }
+        Site::in_tmp(tmp, Some("igb0"))
+    }
+
+    fn in_tmp(tmp: tempfile::TempDir, ifaces: Option<&'static str>) -> Site {
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        Site {
+            config: tmp.path().join("config/warden.toml"),
+            root,
+            tmp,
+            ifaces,
+        }
+    }
+
+    /// The host has these interfaces (`FAKEBSD_IFACES`, space-separated).
+    pub fn with_ifaces(mut self, ifaces: &'static str) -> Site {
+        self.ifaces = Some(ifaces);
+        self
+    }
+
+    /// The fleet repository's directory.
+    pub fn dir(&self) -> &Path {
+        self.config.parent().unwrap()
+    }
+
+    /// Where the examples' soul bundles are (`souls/NAME`).
+    pub fn souls(&self) -> PathBuf {
+        self.tmp.path().join("souls")
+    }
+
+    /// Write (or replace) `agents/NAME.env`.
+    pub fn manifest(&self, name: &str, text: &str) {
+        std::fs::write(self.dir().join(format!("agents/{name}.env")), text).unwrap();
+    }
+
+    /// `warden --config CONFIG ARGS --root ROOT`, with the simulated tools on
+    /// PATH and no fault injection, log filter or colour setting from the caller.
+    pub fn warden(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut c = self.warden_plain(args);
+        c.env("PATH", fake_path())
+            .env("FAKEBSD_ROOT", &self.root)
+            .arg("--root")
+            .arg(&self.root);
+        match self.ifaces {
+            Some(i) => c.env("FAKEBSD_IFACES", i),
+            None => c.env_remove("FAKEBSD_IFACES"),
+        };
+        c
+    }
+
+    /// `warden --config CONFIG ARGS`, for commands that only read the fleet.
+    pub fn warden_plain(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut c = assert_cmd::Command::new(env!("CARGO_BIN_EXE_warden"));
+        for v in [
+            "FAKEBSD_FAIL",
+            "FAKEBSD_KILL_AFTER",
+            "FAKEBSD_DELAY_BASTILLE",
+            "RUST_LOG",
+            "NO_COLOR",
+        ] {
+            c.env_remove(v);
+        }
+        c.arg("--config").arg(&self.config).args(args);
+        c
+    }
+
+    /// `warden apply --yes`.
+    pub fn apply(&self) -> assert_cmd::assert::Assert {
+        self.warden(&["apply", "--yes"]).assert()
+    }
+
+    /// `warden apply --yes`, which must succeed; its output.
+    pub fn applied(&self) -> String {
+        let a = self.apply();
+        let text = out(&a);
+        a.success();
+        text
+    }
+
+    /// The plan is empty (`plan --detailed-exitcode` exits 0).
+    pub fn converged(&self) {
+        self.warden(&["plan", "--detailed-exitcode"])
+            .assert()
+            .code(0);
+    }
+
+    /// Every command the simulated tools ran, one per line (`RO|MUT argv`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("var/log/fakebsd.log")).unwrap_or_default()
+    }
+
+    pub fn clear_log(&self) {
+        let _ = std::fs::remove_file(self.root.join("var/log/fakebsd.log"));
+    }
+
+    /// The logged commands that change the host.
+    pub fn mutating_calls(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.starts_with("MUT"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Whether Bastille lists the jail (it has a `jail.conf`).
+    pub fn jail_exists(&self, name: &str) -> bool {
+        self.root
+            .join(format!("usr/local/bastille/jails/{name}/jail.conf"))
+            .exists()
     }
 }
