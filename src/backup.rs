@@ -24,10 +24,11 @@
 //!
 //! A jail's tree is the jail's: root inside it may have planted symbolic links
 //! anywhere under `/usr/local/bastille/jails/NAME/root`, so warden never reads or
-//! writes repositories and site content through that path. `tar` runs inside the
-//! jail (`bastille cmd`), streaming the archive to and from warden on standard
-//! output and input; the host only lists the stream's member names
-//! ([`jail_members_ok`]) and stores it.
+//! writes repositories, site content or dumps through that path. `tar`, `pg_dump`
+//! and `pg_restore` run inside the jail (`bastille cmd`), streaming to and from
+//! warden on standard output and input; of a jail's tar stream the host only lists
+//! the member names ([`jail_members_ok`]) and stores it.
+//!
 //! Archives are built and read with the system `tar` (base system on FreeBSD),
 //! through [`Host::run`], with argument vectors only.
 
@@ -48,8 +49,6 @@ use std::path::{Path, PathBuf};
 pub const FORMAT: u32 = 1;
 /// Name of the manifest inside an archive.
 pub const MANIFEST: &str = "MANIFEST.json";
-/// Directory inside a database jail where dumps are written and read.
-pub const JAIL_BACKUP_DIR: &str = "/var/db/warden/backup";
 /// The largest `MANIFEST.json` a restore reads.
 const MANIFEST_MAX: u64 = 1 << 20;
 
@@ -254,27 +253,14 @@ pub trait DbDumper {
 }
 
 /// The production [`DbDumper`]: `pg_dump`/`pg_restore` run inside the database jail
-/// with `bastille cmd`, as the `postgres` superuser, through a file in the jail's
-/// [`JAIL_BACKUP_DIR`] (read and written from the host side, then removed).
+/// with `bastille cmd`, as the `postgres` superuser, the dump streamed on their
+/// standard output and input: the host never reads or writes in the jail's tree.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BastilleDumper;
 
-impl BastilleDumper {
-    /// The dump file as the jail sees it and as the host sees it.
-    fn paths(cfg: &Config, db: &DbTarget) -> (String, String, String) {
-        let root = format!("{}/jails/{}/root", cfg.host.bastille_prefix, db.jail);
-        let inside = format!("{JAIL_BACKUP_DIR}/{}.dump", db.database);
-        (
-            format!("{root}{JAIL_BACKUP_DIR}"),
-            inside.clone(),
-            format!("{root}{inside}"),
-        )
-    }
-
-    fn require_running(host: &dyn Host, db: &DbTarget, file: &str) -> Result<(), BackupError> {
-        require_running(host, db.agent, db.jail, "database jail", file)
-    }
-}
+/// How every `pg_dump -Fc` archive starts (PostgreSQL's pg_backup_archiver.c writes
+/// "PGDMP" first).
+const PG_DUMP_MAGIC: &[u8] = b"PGDMP";
 
 /// The jail must run: `bastille cmd` on a stopped jail prints an error and exits 0
 /// without running anything (cmd.sh: `error_continue`).
@@ -304,16 +290,15 @@ impl DbDumper for BastilleDumper {
     fn dump(
         &self,
         host: &dyn Host,
-        cfg: &Config,
+        _cfg: &Config,
         db: &DbTarget,
         dest: &Path,
     ) -> Result<(), BackupError> {
         check_db_target(db)?;
-        let (dir, inside, on_host) = Self::paths(cfg, db);
-        Self::require_running(host, db, &on_host)?;
-        make_private_dir(&host.local(&dir)).map_err(io_err(db.agent, &dir))?;
-        // A stale dump must never pass for a fresh one.
-        host.remove(&on_host).map_err(host_err(db.agent))?;
+        let file = format!("{}:{}", db.jail, db.database);
+        require_running(host, db.agent, db.jail, "database jail", &file)?;
+        let stream = dest.with_extension("stream");
+        write_private(&stream, b"").map_err(io_err(db.agent, &stream.display().to_string()))?;
         let result = (|| {
             let argv = vec![
                 s("bastille"),
@@ -323,62 +308,62 @@ impl DbDumper for BastilleDumper {
                 s("-U"),
                 s("postgres"),
                 s("-Fc"),
-                s("-f"),
-                inside.clone(),
                 s(db.database),
             ];
-            let out = host.run(&argv).map_err(host_err(db.agent))?;
-            check_output(db.agent, &on_host, &argv, &out)?;
-            let Some(bytes) = host.read(&on_host).map_err(host_err(db.agent))? else {
+            let out = host
+                .run_io(&argv, None, Some(&stream))
+                .map_err(host_err(db.agent))?;
+            check_output(db.agent, &file, &argv, &out)?;
+            strip_header(&stream, dest, &cmd_header(db.jail))
+                .map_err(io_err(db.agent, &dest.display().to_string()))?;
+            let mut head = Vec::new();
+            std::fs::File::open(dest)
+                .and_then(|f| f.take(PG_DUMP_MAGIC.len() as u64).read_to_end(&mut head))
+                .map_err(io_err(db.agent, &dest.display().to_string()))?;
+            if head != PG_DUMP_MAGIC {
                 return Err(BackupError::Database {
                     agent: db.agent.into(),
-                    file: on_host.clone(),
+                    file: file.clone(),
                     message: format!(
                         "pg_dump in jail {} exited 0 but wrote no dump of {}",
                         db.jail, db.database
                     ),
                 });
-            };
-            write_private(dest, &bytes).map_err(io_err(db.agent, &dest.display().to_string()))
+            }
+            Ok(())
         })();
-        let removed = host.remove(&on_host).map_err(host_err(db.agent));
-        result.and(removed)
+        let _ = std::fs::remove_file(&stream);
+        result
     }
 
     fn restore(
         &self,
         host: &dyn Host,
-        cfg: &Config,
+        _cfg: &Config,
         db: &DbTarget,
         src: &Path,
     ) -> Result<(), BackupError> {
         check_db_target(db)?;
-        let (dir, inside, on_host) = Self::paths(cfg, db);
-        Self::require_running(host, db, &on_host)?;
-        let bytes = std::fs::read(src).map_err(io_err(db.agent, &src.display().to_string()))?;
-        make_private_dir(&host.local(&dir)).map_err(io_err(db.agent, &dir))?;
-        host.write_atomic(&on_host, &bytes, 0o600, 0, 0)
+        let file = format!("{}:{}", db.jail, db.database);
+        require_running(host, db.agent, db.jail, "database jail", &file)?;
+        // pg_restore reads the archive from standard input when given no file.
+        let argv = vec![
+            s("bastille"),
+            s("cmd"),
+            s(db.jail),
+            s("pg_restore"),
+            s("-U"),
+            s("postgres"),
+            s("--clean"),
+            s("--if-exists"),
+            s("--single-transaction"),
+            s("-d"),
+            s(db.database),
+        ];
+        let out = host
+            .run_io(&argv, Some(src), None)
             .map_err(host_err(db.agent))?;
-        let result = (|| {
-            let argv = vec![
-                s("bastille"),
-                s("cmd"),
-                s(db.jail),
-                s("pg_restore"),
-                s("-U"),
-                s("postgres"),
-                s("--clean"),
-                s("--if-exists"),
-                s("--single-transaction"),
-                s("-d"),
-                s(db.database),
-                inside.clone(),
-            ];
-            let out = host.run(&argv).map_err(host_err(db.agent))?;
-            check_output(db.agent, &on_host, &argv, &out)
-        })();
-        let removed = host.remove(&on_host).map_err(host_err(db.agent));
-        result.and(removed)
+        check_output(db.agent, &file, &argv, &out)
     }
 }
 
@@ -1166,15 +1151,11 @@ fn restore_soul(
         check_output(agent, file, &argv, &out)
     };
     for leftover in [&fresh, &old] {
-        if host.local(leftover).symlink_metadata().is_ok() {
+        if host.meta(leftover).is_some() {
             run(vec![s("rm"), s("-rf"), host.arg_path(leftover)], leftover)?;
         }
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(host.local(&fresh))
-        .map_err(io_err(agent, &fresh))?;
+    host.make_dir(&fresh, 0o700).map_err(host_err(agent))?;
     run(
         vec![
             s("tar"),
@@ -1196,16 +1177,15 @@ fn restore_soul(
         ],
         soul_dir,
     )?;
-    let current = host.local(soul_dir);
-    let had = current.symlink_metadata().is_ok();
+    let had = host.meta(soul_dir).is_some();
     if had {
-        std::fs::rename(&current, host.local(&old)).map_err(io_err(agent, soul_dir))?;
+        host.rename(soul_dir, &old).map_err(host_err(agent))?;
     }
-    if let Err(e) = std::fs::rename(host.local(&fresh), &current) {
+    if let Err(e) = host.rename(&fresh, soul_dir) {
         if had {
-            let _ = std::fs::rename(host.local(&old), &current);
+            let _ = host.rename(&old, soul_dir);
         }
-        return Err(io_err(agent, soul_dir)(e));
+        return Err(host_err(agent)(e));
     }
     if had {
         run(vec![s("rm"), s("-rf"), host.arg_path(&old)], &old)?;
@@ -1356,15 +1336,6 @@ fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
         .open(path)?;
     f.write_all(content)?;
     f.sync_all()
-}
-
-/// A directory only root may enter.
-fn make_private_dir(path: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
 }
 
 /// A new private directory, removed with everything in it when dropped.

@@ -18,23 +18,17 @@
 
 use crate::config::HostConfig;
 use crate::manifest::{AgentSpec, VmSpec};
+use crate::templates::Templates;
 use std::collections::HashMap;
 use tera::{Context, Tera, Value};
 
-/// The vm-bhyve template (`$vm_dir/.templates/warden-NAME.conf`).
-pub const VM_CONF_TEMPLATE: &str = include_str!("../templates/bhyve/vm.conf.tera");
+/// The vm-bhyve template (`$vm_dir/.templates/warden-NAME.conf`), by its name in
+/// `templates::EMBEDDED` (overridable with `--templates DIR` like every other).
+pub const VM_CONF_TEMPLATE: &str = "templates/bhyve/vm.conf.tera";
 /// The nuageinit user-data (`#cloud-config`).
-pub const USER_DATA_TEMPLATE: &str = include_str!("../templates/bhyve/user-data.tera");
+pub const USER_DATA_TEMPLATE: &str = "templates/bhyve/user-data.tera";
 /// The NoCloud meta-data.
-pub const META_DATA_TEMPLATE: &str = include_str!("../templates/bhyve/meta-data.tera");
-
-/// The templates by the names they would have in `templates::EMBEDDED` (their paths in
-/// the source tree).
-pub const TEMPLATES: &[(&str, &str)] = &[
-    ("templates/bhyve/vm.conf.tera", VM_CONF_TEMPLATE),
-    ("templates/bhyve/user-data.tera", USER_DATA_TEMPLATE),
-    ("templates/bhyve/meta-data.tera", META_DATA_TEMPLATE),
-];
+pub const META_DATA_TEMPLATE: &str = "templates/bhyve/meta-data.tera";
 
 /// Where the guest keeps warden's configuration.
 pub const GUEST_CONFIG: &str = "/usr/local/etc/warden/warden.toml";
@@ -58,13 +52,6 @@ pub const PPTDEVS_VARS: [&str; 3] = ["pptdevs", "pptdevs2", "pptdevs3"];
 /// longest interface name FreeBSD allows), longer names get a random bridgeN.
 pub const SWITCH_MAX: usize = 12;
 
-/// Add the bhyve templates and their filters to a tera instance (for
-/// `templates::Templates`; the filters alone are in [`register_filters`]).
-pub fn register(tera: &mut Tera) -> tera::Result<()> {
-    register_filters(tera);
-    tera.add_raw_templates(TEMPLATES.iter().copied())
-}
-
 /// The filters the bhyve templates use: `vmq` (a vm-bhyve config value) and `yq` (a
 /// YAML scalar both PyYAML and nuageinit read the same way).
 pub fn register_filters(tera: &mut Tera) {
@@ -72,23 +59,9 @@ pub fn register_filters(tera: &mut Tera) {
     tera.register_filter("yq", yq_filter);
 }
 
-/// A tera instance set up like `templates::Templates` (no autoescape, `sh` filter)
-/// holding only the bhyve templates.
-fn tera() -> Result<Tera, String> {
-    let mut t = Tera::default();
-    t.autoescape_on(vec![]);
-    t.register_filter("sh", |v: &Value, _: &HashMap<String, Value>| {
-        Ok(Value::String(crate::templates::sh_quote(&value_str(v))))
-    });
-    register(&mut t).map_err(|e| crate::templates::error_chain(&e))?;
-    Ok(t)
-}
-
-fn render(name: &str, ctx: serde_json::Value) -> Result<String, String> {
+fn render(t: &Templates, name: &str, ctx: serde_json::Value) -> Result<String, String> {
     let ctx = Context::from_value(ctx).map_err(|e| crate::templates::error_chain(&e))?;
-    tera()?
-        .render(name, &ctx)
-        .map_err(|e| format!("template {name}: {}", crate::templates::error_chain(&e)))
+    t.render(name, &ctx).map_err(|e| e.to_string())
 }
 
 fn value_str(v: &Value) -> String {
@@ -342,7 +315,12 @@ pub fn create_argv(
 /// /boot, which ties the guest's release to the host's) and GPUs passed through expect
 /// firmware that initialises them. It needs the host package bhyve-firmware
 /// (/usr/local/share/uefi-firmware/BHYVE_UEFI.fd).
-pub fn vm_template(agent: &AgentSpec, vm: &VmSpec, cfg: &HostConfig) -> Result<String, String> {
+pub fn vm_template(
+    t: &Templates,
+    agent: &AgentSpec,
+    vm: &VmSpec,
+    cfg: &HostConfig,
+) -> Result<String, String> {
     check_switch_name(&cfg.bhyve.switch)?;
     check_vm_name(&agent.name)?;
     for (key, v) in [("VM_MEMORY", &vm.memory), ("VM_DISK", &vm.disk)] {
@@ -365,7 +343,8 @@ pub fn vm_template(agent: &AgentSpec, vm: &VmSpec, cfg: &HostConfig) -> Result<S
         .map(|(b, s, f)| format!("{b}/{s}/{f}"))
         .collect();
     render(
-        "templates/bhyve/vm.conf.tera",
+        t,
+        VM_CONF_TEMPLATE,
         serde_json::json!({
             "name": agent.name,
             "template": template_name(agent),
@@ -436,6 +415,7 @@ pub fn guest_warden_toml(host: &HostConfig) -> Result<String, String> {
 /// the seed (`/dev/iso9660/cidata`) when the guest has none, so the caller copies it into
 /// the VM's `.cloud-init` directory before the first `vm start`.
 pub fn cloud_init_user_data(
+    t: &Templates,
     agent: &AgentSpec,
     manifest_text: &str,
     warden_toml: &str,
@@ -471,7 +451,8 @@ pub fn cloud_init_user_data(
         format!("/usr/local/bin/warden apply --yes --config {GUEST_CONFIG}"),
     ];
     render(
-        "templates/bhyve/user-data.tera",
+        t,
+        USER_DATA_TEMPLATE,
         serde_json::json!({
             "name": name,
             "packages": GUEST_PACKAGES,
@@ -484,10 +465,11 @@ pub fn cloud_init_user_data(
 /// NoCloud meta-data: `instance-id` and `local-hostname`. With `vm create -C` vm-bhyve
 /// writes its own (the VM's uuid as instance-id); this one is for a seed warden builds
 /// itself or `vm configure NAME meta-data`.
-pub fn cloud_init_meta_data(agent: &AgentSpec) -> Result<String, String> {
+pub fn cloud_init_meta_data(t: &Templates, agent: &AgentSpec) -> Result<String, String> {
     check_vm_name(&agent.name)?;
     render(
-        "templates/bhyve/meta-data.tera",
+        t,
+        META_DATA_TEMPLATE,
         serde_json::json!({
             "name": agent.name,
             "instance_id": format!("warden-{}", agent.name),
@@ -671,7 +653,7 @@ mod tests {
     #[test]
     fn template_has_the_keys_vm_bhyve_reads() {
         let (a, vm) = vmagent();
-        let t = vm_template(&a, &vm, &HostConfig::default()).unwrap();
+        let t = vm_template(&tpl(), &a, &vm, &HostConfig::default()).unwrap();
         for line in [
             "loader=\"uefi\"",
             "cpu=\"4\"",
@@ -704,7 +686,7 @@ mod tests {
         let crate::manifest::DeployMode::Bhyve(vm) = &a.deploy else {
             panic!()
         };
-        let t = vm_template(&a, vm, &HostConfig::default()).unwrap();
+        let t = vm_template(&tpl(), &a, vm, &HostConfig::default()).unwrap();
         assert!(!t.lines().any(|l| l.starts_with("passthru")), "{t}");
         assert!(t.ends_with("virt_random=\"yes\"\n"), "{t}");
     }
@@ -714,7 +696,9 @@ mod tests {
         let (a, vm) = vmagent();
         let mut cfg = HostConfig::default();
         cfg.bhyve.switch = "averylongswitch".into();
-        assert!(vm_template(&a, &vm, &cfg).unwrap_err().contains("12"));
+        assert!(vm_template(&tpl(), &a, &vm, &cfg)
+            .unwrap_err()
+            .contains("12"));
     }
 
     #[test]
@@ -751,7 +735,7 @@ mod tests {
         let (a, _) = vmagent();
         let manifest = "AGENT_NAME=vmagent\nAGENT_SUBNET_BASE=10.0.1\nDEPLOY_MODE=bhyve\n";
         let toml = "ext_if = \"vtnet0\"\n# \"quotes\" and \\ backslashes survive\n";
-        let ud = cloud_init_user_data(&a, manifest, toml).unwrap();
+        let ud = cloud_init_user_data(&tpl(), &a, manifest, toml).unwrap();
         assert!(ud.starts_with("#cloud-config\n"), "{ud}");
         assert!(
             !ud.lines().any(|l| l.trim().is_empty()),
@@ -775,8 +759,8 @@ mod tests {
     #[test]
     fn user_data_refuses_secrets() {
         let (a, _) = vmagent();
-        let err =
-            cloud_init_user_data(&a, "AGENT_NAME=vmagent\nOPENAI_API_KEY=sk\n", "").unwrap_err();
+        let err = cloud_init_user_data(&tpl(), &a, "AGENT_NAME=vmagent\nOPENAI_API_KEY=sk\n", "")
+            .unwrap_err();
         assert!(err.contains("OPENAI_API_KEY"), "{err}");
     }
 
@@ -784,7 +768,7 @@ mod tests {
     fn meta_data() {
         let (a, _) = vmagent();
         assert_eq!(
-            cloud_init_meta_data(&a).unwrap(),
+            cloud_init_meta_data(&tpl(), &a).unwrap(),
             "# NoCloud meta-data for agent vmagent, rendered by warden.\ninstance-id: \"warden-vmagent\"\nlocal-hostname: \"vmagent\"\n"
         );
     }
@@ -878,14 +862,8 @@ mod tests {
         assert_eq!(c.host.agents_dir, "agents");
     }
 
-    #[test]
-    fn register_adds_templates_and_filters() {
-        let mut t = Tera::default();
-        register(&mut t).unwrap();
-        let names: Vec<&str> = t.get_template_names().collect();
-        for (n, _) in TEMPLATES {
-            assert!(names.contains(n), "{n}");
-        }
+    fn tpl() -> Templates {
+        Templates::embedded().unwrap()
     }
 }
 

@@ -1,6 +1,6 @@
 //! Small pieces the command line needs: confirmation, plan files, history output.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, UsageError};
 use crate::plan::Filter;
 use crate::resource::Step;
 use crate::state::{self, RunRecord};
@@ -77,8 +77,12 @@ pub struct SavedPlan {
 
 /// Read a plan written by `plan --out`.
 pub fn read_planfile(path: &Path) -> Result<SavedPlan> {
-    let bad =
-        |why: String| Error::Other(format!("{}: not a warden plan file: {why}", path.display()));
+    let bad = |why: String| {
+        Error::from(UsageError::PlanFile {
+            path: path.display().to_string(),
+            why,
+        })
+    };
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     if v["format_version"] != "1" {

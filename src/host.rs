@@ -21,12 +21,22 @@ impl Output {
     }
 }
 
-/// Mode and numeric owner of a file.
+/// What a path names; a final symlink is not followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// Mode, numeric owner and kind of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileMeta {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    pub kind: FileKind,
 }
 
 /// Failures touching the host.
@@ -96,6 +106,42 @@ pub trait Host: Sync {
         gid: u32,
     ) -> Result<(), HostError>;
     fn remove(&self, p: &str) -> Result<(), HostError>;
+    /// Make a directory and its missing parents (created with `mode` too); the
+    /// directory gets `mode` even if it was there.
+    fn make_dir(&self, p: &str, mode: u32) -> Result<(), HostError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let path = self.local(p);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(&path)
+            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)))
+            .map_err(|e| io(&path, e))
+    }
+    /// Rename within the target (same file system: atomic).
+    fn rename(&self, from: &str, to: &str) -> Result<(), HostError> {
+        let (a, b) = (self.local(from), self.local(to));
+        std::fs::rename(&a, &b).map_err(|e| io(&a, e))
+    }
+    /// Remove a directory tree warden made (a staging copy, a refused checkout).
+    /// Symlinks inside are removed, never followed; a missing path is no error.
+    fn remove_tree(&self, p: &str) -> Result<(), HostError> {
+        let path = self.local(p);
+        let result = match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+            Ok(m) if m.file_type().is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+        };
+        result.map_err(|e| io(&path, e))
+    }
+    /// Copy a tree of the operator's repository (`from`, a local path) into the new
+    /// directory `to` on the target: directories 0755, files 0644 (0755 when
+    /// executable), symlinks as they are, owned by warden's user (root).
+    fn copy_tree_in(&self, from: &Path, to: &str) -> Result<(), HostError> {
+        let dest = self.local(to);
+        crate::soulcopy::copy_tree(from, &dest).map_err(|e| io(&dest, e))
+    }
     /// Number of commands run so far.
     fn spawned(&self) -> usize;
     /// Hold the commands run from now on to this limit.
@@ -164,10 +210,20 @@ impl Host for LocalHost {
 
     fn meta(&self, p: &str) -> Option<FileMeta> {
         let m = std::fs::symlink_metadata(self.local(p)).ok()?;
+        let t = m.file_type();
         Some(FileMeta {
             mode: m.permissions().mode() & 0o7777,
             uid: m.uid(),
             gid: m.gid(),
+            kind: if t.is_symlink() {
+                FileKind::Symlink
+            } else if t.is_dir() {
+                FileKind::Dir
+            } else if t.is_file() {
+                FileKind::File
+            } else {
+                FileKind::Other
+            },
         })
     }
 

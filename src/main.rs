@@ -1,9 +1,9 @@
 //! The warden command line. Only wiring: the work lives in the library.
 
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use warden::error::Error;
+use warden::error::{Error, UsageError};
 use warden::host::{Host, LocalHost};
 use warden::plan::{DataPolicy, Filter};
 use warden::progress::Console;
@@ -39,96 +39,51 @@ struct Cli {
     command: Command,
 }
 
+/// The target machine: `--root`, shared by every command that reads or changes it.
+#[derive(Args)]
+struct Target {
+    /// Target root: the host's files are under DIR (default: the live system, /);
+    /// commands run on the machine warden runs on.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    root: PathBuf,
+}
+
+/// Which part of the plan: `--step` and `--agent`, shared by plan and apply.
+#[derive(Args)]
+struct Selection {
+    /// Limit to a step (repeatable).
+    #[arg(long = "step", value_name = "STEP", value_enum)]
+    steps: Vec<Step>,
+    /// Limit to this agent (repeatable), with the host-wide resources it needs.
+    #[arg(long = "agent", value_name = "NAME")]
+    agents: Vec<String>,
+}
+
+/// How a change is run: `--yes` and `--jobs`, shared by apply and destroy.
+#[derive(Args)]
+struct Running {
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+    /// Run at most N changes at once (default: `jobs` in warden.toml, else 8).
+    #[arg(long, value_name = "N", value_parser = parse_jobs)]
+    jobs: Option<usize>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Validate the manifests and report every problem at once.
     Check,
     /// Write every rendered file under DIR, laid out as on the host.
-    Render {
-        /// Directory to write the rendered files into (created if missing).
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-    },
+    Render(RenderArgs),
     /// Show what apply would change on the target. Never writes anything.
-    Plan {
-        /// Target root: warden reads files under DIR (default: the live system).
-        #[arg(long, default_value = "/", value_name = "DIR")]
-        root: PathBuf,
-        /// Print the stable machine format.
-        #[arg(long)]
-        json: bool,
-        /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
-        #[arg(long)]
-        detailed_exitcode: bool,
-        /// Also write the plan's machine format to FILE.
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// Limit to a step (repeatable).
-        #[arg(long = "step", value_name = "STEP", value_enum)]
-        steps: Vec<Step>,
-        /// Limit to one agent's resources and the host-wide ones it needs.
-        #[arg(long = "agent", value_name = "NAME")]
-        agents: Vec<String>,
-    },
+    Plan(PlanArgs),
     /// Make the target match the manifests, changing only what differs.
-    Apply {
-        /// Target root: warden reads and writes files under DIR (default: the live system).
-        #[arg(long, default_value = "/", value_name = "DIR")]
-        root: PathBuf,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        yes: bool,
-        /// Limit to a step (repeatable).
-        #[arg(long = "step", value_name = "STEP", value_enum)]
-        steps: Vec<Step>,
-        /// Limit to this agent (repeatable), with the host-wide resources it needs.
-        #[arg(long = "agent", value_name = "NAME")]
-        agents: Vec<String>,
-        /// A plan written by `plan --out`: apply exactly that plan, or refuse if stale.
-        #[arg(value_name = "PLANFILE")]
-        planfile: Option<PathBuf>,
-        /// Run at most N changes at once (default: `jobs` in warden.toml, else 8).
-        #[arg(long, value_name = "N", value_parser = parse_jobs)]
-        jobs: Option<usize>,
-        /// Run changes marked `(deletes data)`: destroy jails of dropped roles or
-        /// removed agents, with their data, and the removed agents' homes.
-        #[arg(long)]
-        allow_data_loss: bool,
-    },
+    Apply(ApplyArgs),
     /// Remove one agent: service, files, jails, alias and PF entries.
-    Destroy {
-        /// Target root: warden reads and writes files under DIR (default: the live system).
-        #[arg(long, default_value = "/", value_name = "DIR")]
-        root: PathBuf,
-        /// The agent to remove (repeatable).
-        #[arg(long = "agent", value_name = "NAME", required = true)]
-        agents: Vec<String>,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        yes: bool,
-        /// Also remove the data: the agent's jails (databases, repositories, site),
-        /// user, home, soul checkout and VM disk. Without it they are kept (jails
-        /// stopped).
-        #[arg(long)]
-        purge: bool,
-        /// Run at most N changes at once (default: `jobs` in warden.toml, else 8).
-        #[arg(long, value_name = "N", value_parser = parse_jobs)]
-        jobs: Option<usize>,
-        /// With --purge: do not take a backup of the agent first.
-        #[arg(long, requires = "purge")]
-        no_backup: bool,
-        /// With --purge: where the backup goes (a host path, under --root).
-        #[arg(long, value_name = "DIR", default_value = "/var/backups/warden")]
-        backup_to: String,
-    },
+    Destroy(DestroyArgs),
     /// Scaffold agents/NAME.env with the next free subnet and every key documented.
-    Init {
-        /// The new agent's name: lowercase letters and digits, starting with a letter.
-        name: String,
-        /// First three octets of the agent's /24 (default: the next free 10.0.N).
-        #[arg(long, value_name = "BASE")]
-        subnet: Option<String>,
-    },
+    Init(InitArgs),
     /// Soul bundles.
     Soul {
         #[command(subcommand)]
@@ -136,69 +91,14 @@ enum Command {
     },
     /// Is each agent up: service, jails, gateway alias, PF table, soul, last run.
     /// Exit 0 when all are healthy, 3 when something is down, 1 on error.
-    Status {
-        /// Target root: warden reads and writes files under DIR (default: the live system).
-        #[arg(long, default_value = "/", value_name = "DIR")]
-        root: PathBuf,
-        /// Only this agent (repeatable).
-        #[arg(long = "agent", value_name = "NAME")]
-        agents: Vec<String>,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Check again every SECONDS (default 5) until interrupted.
-        #[arg(
-            long,
-            value_name = "SECONDS",
-            num_args = 0..=1,
-            default_missing_value = "5",
-            value_parser = clap::value_parser!(u64).range(1..)
-        )]
-        watch: Option<u64>,
-    },
+    Status(StatusArgs),
     /// Archive an agent's databases (pg_dump in its database jail), git jail
     /// repositories, CMS content, env file, rc.d script and soul checkout into
     /// TO/NAME-TIMESTAMP.tar.xz with a manifest of checksums.
-    Backup {
-        /// Target root: warden reads and writes files under DIR (default: the live system).
-        #[arg(long, default_value = "/", value_name = "DIR")]
-        root: PathBuf,
-        /// The agent to back up.
-        #[arg(
-            long,
-            value_name = "NAME",
-            required_unless_present = "all",
-            conflicts_with = "all"
-        )]
-        agent: Option<String>,
-        /// Every agent, one archive each.
-        #[arg(long)]
-        all: bool,
-        /// Directory the archives are written to (created if missing).
-        #[arg(long, value_name = "DIR")]
-        to: PathBuf,
-        /// Afterwards keep only the newest N archives of each agent backed up.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-        keep: Option<u64>,
-    },
+    Backup(BackupArgs),
     /// Restore an agent from a backup archive. Every checksum is verified before
     /// anything on the host changes; the service is stopped and started around it.
-    Restore {
-        /// Target root: warden reads and writes files under DIR (default: the live system).
-        #[arg(long, default_value = "/", value_name = "DIR")]
-        root: PathBuf,
-        /// The agent to restore.
-        #[arg(long, value_name = "NAME")]
-        agent: String,
-        /// The archive written by `warden backup`.
-        archive: PathBuf,
-        /// Verify the archive completely and say what it would restore; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        yes: bool,
-    },
+    Restore(RestoreArgs),
     /// Checks across the hosts of a fleet repository (hosts/HOSTNAME/warden.toml).
     Fleet {
         #[command(subcommand)]
@@ -211,24 +111,162 @@ enum Command {
     },
     /// Print the warden(8) manual page, or write every page (warden.8 and one
     /// warden-COMMAND.8 per command) into a directory.
-    Man {
-        /// Write every page into DIR (e.g. /usr/local/man/man8) instead of
-        /// printing warden(8).
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-    },
+    Man(ManArgs),
     /// Show the latest apply runs from the state DB.
-    History {
-        /// Target root: warden reads and writes files under DIR (default: the live system).
-        #[arg(long, default_value = "/", value_name = "DIR")]
-        root: PathBuf,
-        /// How many runs to show, newest first.
-        #[arg(long, default_value_t = 20)]
-        limit: u32,
-        /// Print the runs as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    History(HistoryArgs),
+}
+
+#[derive(Args)]
+struct RenderArgs {
+    /// Directory to write the rendered files into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    select: Selection,
+    /// Print the stable machine format.
+    #[arg(long)]
+    json: bool,
+    /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
+    #[arg(long)]
+    detailed_exitcode: bool,
+    /// Also write the plan's machine format to FILE.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ApplyArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    select: Selection,
+    #[command(flatten)]
+    running: Running,
+    /// A plan written by `plan --out`: apply exactly that plan, or refuse if stale.
+    #[arg(value_name = "PLANFILE")]
+    planfile: Option<PathBuf>,
+    /// Run changes marked `(deletes data)`: destroy jails of dropped roles or
+    /// removed agents, with their data, and the removed agents' homes.
+    #[arg(long)]
+    allow_data_loss: bool,
+}
+
+#[derive(Args)]
+struct DestroyArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The agent to remove (repeatable).
+    #[arg(long = "agent", value_name = "NAME", required = true)]
+    agents: Vec<String>,
+    #[command(flatten)]
+    running: Running,
+    /// Also remove the data: the agent's jails (databases, repositories, site),
+    /// user, home, soul checkout and VM disk. Without it they are kept (jails
+    /// stopped).
+    #[arg(long)]
+    purge: bool,
+    /// With --purge: do not take a backup of the agent first.
+    #[arg(long, requires = "purge")]
+    no_backup: bool,
+    /// With --purge: where the backup goes (a host path, under --root).
+    #[arg(long, value_name = "DIR", default_value = "/var/backups/warden")]
+    backup_to: String,
+}
+
+#[derive(Args)]
+struct InitArgs {
+    /// The new agent's name: lowercase letters and digits, starting with a letter.
+    name: String,
+    /// First three octets of the agent's /24 (default: the next free 10.0.N).
+    #[arg(long, value_name = "BASE")]
+    subnet: Option<String>,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Only this agent (repeatable).
+    #[arg(long = "agent", value_name = "NAME")]
+    agents: Vec<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Check again every SECONDS (default 5) until interrupted.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        num_args = 0..=1,
+        default_missing_value = "5",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    watch: Option<u64>,
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The agent to back up.
+    #[arg(
+        long,
+        value_name = "NAME",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    agent: Option<String>,
+    /// Every agent, one archive each.
+    #[arg(long)]
+    all: bool,
+    /// Directory the archives are written to (created if missing).
+    #[arg(long, value_name = "DIR")]
+    to: PathBuf,
+    /// Afterwards keep only the newest N archives of each agent backed up.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    keep: Option<u64>,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The agent to restore.
+    #[arg(long, value_name = "NAME")]
+    agent: String,
+    /// The archive written by `warden backup`.
+    archive: PathBuf,
+    /// Verify the archive completely and say what it would restore; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+}
+
+#[derive(Args)]
+struct ManArgs {
+    /// Write every page into DIR (e.g. /usr/local/man/man8) instead of
+    /// printing warden(8).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct HistoryArgs {
+    #[command(flatten)]
+    target: Target,
+    /// How many runs to show, newest first.
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    /// Print the runs as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -301,469 +339,432 @@ fn main() -> ExitCode {
     }
 }
 
+/// What every command gets: the global options, with the templates loaded.
+struct Ctx {
+    config: PathBuf,
+    templates: Templates,
+}
+
+impl Ctx {
+    /// warden.toml and every manifest, checked together.
+    fn load(&self) -> Result<(warden::config::Config, warden::fleet::Fleet), Error> {
+        workflow::load(&self.config)
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode, Error> {
-    let templates = Templates::with_overrides(cli.templates.as_deref())?;
+    let ctx = Ctx {
+        templates: Templates::with_overrides(cli.templates.as_deref())?,
+        config: cli.config,
+    };
     match cli.command {
-        Command::Check => {
-            let (_, fleet) = workflow::load(&cli.config)?;
-            println!("{} agent manifest(s) are valid.", fleet.agents.len());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Render { out } => {
-            let (cfg, fleet) = workflow::load(&cli.config)?;
-            let n = workflow::render_to(&cfg, &fleet, &templates, &out)?;
-            println!("Rendered {n} files under {}.", out.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Plan {
-            root,
-            json,
-            detailed_exitcode,
-            out,
-            steps,
-            agents,
-        } => {
-            let (cfg, fleet) = workflow::load(&cli.config)?;
-            for a in &agents {
-                if fleet.get(a).is_none() {
-                    return Err(Error::Other(format!(
-                        "--agent {a}: no such agent in the manifests"
-                    )));
-                }
-            }
-            let host = LocalHost::with_timeouts(&root, cfg.host.timeouts);
-            let filter = Filter { steps, agents };
-            let planned = workflow::plan(&cfg, &fleet, &host, &templates, &filter)?;
-            eprint!("{}", plan::notes_text(&planned.plan));
-            if json {
-                print!("{}", plan::json(&planned.plan, &filter));
-            } else {
-                print!(
-                    "{}",
-                    plan::human_styled(&planned.plan, plan::Style::stdout())
-                );
-            }
-            if let Some(path) = out {
-                std::fs::write(&path, plan::json(&planned.plan, &filter))
-                    .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
-            }
-            Ok(if detailed_exitcode && !planned.plan.is_empty() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
-        Command::Apply {
-            root,
-            yes,
-            steps,
-            agents,
-            planfile,
-            jobs,
-            allow_data_loss,
-        } => {
-            let (cfg, fleet) = workflow::load(&cli.config)?;
-            let mut req = workflow::ApplyRequest {
-                filter: Filter { steps, agents },
-                yes,
-                command: "apply".into(),
-                style: plan::Style::stdout(),
-                jobs,
-                data: if allow_data_loss {
-                    DataPolicy::Delete
-                } else {
-                    DataPolicy::Ask
-                },
-                ..Default::default()
-            };
-            if let Some(pf) = planfile {
-                let saved = cli_support::read_planfile(&pf)?;
-                req.filter = saved.filter;
-                req.expected_plan = Some(saved.digest);
-                // The operator reviewed that plan; apply refuses it if it is stale.
-                req.yes = true;
-                req.command = format!("apply {}", pf.display());
-            }
-            check_agents(&fleet, &req.filter.agents)?;
-            let host = LocalHost::with_timeouts(&root, cfg.host.timeouts);
-            finish_apply(workflow::apply(
-                &cfg,
-                &fleet,
-                &host,
-                &templates,
-                &req,
-                &mut cli_support::confirm,
-                &mut Console::new(),
-            )?)
-        }
-        Command::Destroy {
-            root,
-            agents,
-            yes,
-            purge,
-            jobs,
-            no_backup,
-            backup_to,
-        } => {
-            let (cfg, mut fleet) = workflow::load(&cli.config)?;
-            check_agents(&fleet, &agents)?;
-            let host = LocalHost::with_timeouts(&root, cfg.host.timeouts);
-            if purge && !no_backup {
-                // The data goes for good: keep a copy first, and stop if that fails.
-                let to = host.local(&backup_to);
-                let now = warden::state::now();
-                for name in &agents {
-                    let a = fleet.get(name).expect("checked");
-                    let archive = {
-                        let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
-                        warden::backup::backup_agent(&host, &cfg, a, &to, &now)
-                    }
-                    .map_err(|e| {
-                        Error::Other(format!(
-                            "{e}\nthe backup before destroy --purge failed, so nothing was destroyed; fix it, or pass --no-backup to destroy without one"
-                        ))
-                    })?;
-                    println!("{name}: backed up to {}", archive.display());
-                }
-            }
-            fleet.agents.retain(|a| !agents.contains(&a.name));
-            let req = workflow::ApplyRequest {
-                yes,
-                data: if purge {
-                    DataPolicy::Delete
-                } else {
-                    DataPolicy::Keep
-                },
-                destroying: agents.clone(),
-                jobs,
-                command: format!("destroy --agent {}", agents.join(",")),
-                style: plan::Style::stdout(),
-                ..Default::default()
-            };
-            let outcome = workflow::apply(
-                &cfg,
-                &fleet,
-                &host,
-                &templates,
-                &req,
-                &mut cli_support::confirm,
-                &mut Console::new(),
-            )?;
-            if outcome.declined {
-                println!("Destroy cancelled.");
-                return Ok(ExitCode::from(1));
-            }
-            let code = finish_apply(outcome)?;
-            println!(
-                "Remove {} from the agents directory too, or the next apply creates {} again.",
-                agents
-                    .iter()
-                    .map(|a| format!("{a}.env"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if agents.len() == 1 { "it" } else { "them" }
-            );
-            Ok(code)
-        }
-        Command::Init { name, subnet } => {
-            warden::manifest::check_agent_name(&name)
-                .map_err(|e| Error::Other(format!("AGENT_NAME: {e}")))?;
-            // In an empty directory: the fleet repository around the first agent.
-            let mut written = if cli.config.exists() {
-                vec![]
-            } else {
-                warden::scaffold::new_repo(&cli.config)?
-            };
-            let cfg = workflow::load_config(&cli.config)?;
-            let fleet = if cfg.agents_dir().exists() {
-                warden::fleet::load(&cfg)?
-            } else {
-                warden::fleet::Fleet { agents: vec![] }
-            };
-            written.extend(warden::scaffold::init(
-                &cfg,
-                &fleet,
-                &name,
-                subnet.as_deref(),
-            )?);
-            for path in &written {
-                println!("wrote {}", path.display());
-            }
-            print!("{}", warden::scaffold::next_steps(&name));
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Check => check(&ctx),
+        Command::Render(a) => render(&ctx, a),
+        Command::Plan(a) => plan_cmd(&ctx, a),
+        Command::Apply(a) => apply(&ctx, a),
+        Command::Destroy(a) => destroy(&ctx, a),
+        Command::Init(a) => init(&ctx, a),
         Command::Soul {
             command: SoulCommand::Check { path, agent },
-        } => match warden::soul::check_bundle(&path, agent.as_deref(), &Default::default()) {
-            Ok(r) => {
-                println!(
-                    "{}: soul bundle of {} ({}), {} files, {} bytes; loads {}",
-                    path.display(),
-                    r.agent_id,
-                    r.display_name,
-                    r.files,
-                    r.bytes,
-                    r.soul_file
-                );
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(problems) => {
-                for p in &problems {
-                    eprintln!("{}: {p}", path.display());
-                }
-                eprintln!(
-                    "warden: the soul bundle is refused ({} problem(s)).",
-                    problems.len()
-                );
-                Ok(ExitCode::from(1))
-            }
-        },
-        Command::Status {
-            root,
-            agents,
-            json,
-            watch,
-        } => {
-            let (cfg, fleet) = workflow::load(&cli.config)?;
-            check_agents(&fleet, &agents)?;
-            let host = LocalHost::with_timeouts(&root, cfg.host.timeouts);
-            let once = || -> Result<warden::status::Report, Error> {
-                let planned = workflow::plan(&cfg, &fleet, &host, &templates, &Filter::default())?;
-                let table = warden::status::pf_table(&host);
-                let services =
-                    warden::status::service_checks(&host, &fleet, &planned.host_state, &agents);
-                let last = cli_support::history(&host.local(&cfg.host.state_db), 1)?
-                    .into_iter()
-                    .next();
-                Ok(warden::status::report(
-                    &cfg,
-                    &fleet,
-                    &planned.host_state,
-                    &planned.view,
-                    &table,
-                    &services,
-                    last,
-                    &agents,
-                ))
-            };
-            let show = |report: &warden::status::Report| {
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(report).expect("report serializes")
-                    );
-                } else {
-                    print!("{}", warden::status::human(report));
-                }
-            };
-            let Some(every) = watch else {
-                let report = once()?;
-                show(&report);
-                return Ok(if report.healthy {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(3)
-                });
-            };
-            use std::io::{IsTerminal, Write};
-            let terminal = std::io::stdout().is_terminal();
-            loop {
-                let report = once()?;
-                if terminal {
-                    // Clear the screen and go home, as watch(1) does.
-                    print!("\x1b[H\x1b[2J");
-                }
-                println!(
-                    "every {every}s, at {} (interrupt to stop)",
-                    warden::state::now()
-                );
-                show(&report);
-                let _ = std::io::stdout().flush();
-                std::thread::sleep(std::time::Duration::from_secs(every));
-            }
-        }
+        } => soul_check(&path, agent.as_deref()),
+        Command::Status(a) => status(&ctx, a),
         Command::Fleet {
             command: FleetCommand::Check { dir },
-        } => {
-            let hosts = warden::multihost::check_hosts(&dir)?;
-            print!("{}", warden::multihost::summary_text(&hosts));
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Backup {
-            root,
-            agent,
-            all,
-            to,
-            keep,
-        } => {
-            let (cfg, fleet) = workflow::load(&cli.config)?;
-            let host = LocalHost::with_timeouts(&root, cfg.host.timeouts);
-            let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
-            let now = warden::state::now();
-            let results = match agent {
-                Some(name) => {
-                    check_agents(&fleet, std::slice::from_ref(&name))?;
-                    let a = fleet.get(&name).expect("checked");
-                    vec![(
-                        name.clone(),
-                        warden::backup::backup_agent(&host, &cfg, a, &to, &now),
-                    )]
-                }
-                None => {
-                    let _ = all;
-                    warden::backup::backup_all(&host, &cfg, &fleet, &to, &now)
-                }
-            };
-            let mut failed = false;
-            for (name, r) in results {
-                match r {
-                    Ok(p) => {
-                        println!("{name}: {}", p.display());
-                        if let Some(keep) = keep {
-                            match warden::backup::prune(&to, &name, keep as usize) {
-                                Ok(old) => {
-                                    for o in old {
-                                        println!("{name}: removed {} (--keep {keep})", o.display());
-                                    }
-                                }
-                                Err(e) => {
-                                    eprintln!("warden: {e}");
-                                    failed = true;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("warden: {e}");
-                        failed = true;
-                    }
-                }
-            }
-            Ok(if failed {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
-        Command::Restore {
-            root,
-            agent,
-            archive,
-            dry_run,
-            yes,
-        } => {
-            let (cfg, fleet) = workflow::load(&cli.config)?;
-            check_agents(&fleet, std::slice::from_ref(&agent))?;
-            let a = fleet.get(&agent).expect("checked");
-            let host = LocalHost::with_timeouts(&root, cfg.host.timeouts);
-            let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
-            let mut gate = |targets: &[String]| {
-                let list: String = targets.iter().map(|t| format!("  {t}\n")).collect();
-                let stop = |why: &str| {
-                    Err(warden::backup::BackupError::NotApplied {
-                        agent: agent.clone(),
-                        why: why.into(),
-                    })
-                };
-                if dry_run {
-                    print!("{} would restore:\n{list}", archive.display());
-                    return stop("--dry-run");
-                }
-                if !yes
-                    && !cli_support::ask(&format!(
-                        "{} is verified. Restore it over agent {agent}? Its service is stopped while these are put back (files replaced; in a jail directory, what the archive holds is written over, the rest stays):\n{list}",
-                        archive.display()
-                    ))
-                {
-                    return stop("not confirmed");
-                }
-                Ok(())
-            };
-            let report = match cli_support::restore_with_service_stopped(
-                &host, &cfg, a, &archive, &mut gate,
-            ) {
-                Err(Error::Backup(warden::backup::BackupError::NotApplied { why, .. })) => {
-                    println!(
-                        "{}: every checksum matches; nothing was changed ({why}).",
-                        archive.display()
-                    );
-                    return Ok(if dry_run {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    });
-                }
-                other => other?,
-            };
-            println!(
-                "Restored {} from {} (made {}): {}{}{}{}",
-                agent,
-                archive.display(),
-                report.created,
-                report.files.join(", "),
-                report
-                    .soul
-                    .as_ref()
-                    .map(|s| format!(", soul {s}"))
-                    .unwrap_or_default(),
-                if report.databases.is_empty() {
-                    String::new()
-                } else {
-                    format!(", databases {}", report.databases.join(", "))
-                },
-                if report.jail_dirs.is_empty() {
-                    String::new()
-                } else {
-                    format!(", jail directories {}", report.jail_dirs.join(", "))
-                }
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        } => fleet_check(&dir),
+        Command::Backup(a) => backup(&ctx, a),
+        Command::Restore(a) => restore(&ctx, a),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "warden", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man { out } => {
-            use clap::CommandFactory;
-            let pages = warden::manpage::pages(Cli::command())
-                .map_err(|e| Error::Other(format!("cannot render the manual pages: {e}")))?;
-            match out {
-                None => {
-                    use std::io::Write;
-                    std::io::stdout()
-                        .write_all(&pages[0].1)
-                        .map_err(|e| Error::Other(format!("cannot write the manual page: {e}")))?;
-                }
-                Some(dir) => {
-                    std::fs::create_dir_all(&dir)
-                        .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
-                    for (name, text) in &pages {
-                        let path = dir.join(name);
-                        std::fs::write(&path, text)
-                            .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
-                        println!("wrote {}", path.display());
+        Command::Man(a) => man(a),
+        Command::History(a) => history(&ctx, a),
+    }
+}
+
+fn check(ctx: &Ctx) -> Result<ExitCode, Error> {
+    let (_, fleet) = ctx.load()?;
+    println!("{} agent manifest(s) are valid.", fleet.agents.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(ctx: &Ctx, a: RenderArgs) -> Result<ExitCode, Error> {
+    let (cfg, fleet) = ctx.load()?;
+    let n = workflow::render_to(&cfg, &fleet, &ctx.templates, &a.out)?;
+    println!("Rendered {n} files under {}.", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan_cmd(ctx: &Ctx, a: PlanArgs) -> Result<ExitCode, Error> {
+    let (cfg, fleet) = ctx.load()?;
+    check_agents(&fleet, &a.select.agents)?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    let filter = Filter {
+        steps: a.select.steps,
+        agents: a.select.agents,
+    };
+    let planned = workflow::plan(&cfg, &fleet, &host, &ctx.templates, &filter)?;
+    eprint!("{}", plan::notes_text(&planned.plan));
+    if a.json {
+        print!("{}", plan::json(&planned.plan, &filter));
+    } else {
+        print!(
+            "{}",
+            plan::human_styled(&planned.plan, plan::Style::stdout())
+        );
+    }
+    if let Some(path) = a.out {
+        std::fs::write(&path, plan::json(&planned.plan, &filter)).map_err(Error::io(&path))?;
+    }
+    Ok(if a.detailed_exitcode && !planned.plan.is_empty() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn apply(ctx: &Ctx, a: ApplyArgs) -> Result<ExitCode, Error> {
+    let (cfg, fleet) = ctx.load()?;
+    let mut req = workflow::ApplyRequest {
+        filter: Filter {
+            steps: a.select.steps,
+            agents: a.select.agents,
+        },
+        yes: a.running.yes,
+        command: "apply".into(),
+        style: plan::Style::stdout(),
+        jobs: a.running.jobs,
+        data: if a.allow_data_loss {
+            DataPolicy::Delete
+        } else {
+            DataPolicy::Ask
+        },
+        ..Default::default()
+    };
+    if let Some(pf) = a.planfile {
+        let saved = cli_support::read_planfile(&pf)?;
+        req.filter = saved.filter;
+        req.expected_plan = Some(saved.digest);
+        // The operator reviewed that plan; apply refuses it if it is stale.
+        req.yes = true;
+        req.command = format!("apply {}", pf.display());
+    }
+    check_agents(&fleet, &req.filter.agents)?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    finish_apply(workflow::apply(
+        &cfg,
+        &fleet,
+        &host,
+        &ctx.templates,
+        &req,
+        &mut cli_support::confirm,
+        &mut Console::new(),
+    )?)
+}
+
+fn destroy(ctx: &Ctx, a: DestroyArgs) -> Result<ExitCode, Error> {
+    let (cfg, fleet) = ctx.load()?;
+    check_agents(&fleet, &a.agents)?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    let req = workflow::DestroyRequest {
+        agents: a.agents.clone(),
+        purge: a.purge,
+        backup_to: (!a.no_backup).then_some(a.backup_to),
+        yes: a.running.yes,
+        jobs: a.running.jobs,
+        style: plan::Style::stdout(),
+    };
+    let outcome = workflow::destroy(
+        &cfg,
+        &fleet,
+        &host,
+        &ctx.templates,
+        &req,
+        &mut cli_support::confirm,
+        &mut Console::new(),
+    )?;
+    if outcome.declined {
+        println!("Destroy cancelled.");
+        return Ok(ExitCode::from(1));
+    }
+    let code = finish_apply(outcome)?;
+    println!(
+        "Remove {} from the agents directory too, or the next apply creates {} again.",
+        a.agents
+            .iter()
+            .map(|a| format!("{a}.env"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if a.agents.len() == 1 { "it" } else { "them" }
+    );
+    Ok(code)
+}
+
+fn init(ctx: &Ctx, a: InitArgs) -> Result<ExitCode, Error> {
+    warden::manifest::check_agent_name(&a.name).map_err(UsageError::AgentName)?;
+    // In an empty directory: the fleet repository around the first agent.
+    let mut written = if ctx.config.exists() {
+        vec![]
+    } else {
+        warden::scaffold::new_repo(&ctx.config)?
+    };
+    let cfg = workflow::load_config(&ctx.config)?;
+    let fleet = if cfg.agents_dir().exists() {
+        warden::fleet::load(&cfg)?
+    } else {
+        warden::fleet::Fleet { agents: vec![] }
+    };
+    written.extend(warden::scaffold::init(
+        &cfg,
+        &fleet,
+        &a.name,
+        a.subnet.as_deref(),
+    )?);
+    for path in &written {
+        println!("wrote {}", path.display());
+    }
+    print!("{}", warden::scaffold::next_steps(&a.name));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn soul_check(path: &Path, agent: Option<&str>) -> Result<ExitCode, Error> {
+    match warden::soul::check_bundle(path, agent, &Default::default()) {
+        Ok(r) => {
+            println!(
+                "{}: soul bundle of {} ({}), {} files, {} bytes; loads {}",
+                path.display(),
+                r.agent_id,
+                r.display_name,
+                r.files,
+                r.bytes,
+                r.soul_file
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{}: {p}", path.display());
+            }
+            eprintln!(
+                "warden: the soul bundle is refused ({} problem(s)).",
+                problems.len()
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn status(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode, Error> {
+    let (cfg, fleet) = ctx.load()?;
+    check_agents(&fleet, &a.agents)?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    let once = || workflow::status(&cfg, &fleet, &host, &ctx.templates, &a.agents);
+    let show = |report: &warden::status::Report| {
+        if a.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(report).expect("report serializes")
+            );
+        } else {
+            print!("{}", warden::status::human(report));
+        }
+    };
+    let Some(every) = a.watch else {
+        let report = once()?;
+        show(&report);
+        return Ok(if report.healthy {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(3)
+        });
+    };
+    use std::io::{IsTerminal, Write};
+    let terminal = std::io::stdout().is_terminal();
+    loop {
+        let report = once()?;
+        if terminal {
+            // Clear the screen and go home, as watch(1) does.
+            print!("\x1b[H\x1b[2J");
+        }
+        println!(
+            "every {every}s, at {} (interrupt to stop)",
+            warden::state::now()
+        );
+        show(&report);
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(std::time::Duration::from_secs(every));
+    }
+}
+
+fn fleet_check(dir: &Path) -> Result<ExitCode, Error> {
+    let hosts = warden::multihost::check_hosts(dir)?;
+    print!("{}", warden::multihost::summary_text(&hosts));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn backup(ctx: &Ctx, a: BackupArgs) -> Result<ExitCode, Error> {
+    let (cfg, fleet) = ctx.load()?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
+    let now = warden::state::now();
+    let to = &a.to;
+    let results = match a.agent {
+        Some(name) => {
+            check_agents(&fleet, std::slice::from_ref(&name))?;
+            let spec = fleet.get(&name).expect("checked");
+            vec![(
+                name.clone(),
+                warden::backup::backup_agent(&host, &cfg, spec, to, &now),
+            )]
+        }
+        None => {
+            let _ = a.all;
+            warden::backup::backup_all(&host, &cfg, &fleet, to, &now)
+        }
+    };
+    let mut failed = false;
+    for (name, r) in results {
+        match r {
+            Ok(p) => {
+                println!("{name}: {}", p.display());
+                if let Some(keep) = a.keep {
+                    match warden::backup::prune(to, &name, keep as usize) {
+                        Ok(old) => {
+                            for o in old {
+                                println!("{name}: removed {} (--keep {keep})", o.display());
+                            }
+                        }
+                        Err(e) => {
+                            eprintln!("warden: {e}");
+                            failed = true;
+                        }
                     }
                 }
             }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::History { root, limit, json } => {
-            let cfg = workflow::load_config(&cli.config)?;
-            let host = LocalHost::with_timeouts(&root, cfg.host.timeouts);
-            let runs = cli_support::history(&host.local(&cfg.host.state_db), limit)?;
-            print!("{}", cli_support::format_history(&runs, json));
-            Ok(ExitCode::SUCCESS)
+            Err(e) => {
+                eprintln!("warden: {e}");
+                failed = true;
+            }
         }
     }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
+    let RestoreArgs {
+        target,
+        agent,
+        archive,
+        dry_run,
+        yes,
+    } = a;
+    let (cfg, fleet) = ctx.load()?;
+    check_agents(&fleet, std::slice::from_ref(&agent))?;
+    let spec = fleet.get(&agent).expect("checked");
+    let host = LocalHost::with_timeouts(&target.root, cfg.host.timeouts);
+    let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
+    let mut gate = |targets: &[String]| {
+        let list: String = targets.iter().map(|t| format!("  {t}\n")).collect();
+        let stop = |why: &str| {
+            Err(warden::backup::BackupError::NotApplied {
+                agent: agent.clone(),
+                why: why.into(),
+            })
+        };
+        if dry_run {
+            print!("{} would restore:\n{list}", archive.display());
+            return stop("--dry-run");
+        }
+        if !yes
+            && !cli_support::ask(&format!(
+                "{} is verified. Restore it over agent {agent}? Its service is stopped while these are put back (files replaced; in a jail directory, what the archive holds is written over, the rest stays):\n{list}",
+                archive.display()
+            ))
+        {
+            return stop("not confirmed");
+        }
+        Ok(())
+    };
+    let report =
+        match cli_support::restore_with_service_stopped(&host, &cfg, spec, &archive, &mut gate) {
+            Err(Error::Backup(warden::backup::BackupError::NotApplied { why, .. })) => {
+                println!(
+                    "{}: every checksum matches; nothing was changed ({why}).",
+                    archive.display()
+                );
+                return Ok(if dry_run {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
+            other => other?,
+        };
+    println!(
+        "Restored {} from {} (made {}): {}{}{}{}",
+        agent,
+        archive.display(),
+        report.created,
+        report.files.join(", "),
+        report
+            .soul
+            .as_ref()
+            .map(|s| format!(", soul {s}"))
+            .unwrap_or_default(),
+        if report.databases.is_empty() {
+            String::new()
+        } else {
+            format!(", databases {}", report.databases.join(", "))
+        },
+        if report.jail_dirs.is_empty() {
+            String::new()
+        } else {
+            format!(", jail directories {}", report.jail_dirs.join(", "))
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn man(a: ManArgs) -> Result<ExitCode, Error> {
+    use clap::CommandFactory;
+    let pages =
+        warden::manpage::pages(Cli::command()).map_err(|e| UsageError::ManPages(e.to_string()))?;
+    match a.out {
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&pages[0].1)
+                .map_err(Error::io(Path::new("(standard output)")))?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+            for (name, text) in &pages {
+                let path = dir.join(name);
+                std::fs::write(&path, text).map_err(Error::io(&path))?;
+                println!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn history(ctx: &Ctx, a: HistoryArgs) -> Result<ExitCode, Error> {
+    let cfg = workflow::load_config(&ctx.config)?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    let runs = cli_support::history(&host.local(&cfg.host.state_db), a.limit)?;
+    print!("{}", cli_support::format_history(&runs, a.json));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check_agents(fleet: &warden::fleet::Fleet, agents: &[String]) -> Result<(), Error> {
     for a in agents {
         if fleet.get(a).is_none() {
-            return Err(Error::Other(format!(
-                "--agent {a}: no such agent in the manifests"
-            )));
+            return Err(UsageError::NoSuchAgent(a.clone()).into());
         }
     }
     Ok(())

@@ -158,6 +158,7 @@ pub fn probe(
                 mode: 0,
                 uid: 0,
                 gid: 0,
+                kind: crate::host::FileKind::File,
             });
             ObservedFile {
                 content: String::from_utf8_lossy(&bytes).into_owned(),

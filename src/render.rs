@@ -164,7 +164,7 @@ pub fn render(
             }),
         ));
     }
-    render_bhyve(&mut items, fleet, host)?;
+    render_bhyve(&mut items, fleet, host, t)?;
     render_limits_host(&mut items, &jail_agents);
     for a in &fleet.agents {
         if a.is_bhyve() {
@@ -674,6 +674,7 @@ fn render_bhyve(
     items: &mut Vec<Item>,
     fleet: &Fleet,
     host: &HostConfig,
+    t: &Templates,
 ) -> Result<(), TemplateError> {
     use crate::bhyve;
     use crate::manifest::DeployMode;
@@ -744,7 +745,7 @@ fn render_bhyve(
                 notify: vec![],
             }),
         ));
-        let template = bhyve::vm_template(a, vm, host).map_err(at)?;
+        let template = bhyve::vm_template(t, a, vm, host).map_err(at)?;
         items.push(vm_step(
             agent,
             Resource::File(file(
@@ -756,7 +757,7 @@ fn render_bhyve(
                 Phase::Devfs,
             )),
         ));
-        let user_data = bhyve::cloud_init_user_data(a, &a.source, &guest_toml).map_err(at)?;
+        let user_data = bhyve::cloud_init_user_data(t, a, &a.source, &guest_toml).map_err(at)?;
         items.push(vm_step(
             agent,
             Resource::File(file(

@@ -3,7 +3,7 @@
 //! fleet repository around it (warden.toml, the operator's Justfile).
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, UsageError};
 use crate::fleet::Fleet;
 use crate::manifest::{self, KEYS};
 use std::path::{Path, PathBuf};
@@ -38,16 +38,18 @@ pub fn manifest_text(name: &str, subnet: &str) -> String {
 /// Write `agents/NAME.env` and make sure `*.secrets.env` is git-ignored.
 /// Returns the files written.
 pub fn init(cfg: &Config, fleet: &Fleet, name: &str, subnet: Option<&str>) -> Result<Vec<PathBuf>> {
-    manifest::check_agent_name(name).map_err(|e| Error::Other(format!("AGENT_NAME: {e}")))?;
+    manifest::check_agent_name(name).map_err(UsageError::AgentName)?;
     let dir = cfg.agents_dir();
     let path = dir.join(format!("{name}.env"));
     if path.exists() || fleet.get(name).is_some() {
-        return Err(Error::Other(format!("{}: already exists", path.display())));
+        return Err(UsageError::Exists {
+            path: path.display().to_string(),
+        }
+        .into());
     }
     let subnet = match subnet {
         Some(s) => s.to_string(),
-        None => next_free_subnet(fleet)
-            .ok_or_else(|| Error::Other("no free 10.0.N subnet left; pass --subnet".into()))?,
+        None => next_free_subnet(fleet).ok_or(UsageError::NoFreeSubnet)?,
     };
     let text = manifest_text(name, &subnet);
     // Validate the new agent with the fleet before writing anything.
@@ -58,8 +60,8 @@ pub fn init(cfg: &Config, fleet: &Fleet, name: &str, subnet: Option<&str>) -> Re
     if !diags.is_empty() {
         return Err(Error::Invalid(diags));
     }
-    std::fs::create_dir_all(&dir).map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
-    std::fs::write(&path, text).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+    std::fs::write(&path, text).map_err(Error::io(&path))?;
     let mut written = vec![path];
     let gitignore = cfg
         .path
@@ -73,8 +75,7 @@ pub fn init(cfg: &Config, fleet: &Fleet, name: &str, subnet: Option<&str>) -> Re
             new.push('\n');
         }
         new.push_str("# Agent secrets: never committed.\n*.secrets.env\n");
-        std::fs::write(&gitignore, new)
-            .map_err(|e| Error::Other(format!("{}: {e}", gitignore.display())))?;
+        std::fs::write(&gitignore, new).map_err(Error::io(&gitignore))?;
         written.push(gitignore);
     }
     Ok(written)
@@ -176,7 +177,7 @@ pub fn new_repo(config: &Path) -> Result<Vec<PathBuf>> {
         }
         std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(&path, text))
-            .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+            .map_err(Error::io(&path))?;
         written.push(path);
     }
     Ok(written)

@@ -26,6 +26,18 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ),
     ("pf/pf-hook.tera", include_str!("../pf/pf-hook.tera")),
     (
+        "templates/bhyve/vm.conf.tera",
+        include_str!("../templates/bhyve/vm.conf.tera"),
+    ),
+    (
+        "templates/bhyve/user-data.tera",
+        include_str!("../templates/bhyve/user-data.tera"),
+    ),
+    (
+        "templates/bhyve/meta-data.tera",
+        include_str!("../templates/bhyve/meta-data.tera"),
+    ),
+    (
         "templates/devfs.rules.tera",
         include_str!("../templates/devfs.rules.tera"),
     ),
@@ -123,6 +135,7 @@ impl Templates {
         tera.register_filter("sh", sh_filter);
         tera.register_filter("pfq", pf_quote_filter);
         tera.register_filter("bastille", bastille_filter);
+        crate::bhyve::register_filters(&mut tera);
         tera.add_raw_templates(set)
             .map_err(|e| TemplateError::Template {
                 name: "(set)".into(),

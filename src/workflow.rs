@@ -2,7 +2,7 @@
 
 use crate::config::{self, Config};
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::error::Result;
+use crate::error::{Error, Incomplete, Refusal, Result};
 use crate::fleet::{self, Fleet};
 use crate::host::Host;
 use crate::plan::{self, Filter, Plan};
@@ -295,7 +295,7 @@ pub fn render_to(cfg: &Config, fleet: &Fleet, templates: &Templates, out: &Path)
             std::fs::write(&dest, content.as_bytes())?;
             std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))
         };
-        write().map_err(|e| crate::error::Error::Other(format!("{}: {e}", dest.display())))?;
+        write().map_err(Error::io(&dest))?;
         n += 1;
     }
     Ok(n)
@@ -339,7 +339,6 @@ pub fn apply(
     progress: &mut dyn crate::progress::Progress,
 ) -> Result<ApplyOutcome> {
     use crate::apply::{preflight, Applier, Options};
-    use crate::error::Error;
     let db_path = host.local(&cfg.host.state_db);
     let _lock = state::lock(&db_path)?;
     let rt = state::runtime();
@@ -369,16 +368,14 @@ pub fn apply(
         .collect();
     if req.data == plan::DataPolicy::Ask && !lossy.is_empty() {
         rt.block_on(st.close());
-        return Err(Error::Other(format!(
-            "refusing to delete data without --allow-data-loss; these changes are marked (deletes data) in the plan:\n{}\nnothing was changed. To remove an agent and keep its data use warden destroy --agent NAME; to lose the data for good apply with --allow-data-loss",
-            lossy.join("\n")
-        )));
+        return Err(Refusal::DataLoss {
+            changes: lossy.join("\n"),
+        }
+        .into());
     }
     if let Some(expected) = &req.expected_plan {
         if &plan.digest() != expected {
-            return Err(Error::Other(
-                "plan is stale: the host or the manifests changed since the plan was made; run warden plan again".into(),
-            ));
+            return Err(Refusal::StalePlan.into());
         }
     }
     progress.note(&crate::plan::notes_text(&plan));
@@ -405,7 +402,7 @@ pub fn apply(
             ..Default::default()
         });
     }
-    preflight(host, &plan).map_err(Error::Other)?;
+    preflight(host, &plan).map_err(Refusal::Preflight)?;
     let shown = crate::plan::human_styled(&plan, req.style);
     if !req.yes && !confirm(&shown) {
         rt.block_on(st.close());
@@ -439,9 +436,7 @@ pub fn apply(
     {
         rt.block_on(st.end_run(run, "failed", done, Some(&first_line(&e.to_string()))))?;
         rt.block_on(st.close());
-        return Err(Error::Other(format!(
-            "{e}\n\nevery change was made; the follow-ups are remembered and the next plan shows them."
-        )));
+        return Err(Incomplete::FollowUps(e).into());
     }
     if !pending.is_empty() {
         rt.block_on(st.set_fact(state::PENDING_FOLLOW_UPS, None))?;
@@ -464,13 +459,12 @@ pub fn apply(
         .collect();
     left.dedup();
     if !left.is_empty() {
-        let msg = format!(
-            "the host still differs after apply:\n{}\n(the commands succeeded but their effect is not visible; check the resources above)",
-            left.join("\n")
-        );
         rt.block_on(st.end_run(run, "failed", done, Some("host did not converge")))?;
         rt.block_on(st.close());
-        return Err(Error::Other(msg));
+        return Err(Incomplete::NotConverged {
+            left: left.join("\n"),
+        }
+        .into());
     }
     record_managed(&rt, &mut st, &again.desired, &req.filter)?;
     rt.block_on(st.end_run(run, "ok", done, None))?;
@@ -559,7 +553,7 @@ fn execute(
         .map(|(_, e)| first_line(&e.to_string()))
         .unwrap_or_default();
     rt.block_on(st.end_run(run, "failed", done, Some(&first)))?;
-    Err(crate::error::Error::Other(msg))
+    Err(Incomplete::ChangesFailed { report: msg }.into())
 }
 
 fn first_line(s: &str) -> String {
@@ -601,4 +595,93 @@ fn record_managed(
         rt.block_on(st.upsert_managed_all(&changed))?;
     }
     Ok(())
+}
+
+/// What `destroy` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct DestroyRequest {
+    /// The agents to remove.
+    pub agents: Vec<String>,
+    /// Remove their data too (jails, user, home, soul, VM disk).
+    pub purge: bool,
+    /// With `purge`: the host directory a backup of each agent goes to first, or
+    /// `None` for no backup.
+    pub backup_to: Option<String>,
+    pub yes: bool,
+    pub jobs: Option<usize>,
+    pub style: crate::plan::Style,
+}
+
+/// Remove agents: with `purge`, back each up first (a failed backup stops
+/// everything before a change), then apply the fleet without them.
+pub fn destroy(
+    cfg: &Config,
+    fleet: &Fleet,
+    host: &dyn Host,
+    templates: &Templates,
+    req: &DestroyRequest,
+    confirm: &mut dyn FnMut(&str) -> bool,
+    progress: &mut dyn crate::progress::Progress,
+) -> Result<ApplyOutcome> {
+    if req.purge {
+        if let Some(to) = &req.backup_to {
+            // The data goes for good: keep a copy first, and stop if that fails.
+            let to = host.local(to);
+            let now = state::now();
+            for name in &req.agents {
+                let Some(a) = fleet.get(name) else { continue };
+                let archive = {
+                    let _lock = state::lock(&host.local(&cfg.host.state_db))?;
+                    crate::backup::backup_agent(host, cfg, a, &to, &now)
+                }
+                .map_err(|e| Refusal::BackupBeforePurge(e.to_string()))?;
+                progress.line(&format!("{name}: backed up to {}", archive.display()));
+            }
+        }
+    }
+    let mut remaining = fleet.clone();
+    remaining.agents.retain(|a| !req.agents.contains(&a.name));
+    let apply_req = ApplyRequest {
+        yes: req.yes,
+        data: if req.purge {
+            crate::plan::DataPolicy::Delete
+        } else {
+            crate::plan::DataPolicy::Keep
+        },
+        destroying: req.agents.clone(),
+        jobs: req.jobs,
+        command: format!("destroy --agent {}", req.agents.join(",")),
+        style: req.style,
+        ..Default::default()
+    };
+    apply(
+        cfg, &remaining, host, templates, &apply_req, confirm, progress,
+    )
+}
+
+/// `status`: the plan against the host, the PF table, the checks inside the jails
+/// and the last run, as one report.
+pub fn status(
+    cfg: &Config,
+    fleet: &Fleet,
+    host: &dyn Host,
+    templates: &Templates,
+    agents: &[String],
+) -> Result<crate::status::Report> {
+    let planned = plan(cfg, fleet, host, templates, &Filter::default())?;
+    let table = crate::status::pf_table(host);
+    let services = crate::status::service_checks(host, fleet, &planned.host_state, agents);
+    let last = crate::cli_support::history(&host.local(&cfg.host.state_db), 1)?
+        .into_iter()
+        .next();
+    Ok(crate::status::report(
+        cfg,
+        fleet,
+        &planned.host_state,
+        &planned.view,
+        &table,
+        &services,
+        last,
+        agents,
+    ))
 }

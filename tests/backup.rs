@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use warden::backup::{
     backup_agent, backup_agent_with, restore, restore_with, BackupError, DbDumper, DbTarget,
-    Manifest, JAIL_BACKUP_DIR,
+    Manifest,
 };
 use warden::config::Config;
 use warden::host::{FileMeta, Host, HostError, LocalHost, Output};
@@ -482,35 +482,28 @@ fn the_bastille_dumper_runs_pg_dump_inside_the_db_jail() {
     let s = Site::new();
     let host = s.host();
     let atlas = s.agent("atlas");
-    // The fake `bastille cmd` records the command and runs nothing: no dump appears,
-    // which must be an error, never an archive with a missing or stale dump.
+    // The fake `bastille cmd` records the command and runs nothing: no dump comes
+    // out, which must be an error, never an archive with a missing dump. A file the
+    // jail holds where dumps once went is neither read nor touched.
     let jail_dir = s
         .root
-        .join("usr/local/bastille/jails/atlasdb/root")
-        .join(JAIL_BACKUP_DIR.trim_start_matches('/'));
+        .join("usr/local/bastille/jails/atlasdb/root/var/db/warden/backup");
     std::fs::create_dir_all(&jail_dir).unwrap();
-    std::fs::write(jail_dir.join("atlas_ops.dump"), "stale").unwrap();
+    std::fs::write(jail_dir.join("atlas_ops.dump"), "PGDMP stale").unwrap();
     let err = backup_agent(&host, &s.cfg, atlas, &s.backups(), NOW).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.starts_with("agent atlas: "), "{msg}");
-    assert!(
-        msg.contains("/usr/local/bastille/jails/atlasdb/root/var/db/warden/backup/atlas_ops.dump"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("agent atlas: atlasdb:atlas_ops: "), "{msg}");
     assert!(msg.contains("wrote no dump of atlas_ops"), "{msg}");
     assert!(
-        s.log().contains(
-            "MUT bastille cmd atlasdb pg_dump -U postgres -Fc -f /var/db/warden/backup/atlas_ops.dump atlas_ops\n"
-        ),
+        s.log()
+            .contains("MUT bastille cmd atlasdb pg_dump -U postgres -Fc atlas_ops\n"),
         "{}",
         s.log()
     );
     assert_eq!(
-        std::fs::read_dir(&jail_dir).unwrap().count(),
-        0,
-        "dump files removed"
+        std::fs::read_to_string(jail_dir.join("atlas_ops.dump")).unwrap(),
+        "PGDMP stale"
     );
-    assert_eq!(mode(&jail_dir), 0o700);
     assert_eq!(
         std::fs::read_dir(s.backups()).unwrap().count(),
         0,
@@ -1088,7 +1081,7 @@ fn databases_are_dumped_and_restored_with_real_postgres() {
 
 /// The host as the production [`warden::backup::BastilleDumper`] sees it: `jls` says
 /// the db jail runs, and `bastille cmd JAIL pg_dump|pg_restore ...` runs the real
-/// program against the test server, with paths in the jail mapped to its root.
+/// program against the test server, streaming as `bastille cmd` does (its header first).
 struct JailedPg<'a> {
     inner: LocalHost,
     dumper: PgDumper<'a>,
@@ -1125,29 +1118,6 @@ impl Host for JailedPg<'_> {
                     stderr: String::new(),
                 })
             }
-            ["bastille", "cmd", "atlasdb", program @ ("pg_dump" | "pg_restore"), rest @ ..] => {
-                self.calls.lock().unwrap().push(argv.join(" "));
-                let jail_root = "/usr/local/bastille/jails/atlasdb/root";
-                let mut c = self.dumper.command(program);
-                for arg in rest {
-                    match *arg {
-                        // The server is the test's; the superuser flag is given already.
-                        "-U" | "postgres" => {}
-                        a if a.starts_with(JAIL_BACKUP_DIR) => {
-                            c.arg(self.inner.local(&format!("{jail_root}{a}")));
-                        }
-                        a => {
-                            c.arg(a);
-                        }
-                    }
-                }
-                let out = c.output().unwrap();
-                Ok(Output {
-                    status: out.status.code().unwrap_or(128),
-                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                })
-            }
             _ => self.inner.run(argv),
         }
     }
@@ -1157,7 +1127,31 @@ impl Host for JailedPg<'_> {
         input: Option<&Path>,
         output: Option<&Path>,
     ) -> Result<Output, HostError> {
-        self.inner.run_io(argv, input, output)
+        let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let ["bastille", "cmd", "atlasdb", program @ ("pg_dump" | "pg_restore"), rest @ ..] =
+            a.as_slice()
+        else {
+            return self.inner.run_io(argv, input, output);
+        };
+        self.calls.lock().unwrap().push(argv.join(" "));
+        let mut c = self.dumper.command(program);
+        // The server is the test's; the superuser flag is given already.
+        c.args(rest.iter().filter(|a| !["-U", "postgres"].contains(a)));
+        if let Some(i) = input {
+            c.stdin(std::fs::File::open(i).unwrap());
+        }
+        let out = c.output().unwrap();
+        if let Some(o) = output {
+            // As `bastille cmd` does, its header first.
+            let mut bytes = b"\n[atlasdb]:\n".to_vec();
+            bytes.extend_from_slice(&out.stdout);
+            std::fs::write(o, bytes).unwrap();
+        }
+        Ok(Output {
+            status: out.status.code().unwrap_or(128),
+            stdout: String::new(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
     }
     fn write_atomic(
         &self,
@@ -1178,7 +1172,7 @@ impl Host for JailedPg<'_> {
 }
 
 #[test]
-fn the_bastille_dumper_round_trips_real_databases_through_the_jail_root() {
+fn the_bastille_dumper_streams_real_databases_through_the_jail() {
     logs::init();
     let Some(pg) = pg::Pg::start() else {
         return;
@@ -1191,22 +1185,21 @@ fn the_bastille_dumper_round_trips_real_databases_through_the_jail_root() {
     };
     let out = tempfile::tempdir().unwrap();
     let archive = backup_agent(&host, &cfg, &atlas, out.path(), NOW).unwrap();
-    let jail_dir = root
-        .path()
-        .join("usr/local/bastille/jails/atlasdb/root/var/db/warden/backup");
-    assert_eq!(std::fs::read_dir(&jail_dir).unwrap().count(), 0);
     damage_and_check_restore(&pg, || {
         restore(&host, &cfg, &atlas, &archive).unwrap();
     });
-    assert_eq!(std::fs::read_dir(&jail_dir).unwrap().count(), 0);
+    assert!(
+        !root.path().join("usr/local/bastille").exists(),
+        "nothing was read or written in the jail's tree"
+    );
     let calls = host.calls.lock().unwrap().clone();
     let expected: Vec<String> = ["ops", "brain", "skills"]
         .iter()
         .map(|s| {
-            format!("bastille cmd atlasdb pg_dump -U postgres -Fc -f /var/db/warden/backup/atlas_{s}.dump atlas_{s}")
+            format!("bastille cmd atlasdb pg_dump -U postgres -Fc atlas_{s}")
         })
         .chain(["ops", "brain", "skills"].iter().map(|s| {
-            format!("bastille cmd atlasdb pg_restore -U postgres --clean --if-exists --single-transaction -d atlas_{s} /var/db/warden/backup/atlas_{s}.dump")
+            format!("bastille cmd atlasdb pg_restore -U postgres --clean --if-exists --single-transaction -d atlas_{s}")
         }))
         .collect();
     let run: Vec<&String> = calls.iter().filter(|c| c.starts_with("bastille")).collect();

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use warden::bhyve;
 use warden::config::HostConfig;
 use warden::manifest::{AgentSpec, DeployMode, VmSpec};
+use warden::templates::Templates;
 
 const MANIFEST: &str = "AGENT_NAME=vmagent\nAGENT_SUBNET_BASE=10.0.1\nDEPLOY_MODE=bhyve\nVM_CPUS=4\nVM_MEMORY=8G\nVM_DISK=40G\nVM_GPU_PASSTHRU=2/0/0,2/0/1\n";
 
@@ -27,13 +28,19 @@ fn sample() -> (AgentSpec, VmSpec) {
 fn user_data() -> String {
     let (a, _) = sample();
     let toml = bhyve::guest_warden_toml(&HostConfig::default()).unwrap();
-    bhyve::cloud_init_user_data(&a, MANIFEST, &toml).unwrap()
+    bhyve::cloud_init_user_data(&Templates::embedded().unwrap(), &a, MANIFEST, &toml).unwrap()
 }
 
 #[test]
 fn vm_template() {
     let (a, vm) = sample();
-    insta::assert_snapshot!(bhyve::vm_template(&a, &vm, &HostConfig::default()).unwrap());
+    insta::assert_snapshot!(bhyve::vm_template(
+        &Templates::embedded().unwrap(),
+        &a,
+        &vm,
+        &HostConfig::default()
+    )
+    .unwrap());
 }
 
 #[test]
@@ -61,7 +68,9 @@ fn cloud_init_user_data() {
 #[test]
 fn cloud_init_meta_data() {
     let (a, _) = sample();
-    insta::assert_snapshot!(bhyve::cloud_init_meta_data(&a).unwrap());
+    insta::assert_snapshot!(
+        bhyve::cloud_init_meta_data(&Templates::embedded().unwrap(), &a).unwrap()
+    );
 }
 
 #[test]

@@ -288,3 +288,28 @@ fn a_template_override_that_does_not_render_is_an_error() {
     );
     assert!(tree(out.path()).is_empty(), "nothing rendered on error");
 }
+
+#[test]
+fn the_bhyve_templates_are_overridable_like_the_others() {
+    let templates = TempDir::new().unwrap();
+    let bhyve = templates.path().join("templates/bhyve");
+    std::fs::create_dir_all(&bhyve).unwrap();
+    let stock = include_str!("../templates/bhyve/vm.conf.tera");
+    std::fs::write(
+        bhyve.join("vm.conf.tera"),
+        format!("{stock}# site: graphics for {{{{ name }}}}\ngraphics={{{{ \"yes\" | vmq }}}}\n"),
+    )
+    .unwrap();
+    let custom = render_examples(&["--templates", templates.path().to_str().unwrap()]);
+    let plain = render_examples(&[]);
+    let conf = files(custom.path())
+        .into_iter()
+        .find(|rel| rel.ends_with(".templates/warden-hermes.conf"))
+        .expect("hermes's vm-bhyve template is rendered");
+    let text = std::fs::read_to_string(custom.path().join(&conf)).unwrap();
+    let before = std::fs::read_to_string(plain.path().join(&conf)).unwrap();
+    assert_eq!(
+        text,
+        format!("{before}# site: graphics for hermes\ngraphics=\"yes\"\n")
+    );
+}

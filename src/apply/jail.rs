@@ -1,0 +1,263 @@
+//! Bastille jails: create, configure (jail(8) parameters, devfs ruleset), stop or
+//! destroy, and the templates applied to them (checked by their marker file).
+
+use super::*;
+
+impl Applier<'_> {
+    /// Apply a change to a Jail/JailTemplate resource.
+    pub(super) fn apply_jail(
+        &mut self,
+        change: &Change,
+        state: Option<&mut Records>,
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<(), ApplyError> {
+        let id = change.id();
+        let id = id.as_str();
+        let host = self.host;
+        match (&change.item.resource, change.action) {
+            (Resource::Jail(j), Action::Delete) if self.opts.data == DataPolicy::Keep => {
+                // Kept with its data (a database, repositories, a site): only stopped.
+                let running = host
+                    .run(&[s("jls"), s("-j"), j.name.clone(), s("name")])
+                    .map(|o| o.ok())
+                    .unwrap_or(false);
+                if running {
+                    self.run(id, vec![s("bastille"), s("stop"), j.name.clone()])?;
+                }
+            }
+            (Resource::Jail(j), Action::Delete) => {
+                if host
+                    .list_dir(&format!("{}/jails", self.cfg.host.bastille_prefix))
+                    .contains(&j.name)
+                {
+                    self.run(
+                        id,
+                        vec![
+                            s("bastille"),
+                            s("destroy"),
+                            s("-a"),
+                            s("-y"),
+                            j.name.clone(),
+                        ],
+                    )?;
+                }
+                if let Some(st) = state {
+                    rt.block_on(st.set_fact(&format!("jail_devfs:{}", j.name), None))
+                        .map_err(|e| check(id, e))?;
+                }
+            }
+            (Resource::Jail(j), Action::Create) => {
+                // `bastille create` fails on an existing jail: check the host first.
+                let exists = host
+                    .read(&format!(
+                        "{}/jails/{}/jail.conf",
+                        self.cfg.host.bastille_prefix, j.name
+                    ))
+                    .map_err(Self::host_err(id))?
+                    .is_some();
+                if !exists {
+                    self.run(
+                        id,
+                        vec![
+                            s("bastille"),
+                            s("create"),
+                            s("-B"),
+                            s("-g"),
+                            j.gateway.clone(),
+                            j.name.clone(),
+                            j.release.clone(),
+                            j.ip.clone(),
+                            j.bridge.clone(),
+                        ],
+                    )?;
+                }
+                self.configure_jail(id, j, None, state, rt)?;
+            }
+            (Resource::Jail(j), Action::Update) => {
+                self.configure_jail(id, j, change.before.as_deref(), state, rt)?;
+            }
+            (Resource::JailTemplate(t), Action::Delete) => {
+                let _ = t;
+            }
+            (Resource::JailTemplate(t), _) => {
+                let out = self.run(
+                    id,
+                    vec![
+                        s("bastille"),
+                        s("template"),
+                        t.jail.clone(),
+                        t.template.clone(),
+                    ],
+                )?;
+                // Bastille may exit 0 when a hook failed: check the template's last effect.
+                let marker = format!(
+                    "{}/jails/{}/root{}",
+                    self.cfg.host.bastille_prefix, t.jail, t.marker
+                );
+                let found = host.read(&marker).map_err(Self::host_err(id))?;
+                let found = found.map(|b| String::from_utf8_lossy(&b).trim().to_string());
+                if found.as_deref() != Some(t.hash.as_str()) {
+                    let tail: Vec<&str> = out
+                        .stdout
+                        .lines()
+                        .chain(out.stderr.lines())
+                        .rev()
+                        .take(8)
+                        .collect();
+                    return Err(ApplyError::Check {
+                        resource: id.to_string(),
+                        message: format!(
+                            "bastille template {} {} exited 0 but did not complete: {} in the jail {}\n  last output:\n{}",
+                            t.jail,
+                            t.template,
+                            t.marker,
+                            if found.is_some() { "holds another hash" } else { "is missing" },
+                            indent_block(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+                        ),
+                    });
+                }
+            }
+            (other, _) => unreachable!("{} is not a jail resource", other.id()),
+        }
+        Ok(())
+    }
+
+    /// A new release for an existing thin jail, keeping its data: `bastille
+    /// upgrade` on the stopped jail (see `jailchange`); a thick jail is refused
+    /// with the manual steps.
+    fn change_release(
+        &self,
+        id: &str,
+        j: &crate::resource::JailRes,
+        d: &crate::jailchange::JailDelta,
+    ) -> Result<(), ApplyError> {
+        let jails = format!("{}/jails/{}", self.cfg.host.bastille_prefix, j.name);
+        if let Some((from, to)) = &d.release {
+            let fstab = self
+                .host
+                .read(&format!("{jails}/fstab"))
+                .map_err(Self::host_err(id))?
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            if crate::jailchange::thin_release(&fstab).is_none() {
+                return Err(ApplyError::Check {
+                    resource: id.to_string(),
+                    message: crate::jailchange::thick_release_steps(&j.name, from, to),
+                });
+            }
+            // upgrade.sh needs the new release bootstrapped: say so before stopping.
+            let releases = format!("{}/releases", self.cfg.host.bastille_prefix);
+            if !self.host.list_dir(&releases).contains(to) {
+                return Err(ApplyError::Check {
+                    resource: id.to_string(),
+                    message: format!(
+                        "release {to} is not bootstrapped; run `bastille bootstrap {to}`, then apply again (jail {} is left running {from})",
+                        j.name
+                    ),
+                });
+            }
+            if self.jail_running(&j.name) {
+                self.run(id, vec![s("bastille"), s("stop"), j.name.clone()])?;
+            }
+            self.run(
+                id,
+                vec![s("bastille"), s("upgrade"), j.name.clone(), to.clone()],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn jail_running(&self, name: &str) -> bool {
+        self.host
+            .run(&[s("jls"), s("-j"), name.to_string(), s("name")])
+            .map(|o| o.ok())
+            .unwrap_or(false)
+    }
+
+    /// Converge an existing jail to `before`'s differences (a new jail: set
+    /// everything): a new release through `bastille upgrade`, the jail parameters
+    /// through `bastille config`, a new address through `bastille sysrc` inside the
+    /// jail, then restart the jail so they take effect: jail(8) reads its
+    /// parameters, devfs applies a ruleset's rules to the jail's /dev and rc(8)
+    /// configures vnet0, only when the jail starts. A jail that only stopped is
+    /// started.
+    fn configure_jail(
+        &self,
+        id: &str,
+        j: &crate::resource::JailRes,
+        before: Option<&str>,
+        state: Option<&mut Records>,
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<(), ApplyError> {
+        let delta = before.map(|b| crate::jailchange::delta(b, j));
+        if let Some(d) = &delta {
+            self.change_release(id, j, d)?;
+        }
+        let network = delta.as_ref().is_some_and(|d| d.network());
+        let differs = |key: &str, want: &str| {
+            before.is_none_or(|b| crate::resource::repr_field(b, key) != want)
+        };
+        let mut sets: Vec<(String, String)> = Vec::new();
+        if let Some(n) = j.devfs_ruleset {
+            if differs("devfs_ruleset", &n.to_string()) {
+                sets.push((s("devfs_ruleset"), n.to_string()));
+            }
+        }
+        for (k, v) in &j.params {
+            if differs(k, v) {
+                sets.push((k.clone(), v.clone()));
+            }
+        }
+        let rules_changed = j
+            .devfs_rules
+            .as_deref()
+            .is_some_and(|d| differs("devfs_rules", d));
+        for (k, v) in &sets {
+            self.run(
+                id,
+                vec![
+                    s("bastille"),
+                    s("config"),
+                    j.name.clone(),
+                    s("set"),
+                    k.clone(),
+                    v.clone(),
+                ],
+            )?;
+        }
+        let mut running = self.jail_running(&j.name);
+        if network {
+            // bastille sysrc runs sysrc(8) through jexec: the jail must run.
+            if !running {
+                self.run(id, vec![s("bastille"), s("start"), j.name.clone()])?;
+                running = true;
+            }
+            self.run(
+                id,
+                vec![
+                    s("bastille"),
+                    s("sysrc"),
+                    j.name.clone(),
+                    format!("ifconfig_vnet0=inet {}", j.ip),
+                    format!("defaultrouter={}", j.gateway),
+                ],
+            )?;
+        }
+        if running && (network || !sets.is_empty() || rules_changed) {
+            self.run(id, vec![s("bastille"), s("restart"), j.name.clone()])?;
+        } else if !running {
+            self.run(id, vec![s("bastille"), s("start"), j.name.clone()])?;
+        }
+        if let (Some(d), Some(st)) = (&j.devfs_rules, state) {
+            rt.block_on(st.set_fact(&format!("jail_devfs:{}", j.name), Some(d)))
+                .map_err(|e| check(id, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The programs a change of this kind needs, with the package that brings each.
+pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+    let _ = change;
+    vec![("bastille", "sysutils/bastille")]
+}

@@ -1,0 +1,126 @@
+//! warden's PF anchor (validated with `pfctl -nf` before it is loaded) and warden's
+//! managed blocks in files the operator also edits (pf.conf, devfs.rules).
+
+use super::*;
+
+impl Applier<'_> {
+    /// Apply a change to a PfAnchor/Block resource.
+    pub(super) fn apply_pf(
+        &mut self,
+        change: &Change,
+        state: Option<&mut Records>,
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<(), ApplyError> {
+        let id = change.id();
+        let id = id.as_str();
+        let host = self.host;
+        match (&change.item.resource, change.action) {
+            (Resource::PfAnchor { anchor, path, .. }, Action::Delete) => {
+                self.run(
+                    id,
+                    vec![s("pfctl"), s("-a"), anchor.clone(), s("-F"), s("all")],
+                )?;
+                host.remove(path).map_err(Self::host_err(id))?;
+                if let Some(st) = state {
+                    rt.block_on(st.set_fact("pf_loaded", None))
+                        .map_err(|e| check(id, e))?;
+                }
+            }
+            (
+                Resource::PfAnchor {
+                    anchor,
+                    path,
+                    content,
+                },
+                _,
+            ) => {
+                // Validate a copy first: on failure the loaded rules and the file stay.
+                let tmp = format!("{path}.warden-new");
+                host.write_atomic(&tmp, content.as_bytes(), 0o600, 0, 0)
+                    .map_err(Self::host_err(id))?;
+                let checked = self.run(
+                    id,
+                    vec![
+                        s("pfctl"),
+                        s("-a"),
+                        anchor.clone(),
+                        s("-nf"),
+                        host.arg_path(&tmp),
+                    ],
+                );
+                let _ = host.remove(&tmp);
+                checked?;
+                host.write_atomic(path, content.as_bytes(), 0o600, 0, 0)
+                    .map_err(Self::host_err(id))?;
+                self.run(
+                    id,
+                    vec![
+                        s("pfctl"),
+                        s("-a"),
+                        anchor.clone(),
+                        s("-f"),
+                        host.arg_path(path),
+                    ],
+                )?;
+                if let Some(st) = state {
+                    rt.block_on(st.set_fact("pf_loaded", Some(&digest(content))))
+                        .map_err(|e| check(id, e))?;
+                }
+            }
+            (Resource::Block(b), action) => {
+                let current = host.read(&b.path).map_err(Self::host_err(id))?;
+                let meta = host.meta(&b.path);
+                let text = current
+                    .map(|c| String::from_utf8_lossy(&c).into_owned())
+                    .unwrap_or_default();
+                let new = if action == Action::Delete {
+                    crate::pfconf::without_block(&text)
+                } else {
+                    crate::pfconf::with_block(&text, &b.block, b.placement)
+                };
+                let (mode, uid, gid) = meta.map_or((0o644, 0, 0), |m| (m.mode, m.uid, m.gid));
+                if !b.validate.is_empty() {
+                    let tmp = format!("{}.warden-new", b.path);
+                    host.write_atomic(&tmp, new.as_bytes(), mode, uid, gid)
+                        .map_err(Self::host_err(id))?;
+                    let mut argv = b.validate.clone();
+                    argv.push(host.arg_path(&tmp));
+                    let checked = self.run(id, argv);
+                    let _ = host.remove(&tmp);
+                    checked?;
+                }
+                host.write_atomic(&b.path, new.as_bytes(), mode, uid, gid)
+                    .map_err(Self::host_err(id))?;
+                if !b.reload.is_empty() {
+                    let mut argv = b.reload.clone();
+                    argv.push(host.arg_path(&b.path));
+                    self.run(id, argv)?;
+                }
+                // At once, not at the end of the run: later changes (a jail using
+                // a devfs ruleset) depend on the file being loaded.
+                for argv in &b.notify {
+                    self.run(id, argv.clone())?;
+                }
+            }
+            (other, _) => unreachable!("{} is not a pf resource", other.id()),
+        }
+        Ok(())
+    }
+}
+
+/// The programs a change of this kind needs, with the package that brings each.
+pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+    match &change.item.resource {
+        Resource::Block(b) => {
+            let mut v = vec![];
+            if !b.validate.is_empty() || !b.reload.is_empty() {
+                v.push(("pfctl", BASE));
+            }
+            if !b.notify.is_empty() {
+                v.push(("service", BASE));
+            }
+            v
+        }
+        _ => vec![("pfctl", BASE)],
+    }
+}

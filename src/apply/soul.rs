@@ -1,0 +1,247 @@
+//! Soul checkouts: a git repository cloned and checked out by root with hooks off,
+//! or a plain directory installed as a root-owned copy pinned by its digest.
+
+use super::*;
+
+impl Applier<'_> {
+    /// Apply a change to a Soul resource.
+    pub(super) fn apply_soul(
+        &mut self,
+        change: &Change,
+        state: Option<&mut Records>,
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<(), ApplyError> {
+        let id = change.id();
+        let id = id.as_str();
+        let host = self.host;
+        match (&change.item.resource, change.action) {
+            (Resource::Soul(sr), Action::Delete) => {
+                if self.opts.data == DataPolicy::Delete {
+                    self.run(id, vec![s("rm"), s("-rf"), host.arg_path(&sr.dest)])?;
+                }
+                if let Some(st) = state {
+                    rt.block_on(st.record_soul(&sr.dest, None))
+                        .map_err(|e| check(id, e))?;
+                }
+            }
+            (Resource::Soul(sr), _) => {
+                let commit = self.install_soul(id, sr, change.item.agent.as_deref())?;
+                if let Some(st) = state {
+                    let rec = SoulRecord {
+                        repo: sr.repo.clone(),
+                        reference: sr.reference.clone(),
+                        commit,
+                    };
+                    rt.block_on(st.record_soul(&sr.dest, Some(&rec)))
+                        .map_err(|e| check(id, e))?;
+                }
+            }
+            (other, _) => unreachable!("{} is not a soul resource", other.id()),
+        }
+        Ok(())
+    }
+
+    /// Clone or move the soul checkout and check the bundle. The checkout stays
+    /// root's and readable by everyone (0755/0644); git runs with hooks disabled and
+    /// only in a checkout that root owns and nobody else can write.
+    fn install_soul(
+        &self,
+        id: &str,
+        sr: &crate::resource::SoulRes,
+        agent: Option<&str>,
+    ) -> Result<String, ApplyError> {
+        let dest = self.host.arg_path(&sr.dest);
+        let source = if sr.source.is_empty() {
+            crate::render::soul_source(&sr.repo, &self.cfg.agents_dir())
+        } else {
+            sr.source.clone()
+        };
+        if let Some(pinned) = &sr.pinned {
+            return self.install_soul_copy(id, sr, &source, pinned, agent);
+        }
+        // What the checkout is at before this change, to go back to if the new
+        // commit is refused (none on a first install).
+        let previous =
+            crate::probe::read_git_head(self.host, &sr.dest).map_err(Self::host_err(id))?;
+        // git as root, never running a hook of the checkout (core.hooksPath).
+        let git = |args: &[&str]| -> Vec<String> {
+            let mut v = vec![
+                s("git"),
+                s("-c"),
+                s("core.hooksPath=/dev/null"),
+                s("-C"),
+                dest.clone(),
+            ];
+            v.extend(args.iter().map(|a| a.to_string()));
+            v
+        };
+        if previous.is_none() {
+            self.run(
+                id,
+                vec![
+                    s("git"),
+                    s("-c"),
+                    s("core.hooksPath=/dev/null"),
+                    s("clone"),
+                    s("--quiet"),
+                    s("--"),
+                    source,
+                    dest.clone(),
+                ],
+            )?;
+        } else {
+            if let Err(why) = root_only_tree(self.host, &sr.dest) {
+                return Err(ApplyError::Check {
+                    resource: id.to_string(),
+                    message: format!(
+                        "{why}: warden runs git there as root and will not in a tree another user can write; move it aside (mv {dest} {dest}.old) and apply again to check the soul out afresh"
+                    ),
+                });
+            }
+            self.run(id, git(&["fetch", "--quiet", "origin"]))?;
+        }
+        let target = match &sr.reference {
+            Some(r) => {
+                // A branch follows the remote; a tag or commit is taken as it is.
+                let remote = format!("origin/{r}");
+                let is_branch = self
+                    .host
+                    .run(&git(&["rev-parse", "--verify", "--quiet", &remote]))
+                    .map(|o| o.ok())
+                    .unwrap_or(false);
+                if is_branch {
+                    remote
+                } else {
+                    r.clone()
+                }
+            }
+            None => s("origin/HEAD"),
+        };
+        let undo = |this: &Self| match &previous {
+            Some(prev) => {
+                let _ = this
+                    .host
+                    .run(&git(&["checkout", "--quiet", "--detach", prev]));
+            }
+            None => {
+                let _ = this.host.remove_tree(&sr.dest);
+            }
+        };
+        let checked_out = self
+            .run(id, git(&["checkout", "--quiet", "--detach", &target]))
+            .and_then(|_| self.run(id, git(&["rev-parse", "HEAD"])));
+        let commit = match checked_out {
+            Ok(o) => o.stdout.trim().to_string(),
+            Err(e) => {
+                undo(self);
+                return Err(e);
+            }
+        };
+        if let Err(problems) = crate::soul::check_bundle(
+            &self.host.local(&sr.dest),
+            agent,
+            &crate::soul::SoulLimits::default(),
+        ) {
+            let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+            // Leave the agent with the bundle it had (or none), not the refused one.
+            undo(self);
+            return Err(ApplyError::Check {
+                resource: id.to_string(),
+                message: format!("the soul bundle is refused:\n{}", list.join("\n")),
+            });
+        }
+        // Root cloned it, so root owns it; readable by the agent, writable by no one
+        // else. (chmod -R changes no symlink's target: it skips symlinks it meets.)
+        self.run(id, vec![s("chmod"), s("-R"), s("u+rwX,go+rX,go-w"), dest])?;
+        Ok(commit)
+    }
+
+    /// Install a plain-directory soul as a root-owned copy: copied beside the
+    /// destination, checked, its digest compared with the plan's, then swapped in.
+    fn install_soul_copy(
+        &self,
+        id: &str,
+        sr: &crate::resource::SoulRes,
+        source: &str,
+        pinned: &str,
+        agent: Option<&str>,
+    ) -> Result<String, ApplyError> {
+        let host = self.host;
+        let dest = sr.dest.as_str();
+        let (new, old) = (format!("{dest}.warden-new"), format!("{dest}.warden-old"));
+        let host_err = Self::host_err(id);
+        // Leftovers of a run killed halfway are warden's own staging directories.
+        host.remove_tree(&new).map_err(&host_err)?;
+        host.remove_tree(&old).map_err(&host_err)?;
+        // The home is normally there; an existing parent keeps its mode.
+        if let Some((parent, _)) = new.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
+            if host.meta(parent).is_none() {
+                host.make_dir(parent, 0o755).map_err(&host_err)?;
+            }
+        }
+        host.copy_tree_in(std::path::Path::new(source), &new)
+            .map_err(&host_err)?;
+        let refuse = |message: String| {
+            let _ = host.remove_tree(&new);
+            Err(ApplyError::Check {
+                resource: id.to_string(),
+                message,
+            })
+        };
+        // Reading the staged copy: a local path for the tree walks.
+        let staged = host.local(&new);
+        if let Err(problems) =
+            crate::soul::check_bundle(&staged, agent, &crate::soul::SoulLimits::default())
+        {
+            let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+            return refuse(format!("the soul bundle is refused:\n{}", list.join("\n")));
+        }
+        let got = crate::soulcopy::tree_digest(&staged).map_err(|source| ApplyError::Host {
+            resource: id.to_string(),
+            source: HostError::Io {
+                path: staged.display().to_string(),
+                source,
+            },
+        })?;
+        if got != pinned {
+            return refuse(format!(
+                "{source} changed since the plan was made (it was {pinned}, it is {got}); run warden plan again"
+            ));
+        }
+        if host.meta(dest).is_some() {
+            host.rename(dest, &old).map_err(&host_err)?;
+        }
+        host.rename(&new, dest).map_err(&host_err)?;
+        host.remove_tree(&old).map_err(&host_err)?;
+        Ok(got)
+    }
+}
+
+/// Whether a soul checkout is a real directory (not a symlink) that root owns and
+/// no one else can write, and so is its `.git`: only then may root run git in it.
+pub fn root_only_tree(host: &dyn Host, dir: &str) -> Result<(), String> {
+    for p in [dir.to_string(), format!("{dir}/.git")] {
+        let m = host
+            .meta(&p)
+            .ok_or_else(|| format!("{p}: no such directory"))?;
+        if m.kind != crate::host::FileKind::Dir {
+            return Err(format!("{p} is not a directory"));
+        }
+        if m.uid != 0 || m.mode & 0o022 != 0 {
+            return Err(format!(
+                "{p} is owned by uid {} with mode {:04o}, not root's alone",
+                m.uid, m.mode
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The programs a change of this kind needs, with the package that brings each.
+pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+    match &change.item.resource {
+        // A plain directory is copied by warden itself; git is needed for a repository.
+        Resource::Soul(sr) if sr.pinned.is_some() || change.action == Action::Delete => vec![],
+        _ => vec![("git", "devel/git")],
+    }
+}
