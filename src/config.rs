@@ -36,6 +36,8 @@ pub struct HostConfig {
     pub log_dir: String,
     /// How many changes apply runs at once (`--jobs` overrides it), 1 to 64.
     pub jobs: u32,
+    /// How many of apply's ZFS snapshots each jail (and home) keeps, 1 to 1000.
+    pub snapshot_keep: u32,
     /// The directory every agent's home lies in (one directory per agent).
     pub homes: String,
     /// The directory every llama.cpp model directory lies in (or is).
@@ -87,6 +89,10 @@ pub const DEFAULT_JOBS: u32 = 8;
 /// The most changes `jobs` or `--jobs` may run at once.
 pub const MAX_JOBS: u32 = 64;
 
+/// Run snapshots kept per dataset unless told otherwise, and at most.
+pub const DEFAULT_SNAPSHOT_KEEP: u32 = 5;
+pub const MAX_SNAPSHOT_KEEP: u32 = 1000;
+
 impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
@@ -103,6 +109,7 @@ impl Default for HostConfig {
             devfs_ruleset_base: 1000,
             log_dir: "/var/log/warden".into(),
             jobs: DEFAULT_JOBS,
+            snapshot_keep: DEFAULT_SNAPSHOT_KEEP,
             homes: DEFAULT_HOMES.into(),
             models: DEFAULT_MODELS.into(),
             bhyve: BhyveConfig::default(),
@@ -359,6 +366,17 @@ fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
             format!("must be between 1 and {MAX_JOBS}, not {}", host.jobs),
         ));
     }
+    if !(1..=MAX_SNAPSHOT_KEEP).contains(&host.snapshot_keep) {
+        diags.push(Diagnostic::new(
+            path,
+            line_of("snapshot_keep"),
+            Some("snapshot_keep"),
+            format!(
+                "must be between 1 and {MAX_SNAPSHOT_KEEP}, not {}",
+                host.snapshot_keep
+            ),
+        ));
+    }
     for (key, value) in [
         ("probe", host.timeouts.probe),
         ("change", host.timeouts.change),
@@ -535,6 +553,22 @@ mod tests {
         assert!(
             s.starts_with("warden.toml:2: brige: unknown key; did you mean bridge?"),
             "{s}"
+        );
+    }
+
+    #[test]
+    fn snapshot_keep_is_located_when_out_of_range() {
+        let c = parse(Path::new("warden.toml"), "ext_if = \"igb0\"\n").unwrap();
+        assert_eq!(c.host.snapshot_keep, 5);
+        let e = parse(
+            Path::new("warden.toml"),
+            "ext_if = \"igb0\"\nsnapshot_keep = 0\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("warden.toml:2: snapshot_keep: must be between 1 and 1000, not 0"),
+            "{e}"
         );
     }
 

@@ -15,6 +15,8 @@ pub enum Error {
     State(#[from] crate::state::StateError),
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::rollback::SnapshotError),
     /// A file on the operator's side: `init`, `render --out`, `man --out`.
     #[error("{path}: {source}")]
     Io {

@@ -114,6 +114,34 @@ enum Command {
     Man(ManArgs),
     /// Show the latest apply runs from the state DB.
     History(HistoryArgs),
+    /// List the ZFS snapshots apply took before changing jails and homes
+    /// (`@warden-run-N`, one per run and dataset, the newest `snapshot_keep` kept).
+    Snapshots(SnapshotsArgs),
+    /// Return jails (and agent homes) to the snapshots run N took: shows what it
+    /// will do (stop, zfs rollback -r, start; later snapshots destroyed), then asks.
+    /// Everything written to them since the snapshot is lost.
+    Rollback(RollbackArgs),
+}
+
+#[derive(Args)]
+struct SnapshotsArgs {
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Args)]
+struct RollbackArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The run whose snapshots to return to (see warden snapshots, warden history).
+    #[arg(long, value_name = "N")]
+    run: i64,
+    /// Only this agent's jails and home (repeatable).
+    #[arg(long = "agent", value_name = "NAME")]
+    agents: Vec<String>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
 }
 
 #[derive(Args)]
@@ -380,6 +408,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Man(a) => man(a),
         Command::History(a) => history(&ctx, a),
+        Command::Snapshots(a) => snapshots(&ctx, a),
+        Command::Rollback(a) => rollback(&ctx, a),
     }
 }
 
@@ -758,6 +788,39 @@ fn history(ctx: &Ctx, a: HistoryArgs) -> Result<ExitCode, Error> {
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
     let runs = cli_support::history(&host.local(&cfg.host.state_db), a.limit)?;
     print!("{}", cli_support::format_history(&runs, a.json));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<ExitCode, Error> {
+    let cfg = workflow::load_config(&ctx.config)?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    let (_, listing) = warden::rollback::read(&host)?;
+    print!("{}", warden::rollback::snapshots_text(&listing));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rollback(ctx: &Ctx, a: RollbackArgs) -> Result<ExitCode, Error> {
+    let (cfg, fleet) = ctx.load()?;
+    check_agents(&fleet, &a.agents)?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    let o = warden::rollback::rollback_run(
+        &cfg,
+        &fleet,
+        &host,
+        a.run,
+        &a.agents,
+        a.yes,
+        &mut cli_support::confirm,
+        &mut |t| print!("{t}"),
+    )?;
+    if o.declined {
+        println!("Rollback cancelled.");
+        return Ok(ExitCode::from(1));
+    }
+    for line in &o.done {
+        println!("{line}");
+    }
+    println!("Rollback complete. The next apply converges them to the manifests again.");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -127,6 +127,11 @@ fn examples(name: &str) -> Vec<(&'static str, &'static str)> {
             ),
         ],
         "history" => vec![("The last five runs:", "warden history --limit 5")],
+        "snapshots" => vec![("The snapshots apply took:", "warden snapshots")],
+        "rollback" => vec![(
+            "Return nova's jails and home to run 42's snapshots:",
+            "warden rollback --run 42 --agent nova",
+        )],
         "man" => vec![("Install the pages:", "warden man --out /usr/local/man/man8")],
         "completions" => vec![(
             "zsh completion:",

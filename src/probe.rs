@@ -69,6 +69,10 @@ pub struct HostState {
     pub rctl: BTreeMap<String, u64>,
     /// rctl(8) said RACCT is off (`kern.racct.enable=0`): limits wait for a reboot.
     pub racct_off: bool,
+    /// Where Bastille keeps jails (read when jails are wanted).
+    pub storage: Option<crate::zfs::Storage>,
+    /// ZFS filesystems and snapshots, when Bastille keeps jails on ZFS.
+    pub zfs: crate::zfs::Listing,
     /// One line each about what could not be read (tools missing on this system).
     pub notes: Vec<String>,
     /// Commands the probe ran.
@@ -306,6 +310,19 @@ pub fn probe(
                 },
             );
         }
+        // ZFS: bastille.conf says whether jails are datasets; one `zfs list` for
+        // every filesystem (jails' and homes') and snapshot.
+        let conf = host
+            .read(crate::zfs::BASTILLE_CONF)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let storage = crate::zfs::storage(conf.as_deref());
+        if matches!(storage, crate::zfs::Storage::Zfs { .. }) && need("zfs", &mut missing) {
+            let out = host.run(&crate::zfs::list_argv())?;
+            if out.ok() {
+                st.zfs = crate::zfs::parse_list(&out.stdout);
+            }
+        }
+        st.storage = Some(storage);
         for r in &all {
             if let Resource::JailTemplate(t) = r {
                 if let Some(m) = host.read(&format!("{jails_dir}/{}/root{}", t.jail, t.marker))? {

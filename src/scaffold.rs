@@ -121,6 +121,10 @@ pub const CONFIG_DOCS: &[(&str, &str)] = &[
         "First devfs ruleset number for GPU jails (1000 or more).",
     ),
     ("log_dir", "Where agent daemons write their logs."),
+    (
+        "snapshot_keep",
+        "ZFS snapshots apply keeps per jail and home (warden-run-N); older ones are destroyed.",
+    ),
     ("vm_dir", "vm-bhyve's vm_dir (agents with DEPLOY_MODE=bhyve)."),
     ("switch", "vm-bhyve switch the VMs attach to (at most 12 characters)."),
     ("switch_if", "Physical interface added to that switch."),

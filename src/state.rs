@@ -588,9 +588,15 @@ fn upsert_managed_query<'q>(
 
 /// UTC time as `YYYY-MM-DDTHH:MM:SSZ`, without a date crate.
 pub fn now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    format_epoch(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    )
+}
+
+/// Seconds since the epoch as `2026-11-29T13:45:00Z`.
+pub fn format_epoch(secs: u64) -> String {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
     // Civil-from-days (Howard Hinnant's algorithm).

@@ -424,7 +424,54 @@ pub fn apply(
     }
     // Numbering first: a run killed halfway resumes with the same numbers.
     rt.block_on(st.record_numbering(&planned.desired.aliases, &planned.desired.devfs))?;
-    let done = match execute(cfg, host, req, &plan, &rt, &mut st, run, progress) {
+    // ZFS: each existing jail (and home) is snapshotted before its first change.
+    let homes = fleet
+        .agents
+        .iter()
+        .map(|a| (a.name.clone(), a.home.clone()))
+        .collect();
+    let (snapshots, unprotected) = crate::rollback::RunSnapshots::plan(
+        run,
+        &plan.changes,
+        &planned.host_state,
+        &homes,
+        &cfg.host.bastille_prefix,
+    );
+    if let Some(n) = unprotected {
+        progress.note(&format!("{n}\n"));
+    }
+    let executed = execute(
+        cfg,
+        host,
+        req,
+        &plan,
+        &rt,
+        &mut st,
+        run,
+        snapshots.as_ref(),
+        progress,
+    );
+    if let Some(s) = &snapshots {
+        let taken = s.taken();
+        if !taken.is_empty() {
+            progress.line(&format!(
+                "Snapshot @{} taken of: {}.",
+                s.snap,
+                taken.join(", ")
+            ));
+            match crate::rollback::prune(host, cfg.host.snapshot_keep as usize) {
+                Ok(gone) if !gone.is_empty() => progress.line(&format!(
+                    "Destroyed {} older snapshot(s) beyond snapshot_keep = {}: {}",
+                    gone.len(),
+                    cfg.host.snapshot_keep,
+                    gone.join(", ")
+                )),
+                Ok(_) => {}
+                Err(e) => progress.note(&format!("Note: pruning old snapshots failed: {e}\n")),
+            }
+        }
+    }
+    let done = match executed {
         Ok(done) => done,
         Err(e) => {
             rt.block_on(st.close());
@@ -486,6 +533,7 @@ fn execute(
     rt: &tokio::runtime::Runtime,
     st: &mut state::State,
     run: i64,
+    snapshots: Option<&crate::rollback::RunSnapshots>,
     progress: &mut dyn crate::progress::Progress,
 ) -> Result<(usize, usize, usize)> {
     use crate::executor::{graph, label, Run};
@@ -496,6 +544,7 @@ fn execute(
         cfg,
         opts: crate::apply::Options { data: req.data },
         jobs: req.jobs.unwrap_or(cfg.host.jobs as usize),
+        snapshots,
     };
     let mut journal = crate::journal::Journal::new(rt, st, run);
     let report = runner.execute(&plan.changes, &graph, progress, &mut journal);
@@ -541,6 +590,13 @@ fn execute(
                 plan.changes[*by].id()
             ));
         }
+    }
+    let rolled = snapshots.map(|s| s.rolled_back()).unwrap_or_default();
+    if !rolled.is_empty() {
+        msg.push_str(&format!(
+            "\n\nRolled back after their chain failed (data written since the snapshot, seconds before in this run, is gone; the rest of the run went on):\n{}",
+            rolled.join("\n")
+        ));
     }
     let applied = done.0 + done.1 + done.2;
     msg.push_str(&format!(

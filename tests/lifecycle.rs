@@ -154,6 +154,7 @@ impl Site {
         let o = std::process::Command::new(fakebsd_dir().join(cmd))
             .args(args)
             .env("FAKEBSD_ROOT", &self.root)
+            .env("FAKEBSD_ZPOOLS", "zroot")
             .env("FAKEBSD_INTERNAL", "1")
             .output()
             .unwrap();
@@ -162,6 +163,43 @@ impl Site {
     fn read(&self, p: &str) -> String {
         std::fs::read_to_string(self.root.join(p)).unwrap_or_default()
     }
+    /// Bastille keeps its jails on ZFS: bastille.conf says so, and the pool
+    /// has Bastille's datasets (as `bastille setup` leaves them).
+    fn on_zfs(&self) {
+        let conf = self.root.join("usr/local/etc/bastille/bastille.conf");
+        std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+        std::fs::write(
+            &conf,
+            "bastille_prefix=\"/usr/local/bastille\"\nbastille_zfs_enable=\"YES\"\nbastille_zfs_zpool=\"zroot\"\n",
+        )
+        .unwrap();
+        self.fake(
+            "zfs",
+            &[
+                "create",
+                "-o",
+                "mountpoint=/usr/local/bastille",
+                "zroot/bastille",
+            ],
+        );
+        self.fake("zfs", &["create", "zroot/bastille/jails"]);
+    }
+    /// The snapshots on the simulated pool.
+    fn snapshots(&self) -> Vec<String> {
+        self.fake("zfs", &["list", "-H", "-t", "snapshot", "-o", "name"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The run number in `Snapshot @warden-run-N taken of: …`.
+fn snapshot_run(text: &str) -> String {
+    let rest = text
+        .split("Snapshot @warden-run-")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no snapshot line in:\n{text}"));
+    rest.chars().take_while(char::is_ascii_digit).collect()
 }
 
 const DB_RULE: &str = "jail:atlasdb:memoryuse:deny=2147483648";
@@ -382,4 +420,178 @@ fn a_thick_jail_release_change_is_refused_with_the_manual_steps() {
         s.fake("jls", &["name"]).lines().any(|l| l == "atlasgit"),
         "still running"
     );
+}
+
+const ATLASDB: &str = "usr/local/bastille/jails/atlasdb";
+
+#[test]
+fn a_failed_jail_chain_rolls_back_to_its_snapshot_and_the_run_goes_on() {
+    let s = Site::examples_without_souls();
+    s.on_zfs();
+    s.apply().success();
+    // New jails: nothing to snapshot; Bastille made their datasets.
+    assert_eq!(s.snapshots(), Vec::<String>::new());
+    let listed = s.fake("zfs", &["list", "-H", "-o", "name"]);
+    assert!(
+        listed.contains("zroot/bastille/jails/atlasdb/root"),
+        "{listed}"
+    );
+    let data = s.root.join(ATLASDB).join("root/var/db/postgres/data18");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("PG_VERSION"), "18\n").unwrap();
+
+    // The database jail's template fails after the jail was readdressed: that
+    // jail goes back to its snapshot and runs; the other jails converge.
+    s.set_key("atlas", "AGENT_SUBNET_BASE", Some("10.0.2"));
+    let failed = s
+        .warden(&["apply", "--yes"])
+        .env("FAKEBSD_FAIL", "bastille template atlasdb*")
+        .assert()
+        .code(1);
+    let text = out(&failed);
+    let run = snapshot_run(&text);
+    assert!(
+        text.contains(&format!(
+            "jail atlasdb rolled back to @warden-run-{run} (as it was before this run changed it) and started"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("cannot snapshot"), "{text}");
+    let rc = s.read(&format!("{ATLASDB}/root/etc/rc.conf"));
+    assert!(rc.contains("ifconfig_vnet0=\"inet 10.0.1.5/24\""), "{rc}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("PG_VERSION")).unwrap(),
+        "18\n"
+    );
+    let running = s.fake("jls", &["name"]);
+    assert!(running.lines().any(|l| l == "atlasdb"), "{running}");
+    let git_rc = s.read("usr/local/bastille/jails/atlasgit/root/etc/rc.conf");
+    assert!(git_rc.contains("inet 10.0.2.2/24"), "{git_rc}");
+    let snaps = s.snapshots();
+    assert!(
+        snaps.contains(&format!("zroot/bastille/jails/atlasdb@warden-run-{run}"))
+            && snaps.contains(&format!(
+                "zroot/bastille/jails/atlasdb/root@warden-run-{run}"
+            )),
+        "{snaps:?}"
+    );
+
+    // The next apply converges it, with a snapshot of its own.
+    let text = out(&s.apply().success());
+    let next = snapshot_run(&text);
+    let rc = s.read(&format!("{ATLASDB}/root/etc/rc.conf"));
+    assert!(rc.contains("ifconfig_vnet0=\"inet 10.0.2.5/24\""), "{rc}");
+    s.no_changes();
+
+    // warden snapshots lists both runs.
+    let listed = out(&s.warden(&["snapshots"]).assert().success());
+    for r in [&run, &next] {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.starts_with(r.as_str()) && l.ends_with("zroot/bastille/jails/atlasdb")),
+            "{listed}"
+        );
+    }
+
+    // warden rollback shows what it does and asks: "no" changes nothing.
+    s.clear_log();
+    let declined = s
+        .warden(&["rollback", "--run", &run, "--agent", "atlas"])
+        .write_stdin("no\n")
+        .assert()
+        .code(1);
+    let text = out(&declined);
+    assert!(text.contains("Rollback cancelled."), "{text}");
+    assert!(
+        text.contains(&format!(
+            "zfs rollback -r zroot/bastille/jails/atlasdb@warden-run-{run}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "destroys the later snapshot zroot/bastille/jails/atlasdb@warden-run-{next}"
+        )),
+        "{text}"
+    );
+    assert_eq!(s.mutating_calls(), Vec::<String>::new());
+
+    // Confirmed: the jails are back at that run, the later snapshots are gone.
+    let done = s
+        .warden(&["rollback", "--run", &run, "--agent", "atlas"])
+        .write_stdin("yes\n")
+        .assert()
+        .success();
+    let text = out(&done);
+    assert!(
+        text.contains(&format!("jail atlasdb is back at run {run}")),
+        "{text}"
+    );
+    let rc = s.read(&format!("{ATLASDB}/root/etc/rc.conf"));
+    assert!(rc.contains("ifconfig_vnet0=\"inet 10.0.1.5/24\""), "{rc}");
+    assert!(
+        !s.snapshots()
+            .iter()
+            .any(|x| x.ends_with(&format!("@warden-run-{next}"))),
+        "{:?}",
+        s.snapshots()
+    );
+    let running = s.fake("jls", &["name"]);
+    assert!(running.lines().any(|l| l == "atlasdb"), "{running}");
+    // The manifests still say 10.0.2: the next apply converges again.
+    s.apply().success();
+    let rc = s.read(&format!("{ATLASDB}/root/etc/rc.conf"));
+    assert!(rc.contains("ifconfig_vnet0=\"inet 10.0.2.5/24\""), "{rc}");
+
+    // An unknown run is refused.
+    let text = out(&s
+        .warden(&["rollback", "--run", "999", "--yes"])
+        .assert()
+        .code(1));
+    assert!(text.contains("run 999 took no snapshot"), "{text}");
+}
+
+#[test]
+fn snapshot_keep_prunes_the_oldest_run_snapshots() {
+    let s = Site::examples_without_souls();
+    s.on_zfs();
+    let toml = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, format!("snapshot_keep = 1\n{toml}")).unwrap();
+    s.apply().success();
+    s.set_key("atlas", "AGENT_SUBNET_BASE", Some("10.0.2"));
+    let first = snapshot_run(&out(&s.apply().success()));
+    s.set_key("atlas", "AGENT_SUBNET_BASE", Some("10.0.3"));
+    let text = out(&s.apply().success());
+    let second = snapshot_run(&text);
+    assert!(
+        text.contains("older snapshot(s) beyond snapshot_keep = 1"),
+        "{text}"
+    );
+    let snaps = s.snapshots();
+    assert!(
+        snaps.contains(&format!("zroot/bastille/jails/atlasdb@warden-run-{second}")),
+        "{snaps:?}"
+    );
+    assert!(
+        !snaps
+            .iter()
+            .any(|x| x.ends_with(&format!("@warden-run-{first}"))),
+        "{snaps:?}"
+    );
+}
+
+#[test]
+fn without_zfs_apply_says_once_that_it_cannot_snapshot_and_goes_on() {
+    let s = Site::examples_without_souls();
+    s.apply().success();
+    s.set_key("atlas", "AGENT_SUBNET_BASE", Some("10.0.2"));
+    let text = out(&s.apply().success());
+    assert_eq!(text.matches("cannot snapshot").count(), 1, "{text}");
+    assert!(
+        text.contains("Note: cannot snapshot jail atlascms, jail atlasdb, jail atlasgit before changing them: Bastille keeps jails in plain directories here (/usr/local/etc/bastille/bastille.conf does not exist); apply goes on without snapshots."),
+        "{text}"
+    );
+    let rc = s.read(&format!("{ATLASDB}/root/etc/rc.conf"));
+    assert!(rc.contains("inet 10.0.2.5/24"), "{rc}");
 }

@@ -90,7 +90,7 @@ if command -v shellcheck >/dev/null 2>&1; then
 else
 	echo "note: shellcheck not found, lint skipped"
 fi
-for f in bastille devfs ifconfig jls pfctl ps pw rctl service sysctl sysrc vm; do
+for f in bastille devfs ifconfig jls pfctl ps pw rctl service sysctl sysrc vm zfs; do
 	if [ -x "$FAKE/$f" ]; then ok "$f is executable"; else ko "$f is executable"; fi
 done
 
@@ -471,6 +471,34 @@ t_err "vm destroy running" 1 "appears to be running" vm destroy -f box1
 t_out "vm stop" 0 "Sending ACPI shutdown to box1" vm stop box1
 t_rc "vm destroy" 0 vm destroy -f box1
 t_nofile "vm dir removed" "$FAKEBSD_ROOT/vm/box1"
+
+# ---- zfs and bastille on ZFS -----------------------------------------------------------------
+export FAKEBSD_ZPOOLS=zroot
+t_err "zfs create without parent" 1 "cannot create 'zroot/bastille/jails': parent does not exist" zfs create zroot/bastille/jails
+t_rc "zfs create -o mountpoint" 0 zfs create -o mountpoint=/usr/local/bastille zroot/bastille
+t_rc "zfs create inherits the mountpoint" 0 zfs create zroot/bastille/jails
+t_err "zfs create twice" 1 "cannot create 'zroot/bastille/jails': dataset already exists" zfs create zroot/bastille/jails
+t_err "zfs create unknown pool" 1 "cannot create 'tank/x': no such pool 'tank'" zfs create tank/x
+mkdir -p "$FAKEBSD_ROOT/usr/local/etc/bastille"
+printf 'bastille_zfs_enable="YES"\nbastille_zfs_zpool="zroot"\n' >"$FAKEBSD_ROOT/usr/local/etc/bastille/bastille.conf"
+t_rc "bastille create on ZFS" 0 bastille create -B -g 10.0.1.1 zj 14.2-RELEASE 10.0.1.8/24 wardenbr0
+t_out "bastille made the datasets" 0 "zroot/bastille/jails/zj/root	$B/jails/zj/root" sh -c "zfs list -H -o name,mountpoint | sed 's|	/|	$FAKEBSD_ROOT/|'"
+echo before >"$B/jails/zj/root/etc/motd"
+t_rc "zfs snapshot -r" 0 zfs snapshot -r zroot/bastille/jails/zj@one
+t_out "snapshot of the child too" 0 "zroot/bastille/jails/zj/root@one" zfs list -H -t snapshot -o name
+t_err "zfs snapshot twice" 1 "cannot create snapshot 'zroot/bastille/jails/zj@one': dataset already exists" zfs snapshot -r zroot/bastille/jails/zj@one
+echo after >"$B/jails/zj/root/etc/motd"
+t_rc "zfs snapshot second" 0 zfs snapshot -r zroot/bastille/jails/zj@two
+t_err "rollback past a later snapshot" 1 "use '-r' to force deletion of the following snapshots and bookmarks:" zfs rollback zroot/bastille/jails/zj/root@one
+t_rc "zfs rollback -r" 0 zfs rollback -r zroot/bastille/jails/zj/root@one
+t_eq "rollback restored the file" "$(cat "$B/jails/zj/root/etc/motd")" "before"
+t_eq "rollback -r destroyed the later snapshot" "$(zfs list -H -t snapshot -o name zroot/bastille/jails/zj/root@two 2>&1)" "cannot open 'zroot/bastille/jails/zj/root@two': dataset does not exist"
+t_err "destroy missing snapshot" 1 "could not find any snapshots to destroy; check snapshot names." zfs destroy zroot/bastille/jails/zj@nope
+t_err "destroy with children" 1 "cannot destroy 'zroot/bastille/jails/zj': filesystem has children" zfs destroy zroot/bastille/jails/zj
+t_rc "bastille destroy on ZFS" 0 bastille destroy -a -y zj
+t_eq "the datasets went with it" "$(zfs list -H -o name | grep zj)" ""
+rm -f "$FAKEBSD_ROOT/usr/local/etc/bastille/bastille.conf"
+unset FAKEBSD_ZPOOLS
 
 # ---- injection ---------------------------------------------------------------------------------------
 t_err "FAKEBSD_FAIL" 1 "fakebsd: injected failure: bastille create x 14.2-RELEASE 10.0.1.9 wardenbr0" \
