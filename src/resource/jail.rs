@@ -1,11 +1,11 @@
 //! Bastille jails: create, configure (jail(8) parameters, devfs ruleset), stop or
 //! destroy, and the templates applied to them (checked by their marker file).
 
-use super::*;
+use crate::apply::prelude::*;
 
 impl Applier<'_> {
     /// Apply a change to a Jail/JailTemplate resource.
-    pub(super) fn apply_jail(
+    pub(crate) fn apply_jail(
         &mut self,
         change: &Change,
         state: Option<&mut Records>,
@@ -184,7 +184,7 @@ impl Applier<'_> {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     let _ = change;
     vec![("bastille", "sysutils/bastille")]
 }

@@ -1,11 +1,11 @@
 //! Files warden owns (written atomically with owner and mode) and directories it
 //! creates (kept when no longer wanted: they may hold data).
 
-use super::*;
+use crate::apply::prelude::*;
 
 impl Applier<'_> {
     /// Apply a change to a File/Dir resource.
-    pub(super) fn apply_files(
+    pub(crate) fn apply_files(
         &mut self,
         change: &Change,
         _state: Option<&mut Records>,
@@ -36,7 +36,7 @@ impl Applier<'_> {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     match &change.item.resource {
         // A changed file with a notify (e.g. devfs.rules) restarts its service.
         Resource::File(f) if change.action == Action::Update && !f.notify.is_empty() => {

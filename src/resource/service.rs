@@ -1,10 +1,10 @@
 //! The agents' rc.d services.
 
-use super::*;
+use crate::apply::prelude::*;
 
 impl Applier<'_> {
     /// Apply a change to a Service resource.
-    pub(super) fn apply_service(
+    pub(crate) fn apply_service(
         &mut self,
         change: &Change,
         _state: Option<&mut Records>,
@@ -28,7 +28,7 @@ impl Applier<'_> {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     let _ = change;
     vec![("service", BASE)]
 }

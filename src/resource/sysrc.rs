@@ -1,11 +1,11 @@
 //! rc.conf-style variables, changed only through sysrc(8), and live kernel
 //! variables set with sysctl(8).
 
-use super::*;
+use crate::apply::prelude::*;
 
 impl Applier<'_> {
     /// Apply a change to a RcConf/Sysctl resource.
-    pub(super) fn apply_sysrc(
+    pub(crate) fn apply_sysrc(
         &mut self,
         change: &Change,
         _state: Option<&mut Records>,
@@ -51,7 +51,7 @@ impl Applier<'_> {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     match &change.item.resource {
         Resource::RcConf(rc) if !rc.notify.is_empty() => vec![("sysrc", BASE), ("sysctl", BASE)],
         Resource::RcConf(_) => vec![("sysrc", BASE)],

@@ -1,10 +1,10 @@
 //! The agents' users, through pw(8) (with `-R` under a target root).
 
-use super::*;
+use crate::apply::prelude::*;
 
 impl Applier<'_> {
     /// Apply a change to a User resource.
-    pub(super) fn apply_user(
+    pub(crate) fn apply_user(
         &mut self,
         change: &Change,
         _state: Option<&mut Records>,
@@ -74,7 +74,7 @@ pub fn user_comment(name: &str) -> String {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     let _ = change;
     vec![("pw", BASE)]
 }

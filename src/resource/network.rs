@@ -1,10 +1,10 @@
 //! The warden bridge and its gateway aliases, through ifconfig(8).
 
-use super::*;
+use crate::apply::prelude::*;
 
 impl Applier<'_> {
     /// Apply a change to a Bridge/BridgeAlias resource.
-    pub(super) fn apply_network(
+    pub(crate) fn apply_network(
         &mut self,
         change: &Change,
         _state: Option<&mut Records>,
@@ -61,7 +61,7 @@ impl Applier<'_> {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     let _ = change;
     vec![("ifconfig", BASE)]
 }

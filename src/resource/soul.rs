@@ -1,11 +1,11 @@
 //! Soul checkouts: a git repository cloned and checked out by root with hooks off,
 //! or a plain directory installed as a root-owned copy pinned by its digest.
 
-use super::*;
+use crate::apply::prelude::*;
 
 impl Applier<'_> {
     /// Apply a change to a Soul resource.
-    pub(super) fn apply_soul(
+    pub(crate) fn apply_soul(
         &mut self,
         change: &Change,
         state: Option<&mut Records>,
@@ -238,7 +238,7 @@ pub fn root_only_tree(host: &dyn Host, dir: &str) -> Result<(), String> {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     match &change.item.resource {
         // A plain directory is copied by warden itself; git is needed for a repository.
         Resource::Soul(sr) if sr.pinned.is_some() || change.action == Action::Delete => vec![],

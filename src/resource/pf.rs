@@ -1,11 +1,11 @@
 //! warden's PF anchor (validated with `pfctl -nf` before it is loaded) and warden's
 //! managed blocks in files the operator also edits (pf.conf, devfs.rules).
 
-use super::*;
+use crate::apply::prelude::*;
 
 impl Applier<'_> {
     /// Apply a change to a PfAnchor/Block resource.
-    pub(super) fn apply_pf(
+    pub(crate) fn apply_pf(
         &mut self,
         change: &Change,
         state: Option<&mut Records>,
@@ -109,7 +109,7 @@ impl Applier<'_> {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     match &change.item.resource {
         Resource::Block(b) => {
             let mut v = vec![];

@@ -1,10 +1,10 @@
 //! vm-bhyve switches and VMs.
 
-use super::*;
+use crate::apply::prelude::*;
 
 impl Applier<'_> {
     /// Apply a change to a VmSwitch/Vm resource.
-    pub(super) fn apply_vm(
+    pub(crate) fn apply_vm(
         &mut self,
         change: &Change,
         state: Option<&mut Records>,
@@ -137,7 +137,7 @@ impl Applier<'_> {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     let _ = change;
     vec![("vm", "sysutils/vm-bhyve")]
 }
