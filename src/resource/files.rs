@@ -1,7 +1,12 @@
 //! Files warden owns (written atomically with owner and mode) and directories it
 //! creates (kept when no longer wanted: they may hold data).
+//!
+//! `observe` reads this kind's part of the host inside the batched probe; the
+//! `Applier` methods carry out each action; `programs` names what they need.
 
 use crate::apply::prelude::*;
+use crate::probe::*;
+use std::collections::BTreeSet;
 
 impl Applier<'_> {
     /// Apply a change to a File/Dir resource.
@@ -44,4 +49,60 @@ pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
         }
         _ => vec![],
     }
+}
+
+/// Files (and the blocks, the PF file and the rc.d scripts of services): content, mode and owner.
+pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
+    let all = p.all.clone();
+    let mut paths: BTreeSet<String> = BTreeSet::new();
+    for r in &all {
+        if let Resource::Service { name } = r {
+            paths.insert(format!("/usr/local/etc/rc.d/{name}"));
+        }
+        match r {
+            Resource::File(f) => {
+                paths.insert(f.path.clone());
+            }
+            Resource::Block(b) => {
+                paths.insert(b.path.clone());
+            }
+            Resource::PfAnchor { path, .. } => {
+                paths.insert(path.clone());
+            }
+            _ => {}
+        }
+    }
+    for path in paths {
+        let observed = p.host.read(&path)?.map(|bytes| {
+            let m = p.host.meta(&path).unwrap_or(crate::host::FileMeta {
+                mode: 0,
+                uid: 0,
+                gid: 0,
+                kind: crate::host::FileKind::File,
+            });
+            ObservedFile {
+                content: String::from_utf8_lossy(&bytes).into_owned(),
+                mode: m.mode,
+                uid: m.uid,
+                gid: m.gid,
+            }
+        });
+        p.st.files.insert(path, observed);
+    }
+    Ok(())
+}
+
+/// Directories warden creates: their mode.
+pub(crate) fn observe_dirs(p: &mut Probe) -> Result<(), HostError> {
+    let all = p.all.clone();
+    for r in &all {
+        if let Resource::Dir { path, .. } = r {
+            if p.host.local(path).is_dir() {
+                if let Some(m) = p.host.meta(path) {
+                    p.st.dirs.insert(path.clone(), m.mode);
+                }
+            }
+        }
+    }
+    Ok(())
 }

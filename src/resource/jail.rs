@@ -1,7 +1,12 @@
 //! Bastille jails: create, configure (jail(8) parameters, devfs ruleset), stop or
 //! destroy, and the templates applied to them (checked by their marker file).
+//!
+//! `observe` reads this kind's part of the host inside the batched probe; the
+//! `Applier` methods carry out each action; `programs` names what they need.
 
 use crate::apply::prelude::*;
+use crate::probe::*;
+use std::collections::BTreeSet;
 
 impl Applier<'_> {
     /// Apply a change to a Jail/JailTemplate resource.
@@ -187,4 +192,55 @@ impl Applier<'_> {
 pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     let _ = change;
     vec![("bastille", "sysutils/bastille")]
+}
+
+/// Jails: Bastille's jail directories, and one `jls name` for which run; the
+/// templates' marker files.
+pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
+    let all = p.all.clone();
+    let wants_jails = all
+        .iter()
+        .any(|r| matches!(r, Resource::Jail(_) | Resource::JailTemplate(_)));
+    if wants_jails {
+        let jails_dir = format!("{}/jails", p.cfg.bastille_prefix);
+        let names = p.host.list_dir(&jails_dir);
+        let running: BTreeSet<String> = if !names.is_empty() && p.need("jls") {
+            let out = p.host.run(&["jls".into(), "name".into()])?;
+            out.stdout
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        for name in names {
+            let conf = p.host.read(&format!("{jails_dir}/{name}/jail.conf"))?;
+            let Some(conf) = conf else { continue };
+            let conf = String::from_utf8_lossy(&conf);
+            p.st.jails.insert(
+                name.clone(),
+                ObservedJail {
+                    devfs_ruleset: jail_conf_value(&conf, "devfs_ruleset")
+                        .and_then(|v| v.parse().ok()),
+                    running: running.contains(&name),
+                    conf: conf.into_owned(),
+                },
+            );
+        }
+        for r in &all {
+            if let Resource::JailTemplate(t) = r {
+                if let Some(m) = p
+                    .host
+                    .read(&format!("{jails_dir}/{}/root{}", t.jail, t.marker))?
+                {
+                    p.st.markers.insert(
+                        t.jail.clone(),
+                        String::from_utf8_lossy(&m).trim().to_string(),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,6 +1,11 @@
 //! The warden bridge and its gateway aliases, through ifconfig(8).
+//!
+//! `observe` reads this kind's part of the host inside the batched probe; the
+//! `Applier` methods carry out each action; `programs` names what they need.
 
 use crate::apply::prelude::*;
+use crate::probe::*;
+use std::collections::BTreeSet;
 
 impl Applier<'_> {
     /// Apply a change to a Bridge/BridgeAlias resource.
@@ -64,4 +69,28 @@ impl Applier<'_> {
 pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     let _ = change;
     vec![("ifconfig", BASE)]
+}
+
+/// Bridges: one `ifconfig BRIDGE` each (there is one).
+pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
+    let all = p.all.clone();
+    let bridges: BTreeSet<&str> = all
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Bridge { name } | Resource::BridgeAlias { bridge: name, .. } => {
+                Some(name.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    for b in bridges {
+        if !p.need("ifconfig") {
+            continue;
+        }
+        let out = p.host.run(&["ifconfig".into(), b.into()])?;
+        if out.ok() {
+            p.st.bridges.insert(b.to_string(), parse_inet(&out.stdout));
+        }
+    }
+    Ok(())
 }
