@@ -1,4 +1,18 @@
 //! The vocabulary of the plan: every thing warden manages on a host.
+//!
+//! Each kind has a module of its own below: how it is observed inside the batched
+//! probe, how each action on it is applied, which programs it needs.
+
+pub(crate) mod files;
+pub(crate) mod jail;
+pub(crate) mod network;
+pub(crate) mod pf;
+pub(crate) mod rctl;
+pub(crate) mod service;
+pub mod soul;
+pub(crate) mod sysrc;
+pub mod user;
+pub(crate) mod vm;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
