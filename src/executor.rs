@@ -553,6 +553,7 @@ mod tests {
                 args: vec![],
                 hash: "h".into(),
                 marker: "/m".into(),
+                notify: vec![],
             }),
         )
     }

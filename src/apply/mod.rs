@@ -176,6 +176,25 @@ impl<'a> Applier<'a> {
         Ok(out)
     }
 
+    /// Run a feed (`["<", FILE, argv...]`): the command with its standard input
+    /// read from the host file FILE.
+    fn run_fed(&self, id: &str, feed: &[String], file: &str) -> Result<Output, ApplyError> {
+        let input = self.host.local(file);
+        let out = self
+            .host
+            .run_io(&feed[2..], Some(&input), None)
+            .map_err(Self::host_err(id))?;
+        if !out.ok() {
+            return Err(ApplyError::Command {
+                resource: id.to_string(),
+                command: crate::resource::command_text(feed),
+                status: out.status,
+                stderr: indent_block(&out.stderr),
+            });
+        }
+        Ok(out)
+    }
+
     pub(crate) fn host_err(id: &str) -> impl Fn(HostError) -> ApplyError + '_ {
         move |source| ApplyError::Host {
             resource: id.to_string(),
@@ -245,7 +264,10 @@ impl<'a> Applier<'a> {
     /// every change is made.
     pub fn run_follow_ups(&self, follow_ups: &[crate::plan::FollowUp]) -> Result<(), ApplyError> {
         for f in follow_ups {
-            self.run(&f.id, f.command.clone())?;
+            match crate::resource::feed_of(&f.command) {
+                Some(file) => self.run_fed(&f.id, &f.command, file)?,
+                None => self.run(&f.id, f.command.clone())?,
+            };
         }
         Ok(())
     }

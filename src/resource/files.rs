@@ -20,8 +20,32 @@ impl Applier<'_> {
         let id = id.as_str();
         let host = self.host;
         match (&change.item.resource, change.action) {
-            (Resource::File(f), Action::Delete) => {
-                host.remove(&f.path).map_err(Self::host_err(id))?;
+            // Under a jail's root, root in the jail can replace any directory by a
+            // link that a host-side remove, write or chmod would follow out of the
+            // jail. A file recorded there (the db password script of earlier
+            // versions) is removed inside the jail, where links resolve within it.
+            (Resource::File(f), Action::Delete) => match self.in_jail_root(&f.path) {
+                Some((jail, inner)) => {
+                    let conf = format!("{}/jails/{jail}/jail.conf", self.cfg.host.bastille_prefix);
+                    if host.meta(&conf).is_some() {
+                        self.run(
+                            id,
+                            ["bastille", "cmd", jail, "rm", "-f", "--", inner]
+                                .map(String::from)
+                                .to_vec(),
+                        )?;
+                    }
+                }
+                None => host.remove(&f.path).map_err(Self::host_err(id))?,
+            },
+            (Resource::File(f), _) if self.in_jail_root(&f.path).is_some() => {
+                return Err(ApplyError::Check {
+                    resource: id.to_string(),
+                    message: format!(
+                        "{} is under a jail's root, which the jail controls: warden does not write there from the host",
+                        f.path
+                    ),
+                });
             }
             (Resource::File(f), _) => {
                 let (uid, gid) = self.ids(id, &f.owner, &f.group)?;
@@ -37,6 +61,18 @@ impl Applier<'_> {
             (other, _) => unreachable!("{} is not a files resource", other.id()),
         }
         Ok(())
+    }
+}
+
+impl Applier<'_> {
+    /// The jail and in-jail path of a path under a Bastille jail's root.
+    fn in_jail_root<'p>(&self, path: &'p str) -> Option<(&'p str, &'p str)> {
+        let rest = path
+            .strip_prefix(self.cfg.host.bastille_prefix.as_str())?
+            .strip_prefix("/jails/")?;
+        let (jail, inner) = rest.split_once('/')?;
+        let inner = inner.strip_prefix("root")?;
+        (inner.starts_with('/') && !jail.is_empty()).then_some((jail, inner))
     }
 }
 

@@ -95,12 +95,11 @@ impl Applier<'_> {
                     ],
                 )?;
                 // Bastille may exit 0 when a hook failed: check the template's last effect.
-                let marker = format!(
-                    "{}/jails/{}/root{}",
-                    self.cfg.host.bastille_prefix, t.jail, t.marker
-                );
-                let found = host.read(&marker).map_err(Self::host_err(id))?;
-                let found = found.map(|b| String::from_utf8_lossy(&b).trim().to_string());
+                let root = format!("{}/jails/{}/root", self.cfg.host.bastille_prefix, t.jail);
+                let found = host
+                    .read_confined(&root, &t.marker, MARKER_MAX)
+                    .map_err(Self::host_err(id))?;
+                let found = found.map(|b| marker_text(&b));
                 if found.as_deref() != Some(t.hash.as_str()) {
                     let tail: Vec<&str> = out
                         .stdout
@@ -116,7 +115,7 @@ impl Applier<'_> {
                             t.jail,
                             t.template,
                             t.marker,
-                            if found.is_some() { "holds another hash" } else { "is missing" },
+                            if found.is_some() { "holds another hash" } else { "is missing or not a plain file (links in a jail's root are not followed)" },
                             indent_block(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
                         ),
                     });
@@ -318,17 +317,27 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
         }
         for r in &all {
             if let Resource::JailTemplate(t) = r {
-                if let Some(m) = p
-                    .host
-                    .read(&format!("{jails_dir}/{}/root{}", t.jail, t.marker))?
-                {
-                    p.st.markers.insert(
-                        t.jail.clone(),
-                        String::from_utf8_lossy(&m).trim().to_string(),
-                    );
+                let root = format!("{jails_dir}/{}/root", t.jail);
+                if let Some(m) = p.host.read_confined(&root, &t.marker, MARKER_MAX)? {
+                    p.st.markers.insert(t.jail.clone(), marker_text(&m));
                 }
             }
         }
     }
     Ok(())
+}
+
+/// A template marker is one SHA-256 hex digest and a newline.
+const MARKER_MAX: u64 = 65;
+
+/// What the plan shows of a marker read from a jail: the jail writes that file,
+/// so anything but a digest is shown as such, never as its content.
+fn marker_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        text.to_string()
+    } else {
+        "(not a warden marker)".into()
+    }
 }
