@@ -569,6 +569,7 @@ mod tests {
                 args: vec![],
                 hash: "h".into(),
                 marker: "/m".into(),
+                notify: vec![],
             }),
         )
     }

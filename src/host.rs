@@ -118,6 +118,62 @@ pub trait Host: Sync {
             .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)))
             .map_err(|e| io(&path, e))
     }
+    /// Read a small regular file at `rel` under `root`, a tree someone else
+    /// controls (a jail's root), without following links out of it. `None` when
+    /// the file is missing, a component is a link or not a directory, the file is
+    /// not a regular file (a FIFO would block, a device never end) or is larger
+    /// than `max` bytes, or the tree changed while it was read.
+    fn read_confined(&self, root: &str, rel: &str, max: u64) -> Result<Option<Vec<u8>>, HostError> {
+        use std::io::Read;
+        let base = self.local(root);
+        let parts: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+        let Some((name, dirs)) = parts.split_last() else {
+            return Ok(None);
+        };
+        if parts.iter().any(|c| *c == "." || *c == "..") {
+            return Ok(None);
+        }
+        // Every directory on the way is a directory, not a link; the file is a
+        // regular file of at most `max` bytes. Returns its identity.
+        let walk = || -> Option<(u64, u64)> {
+            let mut at = base.clone();
+            for d in dirs {
+                at.push(d);
+                if !std::fs::symlink_metadata(&at).ok()?.file_type().is_dir() {
+                    return None;
+                }
+            }
+            at.push(name);
+            let m = std::fs::symlink_metadata(&at).ok()?;
+            (m.file_type().is_file() && m.len() <= max).then_some((m.dev(), m.ino()))
+        };
+        let Some(before) = walk() else {
+            return Ok(None);
+        };
+        let path = base.join(rel.trim_start_matches('/'));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(NO_FOLLOW_NO_BLOCK)
+            .open(&path);
+        let file = match file {
+            Ok(f) => f,
+            Err(_) => return Ok(None),
+        };
+        let m = file.metadata().map_err(|e| io(&path, e))?;
+        if !m.file_type().is_file() || (m.dev(), m.ino()) != before {
+            return Ok(None);
+        }
+        let mut buf = Vec::new();
+        (&file)
+            .take(max + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| io(&path, e))?;
+        // A link swapped in and out while we opened would show here.
+        if buf.len() as u64 > max || walk() != Some(before) {
+            return Ok(None);
+        }
+        Ok(Some(buf))
+    }
     /// Rename within the target (same file system: atomic).
     fn rename(&self, from: &str, to: &str) -> Result<(), HostError> {
         let (a, b) = (self.local(from), self.local(to));
@@ -181,6 +237,18 @@ fn kill_group(pgid: u32) {
         .stderr(std::process::Stdio::null())
         .status();
 }
+
+/// open(2) flags for [`Host::read_confined`]: no link as the last component, and
+/// no blocking on a FIFO. FreeBSD's sys/sys/fcntl.h: O_NONBLOCK 0x0004,
+/// O_NOFOLLOW 0x0100. On Linux (tests) O_NONBLOCK is 0o4000 on the common
+/// architectures; O_NOFOLLOW differs between them, and the identity checks
+/// around the open catch a link there.
+#[cfg(target_os = "freebsd")]
+const NO_FOLLOW_NO_BLOCK: i32 = 0x0004 | 0x0100;
+#[cfg(target_os = "linux")]
+const NO_FOLLOW_NO_BLOCK: i32 = 0o4000;
+#[cfg(not(any(target_os = "freebsd", target_os = "linux")))]
+const NO_FOLLOW_NO_BLOCK: i32 = 0;
 
 fn io(path: &Path, source: std::io::Error) -> HostError {
     HostError::Io {

@@ -252,8 +252,9 @@ impl Plan {
                 "{} {} {} {}",
                 c.action.as_str(),
                 c.id(),
-                c.before.as_deref().map(digest).unwrap_or_default(),
-                c.after.as_deref().map(digest).unwrap_or_default()
+                // No digest of a secret, not even inside the run record's digest.
+                c.before_digest().unwrap_or_default(),
+                c.after_digest().unwrap_or_default()
             );
         }
         for f in &self.follow_ups {

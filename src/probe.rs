@@ -79,7 +79,34 @@ pub struct HostState {
     pub commands: usize,
 }
 
-/// Read everything the desired items and the recorded ones need.
+/// What each resource kind's `observe` works with: the host, its configuration,
+/// every resource desired or recorded, the state read so far, and the tools found
+/// missing (named once in a note).
+pub struct Probe<'a> {
+    pub host: &'a dyn Host,
+    pub cfg: &'a HostConfig,
+    pub all: Vec<&'a Resource>,
+    pub st: HostState,
+    missing: Vec<&'static str>,
+}
+
+impl Probe<'_> {
+    /// Whether `tool` is installed; a missing one is remembered for the note.
+    pub fn need(&mut self, tool: &'static str) -> bool {
+        if self.host.have(tool) {
+            true
+        } else {
+            if !self.missing.contains(&tool) {
+                self.missing.push(tool);
+            }
+            false
+        }
+    }
+}
+
+/// Read everything the desired items and the recorded ones need: each resource
+/// kind reads its part (`resource::KIND::observe`), in batched commands whose
+/// number does not grow with the number of agents.
 pub fn probe(
     host: &dyn Host,
     cfg: &HostConfig,
@@ -87,390 +114,75 @@ pub fn probe(
     view: &StateView,
 ) -> Result<HostState, HostError> {
     let before = host.spawned();
-    let mut st = HostState::default();
-    let all: Vec<&Resource> = items
-        .iter()
-        .map(|i| &i.resource)
-        .chain(view.managed.values().map(|m| &m.resource))
-        .collect();
-    let mut missing: Vec<&str> = Vec::new();
-    let need = |tool: &'static str, st_missing: &mut Vec<&'static str>| -> bool {
-        if host.have(tool) {
-            true
-        } else {
-            if !st_missing.contains(&tool) {
-                st_missing.push(tool);
-            }
-            false
-        }
+    let mut p = Probe {
+        host,
+        cfg,
+        all: items
+            .iter()
+            .map(|i| &i.resource)
+            .chain(view.managed.values().map(|m| &m.resource))
+            .collect(),
+        st: HostState::default(),
+        missing: Vec::new(),
     };
 
     // The tools this probe would use; each missing one is named in the note.
-    for (tool, used) in [
-        (
-            "sysrc",
-            all.iter().any(|r| matches!(r, Resource::RcConf(_))),
-        ),
+    let uses = |f: fn(&Resource) -> bool| p.all.iter().any(|r| f(r));
+    let tools = [
+        ("sysrc", uses(|r| matches!(r, Resource::RcConf(_)))),
         (
             "ifconfig",
-            all.iter()
-                .any(|r| matches!(r, Resource::Bridge { .. } | Resource::BridgeAlias { .. })),
+            uses(|r| matches!(r, Resource::Bridge { .. } | Resource::BridgeAlias { .. })),
         ),
-        (
-            "pfctl",
-            all.iter().any(|r| matches!(r, Resource::PfAnchor { .. })),
-        ),
-        (
-            "bastille",
-            all.iter().any(|r| matches!(r, Resource::Jail(_))),
-        ),
-        ("jls", all.iter().any(|r| matches!(r, Resource::Jail(_)))),
-        (
-            "sysctl",
-            all.iter().any(|r| matches!(r, Resource::Sysctl { .. })),
-        ),
-        ("vm", all.iter().any(|r| matches!(r, Resource::Vm(_)))),
-        ("rctl", all.iter().any(|r| matches!(r, Resource::Rctl(_)))),
-    ] {
+        ("pfctl", uses(|r| matches!(r, Resource::PfAnchor { .. }))),
+        ("bastille", uses(|r| matches!(r, Resource::Jail(_)))),
+        ("jls", uses(|r| matches!(r, Resource::Jail(_)))),
+        ("sysctl", uses(|r| matches!(r, Resource::Sysctl { .. }))),
+        ("vm", uses(|r| matches!(r, Resource::Vm(_)))),
+        ("rctl", uses(|r| matches!(r, Resource::Rctl(_)))),
+    ];
+    for (tool, used) in tools {
         if used {
-            need(tool, &mut missing);
+            p.need(tool);
         }
     }
 
-    // Files, blocks, the PF file, template markers.
-    let mut paths: BTreeSet<String> = BTreeSet::new();
-    for r in &all {
-        if let Resource::Service { name } = r {
-            paths.insert(format!("/usr/local/etc/rc.d/{name}"));
-        }
-        match r {
-            Resource::File(f) => {
-                paths.insert(f.path.clone());
-            }
-            Resource::Block(b) => {
-                paths.insert(b.path.clone());
-            }
-            Resource::PfAnchor { path, .. } => {
-                paths.insert(path.clone());
-            }
-            _ => {}
-        }
-    }
-    for p in paths {
-        let observed = host.read(&p)?.map(|bytes| {
-            let m = host.meta(&p).unwrap_or(crate::host::FileMeta {
-                mode: 0,
-                uid: 0,
-                gid: 0,
-                kind: crate::host::FileKind::File,
-            });
-            ObservedFile {
-                content: String::from_utf8_lossy(&bytes).into_owned(),
-                mode: m.mode,
-                uid: m.uid,
-                gid: m.gid,
-            }
-        });
-        st.files.insert(p, observed);
-    }
-
-    for r in &all {
-        if let Resource::Dir { path, .. } = r {
-            if host.local(path).is_dir() {
-                if let Some(m) = host.meta(path) {
-                    st.dirs.insert(path.clone(), m.mode);
-                }
-            }
-        }
-    }
-
-    // rc.conf-style files: one `sysrc -a` each.
-    let rc_files: BTreeSet<&str> = all
-        .iter()
-        .filter_map(|r| match r {
-            Resource::RcConf(rc) => Some(rc.file.as_str()),
-            _ => None,
-        })
-        .collect();
-    for f in rc_files {
-        let mut vars = BTreeMap::new();
-        if host.read(f)?.is_some() && need("sysrc", &mut missing) {
-            let out = host.run(&["sysrc".into(), "-f".into(), host.arg_path(f), "-a".into()])?;
-            for line in out.stdout.lines() {
-                if let Some((k, v)) = line.split_once(": ") {
-                    vars.insert(k.to_string(), v.to_string());
-                } else if let Some(k) = line.strip_suffix(':') {
-                    vars.insert(k.to_string(), String::new());
-                }
-            }
-        }
-        st.rc.insert(f.to_string(), vars);
-    }
-
-    // Bridges: one `ifconfig BRIDGE` each (there is one).
-    let bridges: BTreeSet<&str> = all
-        .iter()
-        .filter_map(|r| match r {
-            Resource::Bridge { name } | Resource::BridgeAlias { bridge: name, .. } => {
-                Some(name.as_str())
-            }
-            _ => None,
-        })
-        .collect();
-    for b in bridges {
-        if !need("ifconfig", &mut missing) {
-            continue;
-        }
-        let out = host.run(&["ifconfig".into(), b.into()])?;
-        if out.ok() {
-            st.bridges.insert(b.to_string(), parse_inet(&out.stdout));
-        }
-    }
-
-    // Kernel variables: one `sysctl NAME…` for all of them (`name: value` lines).
-    let oids: BTreeSet<&str> = all
-        .iter()
-        .filter_map(|r| match r {
-            Resource::Sysctl { name, .. } => Some(name.as_str()),
-            _ => None,
-        })
-        .collect();
-    if !oids.is_empty() && need("sysctl", &mut missing) {
-        let mut argv = vec!["sysctl".to_string()];
-        argv.extend(oids.iter().map(|o| o.to_string()));
-        let out = host.run(&argv)?;
-        for line in out.stdout.lines() {
-            if let Some((k, v)) = line.split_once(": ") {
-                st.sysctls.insert(k.to_string(), v.trim().to_string());
-            }
-        }
-    }
-
-    // PF anchors: one `pfctl -a A -sr` each (there is one).
-    let anchors: BTreeSet<&str> = all
-        .iter()
-        .filter_map(|r| match r {
-            Resource::PfAnchor { anchor, .. } => Some(anchor.as_str()),
-            _ => None,
-        })
-        .collect();
-    for a in anchors {
-        if !need("pfctl", &mut missing) {
-            continue;
-        }
-        let out = host.run(&["pfctl".into(), "-a".into(), a.into(), "-sr".into()])?;
-        if out.ok() && out.stdout.lines().any(|l| !l.trim().is_empty()) {
-            st.anchors_loaded.insert(a.to_string());
-        }
-    }
-
-    // Jails: Bastille's jail directories, and one `jls name` for which run.
-    let wants_jails = all
-        .iter()
-        .any(|r| matches!(r, Resource::Jail(_) | Resource::JailTemplate(_)));
-    if wants_jails {
-        let jails_dir = format!("{}/jails", cfg.bastille_prefix);
-        let names = host.list_dir(&jails_dir);
-        let running: BTreeSet<String> = if !names.is_empty() && need("jls", &mut missing) {
-            let out = host.run(&["jls".into(), "name".into()])?;
-            out.stdout
-                .lines()
-                .map(|l| l.trim().to_string())
-                .filter(|l| !l.is_empty())
-                .collect()
-        } else {
-            BTreeSet::new()
-        };
-        for name in names {
-            let conf = host.read(&format!("{jails_dir}/{name}/jail.conf"))?;
-            let Some(conf) = conf else { continue };
-            let conf = String::from_utf8_lossy(&conf);
-            let text = |p: String| -> Result<String, HostError> {
-                Ok(host
-                    .read(&p)?
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default())
-            };
-            let fstab = text(format!("{jails_dir}/{name}/fstab"))?;
-            let rc_conf = text(format!("{jails_dir}/{name}/root/etc/rc.conf"))?;
-            let unknown = || "(unknown)".to_string();
-            st.jails.insert(
-                name.clone(),
-                ObservedJail {
-                    devfs_ruleset: jail_conf_value(&conf, "devfs_ruleset")
-                        .and_then(|v| v.parse().ok()),
-                    running: running.contains(&name),
-                    release: crate::jailchange::thin_release(&fstab)
-                        .or_else(|| jail_conf_value(&conf, "osrelease"))
-                        .unwrap_or_else(unknown),
-                    ip: crate::jailchange::vnet_address(&rc_conf).unwrap_or_else(unknown),
-                    gateway: crate::jailchange::rc_value(&rc_conf, "defaultrouter")
-                        .unwrap_or_else(unknown),
-                    conf: conf.into_owned(),
-                },
-            );
-        }
-        // ZFS: bastille.conf says whether jails are datasets; one `zfs list` for
-        // every filesystem (jails' and homes') and snapshot.
-        let conf = host
-            .read(crate::zfs::BASTILLE_CONF)?
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
-        let storage = crate::zfs::storage(conf.as_deref());
-        if matches!(storage, crate::zfs::Storage::Zfs { .. }) && need("zfs", &mut missing) {
-            let out = host.run(&crate::zfs::list_argv())?;
-            if out.ok() {
-                st.zfs = crate::zfs::parse_list(&out.stdout);
-            }
-        }
-        st.storage = Some(storage);
-        for r in &all {
-            if let Resource::JailTemplate(t) = r {
-                if let Some(m) = host.read(&format!("{jails_dir}/{}/root{}", t.jail, t.marker))? {
-                    st.markers.insert(
-                        t.jail.clone(),
-                        String::from_utf8_lossy(&m).trim().to_string(),
-                    );
-                }
-            }
-        }
-    }
-
-    // Users and groups: the password and group files.
-    if let Some(pw) = host.read("/etc/passwd")? {
-        for line in String::from_utf8_lossy(&pw).lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() >= 7 && !line.starts_with('#') {
-                if let (Ok(uid), Ok(gid)) = (f[2].parse(), f[3].parse()) {
-                    st.users
-                        .insert(f[0].to_string(), (uid, gid, f[5].to_string()));
-                }
-            }
-        }
-    }
-    if let Some(gr) = host.read("/etc/group")? {
-        for line in String::from_utf8_lossy(&gr).lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() >= 3 && !line.starts_with('#') {
-                if let Ok(gid) = f[2].parse() {
-                    st.groups.insert(f[0].to_string(), gid);
-                }
-            }
-        }
-    }
-
-    // Services: pidfiles, then one `ps -p` for all of them.
-    let mut pids: BTreeMap<String, String> = BTreeMap::new();
-    for r in &all {
-        if let Resource::Service { name } = r {
-            if let Some(p) = host.read(&format!("/var/run/warden/{name}.pid"))? {
-                let pid = String::from_utf8_lossy(&p).trim().to_string();
-                if !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit()) {
-                    pids.insert(pid, name.clone());
-                }
-            }
-        }
-    }
-    if !pids.is_empty() && need("ps", &mut missing) {
-        let list = pids.keys().cloned().collect::<Vec<_>>().join(",");
-        let out = host.run(&["ps".into(), "-p".into(), list, "-o".into(), "pid=".into()])?;
-        for l in out.stdout.lines() {
-            if let Some(name) = pids.get(l.trim()) {
-                st.running_services.insert(name.clone());
-            }
-        }
-    }
-
-    // Soul checkouts: HEAD read from the checkout's files. Where the wanted ref is
-    // now matters only for an existing checkout: a local repository's refs are read
-    // from its files (no command), a remote's come from one `git ls-remote` per
-    // distinct URL (all its refs at once).
-    let mut listed: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for r in &all {
-        let Resource::Soul(s) = r else { continue };
-        if s.pinned.is_some() {
-            // A pinned copy: its "head" is the digest of what is installed now.
-            let local = host.local(&s.dest);
-            if local.is_dir() {
-                let d = crate::soulcopy::tree_digest(&local)
-                    .unwrap_or_else(|e| format!("(unreadable: {e})"));
-                st.soul_heads.insert(s.dest.clone(), d);
-            }
-            continue;
-        }
-        let Some(head) = read_git_head(host, &s.dest)? else {
-            continue;
-        };
-        st.soul_heads.insert(s.dest.clone(), head);
-        let wanted = s.reference.clone().unwrap_or_else(|| "HEAD".into());
-        if s.source.is_empty() || is_commit(&wanted) {
-            continue;
-        }
-        let local = std::path::Path::new(&s.source);
-        let commit = if local.is_dir() {
-            local_ref(local, &wanted)
-        } else {
-            if !listed.contains_key(&s.source) && need("git", &mut missing) {
-                let out = host.run(&[
-                    "git".into(),
-                    "ls-remote".into(),
-                    "--".into(),
-                    s.source.clone(),
-                ])?;
-                listed.insert(s.source.clone(), out.ok().then_some(out.stdout));
-            }
-            listed
-                .get(&s.source)
-                .and_then(|o| o.as_deref())
-                .and_then(|refs| ref_in_listing(refs, &wanted))
-        };
-        if let Some(c) = commit {
-            st.soul_remote.insert(s.dest.clone(), c);
-        }
-    }
-
-    // VMs: one `vm list`.
-    if all.iter().any(|r| matches!(r, Resource::Vm(_))) && need("vm", &mut missing) {
-        let out = host.run(&["vm".into(), "list".into()])?;
-        if out.ok() {
-            st.vms = parse_vm_list(&out.stdout);
-        }
-    }
-    if all.iter().any(|r| matches!(r, Resource::VmSwitch { .. })) && need("vm", &mut missing) {
-        let out = host.run(&["vm".into(), "switch".into(), "list".into()])?;
-        if out.ok() {
-            for line in out.stdout.lines().skip(1) {
-                let w: Vec<&str> = line.split_whitespace().collect();
-                if let (Some(name), Some(ports)) = (w.first(), w.last()) {
-                    st.vm_switches.insert(name.to_string(), ports.to_string());
-                }
-            }
-        }
-    }
+    crate::resource::files::observe(&mut p)?;
+    crate::resource::files::observe_dirs(&mut p)?;
+    crate::resource::sysrc::observe_rc(&mut p)?;
+    crate::resource::network::observe(&mut p)?;
+    crate::resource::sysrc::observe_sysctl(&mut p)?;
+    crate::resource::pf::observe(&mut p)?;
+    crate::resource::jail::observe(&mut p)?;
+    crate::resource::user::observe(&mut p)?;
+    crate::resource::service::observe(&mut p)?;
+    crate::resource::soul::observe(&mut p)?;
+    crate::resource::vm::observe(&mut p)?;
 
     // Resource limits: one `rctl` for every rule. While RACCT is off it fails and
     // says so (usr.bin/rctl/rctl.c); the limits then wait for the reboot that
     // loader.conf's kern.racct.enable=1 needs.
-    if all.iter().any(|r| matches!(r, Resource::Rctl(_))) && need("rctl", &mut missing) {
-        let out = host.run(&["rctl".into()])?;
+    if p.all.iter().any(|r| matches!(r, Resource::Rctl(_))) && p.need("rctl") {
+        let out = p.host.run(&["rctl".into()])?;
         if out.ok() {
-            st.rctl = crate::limits::parse_listing(&out.stdout);
+            p.st.rctl = crate::limits::parse_listing(&out.stdout);
         } else if out.stderr.contains("disabled") || out.stderr.contains("not present") {
-            st.racct_off = true;
-            st.notes.push(
+            p.st.racct_off = true;
+            p.st.notes.push(
                 "Note: RACCT is off on this host, so resource limits cannot be set yet: warden sets kern.racct.enable=1 in /boot/loader.conf; reboot, then apply again to set the limits.".into(),
             );
         } else {
-            st.notes.push(format!(
+            p.st.notes.push(format!(
                 "Note: rctl failed ({}): resource limits are read as absent.",
                 out.stderr.trim()
             ));
         }
     }
-
-    if !missing.is_empty() {
+    let mut st = p.st;
+    if !p.missing.is_empty() {
         st.notes.push(format!(
             "Note: {} not found on this system (not a FreeBSD host?): that part of the host is read as empty.",
-            missing.join(", ")
+            p.missing.join(", ")
         ));
     }
     st.commands = host.spawned() - before;
@@ -496,7 +208,7 @@ pub fn ref_in_listing(listing: &str, wanted: &str) -> Option<String> {
 
 /// Where a branch (or HEAD) of a local repository points, from its files: the
 /// working repository's `.git` or a bare one. Tags are fixed, so they are not read.
-fn local_ref(repo: &std::path::Path, wanted: &str) -> Option<String> {
+pub(crate) fn local_ref(repo: &std::path::Path, wanted: &str) -> Option<String> {
     let git = if repo.join(".git").is_dir() {
         repo.join(".git")
     } else {
@@ -525,7 +237,7 @@ fn local_ref(repo: &std::path::Path, wanted: &str) -> Option<String> {
 }
 
 /// A full commit id (nothing to look up).
-fn is_commit(r: &str) -> bool {
+pub(crate) fn is_commit(r: &str) -> bool {
     r.len() == 40 && r.chars().all(|c| c.is_ascii_hexdigit())
 }
 

@@ -572,8 +572,15 @@ fn render_jail(
             .map(|(p, c)| format!("{p}\n{}\n{c}", c.len()))
             .collect::<String>(),
     );
-    let marker = format!("var/db/warden/template-{role}.sha256");
-    files.push((marker.clone(), format!("{hash}\n")));
+    // The last hook writes the marker inside the jail (template.sh runs CMD as
+    // `sh -c` under jexec), where links the jail planted resolve within it. A `CP`
+    // of the marker would be `cp -a` on the host into the jail's root (cp.sh), and
+    // would follow such a link out of the jail.
+    let marker = format!("/var/db/warden/template-{role}.sha256");
+    let (dir_of_marker, _) = marker.rsplit_once('/').unwrap_or(("/", ""));
+    files[0].1.push_str(&format!(
+        "CMD mkdir -p {dir_of_marker} && echo {hash} > {marker}\n"
+    ));
     for (rel, content) in files {
         // rc.d scripts must be executable for service(8); `CP` keeps the mode.
         let mode = if rel.starts_with("usr/local/etc/rc.d/") {
@@ -594,15 +601,39 @@ fn render_jail(
             )),
         ));
     }
-    // The database role's password, from the agent's secrets: a file in the jail
-    // (0600, sensitive) that the template runs, and that is run again when it changes.
+    // The database role's password, from the agent's secrets. It never goes under
+    // the jail's root: root in the jail can replace any directory there by a link,
+    // and a host-side write (ours, or `CP` in the Bastillefile, which Bastille's
+    // cp.sh carries out as `cp -a` on the host into the jail's root) would follow
+    // it out of the jail. The SQL stays in a host file warden owns (0600,
+    // sensitive: no diff, no digest in the state DB), and `bastille cmd JAIL psql`
+    // reads it on its standard input, inside the jail (cmd.sh runs jexec, which
+    // keeps stdin). It runs when the file is new or changed, and after every run
+    // of the template (a new or rebuilt jail gets its password too).
+    let mut template_notify = vec![];
     if let (Role::Db, Some((_, password))) = (
         j.role,
         a.secrets.0.iter().find(|(k, _)| k == DB_PASSWORD_KEY),
     ) {
-        let in_jail = format!("/var/db/warden/{}-password.sql", a.name);
+        let host_file = format!("/usr/local/etc/warden/{}-password.sql", a.name);
+        let feed = crate::resource::feed(
+            &host_file,
+            &[
+                "bastille",
+                "cmd",
+                &j.name,
+                "psql",
+                "-U",
+                "postgres",
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-f",
+                "-",
+            ],
+        );
         let mut f = file(
-            format!("{}/jails/{}/root{in_jail}", host.bastille_prefix, j.name),
+            host_file,
             crate::dbsql::password_script(&a.name, password),
             0o600,
             "root",
@@ -610,19 +641,8 @@ fn render_jail(
             Phase::JailTemplates,
         );
         f.sensitive = true;
-        f.notify = vec![argv(&[
-            "bastille",
-            "cmd",
-            &j.name,
-            "psql",
-            "-U",
-            "postgres",
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-f",
-            &in_jail,
-        ])];
+        f.notify = vec![feed.clone()];
+        template_notify.push(feed);
         items.push(Item::new(step, agent, Resource::File(f)));
     }
     items.push(Item::new(
@@ -633,7 +653,8 @@ fn render_jail(
             template: format!("warden/{}", j.name),
             args: vec![],
             hash,
-            marker: format!("/{marker}"),
+            marker,
+            notify: template_notify,
         }),
     ));
     for l in a

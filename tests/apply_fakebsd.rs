@@ -2,6 +2,7 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use support::{git, out, read, require_git, Site};
 
@@ -345,16 +346,23 @@ fn secrets_stay_out_of_plan_output_json_and_the_state_db() {
             "the state DB holds no secret"
         );
     }
-    // DB_PASSWORD becomes the role's password through a 0600 script in the db jail.
-    let pw_file = s
-        .root
-        .join("usr/local/bastille/jails/atlasdb/root/var/db/warden/atlas-password.sql");
+    // DB_PASSWORD becomes the role's password: a 0600 script on the host, fed to
+    // psql inside the db jail; nothing of it is written under the jail's root.
+    let pw_file = s.root.join("usr/local/etc/warden/atlas-password.sql");
     assert!(
         read(&pw_file).contains("\\set agent_password 'p4ss w0rd'"),
         "{}",
         read(&pw_file)
     );
     assert_eq!(std::fs::metadata(&pw_file).unwrap().mode() & 0o777, 0o600);
+    let jail_root = s.root.join("usr/local/bastille/jails/atlasdb/root");
+    assert!(!jail_root.join("var/db/warden/atlas-password.sql").exists());
+    let roles = jail_root.join("var/fakebsd/pg_passwords");
+    assert_eq!(
+        read(&roles),
+        "atlas p4ss w0rd\n",
+        "the role got its password"
+    );
     // A changed secret shows as a sensitive update, without a diff, and the new
     // password is set in the database jail.
     std::fs::write(
@@ -367,18 +375,36 @@ fn secrets_stay_out_of_plan_output_json_and_the_state_db() {
         plan.contains("~ file:/usr/local/etc/warden/atlas.env (sensitive)"),
         "{plan}"
     );
-    assert!(plan.contains("~ file:/usr/local/bastille/jails/atlasdb/root/var/db/warden/atlas-password.sql (sensitive)"), "{plan}");
+    assert!(
+        plan.contains("~ file:/usr/local/etc/warden/atlas-password.sql (sensitive)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("~ jail:atlasdb  (run psql: database password changed)"),
+        "{plan}"
+    );
     assert!(
         !plan.contains("OTHER") && !plan.contains(secret) && !plan.contains("n3w"),
         "{plan}"
     );
     s.clear_log();
-    s.apply().success();
-    assert!(s.log().contains("MUT bastille cmd atlasdb psql -U postgres -X -v ON_ERROR_STOP=1 -f /var/db/warden/atlas-password.sql"), "{}", s.log());
+    let applied = out(&s.warden(&["apply", "--yes", "-v"]).assert().success());
     assert!(
-        !s.log().contains("n3w"),
-        "the password is never on a command line"
+        s.log()
+            .contains("MUT bastille cmd atlasdb psql -U postgres -X -v ON_ERROR_STOP=1 -f -"),
+        "{}",
+        s.log()
     );
+    assert_eq!(read(&roles), "atlas n3w\n", "the new password is set");
+    assert!(
+        !s.log().contains("n3w") && !applied.contains("n3w"),
+        "the password is never on a command line or in the output"
+    );
+    let db = std::fs::read(s.root.join("var/db/warden/state.db")).unwrap();
+    let wal = std::fs::read(s.root.join("var/db/warden/state.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(!String::from_utf8_lossy(bytes).contains("n3w"));
+    }
 }
 
 #[test]
@@ -1076,4 +1102,122 @@ fn destroy_purge_backs_the_agent_up_then_removes_its_data() {
         "{}",
         s.log()
     );
+}
+
+/// Root in a jail replaces a directory of its root by a link to a host directory.
+fn plant_link(jail_root: &Path, inner: &str, target: &Path) {
+    let at = jail_root.join(inner);
+    if at.is_dir() {
+        std::fs::remove_dir_all(&at).unwrap();
+    }
+    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(target, &at).unwrap();
+}
+
+#[test]
+fn a_db_jail_that_links_its_var_db_warden_to_the_host_cannot_steer_warden_out_of_it() {
+    if !require_git() {
+        return;
+    }
+    let s = Site::examples();
+    let agents = s.config.parent().unwrap().join("agents");
+    let secrets = agents.join("atlas.secrets.env");
+    std::fs::write(&secrets, "DB_PASSWORD=first\n").unwrap();
+    private(&secrets);
+    s.apply().success();
+    let jail_root = s.root.join("usr/local/bastille/jails/atlasdb/root");
+    let roles = jail_root.join("var/fakebsd/pg_passwords");
+    assert_eq!(
+        read(&roles),
+        "atlas first\n",
+        "a fresh db jail gets the password"
+    );
+    // The jail points /var/db/warden (where its marker lives) at a host directory.
+    let host_dir = s.root.join("var/db/host-only");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("keep"), "host data\n").unwrap();
+    std::fs::set_permissions(&host_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    plant_link(&jail_root, "var/db/warden", &host_dir);
+    std::fs::write(&secrets, "DB_PASSWORD=second\n").unwrap();
+    let plan = out(&s.warden(&["plan"]).assert().success());
+    // The marker is not read through the link: the template runs again.
+    assert!(plan.contains("~ template:atlasdb:warden/atlasdb"), "{plan}");
+    assert!(!plan.contains("second"), "{plan}");
+    // The marker hook follows the link inside the jail, so warden, which does not
+    // follow it, finds no marker: the template is reported as not completed.
+    let failed = s.warden(&["apply", "--yes"]).assert().failure();
+    let err = String::from_utf8_lossy(&failed.get_output().stderr).to_string();
+    assert!(
+        err.contains("template:atlasdb:warden/atlasdb: bastille template atlasdb warden/atlasdb exited 0 but did not complete: /var/db/warden/template-db.sha256 in the jail is missing or not a plain file"),
+        "{err}"
+    );
+    assert!(!err.contains("second"), "{err}");
+    assert_eq!(
+        support::tree(&host_dir),
+        vec!["keep".to_string()],
+        "nothing written to or removed from the host directory"
+    );
+    assert_eq!(read(&host_dir.join("keep")), "host data\n");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&host_dir).unwrap().mode() & 0o777,
+        0o700,
+        "no chmod"
+    );
+    // Once the jail's /var/db/warden is a directory again, the template completes
+    // and the changed password is set.
+    std::fs::remove_file(jail_root.join("var/db/warden")).unwrap();
+    std::fs::create_dir(jail_root.join("var/db/warden")).unwrap();
+    s.apply().success();
+    assert_eq!(
+        read(&roles),
+        "atlas second\n",
+        "the changed password is set"
+    );
+    s.converged();
+}
+
+#[test]
+fn a_jail_marker_linked_to_a_host_file_or_a_fifo_is_never_read_or_written_from_the_host() {
+    if !require_git() {
+        return;
+    }
+    let s = Site::examples();
+    s.apply().success();
+    let jails = s.root.join("usr/local/bastille/jails");
+    // The git jail's marker becomes a link to a host file that looks like one.
+    let host_file = s.root.join("etc/host-secret");
+    let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    std::fs::write(&host_file, format!("{secret}\n")).unwrap();
+    let git_marker = jails.join("atlasgit/root/var/db/warden/template-git.sha256");
+    std::fs::remove_file(&git_marker).unwrap();
+    std::os::unix::fs::symlink(&host_file, &git_marker).unwrap();
+    // The CMS jail's marker becomes a FIFO, which would block a plain read.
+    let cms_marker = jails.join("atlascms/root/var/db/warden/template-cms.sha256");
+    std::fs::remove_file(&cms_marker).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&cms_marker)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let timeout = std::time::Duration::from_secs(60);
+    let plan = out(&s.warden(&["plan"]).timeout(timeout).assert().success());
+    assert!(
+        plan.contains("~ template:atlasgit:warden/atlasgit"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("~ template:atlascms:warden/atlascms"),
+        "{plan}"
+    );
+    let json = out(&s
+        .warden(&["plan", "--json"])
+        .timeout(timeout)
+        .assert()
+        .success());
+    assert!(!plan.contains(secret) && !json.contains(secret), "{json}");
+    // The template's marker hook writes inside the git jail, where the link leads
+    // nowhere: the host file is left as it was, whatever the jail's template does.
+    let _ = s.warden(&["apply", "--yes"]).timeout(timeout).assert();
+    assert_eq!(read(&host_file), format!("{secret}\n"));
 }

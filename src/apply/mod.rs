@@ -1,32 +1,32 @@
 //! Carry out one change of a plan on the host (`Applier::execute`), and the
 //! preflight that checks the host has every program the plan needs.
 //!
-//! Each resource kind is one module below: how each action on it is carried out
-//! and which programs it needs. `execute` and `programs` only dispatch to them.
-//! How a kind is observed is in `probe` (one batched read for all kinds).
+//! Each resource kind is one module under `resource` (how it is observed, how each
+//! action on it is carried out, which programs it needs); `execute` and `programs`
+//! only dispatch to them.
 
-mod files;
-mod jail;
-mod network;
-mod pf;
-mod rctl;
-mod service;
-mod soul;
-mod sysrc;
-mod user;
-mod vm;
-
-pub use soul::root_only_tree;
-pub use user::user_comment;
+pub use crate::resource::soul::root_only_tree;
+pub use crate::resource::user::user_comment;
+use crate::resource::{files, jail, network, pf, rctl, service, soul, sysrc, user, vm};
 
 use crate::config::Config;
+
+/// What the resource kinds' apply code shares with this module.
+pub(crate) mod prelude {
+    pub(crate) use super::{check, indent_block, s, Applier, ApplyError, BASE};
+    pub(crate) use crate::executor::Records;
+    pub(crate) use crate::host::{Host, HostError};
+    pub(crate) use crate::plan::{Action, Change, DataPolicy};
+    pub(crate) use crate::render::digest;
+    pub(crate) use crate::resource::{RcMode, Resource};
+    pub(crate) use crate::state::SoulRecord;
+}
 use crate::executor::Records;
 use crate::host::{Host, HostError, Output};
-use crate::plan::DataPolicy;
 use crate::plan::{Action, Change, Plan};
 use crate::render::digest;
-use crate::resource::{Item, RcMode, Resource};
-use crate::state::{Managed, SoulRecord};
+use crate::resource::{Item, Resource};
+use crate::state::Managed;
 use std::collections::BTreeSet;
 
 /// Why an apply stopped.
@@ -53,7 +53,7 @@ pub struct Options {
 }
 
 /// Where base-system programs come from.
-const BASE: &str = "FreeBSD base system";
+pub(crate) const BASE: &str = "FreeBSD base system";
 
 /// Programs a change needs, with the package that brings each one.
 pub fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
@@ -143,7 +143,7 @@ pub struct Applier<'a> {
     pub opts: Options,
 }
 
-fn s(x: &str) -> String {
+pub(crate) fn s(x: &str) -> String {
     x.to_string()
 }
 
@@ -152,7 +152,7 @@ impl<'a> Applier<'a> {
         Applier { host, cfg, opts }
     }
 
-    fn run(&self, id: &str, argv: Vec<String>) -> Result<Output, ApplyError> {
+    pub(crate) fn run(&self, id: &str, argv: Vec<String>) -> Result<Output, ApplyError> {
         let out = self.host.run(&argv).map_err(|source| ApplyError::Host {
             resource: id.to_string(),
             source,
@@ -176,7 +176,26 @@ impl<'a> Applier<'a> {
         Ok(out)
     }
 
-    fn host_err(id: &str) -> impl Fn(HostError) -> ApplyError + '_ {
+    /// Run a feed (`["<", FILE, argv...]`): the command with its standard input
+    /// read from the host file FILE.
+    fn run_fed(&self, id: &str, feed: &[String], file: &str) -> Result<Output, ApplyError> {
+        let input = self.host.local(file);
+        let out = self
+            .host
+            .run_io(&feed[2..], Some(&input), None)
+            .map_err(Self::host_err(id))?;
+        if !out.ok() {
+            return Err(ApplyError::Command {
+                resource: id.to_string(),
+                command: crate::resource::command_text(feed),
+                status: out.status,
+                stderr: indent_block(&out.stderr),
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn host_err(id: &str) -> impl Fn(HostError) -> ApplyError + '_ {
         move |source| ApplyError::Host {
             resource: id.to_string(),
             source,
@@ -185,7 +204,7 @@ impl<'a> Applier<'a> {
 
     /// Numeric owner from the host's password and group files, read now (users
     /// may have been created earlier in this run).
-    fn ids(&self, id: &str, owner: &str, group: &str) -> Result<(u32, u32), ApplyError> {
+    pub(crate) fn ids(&self, id: &str, owner: &str, group: &str) -> Result<(u32, u32), ApplyError> {
         let lookup = |file: &str, name: &str, field: usize| -> Result<Option<u32>, ApplyError> {
             if (file == "/etc/passwd" && name == "root")
                 || (file == "/etc/group" && name == "wheel")
@@ -245,20 +264,23 @@ impl<'a> Applier<'a> {
     /// every change is made.
     pub fn run_follow_ups(&self, follow_ups: &[crate::plan::FollowUp]) -> Result<(), ApplyError> {
         for f in follow_ups {
-            self.run(&f.id, f.command.clone())?;
+            match crate::resource::feed_of(&f.command) {
+                Some(file) => self.run_fed(&f.id, &f.command, file)?,
+                None => self.run(&f.id, f.command.clone())?,
+            };
         }
         Ok(())
     }
 }
 
-fn check(id: &str, e: crate::state::StateError) -> ApplyError {
+pub(crate) fn check(id: &str, e: crate::state::StateError) -> ApplyError {
     ApplyError::Check {
         resource: id.to_string(),
         message: e.to_string(),
     }
 }
 
-fn indent_block(text: &str) -> String {
+pub(crate) fn indent_block(text: &str) -> String {
     text.lines()
         .map(|l| format!("  | {l}\n"))
         .collect::<String>()

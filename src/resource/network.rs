@@ -1,10 +1,15 @@
 //! The warden bridge and its gateway aliases, through ifconfig(8).
+//!
+//! `observe` reads this kind's part of the host inside the batched probe; the
+//! `Applier` methods carry out each action; `programs` names what they need.
 
-use super::*;
+use crate::apply::prelude::*;
+use crate::probe::*;
+use std::collections::BTreeSet;
 
 impl Applier<'_> {
     /// Apply a change to a Bridge/BridgeAlias resource.
-    pub(super) fn apply_network(
+    pub(crate) fn apply_network(
         &mut self,
         change: &Change,
         _state: Option<&mut Records>,
@@ -61,7 +66,31 @@ impl Applier<'_> {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     let _ = change;
     vec![("ifconfig", BASE)]
+}
+
+/// Bridges: one `ifconfig BRIDGE` each (there is one).
+pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
+    let all = p.all.clone();
+    let bridges: BTreeSet<&str> = all
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Bridge { name } | Resource::BridgeAlias { bridge: name, .. } => {
+                Some(name.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    for b in bridges {
+        if !p.need("ifconfig") {
+            continue;
+        }
+        let out = p.host.run(&["ifconfig".into(), b.into()])?;
+        if out.ok() {
+            p.st.bridges.insert(b.to_string(), parse_inet(&out.stdout));
+        }
+    }
+    Ok(())
 }

@@ -1,11 +1,16 @@
 //! warden's PF anchor (validated with `pfctl -nf` before it is loaded) and warden's
 //! managed blocks in files the operator also edits (pf.conf, devfs.rules).
+//!
+//! `observe` reads this kind's part of the host inside the batched probe; the
+//! `Applier` methods carry out each action; `programs` names what they need.
 
-use super::*;
+use crate::apply::prelude::*;
+use crate::probe::*;
+use std::collections::BTreeSet;
 
 impl Applier<'_> {
     /// Apply a change to a PfAnchor/Block resource.
-    pub(super) fn apply_pf(
+    pub(crate) fn apply_pf(
         &mut self,
         change: &Change,
         state: Option<&mut Records>,
@@ -109,7 +114,7 @@ impl Applier<'_> {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     match &change.item.resource {
         Resource::Block(b) => {
             let mut v = vec![];
@@ -123,4 +128,28 @@ pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
         }
         _ => vec![("pfctl", BASE)],
     }
+}
+
+/// PF anchors: one `pfctl -a A -sr` each (there is one).
+pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
+    let all = p.all.clone();
+    let anchors: BTreeSet<&str> = all
+        .iter()
+        .filter_map(|r| match r {
+            Resource::PfAnchor { anchor, .. } => Some(anchor.as_str()),
+            _ => None,
+        })
+        .collect();
+    for a in anchors {
+        if !p.need("pfctl") {
+            continue;
+        }
+        let out = p
+            .host
+            .run(&["pfctl".into(), "-a".into(), a.into(), "-sr".into()])?;
+        if out.ok() && out.stdout.lines().any(|l| !l.trim().is_empty()) {
+            p.st.anchors_loaded.insert(a.to_string());
+        }
+    }
+    Ok(())
 }

@@ -1,11 +1,16 @@
 //! Soul checkouts: a git repository cloned and checked out by root with hooks off,
 //! or a plain directory installed as a root-owned copy pinned by its digest.
+//!
+//! `observe` reads this kind's part of the host inside the batched probe; the
+//! `Applier` methods carry out each action; `programs` names what they need.
 
-use super::*;
+use crate::apply::prelude::*;
+use crate::probe::*;
+use std::collections::BTreeMap;
 
 impl Applier<'_> {
     /// Apply a change to a Soul resource.
-    pub(super) fn apply_soul(
+    pub(crate) fn apply_soul(
         &mut self,
         change: &Change,
         state: Option<&mut Records>,
@@ -238,10 +243,62 @@ pub fn root_only_tree(host: &dyn Host, dir: &str) -> Result<(), String> {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     match &change.item.resource {
         // A plain directory is copied by warden itself; git is needed for a repository.
         Resource::Soul(sr) if sr.pinned.is_some() || change.action == Action::Delete => vec![],
         _ => vec![("git", "devel/git")],
     }
+}
+
+/// Soul checkouts: HEAD read from the checkout's files. Where the wanted ref is
+/// now matters only for an existing checkout: a local repository's refs are read
+/// from its files (no command), a remote's come from one `git ls-remote` per
+/// distinct URL (all its refs at once).
+pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
+    let all = p.all.clone();
+    let mut listed: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for r in &all {
+        let Resource::Soul(s) = r else { continue };
+        if s.pinned.is_some() {
+            // A pinned copy: its "head" is the digest of what is installed now.
+            let local = p.host.local(&s.dest);
+            if local.is_dir() {
+                let d = crate::soulcopy::tree_digest(&local)
+                    .unwrap_or_else(|e| format!("(unreadable: {e})"));
+                p.st.soul_heads.insert(s.dest.clone(), d);
+            }
+            continue;
+        }
+        let Some(head) = read_git_head(p.host, &s.dest)? else {
+            continue;
+        };
+        p.st.soul_heads.insert(s.dest.clone(), head);
+        let wanted = s.reference.clone().unwrap_or_else(|| "HEAD".into());
+        if s.source.is_empty() || is_commit(&wanted) {
+            continue;
+        }
+        let local = std::path::Path::new(&s.source);
+        let commit = if local.is_dir() {
+            local_ref(local, &wanted)
+        } else {
+            if !listed.contains_key(&s.source) && p.need("git") {
+                let out = p.host.run(&[
+                    "git".into(),
+                    "ls-remote".into(),
+                    "--".into(),
+                    s.source.clone(),
+                ])?;
+                listed.insert(s.source.clone(), out.ok().then_some(out.stdout));
+            }
+            listed
+                .get(&s.source)
+                .and_then(|o| o.as_deref())
+                .and_then(|refs| ref_in_listing(refs, &wanted))
+        };
+        if let Some(c) = commit {
+            p.st.soul_remote.insert(s.dest.clone(), c);
+        }
+    }
+    Ok(())
 }

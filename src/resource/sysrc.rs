@@ -1,11 +1,16 @@
 //! rc.conf-style variables, changed only through sysrc(8), and live kernel
 //! variables set with sysctl(8).
+//!
+//! `observe` reads this kind's part of the host inside the batched probe; the
+//! `Applier` methods carry out each action; `programs` names what they need.
 
-use super::*;
+use crate::apply::prelude::*;
+use crate::probe::*;
+use std::collections::{BTreeMap, BTreeSet};
 
 impl Applier<'_> {
     /// Apply a change to a RcConf/Sysctl resource.
-    pub(super) fn apply_sysrc(
+    pub(crate) fn apply_sysrc(
         &mut self,
         change: &Change,
         _state: Option<&mut Records>,
@@ -51,10 +56,62 @@ impl Applier<'_> {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     match &change.item.resource {
         Resource::RcConf(rc) if !rc.notify.is_empty() => vec![("sysrc", BASE), ("sysctl", BASE)],
         Resource::RcConf(_) => vec![("sysrc", BASE)],
         _ => vec![("sysctl", BASE)],
     }
+}
+
+/// rc.conf-style files: one `sysrc -a` each.
+pub(crate) fn observe_rc(p: &mut Probe) -> Result<(), HostError> {
+    let all = p.all.clone();
+    let rc_files: BTreeSet<&str> = all
+        .iter()
+        .filter_map(|r| match r {
+            Resource::RcConf(rc) => Some(rc.file.as_str()),
+            _ => None,
+        })
+        .collect();
+    for f in rc_files {
+        let mut vars = BTreeMap::new();
+        if p.host.read(f)?.is_some() && p.need("sysrc") {
+            let out =
+                p.host
+                    .run(&["sysrc".into(), "-f".into(), p.host.arg_path(f), "-a".into()])?;
+            for line in out.stdout.lines() {
+                if let Some((k, v)) = line.split_once(": ") {
+                    vars.insert(k.to_string(), v.to_string());
+                } else if let Some(k) = line.strip_suffix(':') {
+                    vars.insert(k.to_string(), String::new());
+                }
+            }
+        }
+        p.st.rc.insert(f.to_string(), vars);
+    }
+    Ok(())
+}
+
+/// Kernel variables: one `sysctl NAME…` for all of them (`name: value` lines).
+pub(crate) fn observe_sysctl(p: &mut Probe) -> Result<(), HostError> {
+    let all = p.all.clone();
+    let oids: BTreeSet<&str> = all
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Sysctl { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    if !oids.is_empty() && p.need("sysctl") {
+        let mut argv = vec!["sysctl".to_string()];
+        argv.extend(oids.iter().map(|o| o.to_string()));
+        let out = p.host.run(&argv)?;
+        for line in out.stdout.lines() {
+            if let Some((k, v)) = line.split_once(": ") {
+                p.st.sysctls.insert(k.to_string(), v.trim().to_string());
+            }
+        }
+    }
+    Ok(())
 }

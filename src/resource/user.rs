@@ -1,10 +1,14 @@
 //! The agents' users, through pw(8) (with `-R` under a target root).
+//!
+//! `observe` reads this kind's part of the host inside the batched probe; the
+//! `Applier` methods carry out each action; `programs` names what they need.
 
-use super::*;
+use crate::apply::prelude::*;
+use crate::probe::*;
 
 impl Applier<'_> {
     /// Apply a change to a User resource.
-    pub(super) fn apply_user(
+    pub(crate) fn apply_user(
         &mut self,
         change: &Change,
         _state: Option<&mut Records>,
@@ -74,7 +78,33 @@ pub fn user_comment(name: &str) -> String {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     let _ = change;
     vec![("pw", BASE)]
+}
+
+/// Users and groups: the password and group files (no command).
+pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
+    if let Some(pw) = p.host.read("/etc/passwd")? {
+        for line in String::from_utf8_lossy(&pw).lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() >= 7 && !line.starts_with('#') {
+                if let (Ok(uid), Ok(gid)) = (f[2].parse(), f[3].parse()) {
+                    p.st.users
+                        .insert(f[0].to_string(), (uid, gid, f[5].to_string()));
+                }
+            }
+        }
+    }
+    if let Some(gr) = p.host.read("/etc/group")? {
+        for line in String::from_utf8_lossy(&gr).lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() >= 3 && !line.starts_with('#') {
+                if let Ok(gid) = f[2].parse() {
+                    p.st.groups.insert(f[0].to_string(), gid);
+                }
+            }
+        }
+    }
+    Ok(())
 }

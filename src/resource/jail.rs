@@ -1,11 +1,16 @@
 //! Bastille jails: create, configure (jail(8) parameters, devfs ruleset), stop or
 //! destroy, and the templates applied to them (checked by their marker file).
+//!
+//! `observe` reads this kind's part of the host inside the batched probe; the
+//! `Applier` methods carry out each action; `programs` names what they need.
 
-use super::*;
+use crate::apply::prelude::*;
+use crate::probe::*;
+use std::collections::BTreeSet;
 
 impl Applier<'_> {
     /// Apply a change to a Jail/JailTemplate resource.
-    pub(super) fn apply_jail(
+    pub(crate) fn apply_jail(
         &mut self,
         change: &Change,
         state: Option<&mut Records>,
@@ -90,12 +95,11 @@ impl Applier<'_> {
                     ],
                 )?;
                 // Bastille may exit 0 when a hook failed: check the template's last effect.
-                let marker = format!(
-                    "{}/jails/{}/root{}",
-                    self.cfg.host.bastille_prefix, t.jail, t.marker
-                );
-                let found = host.read(&marker).map_err(Self::host_err(id))?;
-                let found = found.map(|b| String::from_utf8_lossy(&b).trim().to_string());
+                let root = format!("{}/jails/{}/root", self.cfg.host.bastille_prefix, t.jail);
+                let found = host
+                    .read_confined(&root, &t.marker, MARKER_MAX)
+                    .map_err(Self::host_err(id))?;
+                let found = found.map(|b| marker_text(&b));
                 if found.as_deref() != Some(t.hash.as_str()) {
                     let tail: Vec<&str> = out
                         .stdout
@@ -111,7 +115,7 @@ impl Applier<'_> {
                             t.jail,
                             t.template,
                             t.marker,
-                            if found.is_some() { "holds another hash" } else { "is missing" },
+                            if found.is_some() { "holds another hash" } else { "is missing or not a plain file (links in a jail's root are not followed)" },
                             indent_block(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
                         ),
                     });
@@ -257,7 +261,97 @@ impl Applier<'_> {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     let _ = change;
     vec![("bastille", "sysutils/bastille")]
+}
+
+/// Jails: Bastille's jail directories, and one `jls name` for which run; the
+/// templates' marker files.
+pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
+    let all = p.all.clone();
+    let wants_jails = all
+        .iter()
+        .any(|r| matches!(r, Resource::Jail(_) | Resource::JailTemplate(_)));
+    if wants_jails {
+        let jails_dir = format!("{}/jails", p.cfg.bastille_prefix);
+        let names = p.host.list_dir(&jails_dir);
+        let running: BTreeSet<String> = if !names.is_empty() && p.need("jls") {
+            let out = p.host.run(&["jls".into(), "name".into()])?;
+            out.stdout
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        for name in names {
+            let conf = p.host.read(&format!("{jails_dir}/{name}/jail.conf"))?;
+            let Some(conf) = conf else { continue };
+            let conf = String::from_utf8_lossy(&conf);
+            let text = |path: String| -> Result<String, crate::host::HostError> {
+                Ok(p.host
+                    .read(&path)?
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default())
+            };
+            let fstab = text(format!("{jails_dir}/{name}/fstab"))?;
+            let rc_conf = text(format!("{jails_dir}/{name}/root/etc/rc.conf"))?;
+            let unknown = || "(unknown)".to_string();
+            p.st.jails.insert(
+                name.clone(),
+                ObservedJail {
+                    devfs_ruleset: jail_conf_value(&conf, "devfs_ruleset")
+                        .and_then(|v| v.parse().ok()),
+                    running: running.contains(&name),
+                    release: crate::jailchange::thin_release(&fstab)
+                        .or_else(|| jail_conf_value(&conf, "osrelease"))
+                        .unwrap_or_else(unknown),
+                    ip: crate::jailchange::vnet_address(&rc_conf).unwrap_or_else(unknown),
+                    gateway: crate::jailchange::rc_value(&rc_conf, "defaultrouter")
+                        .unwrap_or_else(unknown),
+                    conf: conf.into_owned(),
+                },
+            );
+        }
+        // ZFS: bastille.conf says whether jails are datasets; one `zfs list` for
+        // every filesystem (jails' and homes') and snapshot.
+        let conf = p
+            .host
+            .read(crate::zfs::BASTILLE_CONF)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let storage = crate::zfs::storage(conf.as_deref());
+        if matches!(storage, crate::zfs::Storage::Zfs { .. }) && p.need("zfs") {
+            let out = p.host.run(&crate::zfs::list_argv())?;
+            if out.ok() {
+                p.st.zfs = crate::zfs::parse_list(&out.stdout);
+            }
+        }
+        p.st.storage = Some(storage);
+        for r in &all {
+            if let Resource::JailTemplate(t) = r {
+                let root = format!("{jails_dir}/{}/root", t.jail);
+                if let Some(m) = p.host.read_confined(&root, &t.marker, MARKER_MAX)? {
+                    p.st.markers.insert(t.jail.clone(), marker_text(&m));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A template marker is one SHA-256 hex digest and a newline.
+const MARKER_MAX: u64 = 65;
+
+/// What the plan shows of a marker read from a jail: the jail writes that file,
+/// so anything but a digest is shown as such, never as its content.
+fn marker_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        text.to_string()
+    } else {
+        "(not a warden marker)".into()
+    }
 }

@@ -1,10 +1,14 @@
 //! vm-bhyve switches and VMs.
+//!
+//! `observe` reads this kind's part of the host inside the batched probe; the
+//! `Applier` methods carry out each action; `programs` names what they need.
 
-use super::*;
+use crate::apply::prelude::*;
+use crate::probe::*;
 
 impl Applier<'_> {
     /// Apply a change to a VmSwitch/Vm resource.
-    pub(super) fn apply_vm(
+    pub(crate) fn apply_vm(
         &mut self,
         change: &Change,
         state: Option<&mut Records>,
@@ -137,7 +141,30 @@ impl Applier<'_> {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     let _ = change;
     vec![("vm", "sysutils/vm-bhyve")]
+}
+
+/// VMs: one `vm list`; switches: one `vm switch list`.
+pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
+    let all = p.all.clone();
+    if all.iter().any(|r| matches!(r, Resource::Vm(_))) && p.need("vm") {
+        let out = p.host.run(&["vm".into(), "list".into()])?;
+        if out.ok() {
+            p.st.vms = parse_vm_list(&out.stdout);
+        }
+    }
+    if all.iter().any(|r| matches!(r, Resource::VmSwitch { .. })) && p.need("vm") {
+        let out = p.host.run(&["vm".into(), "switch".into(), "list".into()])?;
+        if out.ok() {
+            for line in out.stdout.lines().skip(1) {
+                let w: Vec<&str> = line.split_whitespace().collect();
+                if let (Some(name), Some(ports)) = (w.first(), w.last()) {
+                    p.st.vm_switches.insert(name.to_string(), ports.to_string());
+                }
+            }
+        }
+    }
+    Ok(())
 }

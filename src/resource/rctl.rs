@@ -1,11 +1,11 @@
 //! rctl(8) limits: a jail's rules through Bastille's `limits`, a user's with rctl
 //! and `/etc/rctl.conf` (see `limits`).
 
-use super::*;
+use crate::apply::prelude::*;
 
 impl Applier<'_> {
     /// Apply a change to an Rctl resource.
-    pub(super) fn apply_rctl(&mut self, change: &Change) -> Result<(), ApplyError> {
+    pub(crate) fn apply_rctl(&mut self, change: &Change) -> Result<(), ApplyError> {
         let id = change.id();
         match &change.item.resource {
             Resource::Rctl(r) => self.converge_rctl(&id, r, change.action, change),
@@ -91,7 +91,7 @@ impl Applier<'_> {
 }
 
 /// The programs a change of this kind needs, with the package that brings each.
-pub(super) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     match &change.item.resource {
         Resource::Rctl(r) if r.subject == "jail" => {
             vec![("bastille", "sysutils/bastille"), ("rctl", BASE)]

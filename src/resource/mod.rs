@@ -1,4 +1,18 @@
 //! The vocabulary of the plan: every thing warden manages on a host.
+//!
+//! Each kind has a module of its own below: how it is observed inside the batched
+//! probe, how each action on it is applied, which programs it needs.
+
+pub(crate) mod files;
+pub(crate) mod jail;
+pub(crate) mod network;
+pub(crate) mod pf;
+pub(crate) mod rctl;
+pub(crate) mod service;
+pub mod soul;
+pub(crate) mod sysrc;
+pub mod user;
+pub(crate) mod vm;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -230,6 +244,10 @@ pub struct JailTemplateRes {
     pub hash: String,
     /// File inside the jail root that the template's last hook writes the hash to.
     pub marker: String,
+    /// Commands to run after the template ran (the db role's password is set
+    /// again on a jail whose template ran, e.g. a new or rebuilt jail).
+    #[serde(default)]
+    pub notify: Vec<Vec<String>>,
 }
 
 /// A soul bundle checkout.
@@ -512,6 +530,13 @@ pub fn triggers(r: &Resource, action: crate::plan::Action) -> &[Vec<String>] {
     use crate::plan::Action;
     match (r, action) {
         (Resource::File(f), Action::Update) => &f.notify,
+        // A command fed from the file itself has not consumed a new file yet.
+        (Resource::File(f), Action::Create)
+            if f.notify.iter().any(|c| feed_of(c) == Some(f.path.as_str())) =>
+        {
+            &f.notify
+        }
+        (Resource::JailTemplate(t), Action::Create | Action::Update) => &t.notify,
         (Resource::RcConf(rc), Action::Create | Action::Update) => &rc.notify,
         // A block's commands run at once when it is written (devfs rules must be
         // loaded before the jails that use them start), not after every change.
@@ -543,9 +568,39 @@ pub fn describe(r: &Resource) -> String {
     }
 }
 
+/// A triggered command may read its standard input from a host file warden owns:
+/// `["<", FILE, program, args...]`, shown as `program args... < FILE`. This feeds a
+/// secret to a program in a jail without writing it under the jail's root.
+pub fn feed(file: &str, argv: &[&str]) -> Vec<String> {
+    let mut v = vec!["<".to_string(), file.to_string()];
+    v.extend(argv.iter().map(|s| s.to_string()));
+    v
+}
+
+/// The host file a triggered command reads its standard input from, if any.
+pub fn feed_of(argv: &[String]) -> Option<&str> {
+    match argv {
+        [lt, file, _, ..] if lt == "<" => Some(file),
+        _ => None,
+    }
+}
+
+/// A triggered command as an operator reads it: `psql ... < FILE` for a feed.
+pub fn command_text(argv: &[String]) -> String {
+    match feed_of(argv) {
+        Some(file) => format!("{} < {file}", argv[2..].join(" ")),
+        None => argv.join(" "),
+    }
+}
+
 /// The plan id and verb of a triggered command: `service atlas restart` →
 /// (`service:atlas`, `restart`).
 pub fn command_label(argv: &[String]) -> (String, String) {
+    let argv = if feed_of(argv).is_some() {
+        &argv[2..]
+    } else {
+        argv
+    };
     let a = |i: usize| argv.get(i).map(String::as_str).unwrap_or("");
     match a(0) {
         "service" => (format!("service:{}", a(1)), a(2).to_string()),
