@@ -31,6 +31,18 @@ fn write_fleet(dir: &Path, n: usize) -> std::path::PathBuf {
 
 #[test]
 fn plan_runs_as_many_commands_for_250_agents_as_for_10() {
+    // Jails in plain directories, then jails on ZFS (bastille.conf read, one `zfs list`).
+    let plain = commands_for_10_and_250(false);
+    let zfs = commands_for_10_and_250(true);
+    assert_eq!(
+        zfs,
+        plain + 1,
+        "ZFS adds the one `zfs list`: {plain} then {zfs}"
+    );
+}
+
+/// The commands `plan` runs for 10 applied agents and for 250 (equal), returned.
+fn commands_for_10_and_250(zfs: bool) -> usize {
     let fakebsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakebsd");
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
@@ -41,6 +53,34 @@ fn plan_runs_as_many_commands_for_250_agents_as_for_10() {
         format!("{}:{}", fakebsd.display(), std::env::var("PATH").unwrap()),
     );
     std::env::set_var("FAKEBSD_ROOT", &root);
+    std::env::set_var("FAKEBSD_ZPOOLS", "zroot");
+    if zfs {
+        // As `bastille setup` leaves a ZFS host: bastille.conf and the datasets.
+        let conf = root.join("usr/local/etc/bastille/bastille.conf");
+        std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+        std::fs::write(
+            &conf,
+            "bastille_prefix=\"/usr/local/bastille\"\nbastille_zfs_enable=\"YES\"\nbastille_zfs_zpool=\"zroot\"\n",
+        )
+        .unwrap();
+        for args in [
+            &[
+                "create",
+                "-o",
+                "mountpoint=/usr/local/bastille",
+                "zroot/bastille",
+            ][..],
+            &["create", "zroot/bastille/jails"][..],
+        ] {
+            let ok = std::process::Command::new(fakebsd.join("zfs"))
+                .args(args)
+                .env("FAKEBSD_INTERNAL", "1")
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "zfs {args:?}");
+        }
+    }
     let host = LocalHost::new(&root);
     let t = Templates::embedded().unwrap();
 
@@ -73,4 +113,14 @@ fn plan_runs_as_many_commands_for_250_agents_as_for_10() {
     assert!(changes250 > 1000, "240 new agents plan many changes");
     assert_eq!(c10, c250, "commands for 10 agents: {c10}, for 250: {c250}");
     assert!(c250 <= 10, "at most about ten commands, ran {c250}");
+    if zfs {
+        let listed = warden::zfs::list_argv().join(" ");
+        assert!(
+            std::fs::read_to_string(root.join("var/log/fakebsd.log"))
+                .unwrap_or_default()
+                .contains(&format!("RO {listed}")),
+            "the probe lists the datasets with `{listed}`"
+        );
+    }
+    c250
 }
