@@ -595,3 +595,39 @@ fn without_zfs_apply_says_once_that_it_cannot_snapshot_and_goes_on() {
     let rc = s.read(&format!("{ATLASDB}/root/etc/rc.conf"));
     assert!(rc.contains("inet 10.0.2.5/24"), "{rc}");
 }
+
+#[test]
+fn an_agent_home_on_its_own_dataset_is_snapshotted_before_its_soul_changes() {
+    let s = Site::examples_with_plain_souls();
+    s.on_zfs();
+    s.apply().success();
+    // The operator gives atlas's home a dataset of its own.
+    s.fake(
+        "zfs",
+        &[
+            "create",
+            "-p",
+            "-o",
+            "mountpoint=/home/atlas",
+            "zroot/home/atlas",
+        ],
+    );
+    // A new file in atlas's soul bundle: the soul checkout in the home changes.
+    std::fs::write(s.souls().join("atlas/NOTES.md"), "remember the milk\n").unwrap();
+    let text = out(&s.apply().success());
+    let run = snapshot_run(&text);
+    assert!(text.contains("home of atlas"), "{text}");
+    let snaps = s.snapshots();
+    assert!(
+        snaps.contains(&format!("zroot/home/atlas@warden-run-{run}")),
+        "{snaps:?}"
+    );
+    // Nothing of atlas's jails changed, so none of them was snapshotted.
+    assert!(
+        !snaps
+            .iter()
+            .any(|x| x.starts_with("zroot/bastille/jails/atlas")
+                && x.ends_with(&format!("@warden-run-{run}"))),
+        "{snaps:?}"
+    );
+}
