@@ -297,7 +297,17 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
                     .unwrap_or_default())
             };
             let fstab = text(format!("{jails_dir}/{name}/fstab"))?;
-            let rc_conf = text(format!("{jails_dir}/{name}/root/etc/rc.conf"))?;
+            // The jail's own rc.conf is in its root, which the jail controls: read
+            // without following links, a regular file of bounded size only.
+            let rc_conf = p
+                .host
+                .read_confined(
+                    &format!("{jails_dir}/{name}/root"),
+                    "/etc/rc.conf",
+                    JAIL_RC_CONF_MAX,
+                )?
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
             let unknown = || "(unknown)".to_string();
             p.st.jails.insert(
                 name.clone(),
@@ -340,6 +350,9 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
     }
     Ok(())
 }
+
+/// The largest jail rc.conf read to learn the jail's address and gateway.
+const JAIL_RC_CONF_MAX: u64 = 64 * 1024;
 
 /// A template marker is one SHA-256 hex digest and a newline.
 const MARKER_MAX: u64 = 65;
