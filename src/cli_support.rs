@@ -4,7 +4,8 @@ use crate::error::{Error, Result, UsageError};
 use crate::plan::Filter;
 use crate::resource::Step;
 use crate::state::{self, RunRecord};
-use std::io::{BufRead, Write};
+use crate::{out, outln};
+use std::io::BufRead;
 use std::path::Path;
 
 /// Show the plan and ask for `yes` on standard input.
@@ -14,11 +15,10 @@ pub fn confirm(plan: &str) -> bool {
 
 /// Ask `question` and wait for `yes` on standard input.
 pub fn ask(question: &str) -> bool {
-    print!("{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
-    let _ = std::io::stdout().flush();
+    out!("{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
-    println!();
+    outln!();
     answer.trim() == "yes"
 }
 

@@ -27,6 +27,7 @@ pub mod limits;
 pub mod manifest;
 pub mod manpage;
 pub mod multihost;
+pub mod output;
 pub mod pfconf;
 pub mod plan;
 pub mod probe;

@@ -9,7 +9,7 @@ use warden::plan::{DataPolicy, Filter};
 use warden::progress::Console;
 use warden::resource::Step;
 use warden::templates::Templates;
-use warden::{cli_support, plan, workflow};
+use warden::{cli_support, out, outln, plan, workflow};
 
 #[derive(Parser)]
 #[command(
@@ -347,6 +347,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
     match run(cli) {
@@ -403,7 +404,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Restore(a) => restore(&ctx, a),
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "warden", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "warden", &mut script);
+            warden::output::write_bytes(&script);
             Ok(ExitCode::SUCCESS)
         }
         Command::Man(a) => man(a),
@@ -415,14 +418,14 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
 
 fn check(ctx: &Ctx) -> Result<ExitCode, Error> {
     let (_, fleet) = ctx.load()?;
-    println!("{} agent manifest(s) are valid.", fleet.agents.len());
+    outln!("{} agent manifest(s) are valid.", fleet.agents.len());
     Ok(ExitCode::SUCCESS)
 }
 
 fn render(ctx: &Ctx, a: RenderArgs) -> Result<ExitCode, Error> {
     let (cfg, fleet) = ctx.load()?;
     let n = workflow::render_to(&cfg, &fleet, &ctx.templates, &a.out)?;
-    println!("Rendered {n} files under {}.", a.out.display());
+    outln!("Rendered {n} files under {}.", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -437,9 +440,9 @@ fn plan_cmd(ctx: &Ctx, a: PlanArgs) -> Result<ExitCode, Error> {
     let planned = workflow::plan(&cfg, &fleet, &host, &ctx.templates, &filter)?;
     eprint!("{}", plan::notes_text(&planned.plan));
     if a.json {
-        print!("{}", plan::json(&planned.plan, &filter));
+        out!("{}", plan::json(&planned.plan, &filter));
     } else {
-        print!(
+        out!(
             "{}",
             plan::human_styled(&planned.plan, plan::Style::stdout())
         );
@@ -515,11 +518,11 @@ fn destroy(ctx: &Ctx, a: DestroyArgs) -> Result<ExitCode, Error> {
         &mut Console::new(),
     )?;
     if outcome.declined {
-        println!("Destroy cancelled.");
+        outln!("Destroy cancelled.");
         return Ok(ExitCode::from(1));
     }
     let code = finish_apply(outcome)?;
-    println!(
+    outln!(
         "Remove {} from the agents directory too, or the next apply creates {} again.",
         a.agents
             .iter()
@@ -552,16 +555,16 @@ fn init(ctx: &Ctx, a: InitArgs) -> Result<ExitCode, Error> {
         a.subnet.as_deref(),
     )?);
     for path in &written {
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
-    print!("{}", warden::scaffold::next_steps(&a.name));
+    out!("{}", warden::scaffold::next_steps(&a.name));
     Ok(ExitCode::SUCCESS)
 }
 
 fn soul_check(path: &Path, agent: Option<&str>) -> Result<ExitCode, Error> {
     match warden::soul::check_bundle(path, agent, &Default::default()) {
         Ok(r) => {
-            println!(
+            outln!(
                 "{}: soul bundle of {} ({}), {} files, {} bytes; loads {}",
                 path.display(),
                 r.agent_id,
@@ -592,12 +595,12 @@ fn status(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode, Error> {
     let once = || workflow::status(&cfg, &fleet, &host, &ctx.templates, &a.agents);
     let show = |report: &warden::status::Report| {
         if a.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(report).expect("report serializes")
             );
         } else {
-            print!("{}", warden::status::human(report));
+            out!("{}", warden::status::human(report));
         }
     };
     let Some(every) = a.watch else {
@@ -609,27 +612,29 @@ fn status(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode, Error> {
             ExitCode::from(3)
         });
     };
-    use std::io::{IsTerminal, Write};
+    use std::io::IsTerminal;
     let terminal = std::io::stdout().is_terminal();
     loop {
         let report = once()?;
         if terminal {
             // Clear the screen and go home, as watch(1) does.
-            print!("\x1b[H\x1b[2J");
+            out!("\x1b[H\x1b[2J");
         }
-        println!(
+        outln!(
             "every {every}s, at {} (interrupt to stop)",
             warden::state::now()
         );
         show(&report);
-        let _ = std::io::stdout().flush();
+        if warden::output::closed() {
+            return Ok(ExitCode::SUCCESS);
+        }
         std::thread::sleep(std::time::Duration::from_secs(every));
     }
 }
 
 fn fleet_check(dir: &Path) -> Result<ExitCode, Error> {
     let hosts = warden::multihost::check_hosts(dir)?;
-    print!("{}", warden::multihost::summary_text(&hosts));
+    out!("{}", warden::multihost::summary_text(&hosts));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -657,12 +662,12 @@ fn backup(ctx: &Ctx, a: BackupArgs) -> Result<ExitCode, Error> {
     for (name, r) in results {
         match r {
             Ok(p) => {
-                println!("{name}: {}", p.display());
+                outln!("{name}: {}", p.display());
                 if let Some(keep) = a.keep {
                     match warden::backup::prune(to, &name, keep as usize) {
                         Ok(old) => {
                             for o in old {
-                                println!("{name}: removed {} (--keep {keep})", o.display());
+                                outln!("{name}: removed {} (--keep {keep})", o.display());
                             }
                         }
                         Err(e) => {
@@ -707,7 +712,7 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
             })
         };
         if dry_run {
-            print!("{} would restore:\n{list}", archive.display());
+            out!("{} would restore:\n{list}", archive.display());
             return stop("--dry-run");
         }
         if !yes
@@ -723,7 +728,7 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
     let report =
         match cli_support::restore_with_service_stopped(&host, &cfg, spec, &archive, &mut gate) {
             Err(Error::Backup(warden::backup::BackupError::NotApplied { why, .. })) => {
-                println!(
+                outln!(
                     "{}: every checksum matches; nothing was changed ({why}).",
                     archive.display()
                 );
@@ -735,7 +740,7 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
             }
             other => other?,
         };
-    println!(
+    outln!(
         "Restored {} from {} (made {}): {}{}{}{}",
         agent,
         archive.display(),
@@ -766,17 +771,14 @@ fn man(a: ManArgs) -> Result<ExitCode, Error> {
         warden::manpage::pages(Cli::command()).map_err(|e| UsageError::ManPages(e.to_string()))?;
     match a.out {
         None => {
-            use std::io::Write;
-            std::io::stdout()
-                .write_all(&pages[0].1)
-                .map_err(Error::io(Path::new("(standard output)")))?;
+            warden::output::write_bytes(&pages[0].1);
         }
         Some(dir) => {
             std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
             for (name, text) in &pages {
                 let path = dir.join(name);
                 std::fs::write(&path, text).map_err(Error::io(&path))?;
-                println!("wrote {}", path.display());
+                outln!("wrote {}", path.display());
             }
         }
     }
@@ -787,7 +789,7 @@ fn history(ctx: &Ctx, a: HistoryArgs) -> Result<ExitCode, Error> {
     let cfg = workflow::load_config(&ctx.config)?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
     let runs = cli_support::history(&host.local(&cfg.host.state_db), a.limit)?;
-    print!("{}", cli_support::format_history(&runs, a.json));
+    out!("{}", cli_support::format_history(&runs, a.json));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -795,7 +797,7 @@ fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<ExitCode, Error> {
     let cfg = workflow::load_config(&ctx.config)?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
     let (_, listing) = warden::rollback::read(&host)?;
-    print!("{}", warden::rollback::snapshots_text(&listing));
+    out!("{}", warden::rollback::snapshots_text(&listing));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -811,16 +813,16 @@ fn rollback(ctx: &Ctx, a: RollbackArgs) -> Result<ExitCode, Error> {
         &a.agents,
         a.yes,
         &mut cli_support::confirm,
-        &mut |t| print!("{t}"),
+        &mut |t| out!("{t}"),
     )?;
     if o.declined {
-        println!("Rollback cancelled.");
+        outln!("Rollback cancelled.");
         return Ok(ExitCode::from(1));
     }
     for line in &o.done {
-        println!("{line}");
+        outln!("{line}");
     }
-    println!("Rollback complete. The next apply converges them to the manifests again.");
+    outln!("Rollback complete. The next apply converges them to the manifests again.");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -835,12 +837,12 @@ fn check_agents(fleet: &warden::fleet::Fleet, agents: &[String]) -> Result<(), E
 
 fn finish_apply(o: workflow::ApplyOutcome) -> Result<ExitCode, Error> {
     if o.declined {
-        println!("Apply cancelled.");
+        outln!("Apply cancelled.");
         return Ok(ExitCode::from(1));
     }
     if !o.nothing_to_do {
         let (a, c, d) = o.counts;
-        println!("Apply complete! Resources: {a} added, {c} changed, {d} destroyed.");
+        outln!("Apply complete! Resources: {a} added, {c} changed, {d} destroyed.");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! with its elapsed time above a total bar; otherwise a start and an end line
 //! per change, with its duration.
 
+use crate::outln;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -67,7 +68,7 @@ impl Console {
                 }
                 total.inc(1);
             }
-            _ => println!("{word} {what} ({})", seconds(started.elapsed())),
+            _ => outln!("{word} {what} ({})", seconds(started.elapsed())),
         }
     }
 }
@@ -82,7 +83,7 @@ impl Progress for Console {
     fn line(&mut self, text: &str) {
         match &self.total {
             Some(b) => b.println(text.trim_end()),
-            None => println!("{}", text.trim_end()),
+            None => outln!("{}", text.trim_end()),
         }
     }
     fn start(&mut self, total: usize) {
@@ -110,7 +111,7 @@ impl Progress for Console {
                 Some(bar)
             }
             _ => {
-                println!("start {what}");
+                outln!("start {what}");
                 None
             }
         };
@@ -128,7 +129,7 @@ impl Progress for Console {
                 total.println(format!("skipped {what}"));
                 total.inc(1);
             }
-            None => println!("skipped {what}"),
+            None => outln!("skipped {what}"),
         }
     }
     fn finish(&mut self) {

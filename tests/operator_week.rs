@@ -1,0 +1,69 @@
+//! The operator's second week: what a new operator typed and what warden printed,
+//! each rough edge as the exact command and its output.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use support::{example_config, Site};
+
+/// Run warden with its standard output a pipe whose reader is already gone, as in
+/// `warden ARGS | head -0`; its exit status and standard error.
+fn with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .current_dir(support::crate_dir())
+        .env("PATH", support::empty_path_dir())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start warden");
+    // Close the read end before warden writes anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for warden");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_pipe_ends_every_printing_command_quietly() {
+    let root = tempfile::tempdir().unwrap();
+    let config = example_config();
+    let config = config.to_str().unwrap();
+    let root = root.path().to_str().unwrap();
+    for args in [
+        vec!["completions", "bash"],
+        vec!["man"],
+        vec!["--help"],
+        vec!["--config", config, "check"],
+        vec!["--config", config, "plan", "--root", root],
+        vec!["--config", config, "plan", "--json", "--root", root],
+        vec!["--config", config, "history", "--root", root],
+    ] {
+        let (code, err) = with_closed_stdout(&args);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "warden {args:?} | head: {err}"
+        );
+        assert_eq!(
+            code,
+            Some(0),
+            "warden {args:?} | head: exit {code:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn verbose_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let site = Site::examples_without_souls();
+    let a = site.warden(&["-v", "plan"]).assert().success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("DEBUG"), "-v logs at debug level: {err}");
+    assert!(
+        !err.contains('\x1b'),
+        "no escape codes in a log file: {err:?}"
+    );
+}
