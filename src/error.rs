@@ -47,8 +47,8 @@ impl Error {
 /// Command-line requests that cannot be carried out as given.
 #[derive(Debug, thiserror::Error)]
 pub enum UsageError {
-    #[error("--agent {0}: no such agent in the manifests")]
-    NoSuchAgent(String),
+    #[error("--agent {name}: no such agent in the manifests{hint}")]
+    NoSuchAgent { name: String, hint: String },
     #[error("AGENT_NAME: {0}")]
     AgentName(String),
     #[error("{path}: already exists")]

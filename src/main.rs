@@ -829,7 +829,17 @@ fn rollback(ctx: &Ctx, a: RollbackArgs) -> Result<ExitCode, Error> {
 fn check_agents(fleet: &warden::fleet::Fleet, agents: &[String]) -> Result<(), Error> {
     for a in agents {
         if fleet.get(a).is_none() {
-            return Err(UsageError::NoSuchAgent(a.clone()).into());
+            let names = fleet.agents.iter().map(|s| s.name.as_str());
+            let hint = match warden::diag::did_you_mean(a, names.clone()) {
+                Some(near) => format!(" (did you mean {near}?)"),
+                None if fleet.agents.is_empty() => " (there are none yet)".to_string(),
+                None => format!(" (agents: {})", names.collect::<Vec<_>>().join(", ")),
+            };
+            return Err(UsageError::NoSuchAgent {
+                name: a.clone(),
+                hint,
+            }
+            .into());
         }
     }
     Ok(())

@@ -14,27 +14,28 @@ use std::path::Path;
 
 /// Read and validate `warden.toml`.
 pub fn load_config(path: &Path) -> Result<Config> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic::new(
-            path,
-            0,
-            None,
-            format!("cannot read the configuration: {e}; pass --config PATH"),
-        )])
-    })?;
+    let text = read_config(path)?;
     Ok(config::parse(path, &text)?)
+}
+
+/// The text of warden.toml; a missing one is the sign of a directory that is not
+/// a fleet repository yet, and the message says how to start one.
+fn read_config(path: &Path) -> std::result::Result<String, Diagnostics> {
+    std::fs::read_to_string(path).map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::NotFound {
+            "no such file: this is not a fleet repository yet; `warden init NAME` \
+writes warden.toml and agents/NAME.env here, or pass --config PATH"
+                .to_string()
+        } else {
+            format!("cannot read the configuration: {e}; pass --config PATH")
+        };
+        Diagnostics(vec![Diagnostic::new(path, 0, None, why)])
+    })
 }
 
 /// Config and fleet, validated together: the problems of both at once.
 pub fn load(config_path: &Path) -> Result<(Config, Fleet)> {
-    let text = std::fs::read_to_string(config_path).map_err(|e| {
-        Diagnostics(vec![Diagnostic::new(
-            config_path,
-            0,
-            None,
-            format!("cannot read the configuration: {e}; pass --config PATH"),
-        )])
-    })?;
+    let text = read_config(config_path)?;
     let (cfg, mut diags) = config::parse_lenient(config_path, &text);
     let Some(cfg) = cfg else {
         return Err(diags.into());

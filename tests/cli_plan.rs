@@ -263,7 +263,8 @@ fn unknown_agent_is_an_error() {
     assert_eq!(stdout(&a), "");
     assert_eq!(
         stderr(&a),
-        "warden: --agent nobody: no such agent in the manifests\n"
+        "warden: --agent nobody: no such agent in the manifests (agents: atlas, clawdie, \
+hermes)\n"
     );
     assert_root_untouched(root.path());
 }
@@ -301,8 +302,9 @@ fn missing_config_is_a_clear_error() {
     let err = stderr(&a);
     assert_eq!(
         err,
-        "no/such/warden.toml: cannot read the configuration: No such file or directory \
-(os error 2); pass --config PATH\nwarden: 1 problem found; nothing was changed.\n"
+        "no/such/warden.toml: no such file: this is not a fleet repository yet; `warden init \
+NAME` writes warden.toml and agents/NAME.env here, or pass --config PATH\n\
+warden: 1 problem found; nothing was changed.\n"
     );
     assert_root_untouched(root.path());
 
@@ -313,7 +315,9 @@ fn missing_config_is_a_clear_error() {
         .assert()
         .code(1);
     assert!(
-        stderr(&a).starts_with("warden.toml: cannot read the configuration: "),
+        stderr(&a).starts_with(
+            "warden.toml: no such file: this is not a fleet repository yet; `warden init NAME`"
+        ),
         "{}",
         stderr(&a)
     );

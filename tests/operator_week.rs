@@ -67,3 +67,20 @@ fn verbose_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
         "no escape codes in a log file: {err:?}"
     );
 }
+
+#[test]
+fn a_mistyped_agent_name_gets_the_nearest_one() {
+    let site = Site::examples_without_souls();
+    let a = site.warden(&["plan", "--agent", "atlsa"]).assert().code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert_eq!(
+        err,
+        "warden: --agent atlsa: no such agent in the manifests (did you mean atlas?)\n"
+    );
+    let a = site.warden(&["status", "--agent", "zzz"]).assert().code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert_eq!(
+        err,
+        "warden: --agent zzz: no such agent in the manifests (agents: atlas, clawdie, hermes)\n"
+    );
+}
