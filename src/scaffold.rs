@@ -122,6 +122,25 @@ pub const CONFIG_DOCS: &[(&str, &str)] = &[
     ),
     ("log_dir", "Where agent daemons write their logs."),
     (
+        "jobs",
+        "How many changes apply runs at once, 1 to 64 (--jobs overrides it).",
+    ),
+    (
+        "homes",
+        "The directory every agent's home lies in (one directory per agent).",
+    ),
+    (
+        "models",
+        "The directory llama.cpp models are kept in (mounted read-only into the jails).",
+    ),
+    ("bhyve", "vm-bhyve settings, for agents with DEPLOY_MODE=bhyve."),
+    ("timeouts", "How long one command may run, in seconds."),
+    (
+        "timeouts.probe",
+        "Commands that only read the host (the probe).",
+    ),
+    ("timeouts.change", "Commands that change the host."),
+    (
         "snapshot_keep",
         "ZFS snapshots apply keeps per jail and home (warden-run-N); older ones are destroyed.",
     ),
@@ -135,7 +154,10 @@ pub const CONFIG_DOCS: &[(&str, &str)] = &[
 ];
 
 /// A warden.toml with every key commented out at its default value, each with
-/// what it is for: uncommented as it is, it changes nothing.
+/// what it is for: uncommented as it is, it changes nothing. The tables' keys are
+/// written as dotted keys (`timeouts.probe = 120`) rather than under `[timeouts]`,
+/// so that a key an operator appends at the end of the file is still a top-level
+/// key and not one of the last table's.
 pub fn config_text() -> String {
     let defaults = toml::to_string(&crate::config::HostConfig::default())
         .expect("the default configuration serializes");
@@ -144,21 +166,29 @@ pub fn config_text() -> String {
          # commented out at its default. Uncomment a line to change it.\n\
          # See `warden help` and `man warden` for what each setting does.\n",
     );
+    let mut table = String::new();
     for line in defaults.lines() {
         if line.trim().is_empty() {
             continue;
         }
-        if line.starts_with('[') {
-            out.push_str(&format!("\n{line}\n"));
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            table = format!("{name}.");
+            if let Some((_, doc)) = CONFIG_DOCS.iter().find(|(k, _)| *k == name) {
+                out.push_str(&format!("\n# {name}: {doc}\n"));
+            }
             continue;
         }
         let key = line.split('=').next().unwrap_or("").trim();
-        if let Some((_, doc)) = CONFIG_DOCS.iter().find(|(k, _)| *k == key) {
+        let dotted = format!("{table}{key}");
+        if let Some((_, doc)) = CONFIG_DOCS
+            .iter()
+            .find(|(k, _)| *k == dotted || (table != "timeouts." && *k == key))
+        {
             out.push_str(&format!("\n# {doc}\n"));
         } else {
             out.push('\n');
         }
-        out.push_str(&format!("#{line}\n"));
+        out.push_str(&format!("#{table}{line}\n"));
     }
     out
 }
@@ -195,8 +225,7 @@ mod tests {
     fn new_config_uncommented_is_the_default() {
         let text = config_text();
         assert!(
-            text.lines()
-                .all(|l| l.is_empty() || l.starts_with('#') || l.starts_with('[')),
+            text.lines().all(|l| l.is_empty() || l.starts_with('#')),
             "every key is commented out:\n{text}"
         );
         let uncommented: String = text
@@ -213,10 +242,27 @@ mod tests {
         let cfg = crate::config::parse(Path::new("warden.toml"), &uncommented).unwrap();
         assert_eq!(cfg.host, crate::config::HostConfig::default());
         for (key, doc) in CONFIG_DOCS {
-            assert!(
-                text.contains(&format!("# {doc}\n#{key} = ")),
-                "{key}:\n{text}"
-            );
+            let table = ["bhyve", "timeouts"].contains(key);
+            let key = if CONFIG_DOCS_BHYVE.contains(key) {
+                format!("bhyve.{key}")
+            } else {
+                key.to_string()
+            };
+            let shown = if table {
+                format!("# {key}: {doc}\n")
+            } else {
+                format!("# {doc}\n#{key} = ")
+            };
+            assert!(text.contains(&shown), "{key}:\n{text}");
         }
+    }
+
+    const CONFIG_DOCS_BHYVE: &[&str] = &["vm_dir", "switch", "switch_if", "image"];
+
+    #[test]
+    fn a_key_appended_to_the_new_config_is_a_top_level_key() {
+        let text = format!("{}jobs = 4\n", config_text());
+        let cfg = crate::config::parse(Path::new("warden.toml"), &text).unwrap();
+        assert_eq!(cfg.host.jobs, 4);
     }
 }

@@ -84,3 +84,29 @@ fn a_mistyped_agent_name_gets_the_nearest_one() {
         "warden: --agent zzz: no such agent in the manifests (agents: atlas, clawdie, hermes)\n"
     );
 }
+
+#[test]
+fn a_key_appended_to_the_warden_toml_init_wrote_is_a_top_level_key() {
+    let dir = tempfile::tempdir().unwrap();
+    support::warden()
+        .current_dir(dir.path())
+        .args(["init", "nova"])
+        .assert()
+        .success();
+    let config = dir.path().join("warden.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        !text.lines().any(|l| l.starts_with('[')),
+        "init writes no [table] a later key would fall into:\n{text}"
+    );
+    std::fs::write(&config, format!("{text}jobs = 4\n")).unwrap();
+    let a = support::warden()
+        .current_dir(dir.path())
+        .arg("check")
+        .assert()
+        .success();
+    assert_eq!(
+        String::from_utf8_lossy(&a.get_output().stdout),
+        "1 agent manifest(s) are valid.\n"
+    );
+}
