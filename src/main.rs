@@ -485,15 +485,18 @@ fn apply(ctx: &Ctx, a: ApplyArgs) -> Result<ExitCode, Error> {
     }
     check_agents(&fleet, &req.filter.agents)?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
-    finish_apply(workflow::apply(
-        &cfg,
-        &fleet,
-        &host,
-        &ctx.templates,
-        &req,
-        &mut cli_support::confirm,
-        &mut Console::new(),
-    )?)
+    finish(
+        workflow::apply(
+            &cfg,
+            &fleet,
+            &host,
+            &ctx.templates,
+            &req,
+            &mut cli_support::confirm,
+            &mut Console::new(),
+        )?,
+        "Apply",
+    )
 }
 
 fn destroy(ctx: &Ctx, a: DestroyArgs) -> Result<ExitCode, Error> {
@@ -518,10 +521,9 @@ fn destroy(ctx: &Ctx, a: DestroyArgs) -> Result<ExitCode, Error> {
         &mut Console::new(),
     )?;
     if outcome.declined {
-        outln!("Destroy cancelled.");
-        return Ok(ExitCode::from(1));
+        return finish(outcome, "Destroy");
     }
-    let code = finish_apply(outcome)?;
+    let code = finish(outcome, "Destroy")?;
     outln!(
         "Remove {} from the agents directory too, or the next apply creates {} again.",
         a.agents
@@ -845,14 +847,15 @@ fn check_agents(fleet: &warden::fleet::Fleet, agents: &[String]) -> Result<(), E
     Ok(())
 }
 
-fn finish_apply(o: workflow::ApplyOutcome) -> Result<ExitCode, Error> {
+/// The last line of an apply (or a destroy, which is an apply of less).
+fn finish(o: workflow::ApplyOutcome, what: &str) -> Result<ExitCode, Error> {
     if o.declined {
-        outln!("Apply cancelled.");
+        outln!("{what} cancelled.");
         return Ok(ExitCode::from(1));
     }
     if !o.nothing_to_do {
         let (a, c, d) = o.counts;
-        outln!("Apply complete! Resources: {a} added, {c} changed, {d} destroyed.");
+        outln!("{what} complete! Resources: {a} added, {c} changed, {d} destroyed.");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -78,14 +78,20 @@ pub fn deletes_data(c: &Change, policy: DataPolicy) -> bool {
         }
 }
 
+/// Text of more than one line (a file), whose change is worth a diff.
+fn multi_line(text: &str) -> bool {
+    text.trim_end_matches('\n').contains('\n')
+}
+
 /// Mark every change that destroys data under `policy`, and say what a delete
 /// keeps.
 pub fn mark_data_loss(plan: &mut Plan, policy: DataPolicy) {
-    const KEPT: [&str; 4] = [
+    const KEPT: [&str; 5] = [
         "stopped, kept with its data",
         "kept, with its home",
         "checkout kept",
         "disk kept",
+        "kept, with what it holds",
     ];
     for c in &mut plan.changes {
         c.notes
@@ -103,6 +109,8 @@ pub fn mark_data_loss(plan: &mut Plan, policy: DataPolicy) {
             Resource::User { .. } if policy == DataPolicy::Keep => Some(KEPT[1]),
             Resource::Soul(_) => Some(KEPT[2]),
             Resource::Vm(_) => Some(KEPT[3]),
+            // A directory (the models) is never removed: apply only forgets it.
+            Resource::Dir { .. } => Some(KEPT[4]),
             _ => None,
         };
         if let Some(k) = kept {
@@ -398,7 +406,10 @@ pub fn human_styled(plan: &Plan, style: Style) -> String {
         );
         if c.action == Action::Update && !c.item.resource.sensitive() {
             if let (Some(b), Some(a)) = (&c.before, &c.after) {
-                out.push_str(&indent(&unified(b, a, &c.id()), "      "));
+                // A one-line value (a sysctl, a hash) is said whole in the header.
+                if multi_line(b) || multi_line(a) {
+                    out.push_str(&indent(&unified(b, a, &c.id()), "      "));
+                }
             }
         }
     }

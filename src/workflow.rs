@@ -479,8 +479,8 @@ pub fn apply(
             return Err(e);
         }
     };
-    if let Err(e) =
-        Applier::new(host, cfg, Options { data: req.data }).run_follow_ups(&plan.follow_ups)
+    if let Err(e) = Applier::new(host, cfg, Options { data: req.data })
+        .run_follow_ups(&plan.follow_ups, progress)
     {
         rt.block_on(st.end_run(run, "failed", done, Some(&first_line(&e.to_string()))))?;
         rt.block_on(st.close());
@@ -565,7 +565,8 @@ fn execute(
         .filter(|(_, d)| !d.is_zero())
         .map(|(i, d)| format!("  {:>7}  {}", seconds(d), label(&plan.changes[i])))
         .collect();
-    if !slowest.is_empty() {
+    // Worth a list only when there is something to rank.
+    if slowest.len() > 1 {
         progress.line(&format!("Slowest changes:\n{}", slowest.join("\n")));
     }
     if report.failures.is_empty() {
@@ -601,8 +602,13 @@ fn execute(
     }
     let applied = done.0 + done.1 + done.2;
     msg.push_str(&format!(
-        "\n\n{} change(s) failed; {applied} change(s) were applied and are recorded; the follow-ups are remembered for the next plan; run warden apply again to continue from the host's real state.",
-        report.failures.len()
+        "\n\n{} change(s) failed; {applied} change(s) were applied and are recorded{}; run warden apply again to continue from the host's real state.",
+        report.failures.len(),
+        if plan.follow_ups.is_empty() {
+            ""
+        } else {
+            "; the follow-ups are remembered for the next plan"
+        }
     ));
     let first = report
         .failures

@@ -110,3 +110,66 @@ fn a_key_appended_to_the_warden_toml_init_wrote_is_a_top_level_key() {
         "1 agent manifest(s) are valid.\n"
     );
 }
+
+#[test]
+fn apply_and_destroy_say_what_they_did() {
+    if !support::require_git() {
+        return;
+    }
+    let site = Site::examples();
+    let first = site.applied();
+    // The follow-up the plan announced runs with a line of its own, as changes do.
+    assert!(
+        first.contains("start ~ sysctl:net.inet.ip.forwarding (set)\n")
+            && first.contains("done ~ sysctl:net.inet.ip.forwarding (set) ("),
+        "{first}"
+    );
+    assert!(first.contains("Slowest changes:\n"), "{first}");
+
+    // One change: nothing to rank.
+    std::fs::remove_file(
+        site.root
+            .join("usr/local/etc/newsyslog.conf.d/warden-atlas.conf"),
+    )
+    .unwrap();
+    let plan = support::out(&site.warden(&["plan"]).assert().success());
+    let second = site.applied();
+    assert!(!second.contains("Slowest changes"), "{second}");
+    assert!(!plan.contains("No newline at end of file"), "{plan}");
+
+    // destroy says destroy, and the models directory it keeps is marked kept.
+    let a = site
+        .warden(&["destroy", "--agent", "clawdie", "--yes"])
+        .assert()
+        .success();
+    let out = support::out(&a);
+    assert!(
+        out.contains("  - dir:/var/db/warden/models  (kept, with what it holds)\n"),
+        "{out}"
+    );
+    assert!(out.contains("Destroy complete! Resources: "), "{out}");
+    assert!(!out.contains("Apply complete"), "{out}");
+}
+
+#[test]
+fn a_one_line_change_is_said_in_its_header_without_a_diff() {
+    if !support::require_git() {
+        return;
+    }
+    let site = Site::examples();
+    site.applied();
+    // Someone edits rc.conf by hand.
+    let fixed = std::process::Command::new(support::fakebsd_dir().join("sysrc"))
+        .env("FAKEBSD_ROOT", &site.root)
+        .arg("gateway_enable=NO")
+        .output()
+        .unwrap();
+    assert!(fixed.status.success());
+    let plan = support::out(&site.warden(&["plan"]).assert().success());
+    assert!(
+        plan.contains("  ~ sysrc:gateway_enable  \"NO\" -> \"YES\"\n"),
+        "{plan}"
+    );
+    assert!(!plan.contains("@@"), "no diff for a one-line value: {plan}");
+    assert!(!plan.contains("No newline at end of file"), "{plan}");
+}

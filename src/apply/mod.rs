@@ -261,14 +261,30 @@ impl<'a> Applier<'a> {
     }
 
     /// Run the plan's follow-ups (service restarts, devfs reload, sysctl), once
-    /// every change is made.
-    pub fn run_follow_ups(&self, follow_ups: &[crate::plan::FollowUp]) -> Result<(), ApplyError> {
+    /// every change is made, each announced on `progress` as it starts and ends
+    /// (`~ service:atlas (restart)`), as the changes are.
+    pub fn run_follow_ups(
+        &self,
+        follow_ups: &[crate::plan::FollowUp],
+        progress: &mut dyn crate::progress::Progress,
+    ) -> Result<(), ApplyError> {
         for f in follow_ups {
-            match crate::resource::feed_of(&f.command) {
-                Some(file) => self.run_fed(&f.id, &f.command, file)?,
-                None => self.run(&f.id, f.command.clone())?,
+            let what = format!("~ {} ({})", f.id, f.action);
+            progress.begin(&what);
+            let r = match crate::resource::feed_of(&f.command) {
+                Some(file) => self.run_fed(&f.id, &f.command, file),
+                None => self.run(&f.id, f.command.clone()),
             };
+            match r {
+                Ok(_) => progress.end(&what),
+                Err(e) => {
+                    progress.failed(&what);
+                    progress.finish();
+                    return Err(e);
+                }
+            }
         }
+        progress.finish();
         Ok(())
     }
 }
