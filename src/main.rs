@@ -484,6 +484,7 @@ fn apply(ctx: &Ctx, a: ApplyArgs) -> Result<ExitCode, Error> {
         req.command = format!("apply {}", pf.display());
     }
     check_agents(&fleet, &req.filter.agents)?;
+    req.command.push_str(&req.filter.args());
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
     finish(
         workflow::apply(

@@ -176,6 +176,14 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// The filter as the command-line options that give it (` --step db --agent
+    /// atlas`), empty for the whole plan: what `history` shows of a run.
+    pub fn args(&self) -> String {
+        let steps = self.steps.iter().map(|s| format!(" --step {}", s.as_str()));
+        let agents = self.agents.iter().map(|a| format!(" --agent {a}"));
+        steps.chain(agents).collect()
+    }
+
     /// Host-wide resources are kept for `--agent`: the agent needs them.
     pub fn keeps(&self, item: &Item) -> bool {
         (self.steps.is_empty() || self.steps.contains(&item.step))

@@ -619,8 +619,16 @@ fn execute(
     Err(Incomplete::ChangesFailed { report: msg }.into())
 }
 
+/// The reason a run failed, as history shows it: the error's first line, and
+/// when that line only introduces what follows (`…: command failed:`), the
+/// first line of detail with it.
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").to_string()
+    let mut lines = s.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("").to_string();
+    match lines.next() {
+        Some(next) if first.ends_with(':') => format!("{first} {next}"),
+        _ => first,
+    }
 }
 
 /// The desired resources whose managed record differs from the state DB's, compared

@@ -173,3 +173,22 @@ fn a_one_line_change_is_said_in_its_header_without_a_diff() {
     assert!(!plan.contains("@@"), "no diff for a one-line value: {plan}");
     assert!(!plan.contains("No newline at end of file"), "{plan}");
 }
+
+#[test]
+fn history_shows_the_filters_and_why_a_run_failed() {
+    let site = Site::examples_without_souls();
+    let a = site
+        .warden(&["apply", "--yes", "--step", "db", "--agent", "atlas"])
+        .env("FAKEBSD_FAIL", "bastille create*atlasdb*")
+        .assert()
+        .code(1);
+    drop(a);
+    let a = site.warden(&["history"]).assert().success();
+    let text = support::out(&a);
+    let run = text.lines().nth(1).unwrap_or_default();
+    assert!(
+        run.contains("  failed  ")
+            && run.contains("  apply --step db --agent atlas  (jail:atlasdb: command failed: bastille create -B -g 10.0.1.1 atlasdb 15.0-RELEASE 10.0.1.5/24 warden0)"),
+        "{text}"
+    );
+}
