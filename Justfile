@@ -5,13 +5,19 @@
 #   just setup-db --yes           one step: network, pf, git, cms, db, llama-cpp,
 #                                 ollama, soul, service, vm
 #   just destroy AGENT            remove one agent (asks first)
+#   just backup AGENT             archive an agent into $WARDEN_BACKUPS
+#   just restore AGENT ARCHIVE    put an archive back (asks first; --dry-run checks)
+#   just snapshots                the ZFS snapshots apply took
+#   just rollback RUN             return jails and homes to run RUN's snapshots
 # Settings come from the environment:
-#   WARDEN (warden on PATH), WARDEN_CONFIG (warden.toml), WARDEN_ROOT (/).
+#   WARDEN (warden on PATH), WARDEN_CONFIG (warden.toml), WARDEN_ROOT (/),
+#   WARDEN_BACKUPS (/var/backups/warden, where destroy --purge backs up too).
 set positional-arguments
 
 export WARDEN := env_var_or_default("WARDEN", "warden")
 export WARDEN_CONFIG := env_var_or_default("WARDEN_CONFIG", "warden.toml")
 export WARDEN_ROOT := env_var_or_default("WARDEN_ROOT", "/")
+export WARDEN_BACKUPS := env_var_or_default("WARDEN_BACKUPS", "/var/backups/warden")
 
 # Show what apply would change.
 plan *args:
@@ -59,7 +65,7 @@ setup-vm *args:
 
 # Remove one agent (its data is kept unless --purge): just destroy nova
 destroy agent *args:
-    @"{{just_executable()}}" --justfile "{{justfile()}}" _warden destroy --agent "$@"
+    @"{{just_executable()}}" --justfile "{{justfile()}}" _warden destroy --backup-to "$WARDEN_BACKUPS" --agent "$@"
 
 # Is every agent up (exit 3 when something is down).
 status *args:
@@ -68,6 +74,26 @@ status *args:
 # Validate the manifests.
 check *args:
     @"$WARDEN" --config "$WARDEN_CONFIG" check "$@"
+
+# Archive one agent into $WARDEN_BACKUPS: just backup atlas --keep 7
+backup agent *args:
+    @"{{just_executable()}}" --justfile "{{justfile()}}" _warden backup --to "$WARDEN_BACKUPS" --agent "$@"
+
+# Archive every agent, one archive each, into $WARDEN_BACKUPS.
+backup-all *args:
+    @"{{just_executable()}}" --justfile "{{justfile()}}" _warden backup --to "$WARDEN_BACKUPS" --all "$@"
+
+# Restore an agent from an archive (verified first): just restore atlas FILE --dry-run
+restore agent archive *args:
+    @"{{just_executable()}}" --justfile "{{justfile()}}" _warden restore --agent "$@"
+
+# The ZFS snapshots apply took before changing jails and homes.
+snapshots *args:
+    @"{{just_executable()}}" --justfile "{{justfile()}}" _warden snapshots "$@"
+
+# Return jails (and homes) to the snapshots of run RUN (asks first): just rollback 12
+rollback run *args:
+    @"{{just_executable()}}" --justfile "{{justfile()}}" _warden rollback --run "$@"
 
 # The last runs.
 history *args:

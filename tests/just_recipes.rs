@@ -181,3 +181,76 @@ fn every_recipe_takes_options_with_and_without_a_double_dash() {
         assert!(!s.root.join("usr/local/etc/rc.d/atlas").exists());
     }
 }
+
+/// The day-2 recipes take the same settings as the others: an agent with a
+/// database is backed up into WARDEN_BACKUPS, its archive checked and restored,
+/// and snapshots and rollback reach warden (which has none to offer without ZFS).
+#[test]
+fn backup_restore_snapshots_and_rollback_recipes_use_the_same_settings() {
+    let Some(just) = just() else { return };
+    let s = Site::new(
+        "ext_if = \"em0\"\n",
+        &[(
+            "atlas",
+            "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=db\n",
+        )],
+    );
+    let backups = s.tmp.path().join("backups");
+    let run = |args: &[&str]| {
+        let mut c = Command::new(&just);
+        c.arg("--justfile")
+            .arg(support::crate_dir().join("Justfile"))
+            .args(args)
+            .env("WARDEN", env!("CARGO_BIN_EXE_warden"))
+            .env("WARDEN_CONFIG", &s.config)
+            .env("WARDEN_ROOT", &s.root)
+            .env("WARDEN_BACKUPS", &backups)
+            .env("FAKEBSD_ROOT", &s.root)
+            .env("PATH", support::fake_path())
+            .stdin(std::process::Stdio::null());
+        let out = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&["setup", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    // A row in atlas's database, as the simulated PostgreSQL keeps it.
+    let data = s
+        .root
+        .join("usr/local/bastille/jails/atlasdb/root/var/fakebsd/pg/atlas_ops");
+    assert!(data.exists(), "the role SQL created atlas_ops");
+    std::fs::write(&data, "the first row\n").unwrap();
+
+    let (code, text) = run(&["backup", "atlas"]);
+    assert_eq!(code, Some(0), "{text}");
+    let archive = std::fs::read_dir(&backups)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.xz"))
+        .unwrap_or_else(|| panic!("an archive in {}: {text}", backups.display()));
+    assert!(text.contains(&format!("atlas: {}", archive.display())), "{text}");
+
+    std::fs::write(&data, "a row written later\n").unwrap();
+    let archive = archive.to_str().unwrap();
+    let (code, text) = run(&["restore", "atlas", archive, "--dry-run"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("would restore:") && text.contains("atlas_ops"), "{text}");
+    assert_eq!(support::read(&data), "a row written later\n", "dry run");
+    let (code, text) = run(&["restore", "atlas", archive, "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("databases atlas_ops"), "{text}");
+    assert_eq!(support::read(&data), "the first row\n", "the dump came back");
+
+    // Without ZFS there is nothing to list, and warden says why.
+    let (code, text) = run(&["snapshots"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("there are no snapshots"), "{text}");
+    let (code, text) = run(&["rollback", "99", "--yes"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("there are no snapshots"), "{text}");
+}
