@@ -482,27 +482,48 @@ fn the_bastille_dumper_runs_pg_dump_inside_the_db_jail() {
     let s = Site::new();
     let host = s.host();
     let atlas = s.agent("atlas");
-    // The fake `bastille cmd` records the command and runs nothing: no dump comes
-    // out, which must be an error, never an archive with a missing dump. A file the
-    // jail holds where dumps once went is neither read nor touched.
+    // pg_dump runs inside the jail and its archive streams out through bastille
+    // cmd: the dump in the backup is the server's, never a file the jail left
+    // where dumps once went, which is neither read nor touched.
     let jail_dir = s
         .root
         .join("usr/local/bastille/jails/atlasdb/root/var/db/warden/backup");
     std::fs::create_dir_all(&jail_dir).unwrap();
     std::fs::write(jail_dir.join("atlas_ops.dump"), "PGDMP stale").unwrap();
-    let err = backup_agent(&host, &s.cfg, atlas, &s.backups(), NOW).unwrap_err();
-    let msg = err.to_string();
-    assert!(msg.starts_with("agent atlas: atlasdb:atlas_ops: "), "{msg}");
-    assert!(msg.contains("wrote no dump of atlas_ops"), "{msg}");
+    let rows = s
+        .root
+        .join("usr/local/bastille/jails/atlasdb/root/var/fakebsd/pg/atlas_ops");
+    std::fs::write(&rows, "one row\n").unwrap();
+    let archive = backup_agent(&host, &s.cfg, atlas, &s.backups(), NOW).unwrap();
     assert!(
         s.log()
             .contains("MUT bastille cmd atlasdb pg_dump -U postgres -Fc atlas_ops\n"),
         "{}",
         s.log()
     );
+    let out = s.tmp.path().join("unpacked");
+    extract(&archive, &out);
+    assert_eq!(
+        std::fs::read_to_string(out.join("db/atlas_ops.dump")).unwrap(),
+        "PGDMP\none row\n"
+    );
     assert_eq!(
         std::fs::read_to_string(jail_dir.join("atlas_ops.dump")).unwrap(),
         "PGDMP stale"
+    );
+    std::fs::remove_file(&archive).unwrap();
+
+    // A database the server does not have: pg_dump's own error, no archive.
+    std::fs::remove_file(rows.with_file_name("atlas_brain")).unwrap();
+    let err = backup_agent(&host, &s.cfg, atlas, &s.backups(), NOW).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("agent atlas: atlasdb:atlas_brain: "),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("FATAL:  database \"atlas_brain\" does not exist"),
+        "{msg}"
     );
     assert_eq!(
         std::fs::read_dir(s.backups()).unwrap().count(),

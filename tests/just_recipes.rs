@@ -233,18 +233,28 @@ fn backup_restore_snapshots_and_rollback_recipes_use_the_same_settings() {
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with(".tar.xz"))
         .unwrap_or_else(|| panic!("an archive in {}: {text}", backups.display()));
-    assert!(text.contains(&format!("atlas: {}", archive.display())), "{text}");
+    assert!(
+        text.contains(&format!("atlas: {}", archive.display())),
+        "{text}"
+    );
 
     std::fs::write(&data, "a row written later\n").unwrap();
     let archive = archive.to_str().unwrap();
     let (code, text) = run(&["restore", "atlas", archive, "--dry-run"]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("would restore:") && text.contains("atlas_ops"), "{text}");
+    assert!(
+        text.contains("would restore:") && text.contains("atlas_ops"),
+        "{text}"
+    );
     assert_eq!(support::read(&data), "a row written later\n", "dry run");
     let (code, text) = run(&["restore", "atlas", archive, "--yes"]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("databases atlas_ops"), "{text}");
-    assert_eq!(support::read(&data), "the first row\n", "the dump came back");
+    assert_eq!(
+        support::read(&data),
+        "the first row\n",
+        "the dump came back"
+    );
 
     // Without ZFS there is nothing to list, and warden says why.
     let (code, text) = run(&["snapshots"]);
