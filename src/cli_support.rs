@@ -8,6 +8,28 @@ use crate::{out, outln};
 use std::io::BufRead;
 use std::path::Path;
 
+/// Show a manual page: on a terminal through the system's formatter and pager
+/// (`mandoc -a`, FreeBSD's, which pages with $MANPAGER or $PAGER; else man-db's
+/// `man -l -`), otherwise as roff on standard output, to redirect or install.
+pub fn show_page(roff: &[u8]) {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        for argv in [&["mandoc", "-a"][..], &["man", "-l", "-"][..]] {
+            if which::which(argv[0]).is_err() {
+                continue;
+            }
+            let shown = duct::cmd(argv[0], &argv[1..])
+                .stdin_bytes(roff.to_vec())
+                .unchecked()
+                .run();
+            if shown.is_ok_and(|o| o.status.success()) {
+                return;
+            }
+        }
+    }
+    crate::output::write_bytes(roff);
+}
+
 /// Show the plan and ask for `yes` on standard input.
 pub fn confirm(plan: &str) -> bool {
     ask(&format!("{plan}\nDo you want to perform these actions?"))

@@ -329,11 +329,23 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
 
 fn main() -> ExitCode {
     // Usage errors exit 1, so that 2 always means "changes" for --detailed-exitcode.
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+            // Help and version go through output::write, like every other output.
+            if e.use_stderr() {
+                let _ = e.print();
+                return ExitCode::from(1);
+            }
+            let styled = e.render();
+            let colour = std::io::IsTerminal::is_terminal(&std::io::stdout())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            if colour {
+                out!("{}", styled.ansi());
+            } else {
+                out!("{styled}");
+            }
+            return ExitCode::SUCCESS;
         }
     };
     let filter = if cli.verbose {
@@ -366,6 +378,13 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The command line, each command's --help ending with its examples.
+fn parse() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = warden::manpage::with_examples(Cli::command());
+    Cli::from_arg_matches(&cmd.try_get_matches()?)
 }
 
 /// What every command gets: the global options, with the templates loaded.
@@ -774,7 +793,7 @@ fn man(a: ManArgs) -> Result<ExitCode, Error> {
         warden::manpage::pages(Cli::command()).map_err(|e| UsageError::ManPages(e.to_string()))?;
     match a.out {
         None => {
-            warden::output::write_bytes(&pages[0].1);
+            cli_support::show_page(&pages[0].1);
         }
         Some(dir) => {
             std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;

@@ -141,6 +141,23 @@ fn examples(name: &str) -> Vec<(&'static str, &'static str)> {
     }
 }
 
+/// The command line with each command's examples at the end of its `--help`
+/// (the same ones its manual page shows).
+pub fn with_examples(cmd: clap::Command) -> clap::Command {
+    let help = |name: &str| {
+        let mut text = String::from("Examples:");
+        for (what, cmd) in examples(name) {
+            text.push_str(&format!("\n  {what}\n    {cmd}"));
+        }
+        text
+    };
+    let top = help("");
+    cmd.after_help(top).mut_subcommands(|sub| {
+        let text = help(sub.get_name());
+        sub.after_help(text)
+    })
+}
+
 /// The command line of an example, as clap is given it: its words up to the first
 /// shell operator.
 fn example_words(cmd: &str) -> Vec<&str> {

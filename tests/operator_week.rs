@@ -192,3 +192,70 @@ fn history_shows_the_filters_and_why_a_run_failed() {
         "{text}"
     );
 }
+
+#[test]
+fn every_commands_help_ends_with_its_examples() {
+    for command in [
+        "check",
+        "render",
+        "plan",
+        "apply",
+        "destroy",
+        "init",
+        "status",
+        "backup",
+        "restore",
+        "history",
+        "snapshots",
+        "rollback",
+        "man",
+        "completions",
+    ] {
+        let a = support::warden()
+            .args([command, "--help"])
+            .assert()
+            .success();
+        let help = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+        let tail = help.rsplit("Examples:\n").next().unwrap_or_default();
+        assert!(
+            help.contains("\nExamples:\n") && tail.contains(&format!("    warden {command}")),
+            "warden {command} --help:\n{help}"
+        );
+        assert!(!help.contains('\x1b'), "no colour into a pipe: {help:?}");
+    }
+}
+
+#[test]
+fn warden_man_on_a_terminal_is_the_formatted_page() {
+    if !support::optional_tool("tmux", "apt-get install tmux")
+        || !support::optional_tool("man", "apt-get install man-db")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shown = dir.path().join("shown");
+    let session = format!("warden-man-{}", std::process::id());
+    // The pager is cat into a file, so the test reads what the operator would see.
+    let script = format!(
+        "MANPAGER='cat > {0}' PAGER='cat > {0}' {1} man; tmux wait-for -S {2}",
+        shown.display(),
+        env!("CARGO_BIN_EXE_warden"),
+        session
+    );
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &session])
+            .args(args)
+            .status()
+            .expect("tmux runs")
+    };
+    assert!(tmux(&["new-session", "-d", "-s", &session, "sh", "-c", &script]).success());
+    tmux(&["wait-for", &session]);
+    tmux(&["kill-server"]);
+    let page = std::fs::read_to_string(&shown).unwrap_or_default();
+    assert!(page.contains("NAME"), "a formatted page: {page}");
+    assert!(!page.contains(".TH "), "not roff: {page}");
+    // Into a pipe it is roff, to install or redirect.
+    let a = support::warden().arg("man").assert().success();
+    assert!(String::from_utf8_lossy(&a.get_output().stdout).starts_with(".ie"));
+}
