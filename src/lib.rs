@@ -38,6 +38,7 @@ pub mod rollback;
 pub mod scaffold;
 pub mod soul;
 pub mod soulcopy;
+pub mod soulsource;
 pub mod state;
 pub mod status;
 pub mod templates;

@@ -398,6 +398,13 @@ impl Ctx {
     fn load(&self) -> Result<(warden::config::Config, warden::fleet::Fleet), Error> {
         workflow::load(&self.config)
     }
+
+    /// As `load`, and the souls checked as apply will check them.
+    fn load_with_souls(&self) -> Result<(warden::config::Config, warden::fleet::Fleet), Error> {
+        let (cfg, fleet) = self.load()?;
+        workflow::check_souls(&fleet)?;
+        Ok((cfg, fleet))
+    }
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
@@ -436,7 +443,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
 }
 
 fn check(ctx: &Ctx) -> Result<ExitCode, Error> {
-    let (_, fleet) = ctx.load()?;
+    let (_, fleet) = ctx.load_with_souls()?;
     outln!("{} agent manifest(s) are valid.", fleet.agents.len());
     Ok(ExitCode::SUCCESS)
 }
@@ -449,7 +456,7 @@ fn render(ctx: &Ctx, a: RenderArgs) -> Result<ExitCode, Error> {
 }
 
 fn plan_cmd(ctx: &Ctx, a: PlanArgs) -> Result<ExitCode, Error> {
-    let (cfg, fleet) = ctx.load()?;
+    let (cfg, fleet) = ctx.load_with_souls()?;
     check_agents(&fleet, &a.select.agents)?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
     let filter = Filter {
@@ -477,7 +484,7 @@ fn plan_cmd(ctx: &Ctx, a: PlanArgs) -> Result<ExitCode, Error> {
 }
 
 fn apply(ctx: &Ctx, a: ApplyArgs) -> Result<ExitCode, Error> {
-    let (cfg, fleet) = ctx.load()?;
+    let (cfg, fleet) = ctx.load_with_souls()?;
     let mut req = workflow::ApplyRequest {
         filter: Filter {
             steps: a.select.steps,

@@ -83,6 +83,13 @@ fn multi_line(text: &str) -> bool {
     text.trim_end_matches('\n').contains('\n')
 }
 
+/// A bare hash (a template marker), which a person does not read.
+fn is_digest(text: &str) -> bool {
+    let t = text.trim();
+    let t = t.strip_prefix("sha256:").unwrap_or(t);
+    t.len() >= 32 && t.chars().all(|c| c.is_ascii_hexdigit())
+}
+
 /// Mark every change that destroys data under `policy`, and say what a delete
 /// keeps.
 pub fn mark_data_loss(plan: &mut Plan, policy: DataPolicy) {
@@ -406,17 +413,17 @@ pub fn human_styled(plan: &Plan, style: Style) -> String {
     out.push_str("warden will perform the following actions:\n\n");
     for c in &plan.changes {
         let head = format!("{} {}", c.action.symbol(), c.id());
-        let _ = writeln!(
-            out,
-            "  {}{}",
-            style.paint(c.action, &head),
-            with_notes(&summary(c), &c.notes)
-        );
+        let said = with_notes(&summary(c), &c.notes);
+        let _ = writeln!(out, "  {}{}", style.paint(c.action, &head), said);
         if c.action == Action::Update && !c.item.resource.sensitive() {
             if let (Some(b), Some(a)) = (&c.before, &c.after) {
-                // A one-line value (a sysctl, a hash) is said whole in the header.
                 if multi_line(b) || multi_line(a) {
                     out.push_str(&indent(&unified(b, a, &c.id()), "      "));
+                } else if !said.contains(a.trim()) && !(is_digest(a) && is_digest(b)) {
+                    // A one-line value the header does not already say: one line,
+                    // not a diff (a value the header says, `0 -> 1`, needs none; a
+                    // digest tells nothing the header's reason does not).
+                    let _ = writeln!(out, "      {} -> {}", b.trim(), a.trim());
                 }
             }
         }

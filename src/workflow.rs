@@ -50,6 +50,17 @@ pub fn load(config_path: &Path) -> Result<(Config, Fleet)> {
     }
 }
 
+/// The souls the manifests name, as apply would check them: a missing
+/// `SOUL_REPO` or a refused bundle is an error at its manifest line.
+pub fn check_souls(fleet: &Fleet) -> Result<()> {
+    let diags = crate::soulsource::check(fleet);
+    if diags.is_empty() {
+        Ok(())
+    } else {
+        Err(diags.into())
+    }
+}
+
 /// Everything a plan needs, computed without changing anything.
 pub struct Planned {
     pub desired: Desired,

@@ -187,7 +187,7 @@ fn destroy_one_agent_of_three_leaves_the_others_and_renumbers_aliases() {
         text.contains("- jail:atlasgit  (stopped, kept with its data)"),
         "{text}"
     );
-    assert!(text.contains("Apply complete!"), "{text}");
+    assert!(text.contains("Destroy complete!"), "{text}");
     assert!(!text.contains("deletes data"), "{text}");
     assert!(!s.root.join("usr/local/etc/rc.d/atlas").exists());
     // Without --purge the data stays: jails (stopped), user, home and soul.

@@ -259,3 +259,63 @@ fn warden_man_on_a_terminal_is_the_formatted_page() {
     let a = support::warden().arg("man").assert().success();
     assert!(String::from_utf8_lossy(&a.get_output().stdout).starts_with(".ie"));
 }
+
+/// The line of `key=` in a manifest.
+fn line_of(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| l.starts_with(&format!("{key}=")))
+        .map(|i| i + 1)
+        .expect("the key is in the manifest")
+}
+
+#[test]
+fn check_and_plan_refuse_a_soul_that_apply_would_refuse() {
+    if !support::require_git() {
+        return;
+    }
+    let site = Site::examples();
+    let atlas = site.dir().join("agents/atlas.env");
+    let text = support::read(&atlas);
+    // A typo in SOUL_REPO.
+    std::fs::write(
+        &atlas,
+        text.replace("SOUL_REPO=../../souls/atlas", "SOUL_REPO=../../souls/atlsa"),
+    )
+    .unwrap();
+    for cmd in ["check", "plan"] {
+        let a = site.warden_plain(&[cmd]).assert().code(1);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(
+            err.starts_with(&format!(
+                "{}:{}: SOUL_REPO: ../../souls/atlsa: no such directory (",
+                atlas.display(),
+                line_of(&text, "SOUL_REPO")
+            )),
+            "warden {cmd}: {err}"
+        );
+    }
+    std::fs::write(&atlas, &text).unwrap();
+
+    // The bundle at the commit apply checks out names another agent. An edit
+    // that is not committed is not what apply installs, so it changes nothing.
+    let soul = site.souls().join("atlas");
+    let manifest = soul.join("manifest.json");
+    let good = support::read(&manifest);
+    std::fs::write(&manifest, good.replace("\"atlas\"", "\"clawdie\"")).unwrap();
+    site.warden_plain(&["check"]).assert().success();
+    support::git(&soul, &["commit", "-q", "-am", "another agent's soul"]);
+    let a = site.warden_plain(&["check"]).assert().code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains(&format!(
+            "{}:{}: SOUL_REF: ../../souls/atlas at ",
+            atlas.display(),
+            line_of(&text, "SOUL_REF")
+        )) && err.contains("the soul bundle is refused: manifest.json: agent_id is \"clawdie\""),
+        "{err}"
+    );
+    // Nothing ran on the host: the plan stops before the probe.
+    let a = site.warden(&["plan"]).assert().code(1);
+    drop(a);
+    assert_eq!(site.log(), "", "no command ran on the host");
+}
