@@ -150,6 +150,9 @@ pub struct AgentSpec {
     pub deploy: DeployMode,
     pub command: String,
     pub home: String,
+    /// Jails of this agent that exist on the host without warden having made
+    /// them, which the operator takes over (`ADOPT_JAILS`).
+    pub adopt_jails: Vec<String>,
     /// Line of each key in the manifest, for errors found later (fleet checks).
     pub lines: BTreeMap<String, usize>,
     /// Values from the git-ignored `NAME.secrets.env`, if present.
@@ -250,6 +253,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "LLAMA_PORT", default: "8080", doc: "llama.cpp listen port" },
     KeyDoc { key: "OLLAMA_PORT", default: "11434", doc: "ollama listen port" },
     KeyDoc { key: "SHARED_LLM", default: "(none)", doc: "use this other agent's LLM jail instead of an own one" },
+    KeyDoc { key: "ADOPT_JAILS", default: "(none)", doc: "this agent's jails that exist on the host but were not made by warden, to take over as they are (comma-separated jail names); without it such a jail is refused" },
     KeyDoc { key: "EXPOSE", default: "(none)", doc: "host ports forwarded to jail ports, ROLE:HOST_PORT:JAIL_PORT[/tcp|/udp], comma-separated, e.g. cms:8443:80,git:2222:22" },
     KeyDoc { key: "GIT_MEMORY_LIMIT", default: "(none)", doc: "rctl memoryuse limit of the git jail, e.g. 2G" },
     KeyDoc { key: "GIT_CPU_LIMIT", default: "(none)", doc: "rctl pcpu limit of the git jail, percent of one CPU (150 = one and a half)" },
@@ -770,6 +774,31 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
         }),
     };
 
+    // Hand-made jails taken over.
+    let mut adopt_jails = Vec::new();
+    if let Some(v) = cx.get("ADOPT_JAILS") {
+        for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if jails.iter().any(|j| j.name == name) {
+                if !adopt_jails.iter().any(|n| n == name) {
+                    adopt_jails.push(name.to_string());
+                }
+            } else {
+                let own: Vec<&str> = jails.iter().map(|j| j.name.as_str()).collect();
+                cx.err(
+                    "ADOPT_JAILS",
+                    format!(
+                        "{name:?} is not one of this agent's jails ({}); list only its own",
+                        if own.is_empty() {
+                            "it has none".to_string()
+                        } else {
+                            own.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+    }
+
     // Resource limits.
     let mut limits = Vec::new();
     for (key, subject, kind) in crate::limits::keys() {
@@ -849,6 +878,7 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
         deploy,
         command,
         home,
+        adopt_jails,
         lines: entries.iter().map(|e| (e.key.clone(), e.line)).collect(),
         secrets: Secrets::default(),
         source: String::new(),

@@ -97,6 +97,9 @@ pub struct StateView {
     pub vm_disks: BTreeMap<String, String>,
     /// Jail → digest of the devfs rules it was last (re)started with.
     pub jail_devfs: BTreeMap<String, String>,
+    /// Jails warden set out to create (`jail_made:NAME`, written before the
+    /// create runs): warden's own even when a kill lost the rest of the record.
+    pub jails_made: std::collections::BTreeSet<String>,
 }
 
 /// An open state DB.
@@ -212,10 +215,15 @@ async fn load_view(path: &Path, conn: &mut SqliteConnection) -> Result<StateView
             v.vm_disks.insert(vm.to_string(), value);
         } else if let Some(jail) = key.strip_prefix("jail_devfs:") {
             v.jail_devfs.insert(jail.to_string(), value);
+        } else if let Some(jail) = key.strip_prefix(JAIL_MADE) {
+            v.jails_made.insert(jail.to_string());
         }
     }
     Ok(v)
 }
+
+/// Prefix of the facts naming the jails warden created (value: the run).
+pub const JAIL_MADE: &str = "jail_made:";
 
 /// The fact holding the follow-up commands of the run in progress, as JSON,
 /// until they have run.
@@ -480,6 +488,23 @@ impl State {
             sqlx::query("INSERT INTO devfs (jail, number) VALUES (?, ?)")
                 .bind(jail)
                 .bind(*n as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err(&path))?;
+        }
+        tx.commit().await.map_err(db_err(&path))?;
+        Ok(())
+    }
+
+    /// Several facts in one transaction.
+    pub async fn set_facts(&mut self, facts: &[(String, String)]) -> Result<(), StateError> {
+        if facts.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let mut tx = self.conn.begin().await.map_err(db_err(&path))?;
+        for (k, v) in facts {
+            fact_query(k, Some(v))
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err(&path))?;

@@ -151,6 +151,33 @@ pub fn not_warden_owned(
             )));
         }
     }
+    for (a, jail, adopted) in foreign_jails(fleet, st, view) {
+        if !adopted {
+            // At the key that named the jail: its own, or the agent's name it
+            // was derived from.
+            let named = a
+                .jails
+                .iter()
+                .find(|j| j.name == jail)
+                .map(|j| j.role.jail_key())
+                .filter(|k| a.lines.contains_key(*k));
+            let key = named.unwrap_or("AGENT_NAME");
+            let line = a.line(key);
+            let rename = a
+                .jails
+                .iter()
+                .find(|j| j.name == jail)
+                .map_or("AGENT_NAME", |j| j.role.jail_key());
+            d.push(Diagnostic::new(
+                &a.file,
+                line,
+                Some(key),
+                format!(
+                    "jail {jail} exists on this host and warden did not create it (not in the state DB, no warden template in it); add ADOPT_JAILS={jail} to take it over as it is, or give the jail another name ({rename}=...)"
+                ),
+            ));
+        }
+    }
     let pf_foreign = st
         .files
         .get(&cfg.host.pf_include)
@@ -187,6 +214,30 @@ pub fn not_warden_owned(
     }
     d.sort();
     Ok(d)
+}
+
+/// The agents' jails that exist on the host and that warden did not make: not
+/// recorded in the state DB and without warden's template marker (a jail `destroy`
+/// kept still has it). Each with whether its manifest adopts it (`ADOPT_JAILS`).
+fn foreign_jails<'a>(
+    fleet: &'a Fleet,
+    st: &HostState,
+    view: &StateView,
+) -> Vec<(&'a crate::manifest::AgentSpec, String, bool)> {
+    let mut out = Vec::new();
+    for a in fleet.jail_agents() {
+        for j in &a.jails {
+            let id = format!("jail:{}", j.name);
+            if st.jails.contains_key(&j.name)
+                && !view.managed.contains_key(&id)
+                && !view.jails_made.contains(&j.name)
+                && !st.markers.contains_key(&j.name)
+            {
+                out.push((a, j.name.clone(), a.adopt_jails.contains(&j.name)));
+            }
+        }
+    }
+    out
 }
 
 /// Render the desired state and diff it against the host.
@@ -243,6 +294,15 @@ pub fn plan_with_view(
         })
         .collect();
     plan.notes.extend(missing_models(fleet, host, filter));
+    for (a, jail, _) in foreign_jails(fleet, &host_state, &view)
+        .into_iter()
+        .filter(|(a, _, adopted)| *adopted && filter.agents.iter().all(|f| f == &a.name))
+    {
+        plan.notes.push(format!(
+            "Note: jail {jail} was not made by warden; {}'s ADOPT_JAILS takes it over as it is, and from this apply on warden configures it as the manifest says.",
+            a.name
+        ));
+    }
     if !loader.is_empty() {
         plan.notes.push(format!(
             "Note: /boot/loader.conf changes ({}) take effect at the next reboot.",
@@ -434,6 +494,20 @@ pub fn apply(
         let json = serde_json::to_string(&pending).expect("commands serialize");
         rt.block_on(st.set_fact(state::PENDING_FOLLOW_UPS, Some(&json)))?;
     }
+    // The jails this run creates are warden's from before the create runs, so
+    // that a kill between create and record does not make one look hand-made.
+    let made: Vec<(String, String)> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == plan::Action::Create)
+        .filter_map(|c| match &c.item.resource {
+            crate::resource::Resource::Jail(j) => {
+                Some((format!("{}{}", state::JAIL_MADE, j.name), run.to_string()))
+            }
+            _ => None,
+        })
+        .collect();
+    rt.block_on(st.set_facts(&made))?;
     // Numbering first: a run killed halfway resumes with the same numbers.
     rt.block_on(st.record_numbering(&planned.desired.aliases, &planned.desired.devfs))?;
     // ZFS: each existing jail (and home) is snapshotted before its first change.

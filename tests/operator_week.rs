@@ -319,3 +319,77 @@ fn check_and_plan_refuse_a_soul_that_apply_would_refuse() {
     drop(a);
     assert_eq!(site.log(), "", "no command ran on the host");
 }
+
+#[test]
+fn a_hand_made_jail_with_an_agents_jail_name_is_refused_unless_adopted() {
+    let site = Site::new(
+        "ext_if = \"em0\"\n",
+        &[(
+            "vega",
+            "AGENT_NAME=vega\nAGENT_SUBNET_BASE=10.0.9\nWARDEN_ROLES=db\n",
+        )],
+    );
+    // The operator made a jail of that name by hand, before warden.
+    let fake = |args: &[&str]| {
+        let o = Command::new(support::fakebsd_dir().join(args[0]))
+            .args(&args[1..])
+            .env("FAKEBSD_ROOT", &site.root)
+            .env("PATH", support::fake_path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {o:?}");
+    };
+    fake(&["ifconfig", "bridge", "create", "name", "warden0", "up"]);
+    fake(&[
+        "bastille",
+        "create",
+        "-B",
+        "-g",
+        "10.0.9.1",
+        "vegadb",
+        "15.0-RELEASE",
+        "10.0.9.5/24",
+        "warden0",
+    ]);
+    site.clear_log();
+    let manifest = site.dir().join("agents/vega.env");
+    let a = site.warden(&["plan"]).assert().code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains(&format!(
+            "{}:1: AGENT_NAME: jail vegadb exists on this host and warden did not create it",
+            manifest.display()
+        )) && err.contains("add ADOPT_JAILS=vegadb to take it over as it is"),
+        "{err}"
+    );
+    site.warden(&["apply", "--yes"]).assert().code(1);
+    assert!(
+        site.mutating_calls().is_empty(),
+        "nothing changed: {:?}",
+        site.mutating_calls()
+    );
+
+    // The operator says so: adopted, with a note, and then it is warden's.
+    let text = support::read(&manifest);
+    std::fs::write(&manifest, format!("{text}ADOPT_JAILS=vegadb\n")).unwrap();
+    let a = site.warden(&["plan"]).assert().success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains(
+            "Note: jail vegadb was not made by warden; vega's ADOPT_JAILS takes it over as it is"
+        ),
+        "{err}"
+    );
+    site.applied();
+    std::fs::write(&manifest, &text).unwrap();
+    site.converged();
+
+    // A jail name that is not the agent's own is refused.
+    std::fs::write(&manifest, format!("{text}ADOPT_JAILS=vegagit\n")).unwrap();
+    let a = site.warden_plain(&["check"]).assert().code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("ADOPT_JAILS: \"vegagit\" is not one of this agent's jails (vegadb)"),
+        "{err}"
+    );
+}
