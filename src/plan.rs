@@ -419,7 +419,10 @@ pub fn human_styled(plan: &Plan, style: Style) -> String {
             if let (Some(b), Some(a)) = (&c.before, &c.after) {
                 if multi_line(b) || multi_line(a) {
                     out.push_str(&indent(&unified(b, a, &c.id()), "      "));
-                } else if !(said.contains(a.trim()) || is_digest(a) && is_digest(b)) {
+                } else if !(said.contains(" -> ")
+                    || said.contains(a.trim())
+                    || is_digest(a) && is_digest(b))
+                {
                     // A one-line value the header does not already say: one line,
                     // not a diff (a value the header says, `0 -> 1`, needs none; a
                     // digest tells nothing the header's reason does not).

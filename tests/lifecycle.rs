@@ -115,29 +115,11 @@ fn a_host_port_forwarded_twice_is_refused_with_both_places() {
 }
 
 impl Site {
-    /// The simulated kernel after a reboot: loader.conf's kern.racct.enable takes
-    /// effect (the fake sysctl keeps it read-only, as FreeBSD does).
+    /// The simulated kernel after a reboot (the fake `reboot`): loader.conf's
+    /// kern.racct.enable takes effect (the fake sysctl keeps it read-only, as
+    /// FreeBSD does), or goes back to 0 when loader.conf no longer sets it.
     fn reboot(&self) {
-        let loader =
-            std::fs::read_to_string(self.root.join("boot/loader.conf")).unwrap_or_default();
-        let on = loader.lines().any(|l| l == "kern.racct.enable=\"1\"");
-        // Seed the fake sysctl's state, then set the tunable.
-        self.fake("sysctl", &["-n", "kern.racct.enable"]);
-        let db = self.root.join("var/fakebsd/sysctl");
-        let text = std::fs::read_to_string(&db).unwrap();
-        let text = text.replace(
-            if on {
-                "kern.racct.enable=0"
-            } else {
-                "kern.racct.enable=1"
-            },
-            if on {
-                "kern.racct.enable=1"
-            } else {
-                "kern.racct.enable=0"
-            },
-        );
-        std::fs::write(&db, text).unwrap();
+        self.fake("reboot", &[]);
     }
     /// `release` in warden.toml.
     fn set_release(&self, release: &str) {

@@ -407,7 +407,11 @@ t_file "log MUT sysctl" "$LOG" "MUT sysctl net.inet.ip.forwarding=1"
 t_err "rctl racct off" 1 "rctl: RACCT/RCTL present, but disabled; enable using kern.racct.enable=1 tunable" rctl
 t_err "sysctl racct is a tunable" 1 "sysctl: oid 'kern.racct.enable' is read only" sysctl kern.racct.enable=1
 t_err "bastille limits racct off" 1 "[ERROR]: Racct not enabled. Append 'kern.racct.enable=1' to /boot/loader.conf and reboot" bastille limits atlas add memoryuse 1G
-sed 's/^kern.racct.enable=0$/kern.racct.enable=1/' "$FAKEBSD_ROOT/var/fakebsd/sysctl" >"$WORK/sysctl.new" && mv "$WORK/sysctl.new" "$FAKEBSD_ROOT/var/fakebsd/sysctl"
+mkdir -p "$FAKEBSD_ROOT/boot"
+echo 'kern.racct.enable="1"' >"$FAKEBSD_ROOT/boot/loader.conf"
+t_out "reboot takes loader.conf's tunable" 0 "fakebsd: reboot: kern.racct.enable: 0 -> 1 (loader.conf)" reboot
+t_out "reboot: racct on" 0 "1" sysctl -n kern.racct.enable
+t_file "log MUT reboot" "$LOG" "MUT reboot"
 t_rc "rctl -a" 0 rctl -a jail:other:memoryuse:deny=2G/jail
 t_out "rctl lists bytes, no /jail" 0 "jail:other:memoryuse:deny=2147483648" rctl
 t_rc "rctl -a replaces a deny rule" 0 rctl -a jail:other:memoryuse:deny=1g
