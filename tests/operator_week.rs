@@ -393,3 +393,73 @@ fn a_hand_made_jail_with_an_agents_jail_name_is_refused_unless_adopted() {
         "{err}"
     );
 }
+
+/// The shell lines of a README block between `<!-- NAME -->` and `<!-- /NAME -->`.
+fn readme_block(name: &str) -> String {
+    let readme = support::read(&support::crate_dir().join("README.md"));
+    let start = format!("<!-- {name} -->\n");
+    let block = readme
+        .split(&start)
+        .nth(1)
+        .and_then(|r| r.split(&format!("<!-- /{name} -->")).next())
+        .unwrap_or_else(|| panic!("README.md has the {name} block"));
+    block
+        .lines()
+        .filter(|l| !l.starts_with("```"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn the_readme_walkthrough_on_the_simulated_host_works_as_written() {
+    if !support::require_git() {
+        return;
+    }
+    let host = tempfile::tempdir().unwrap();
+    let root = host.path().join("warden-host");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_warden"))
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    // As written, with the test's own build instead of a release build, the ZFS
+    // set-up before the first apply, and a temporary directory as the host.
+    let walk = readme_block("simulated-host");
+    let zfs = readme_block("simulated-zfs");
+    let (setup, run) = walk.split_at(walk.find("warden --config").unwrap());
+    let script = format!("set -eu\n{setup}{zfs}{run}\nzfs list -H -o name\n")
+        .replace(
+            " status --root \"$FAKEBSD_ROOT\"\n",
+            " status --root \"$FAKEBSD_ROOT\" || true\n",
+        )
+        .replace("cargo build --release\n", "")
+        .replace("$PWD/target/release", &bin)
+        .replace("/tmp/warden-host", root.to_str().unwrap());
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(support::crate_dir())
+        .env_remove("FAKEBSD_ROOT")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{script}\n{text}");
+    assert!(text.contains("Apply complete! Resources: "), "{text}");
+    assert!(text.contains("atlas healthy"), "{text}");
+    assert!(
+        text.contains("zroot/bastille/jails/atlasdb"),
+        "the jails are on the simulated pool: {text}"
+    );
+    assert!(
+        std::fs::read_to_string(root.join("var/log/fakebsd.log"))
+            .unwrap()
+            .contains("MUT bastille create"),
+        "the call log is where the README says"
+    );
+}
