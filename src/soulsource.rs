@@ -28,10 +28,6 @@ fn check_agent(a: &AgentSpec) -> Result<(), Diagnostics> {
     let Some(repo) = &a.soul_repo else {
         return Ok(());
     };
-    let at = |key: &str, msg: String| {
-        let line = a.lines.get(key).copied().unwrap_or(0);
-        Diagnostics(vec![Diagnostic::new(&a.file, line, Some(key), msg)])
-    };
     let dir = a.file.parent().unwrap_or(Path::new("."));
     let source = crate::render::soul_source(repo, dir);
     if is_remote(repo) {
@@ -40,6 +36,7 @@ fn check_agent(a: &AgentSpec) -> Result<(), Diagnostics> {
     let path = Path::new(&source);
     if !path.exists() {
         return Err(at(
+            a,
             "SOUL_REPO",
             format!("{repo}: no such directory ({source}); point it at a soul bundle or a git repository holding one"),
         ));
@@ -57,81 +54,105 @@ fn check_agent(a: &AgentSpec) -> Result<(), Diagnostics> {
     } else {
         "SOUL_REPO"
     };
-    let git_cmd = |args: &[&str]| {
-        let mut argv: Vec<String> = vec![
-            "-c".into(),
-            "core.hooksPath=/dev/null".into(),
-            "-c".into(),
-            "core.fsmonitor=false".into(),
-            "-C".into(),
-            source.clone(),
-        ];
-        argv.extend(args.iter().map(|s| s.to_string()));
-        duct::cmd(&git, argv)
-            .stdin_null()
-            .stderr_capture()
-            .unchecked()
-    };
-    let spec = format!("{wanted}^{{commit}}");
-    let rev_parse = git_cmd(&[
-        "rev-parse",
-        "--verify",
-        "--quiet",
-        "--end-of-options",
-        &spec,
-    ]);
-    let commit = match rev_parse.stdout_capture().run() {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-        _ => {
-            return Err(at(
-                key,
-                format!(
-                    "{repo} has no branch, tag or commit {wanted}; apply could not check it out"
-                ),
-            ))
-        }
+    let repo_at = Repo { git, dir: source };
+    let Some(commit) = repo_at.commit(wanted) else {
+        return Err(at(
+            a,
+            key,
+            format!("{repo} has no branch, tag or commit {wanted}; apply could not check it out"),
+        ));
     };
     let tmp = tempfile_dir().map_err(|e| {
         at(
+            a,
             key,
             format!("cannot make a directory to read {repo} in: {e}"),
         )
     })?;
     let tree = tmp.join("tree");
-    let read = std::fs::create_dir(&tree)
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            let archive = git_cmd(&["archive", "--format=tar", &commit]);
-            let untar = duct::cmd(
-                "tar",
-                [
-                    std::ffi::OsString::from("-x"),
-                    "-f".into(),
-                    "-".into(),
-                    "-C".into(),
-                    tree.clone().into_os_string(),
-                ],
-            );
-            archive
-                .pipe(untar.stderr_capture().unchecked())
-                .run()
-                .map_err(|e| e.to_string())
-                .and_then(|o| match o.status.success() {
-                    true => Ok(()),
-                    false => Err(String::from_utf8_lossy(&o.stderr).trim().to_string()),
-                })
-        });
-    let result = match read {
+    let result = match repo_at.export(&commit, &tree) {
         Ok(()) => refused(
             a,
             &tree,
             key,
             &format!("{repo} at {}", &commit[..12.min(commit.len())]),
         ),
-        Err(e) => Err(at(key, format!("cannot read {repo} at {wanted}: {e}"))),
+        Err(e) => Err(at(a, key, format!("cannot read {repo} at {wanted}: {e}"))),
     };
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+/// One problem at `key` of the agent's manifest.
+fn at(a: &AgentSpec, key: &str, msg: String) -> Diagnostics {
+    Diagnostics(vec![Diagnostic::new(&a.file, a.line(key), Some(key), msg)])
+}
+
+/// A local git repository, read with git's plumbing and none of its hooks.
+struct Repo {
+    git: std::path::PathBuf,
+    dir: String,
+}
+
+impl Repo {
+    fn git(&self, args: &[&str]) -> duct::Expression {
+        let mut argv: Vec<String> = vec![
+            "-c".into(),
+            "core.hooksPath=/dev/null".into(),
+            "-c".into(),
+            "core.fsmonitor=false".into(),
+            "-C".into(),
+            self.dir.clone(),
+        ];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        duct::cmd(&self.git, argv)
+            .stdin_null()
+            .stderr_capture()
+            .unchecked()
+    }
+
+    /// The commit a branch, tag or commit id names.
+    fn commit(&self, wanted: &str) -> Option<String> {
+        let spec = format!("{wanted}^{{commit}}");
+        let o = self
+            .git(&[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                "--end-of-options",
+                &spec,
+            ])
+            .stdout_capture()
+            .run()
+            .ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+
+    /// The tree of `commit` written into the new directory `into`.
+    fn export(&self, commit: &str, into: &Path) -> Result<(), String> {
+        std::fs::create_dir(into).map_err(|e| e.to_string())?;
+        let untar = duct::cmd(
+            "tar",
+            [
+                std::ffi::OsString::from("-x"),
+                "-f".into(),
+                "-".into(),
+                "-C".into(),
+                into.as_os_str().to_owned(),
+            ],
+        );
+        let o = self
+            .git(&["archive", "--format=tar", commit])
+            .pipe(untar.stderr_capture().unchecked())
+            .run()
+            .map_err(|e| e.to_string())?;
+        match o.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+        }
+    }
 }
 
 /// The bundle problems of `dir`, at `key`, as `what: problem`.
@@ -139,7 +160,7 @@ fn refused(a: &AgentSpec, dir: &Path, key: &str, what: &str) -> Result<(), Diagn
     match crate::soul::check_bundle(dir, Some(&a.name), &crate::soul::SoulLimits::default()) {
         Ok(_) => Ok(()),
         Err(problems) => {
-            let line = a.lines.get(key).copied().unwrap_or(0);
+            let line = a.line(key);
             Err(Diagnostics(
                 problems
                     .iter()

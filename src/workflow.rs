@@ -151,33 +151,7 @@ pub fn not_warden_owned(
             )));
         }
     }
-    for (a, jail, adopted) in foreign_jails(fleet, st, view) {
-        if !adopted {
-            // At the key that named the jail: its own, or the agent's name it
-            // was derived from.
-            let named = a
-                .jails
-                .iter()
-                .find(|j| j.name == jail)
-                .map(|j| j.role.jail_key())
-                .filter(|k| a.lines.contains_key(*k));
-            let key = named.unwrap_or("AGENT_NAME");
-            let line = a.line(key);
-            let rename = a
-                .jails
-                .iter()
-                .find(|j| j.name == jail)
-                .map_or("AGENT_NAME", |j| j.role.jail_key());
-            d.push(Diagnostic::new(
-                &a.file,
-                line,
-                Some(key),
-                format!(
-                    "jail {jail} exists on this host and warden did not create it (not in the state DB, no warden template in it); add ADOPT_JAILS={jail} to take it over as it is, or give the jail another name ({rename}=...)"
-                ),
-            ));
-        }
-    }
+    d.extend(foreign_jail_problems(fleet, st, view));
     let pf_foreign = st
         .files
         .get(&cfg.host.pf_include)
@@ -214,6 +188,38 @@ pub fn not_warden_owned(
     }
     d.sort();
     Ok(d)
+}
+
+/// A jail warden did not make, refused at the key that named it (its own, or the
+/// agent's name it was derived from) unless the manifest adopts it.
+fn foreign_jail_problems(fleet: &Fleet, st: &HostState, view: &StateView) -> Diagnostics {
+    let mut d = Diagnostics::default();
+    for (a, jail, adopted) in foreign_jails(fleet, st, view) {
+        if !adopted {
+            let named = a
+                .jails
+                .iter()
+                .find(|j| j.name == jail)
+                .map(|j| j.role.jail_key())
+                .filter(|k| a.lines.contains_key(*k));
+            let key = named.unwrap_or("AGENT_NAME");
+            let line = a.line(key);
+            let rename = a
+                .jails
+                .iter()
+                .find(|j| j.name == jail)
+                .map_or("AGENT_NAME", |j| j.role.jail_key());
+            d.push(Diagnostic::new(
+                &a.file,
+                line,
+                Some(key),
+                format!(
+                    "jail {jail} exists on this host and warden did not create it (not in the state DB, no warden template in it); add ADOPT_JAILS={jail} to take it over as it is, or give the jail another name ({rename}=...)"
+                ),
+            ));
+        }
+    }
+    d
 }
 
 /// The agents' jails that exist on the host and that warden did not make: not
