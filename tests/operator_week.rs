@@ -227,20 +227,25 @@ fn every_commands_help_ends_with_its_examples() {
 
 #[test]
 fn warden_man_on_a_terminal_is_the_formatted_page() {
-    if !support::optional_tool("tmux", "apt-get install tmux")
-        || !support::optional_tool("man", "apt-get install man-db")
+    if !support::optional_program("tmux", "apt-get install tmux")
+        || !support::optional_program("man", "apt-get install man-db")
     {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let shown = dir.path().join("shown");
+    let done = dir.path().join("done");
+    // The pager writes what it is given to a file, so the test reads what the
+    // operator would see (man-db runs $MANPAGER without a shell: a script).
+    let pager = dir.path().join("pager");
+    std::fs::write(&pager, format!("#!/bin/sh\ncat > '{}'\n", shown.display())).unwrap();
+    std::fs::set_permissions(&pager, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let session = format!("warden-man-{}", std::process::id());
-    // The pager is cat into a file, so the test reads what the operator would see.
     let script = format!(
-        "MANPAGER='cat > {0}' PAGER='cat > {0}' {1} man; tmux wait-for -S {2}",
-        shown.display(),
+        "MANPAGER='{0}' PAGER='{0}' {1} man; touch '{2}'",
+        pager.display(),
         env!("CARGO_BIN_EXE_warden"),
-        session
+        done.display()
     );
     let tmux = |args: &[&str]| {
         Command::new("tmux")
@@ -250,7 +255,12 @@ fn warden_man_on_a_terminal_is_the_formatted_page() {
             .expect("tmux runs")
     };
     assert!(tmux(&["new-session", "-d", "-s", &session, "sh", "-c", &script]).success());
-    tmux(&["wait-for", &session]);
+    for _ in 0..300 {
+        if done.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     tmux(&["kill-server"]);
     let page = std::fs::read_to_string(&shown).unwrap_or_default();
     assert!(page.contains("NAME"), "a formatted page: {page}");

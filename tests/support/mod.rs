@@ -109,6 +109,19 @@ pub fn optional_tool(program: &str, install: &str) -> bool {
     false
 }
 
+/// As [`optional_tool`], for a program that has no `--version` (tmux, man):
+/// found on PATH.
+pub fn optional_program(program: &str, install: &str) -> bool {
+    if which::which(program).is_ok() {
+        return true;
+    }
+    if tools_required() {
+        panic!("{program} is required (WARDEN_REQUIRE_TOOLS=1) but not installed; {install}");
+    }
+    println!("skipping: {program} not installed");
+    false
+}
+
 /// Replace every occurrence of a temporary path in command output by a placeholder,
 /// so that snapshots hold no machine paths.
 pub fn redact(text: &str, path: &Path, placeholder: &str) -> String {
