@@ -49,7 +49,7 @@ fn the_db_jail_gets_sysvshm_before_its_template_starts_postgresql() {
             .join("usr/local/bastille/jails/atlasdb/root/var/fakebsd/service.log"),
     )
     .unwrap();
-    assert!(services.contains("postgresql start"), "{services}");
+    assert!(services.contains("postgresql restart"), "{services}");
     // The git jail needs no SysV IPC and is not restarted.
     assert!(
         !s.log().contains("bastille restart atlasgit"),
@@ -222,7 +222,7 @@ fn the_llama_jail_runs_warden_s_own_rc_script_as_a_user_in_group_video() {
     let script = std::fs::read_to_string(&rc).unwrap();
     assert!(script.contains("-u ${warden_llama_user}"), "{script}");
     let services = std::fs::read_to_string(jail.join("var/fakebsd/service.log")).unwrap();
-    assert!(services.contains("warden_llama start"), "{services}");
+    assert!(services.contains("warden_llama restart"), "{services}");
     assert!(!services.contains("llama-server"), "{services}");
     let cmds = std::fs::read_to_string(jail.join("var/fakebsd/cmd.log")).unwrap();
     assert!(cmds.contains("pw useradd -n llama -G video"), "{cmds}");

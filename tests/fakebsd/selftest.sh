@@ -247,6 +247,14 @@ t_rc "config set sysvshm new" 0 bastille config atlas set sysvshm new
 t_err "sysvshm takes effect at restart only" 1 "Function not implemented" bastille cmd atlas service postgresql initdb
 t_out "restart" 0 "atlas: created" bastille restart atlas
 t_rc "PostgreSQL starts with sysvshm=new" 0 bastille service atlas postgresql start
+t_err "start on a running service refuses (rc.subr)" 1 "postgresql already running? (pid=" bastille service atlas postgresql start
+t_err "cmd service start refuses too" 1 "postgresql already running?" bastille cmd atlas service postgresql start
+t_rc "restart works on a running service" 0 bastille service atlas postgresql restart
+t_rc "stop" 0 bastille service atlas postgresql stop
+t_err "stop on a stopped service refuses" 1 "postgresql not running? (check /var/run/postgresql.pid)." bastille service atlas postgresql stop
+t_err "reload on a stopped service refuses" 1 "postgresql not running?" bastille service atlas postgresql reload
+t_rc "restart works on a stopped service" 0 bastille service atlas postgresql restart
+t_err "bastille service takes exactly SERVICE ACTION" 1 "Usage: bastille service [option(s)] TARGET SERVICE ARGS" bastille service atlas postgresql
 # tar, stat and mkdir in a jail act on its root, links resolved as the jail sees them
 JR=$B/jails/atlas/root
 mkdir -p "$JR/home/git/notes.git" "$WORK/hostdir/x"
