@@ -528,6 +528,11 @@ fn summary(c: &Change) -> String {
         (_, Resource::VmSwitch { iface, .. }) => format!("  (vm switch create -i {iface})"),
         (_, Resource::PfAnchor { path, .. }) => format!("  ({path}, checked with pfctl -nf first)"),
         (_, Resource::Block(_)) => "  (warden's block)".into(),
+        (_, Resource::PfEnabled) => format!(
+            "  ({} -> {})",
+            c.before.as_deref().unwrap_or("not probed"),
+            crate::resource::PF_RUNNING
+        ),
         (Action::Create, Resource::Rctl(r)) if r.subject == "jail" => format!(
             "  (bastille limits {} add {} {})",
             r.name, r.resource, r.written
@@ -623,6 +628,7 @@ pub fn kind(r: &Resource) -> &'static str {
         Resource::VmSwitch { .. } => "vm_switch",
         Resource::BridgeAlias { .. } => "bridge_alias",
         Resource::PfAnchor { .. } => "pf_anchor",
+        Resource::PfEnabled => "pf_enabled",
         Resource::Block(_) => "managed_block",
         Resource::Jail(_) => "jail",
         Resource::JailTemplate(_) => "jail_template",

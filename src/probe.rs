@@ -51,6 +51,9 @@ pub struct HostState {
     /// Kernel variable → its live value.
     pub sysctls: BTreeMap<String, String>,
     pub anchors_loaded: BTreeSet<String>,
+    /// PF's state as `pfctl -s info` shows it (`pf.ko not loaded`, `pf.ko loaded,
+    /// disabled`, [`crate::resource::PF_RUNNING`]), when PF is wanted.
+    pub pf_state: Option<String>,
     pub jails: BTreeMap<String, ObservedJail>,
     /// Template marker contents, by jail.
     pub markers: BTreeMap<String, String>,
@@ -134,7 +137,10 @@ pub fn probe(
             "ifconfig",
             uses(|r| matches!(r, Resource::Bridge { .. } | Resource::BridgeAlias { .. })),
         ),
-        ("pfctl", uses(|r| matches!(r, Resource::PfAnchor { .. }))),
+        (
+            "pfctl",
+            uses(|r| matches!(r, Resource::PfAnchor { .. } | Resource::PfEnabled)),
+        ),
         ("bastille", uses(|r| matches!(r, Resource::Jail(_)))),
         ("jls", uses(|r| matches!(r, Resource::Jail(_)))),
         ("sysctl", uses(|r| matches!(r, Resource::Sysctl { .. }))),
@@ -410,6 +416,7 @@ impl HostState {
                     ))
                 }
             }
+            Resource::PfEnabled => self.pf_state.clone(),
             Resource::Block(b) => {
                 let f = self.files.get(&b.path)?.as_ref()?;
                 crate::pfconf::current_block(&f.content)

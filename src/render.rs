@@ -394,6 +394,8 @@ fn render_pf(
         phase: Phase::Pf,
         notify: vec![],
     })));
+    // Before the anchor: loading rules needs /dev/pf, which pf.ko brings.
+    items.push(pf(Resource::PfEnabled));
     items.push(pf(Resource::PfAnchor {
         anchor: PF_ANCHOR.into(),
         path: host.pf_include.clone(),

@@ -73,3 +73,53 @@ fn a_template_runs_again_on_running_jails_and_its_new_setting_takes_effect() {
     s.converged();
     let _ = out;
 }
+
+/// Run one of the simulated host's tools directly, as an operator would.
+fn fake(s: &Site, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(args[0])
+        .args(&args[1..])
+        .env("PATH", support::fake_path())
+        .env("FAKEBSD_ROOT", &s.root)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn pf_is_loaded_and_enabled_not_only_set_to_start_at_boot() {
+    let s = Site::examples_without_souls();
+    // A fresh host: pf.ko is not loaded, so `pfctl -f` has no /dev/pf.
+    let plan = out(&s.warden(&["plan"]).assert().success());
+    assert!(
+        plan.contains("+ pf:enabled") || plan.contains("~ pf:enabled"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("(pf.ko not loaded -> pf.ko loaded, enabled; kldload pf, then pfctl -e"),
+        "{plan}"
+    );
+    s.applied();
+    let info = fake(&s, &["pfctl", "-s", "info"]);
+    assert!(
+        String::from_utf8_lossy(&info.stdout).contains("Status: Enabled"),
+        "{info:?}"
+    );
+    let rules = fake(&s, &["pfctl", "-a", "warden", "-sr"]);
+    assert!(
+        String::from_utf8_lossy(&rules.stdout).contains("block drop quick"),
+        "{rules:?}"
+    );
+    s.converged();
+
+    // Loaded but disabled (pfctl -d by hand): no NAT, no isolation until enabled.
+    assert!(fake(&s, &["pfctl", "-d"]).status.success());
+    let plan = out(&s.warden(&["plan"]).assert().success());
+    assert!(
+        plan.contains("~ pf:enabled  (pf.ko loaded, disabled -> pf.ko loaded, enabled; pfctl -e"),
+        "{plan}"
+    );
+    s.clear_log();
+    s.applied();
+    assert!(s.log().contains("MUT pfctl -e"), "{}", s.log());
+    assert!(!s.log().contains("kldload"), "{}", s.log());
+    s.converged();
+}

@@ -90,7 +90,7 @@ if command -v shellcheck >/dev/null 2>&1; then
 else
 	echo "note: shellcheck not found, lint skipped"
 fi
-for f in bastille devfs ifconfig jls pfctl ps pw rctl service sysctl sysrc vm zfs; do
+for f in bastille devfs ifconfig jls kldload kldstat pfctl ps pw rctl service sysctl sysrc vm zfs; do
 	if [ -x "$FAKE/$f" ]; then ok "$f is executable"; else ko "$f is executable"; fi
 done
 
@@ -308,6 +308,18 @@ pass in on wardenbr0 from <agents> to any \\
 anchor "warden/*"
 load anchor "warden/atlas" from "$WORK/anchor.conf"
 EOF
+# pf.ko is not loaded on a fresh host: only -n works without /dev/pf
+t_rc "pfctl -nf without pf.ko" 0 pfctl -nf "$WORK/pf.conf"
+t_err "pfctl -f without pf.ko" 1 "pfctl: /dev/pf: No such file or directory" pfctl -f "$WORK/pf.conf"
+t_err "pfctl -s info without pf.ko" 1 "pfctl: /dev/pf: No such file or directory" pfctl -s info
+t_err "kldstat: pf not loaded" 1 "kldstat: can't find module pf" kldstat -m pf
+t_rc "kldload pf" 0 kldload pf
+t_err "kldload pf twice" 1 "kldload: can't load pf: module already loaded or in kernel" kldload pf
+t_rc "kldload -n pf when loaded" 0 kldload -n pf
+t_rc "kldstat -q -m pf" 0 kldstat -q -m pf
+t_err "kldload an unknown module" 1 "kldload: can't load nosuch: No such file or directory" kldload nosuch
+t_file "log MUT kldload" "$LOG" "MUT kldload pf"
+t_out "pf loaded, disabled" 0 "Status: Disabled" pfctl -s info
 t_rc "pfctl -nf good" 0 pfctl -nf "$WORK/pf.conf"
 t_eq "pfctl -nf silent" "$(pfctl -nf "$WORK/pf.conf" 2>&1)" ""
 t_file "log RO pfctl -nf" "$LOG" "RO pfctl -nf $WORK/pf.conf"
