@@ -34,6 +34,10 @@ pub struct Desired {
 }
 
 pub const RC_CONF: &str = "/etc/rc.conf";
+pub const DEVFS_RULES: &str = "/etc/devfs.rules";
+/// Bastille's VNET jail ruleset (`bastille_vnet`, setup.sh), which every jail
+/// that is not a GPU jail runs under and the GPU rulesets include.
+pub const VNET_RULESET: u32 = 13;
 /// The secret that becomes the agent's PostgreSQL password.
 pub const DB_PASSWORD_KEY: &str = "DB_PASSWORD";
 pub const PF_ANCHOR: &str = "warden";
@@ -137,24 +141,30 @@ pub fn render(
     render_network(&mut items, &jail_agents, host, &aliases);
     render_pf(&mut items, fleet, &jail_agents, host, t)?;
     let mut devfs_block = String::new();
-    if !devfs.is_empty() {
+    if !jail_agents.is_empty() {
         let rulesets: Vec<_> = devfs
             .iter()
             .map(|(j, n)| json!({"jail": j, "number": n}))
             .collect();
+        // Bastille's VNET jails use ruleset 13, which only `bastille setup` writes;
+        // the kernel makes an empty (unfiltering) ruleset of a number nobody loaded.
+        // warden defines it in its block unless /etc/devfs.rules already does
+        // (`bastille setup` then finds `bastille_vnet=13` and leaves the file alone).
+        let vnet = !recorded.devfs_taken.contains(&VNET_RULESET);
         let block = t.render(
             "templates/devfs.rules.tera",
-            &ctx(json!({ "rulesets": rulesets })),
+            &ctx(json!({ "rulesets": rulesets, "vnet": vnet, "vnet_ruleset": VNET_RULESET })),
         )?;
         devfs_block = block.clone();
         // rc.d/devfs (libexec/rc/rc.d/devfs in freebsd-src) loads the rulesets of
         // /etc/devfs.rules into the kernel; it runs as soon as the block is written,
-        // before any jail that uses them is created or restarted.
+        // before any jail that uses them is created or restarted. Every jail needs
+        // it, so it is a host-wide change of the network step.
         items.push(Item::new(
-            Step::LlamaCpp,
+            Step::Network,
             None,
             Resource::Block(BlockRes {
-                path: "/etc/devfs.rules".into(),
+                path: DEVFS_RULES.into(),
                 block,
                 placement: Placement::End,
                 phase: Phase::Devfs,
@@ -185,6 +195,22 @@ pub fn render(
         aliases,
         devfs,
     })
+}
+
+/// The ruleset numbers a devfs.rules text defines (`[name=number]` headers).
+pub fn ruleset_numbers(text: &str) -> Vec<u32> {
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix('[')?
+                .strip_suffix(']')?
+                .rsplit_once('=')?
+                .1
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 /// The lines of ruleset `number` in a devfs.rules text: from its `[name=number]`
@@ -499,6 +525,7 @@ fn render_jail(
     let step = Step::for_role(j.role);
     let devfs_ruleset = ruleset.as_ref().map(|(n, _)| *n);
     let agent = Some(a.name.as_str());
+    let jail_ruleset = devfs_ruleset.unwrap_or(VNET_RULESET);
     if j.role == Role::LlamaCpp {
         // The model directory must exist on the host for the nullfs mount.
         items.push(Item::new(
@@ -519,7 +546,7 @@ fn render_jail(
             ip: format!("{}/24", j.ip),
             gateway: a.gateway.to_string(),
             bridge: host.bridge.clone(),
-            devfs_ruleset,
+            devfs_ruleset: Some(jail_ruleset),
             devfs_rules: ruleset.map(|(_, d)| d),
             params: jail_params(j.role),
         }),

@@ -59,7 +59,10 @@ pub struct Planned {
 
 /// Devfs ruleset numbers the host uses outside warden's block.
 pub fn devfs_taken(host: &dyn Host) -> Result<std::collections::BTreeSet<u32>> {
-    let mut taken: std::collections::BTreeSet<u32> = [1, 2, 3, 4, 13].into();
+    // FreeBSD's own rulesets (/etc/defaults/devfs.rules: 1-5); Bastille's 13 only
+    // when /etc/devfs.rules defines it outside warden's block (render then leaves
+    // it out of the block).
+    let mut taken: std::collections::BTreeSet<u32> = [1, 2, 3, 4, 5].into();
     for path in ["/etc/devfs.rules", "/etc/defaults/devfs.rules"] {
         if let Some(bytes) = host.read(path)? {
             let text = crate::pfconf::without_block(&String::from_utf8_lossy(&bytes));

@@ -123,3 +123,115 @@ fn pf_is_loaded_and_enabled_not_only_set_to_start_at_boot() {
     assert!(!s.log().contains("kldload"), "{}", s.log());
     s.converged();
 }
+
+fn jail_conf(s: &Site, jail: &str) -> String {
+    read(
+        &s.root
+            .join(format!("usr/local/bastille/jails/{jail}/jail.conf")),
+    )
+}
+
+#[test]
+fn every_jail_runs_under_a_devfs_ruleset_the_kernel_has_and_bastille_setup_keeps_it() {
+    let s = Site::examples_without_souls();
+    // A host where `bastille setup` never ran: ruleset 13 is defined nowhere.
+    s.applied();
+    let rules = read(&s.root.join("etc/devfs.rules"));
+    assert!(rules.contains("[bastille_vnet=13]"), "{rules}");
+    assert!(
+        rules.contains("[warden_clawdiellm=1000]\nadd include 13\n"),
+        "{rules}"
+    );
+    for jail in EXAMPLE_JAILS {
+        let conf = jail_conf(&s, jail);
+        let want = if jail == "clawdiellm" { "1000" } else { "13" };
+        assert!(
+            conf.contains(&format!("  devfs_ruleset = {want};")),
+            "{jail}: {conf}"
+        );
+        let live = fake(&s, &["jls", "-j", jail, "devfs_ruleset"]);
+        assert_eq!(String::from_utf8_lossy(&live.stdout).trim(), want, "{jail}");
+    }
+    // bastille setup finds its ruleset and leaves the file (and warden's block) alone.
+    let setup = fake(&s, &["bastille", "setup", "vnet"]);
+    assert!(
+        String::from_utf8_lossy(&setup.stdout).contains("VNET has already been configured"),
+        "{setup:?}"
+    );
+    assert_eq!(read(&s.root.join("etc/devfs.rules")), rules);
+    s.converged();
+}
+
+#[test]
+fn a_host_where_bastille_setup_ran_keeps_its_ruleset_13_and_warden_does_not_repeat_it() {
+    let s = Site::examples_without_souls();
+    assert!(fake(&s, &["bastille", "setup", "vnet"]).status.success());
+    s.applied();
+    let rules = read(&s.root.join("etc/devfs.rules"));
+    assert_eq!(rules.matches("bastille_vnet=13").count(), 1, "{rules}");
+    assert!(rules.starts_with("[bastille_vnet=13]"), "{rules}");
+    s.converged();
+}
+
+#[test]
+fn a_lost_devfs_restart_is_planned_again_from_the_rulesets_the_kernel_has() {
+    let s = Site::examples_without_souls();
+    let failed = s
+        .warden(&["apply", "--yes"])
+        .env("FAKEBSD_FAIL", "service devfs restart")
+        .assert()
+        .code(1);
+    let _ = failed;
+    // devfs.rules was written, rc.d/devfs never read it.
+    assert!(read(&s.root.join("etc/devfs.rules")).contains("[bastille_vnet=13]"));
+    let plan = out(&s.warden(&["plan"]).assert().success());
+    assert!(
+        plan.contains("~ block:/etc/devfs.rules")
+            && plan.contains("then at once: service devfs restart"),
+        "{plan}"
+    );
+    assert!(plan.contains("devfs ruleset 13, 1000 not loaded"), "{plan}");
+    s.applied();
+    s.converged();
+    for jail in EXAMPLE_JAILS {
+        assert!(s.jail_exists(jail), "{jail}");
+    }
+
+    // The rulesets lost from the kernel while the jails run (a devfs restart
+    // that failed half-way): the block is loaded again and the jails restarted.
+    for n in ["13", "1000"] {
+        std::fs::remove_file(s.root.join(format!("var/fakebsd/devfs/{n}"))).unwrap();
+    }
+    let plan = out(&s.warden(&["plan"]).assert().success());
+    assert!(
+        plan.contains(
+            "devfs ruleset 13 was not loaded when the jail started (its /dev is unfiltered)"
+        ),
+        "{plan}"
+    );
+    s.applied();
+    s.converged();
+}
+
+#[test]
+fn a_lost_jail_restart_after_sysvshm_is_planned_again_from_the_running_jail() {
+    let s = Site::examples_without_souls();
+    s.warden(&["apply", "--yes"])
+        .env("FAKEBSD_FAIL", "bastille restart atlasdb")
+        .assert()
+        .code(1);
+    // jail.conf says sysvshm = new, the running jail was started without it.
+    assert!(jail_conf(&s, "atlasdb").contains("  sysvshm = new;"));
+    let live = fake(&s, &["jls", "-j", "atlasdb", "sysvshm"]);
+    assert_eq!(String::from_utf8_lossy(&live.stdout).trim(), "disable");
+    let plan = out(&s.warden(&["plan"]).assert().success());
+    assert!(
+        plan.contains("~ jail:atlasdb  (") && plan.contains("restart: sysvshm disable -> new)"),
+        "{plan}"
+    );
+    s.applied();
+    let live = fake(&s, &["jls", "-j", "atlasdb", "sysvshm"]);
+    assert_eq!(String::from_utf8_lossy(&live.stdout).trim(), "new");
+    s.converged();
+}
+

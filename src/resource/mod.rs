@@ -656,6 +656,9 @@ pub fn change_notes(
                     }
                     Some(match (k, j.devfs_ruleset) {
                         ("devfs_rules", Some(n)) => format!("devfs ruleset {n}'s rules changed"),
+                        ("devfs_ruleset", Some(n)) if old == "0" => format!(
+                            "devfs ruleset {n} was not loaded when the jail started (its /dev is unfiltered)"
+                        ),
                         _ => format!(
                             "{k} {} -> {v}",
                             if old.is_empty() { "(not set)" } else { &old }

@@ -167,6 +167,22 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
         let out = p.host.run(&["pfctl".into(), "-s".into(), "info".into()])?;
         p.st.pf_state = Some(pf_state(Some(&out)));
     }
+    let devfs = all
+        .iter()
+        .any(|r| matches!(r, Resource::Block(b) if b.path == crate::render::DEVFS_RULES));
+    if devfs && p.need("devfs") {
+        let out = p
+            .host
+            .run(&["devfs".into(), "rule".into(), "showsets".into()])?;
+        if out.ok() {
+            p.st.devfs_loaded = Some(
+                out.stdout
+                    .split_whitespace()
+                    .filter_map(|w| w.parse().ok())
+                    .collect(),
+            );
+        }
+    }
     let anchors: BTreeSet<&str> = all
         .iter()
         .filter_map(|r| match r {

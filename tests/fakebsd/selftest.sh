@@ -152,6 +152,14 @@ t_file "log MUT ifconfig" "$LOG" "MUT ifconfig wardenbr0 inet 10.0.1.1/24 alias"
 
 # ---- bastille -----------------------------------------------------------------------------
 B=$FAKEBSD_ROOT/usr/local/bastille
+# VNET jails run under ruleset 13, which exists once bastille setup wrote it and
+# rc.d/devfs loaded it
+t_err "create refused while ruleset 13 is not loaded" 1 "jail: atlas: devfs ruleset 13 is not loaded" bastille create -T -B -g 10.0.1.1 atlas 14.2-RELEASE 10.0.1.5/24 wardenbr0
+t_nofile "the refused create left no jail" "$B/jails/atlas"
+t_out "bastille setup vnet" 0 "Creating bastille_vnet devfs.rules" bastille setup vnet
+t_file "setup wrote ruleset 13" "$FAKEBSD_ROOT/etc/devfs.rules" "[bastille_vnet=13]"
+t_out "bastille setup leaves a file with bastille_vnet=13 alone" 0 "VNET has already been configured!" bastille setup vnet
+t_rc "service devfs restart loads ruleset 13" 0 service devfs restart
 t_out "bastille create" 0 "atlas: created" bastille create -T -B -g 10.0.1.1 atlas 14.2-RELEASE 10.0.1.5/24 wardenbr0
 t_err "bastille create twice" 1 "[ERROR]: Jail already exists: atlas" bastille create -T -B -g 10.0.1.1 atlas 14.2-RELEASE 10.0.1.5/24 wardenbr0
 t_err "bastille vnet name" 1 "VNET jail names may not contain (-|_) characters." bastille create -B bad-name 14.2-RELEASE 10.0.1.6/24 wardenbr0
@@ -412,9 +420,9 @@ t_file "log service devfs" "$LOG" "MUT service devfs restart"
 t_file "log RO service status" "$LOG" "RO service atlas status"
 
 # ---- devfs ----------------------------------------------------------------------------------------------
-t_rc "devfs add" 0 devfs rule -s 13 add path 'bpf*' unhide
-t_out "devfs show" 0 "100 path bpf* unhide" devfs rule -s 13 show
-t_file "log RO devfs show" "$LOG" "RO devfs rule -s 13 show"
+t_rc "devfs add" 0 devfs rule -s 20 add path 'bpf*' unhide
+t_out "devfs show" 0 "100 path bpf* unhide" devfs rule -s 20 show
+t_file "log RO devfs show" "$LOG" "RO devfs rule -s 20 show"
 
 # ---- sysctl -------------------------------------------------------------------------------------------
 t_out "sysctl set" 0 "net.inet.ip.forwarding: 0 -> 1" sysctl net.inet.ip.forwarding=1
