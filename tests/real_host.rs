@@ -235,3 +235,34 @@ fn a_lost_jail_restart_after_sysvshm_is_planned_again_from_the_running_jail() {
     s.converged();
 }
 
+#[test]
+fn the_acceptance_script_is_shellcheck_clean_posix_sh_and_refuses_this_machine() {
+    let script = support::crate_dir().join("tests/host/acceptance.sh");
+    if support::optional_tool("shellcheck", "apt-get install shellcheck") {
+        let lint = std::process::Command::new("shellcheck")
+            .args(["-s", "sh"])
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            lint.status.success(),
+            "{}",
+            String::from_utf8_lossy(&lint.stdout)
+        );
+    }
+    let syntax = std::process::Command::new("sh")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(syntax.success());
+    // Not FreeBSD 15 as root: it refuses before it touches anything.
+    let run = std::process::Command::new("sh")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("acceptance.sh: refusing to run on"), "{err}");
+    assert!(run.stdout.is_empty());
+}
