@@ -388,7 +388,16 @@ fn render_pf(
     }
     let agent_ctx: Vec<_> = agents
         .iter()
-        .map(|a| json!({"name": a.name, "subnet": a.subnet().to_string()}))
+        .map(|a| {
+            // Bastille names a VNET jail's host-side epair e0a_NAME (the names
+            // manifest allows fit the 15 characters of an interface name).
+            let jails: Vec<_> = a
+                .jails
+                .iter()
+                .map(|j| json!({"name": j.name, "ip": j.ip.to_string(), "iface": format!("e0a_{}", j.name)}))
+                .collect();
+            json!({"name": a.name, "subnet": a.subnet().to_string(), "jails": jails})
+        })
         .collect();
     let exposed: Vec<_> = agents
         .iter()
