@@ -266,3 +266,38 @@ fn the_acceptance_script_is_shellcheck_clean_posix_sh_and_refuses_this_machine()
     assert!(err.contains("acceptance.sh: refusing to run on"), "{err}");
     assert!(run.stdout.is_empty());
 }
+
+#[test]
+fn pg_hba_follows_the_agents_subnet_when_it_changes() {
+    let s = Site::examples_without_souls();
+    s.applied();
+    let hba = jail_root(&s, "atlasdb").join("var/db/postgres/data17/pg_hba.conf");
+    let before = read(&hba);
+    assert!(
+        before.contains("atlas 10.0.1.0/24 scram-sha-256 # warden:atlas"),
+        "{before}"
+    );
+    assert!(
+        before.starts_with("local   all"),
+        "initdb's lines stay first: {before}"
+    );
+    let m = s.dir().join("agents/atlas.env");
+    std::fs::write(
+        &m,
+        read(&m).replace("AGENT_SUBNET_BASE=10.0.1", "AGENT_SUBNET_BASE=10.0.9"),
+    )
+    .unwrap();
+    s.applied();
+    let after = read(&hba);
+    assert!(
+        after.contains("atlas 10.0.9.0/24 scram-sha-256 # warden:atlas"),
+        "{after}"
+    );
+    assert!(
+        !after.contains("10.0.1.0/24"),
+        "the old subnet is gone: {after}"
+    );
+    assert_eq!(after.matches("# warden:atlas").count(), 1, "{after}");
+    assert!(after.starts_with("local   all"), "{after}");
+    s.converged();
+}
