@@ -308,8 +308,14 @@ pub fn diff(items: &[Item], host: &HostState, view: &StateView, filter: &Filter)
         let before = host.observe(&item.resource, view);
         deletes.push(Change::new(item, Action::Delete, before, None));
     }
-    // An interface's aliases go before the interface itself.
-    let rank = |c: &Change| matches!(c.item.resource, Resource::Bridge { .. });
+    // Within a phase: a user's rctl rule goes before the user (rctl(8) refuses an
+    // unknown user, and a rule left on the uid would bind the next user that gets
+    // it); an interface's aliases go before the interface itself.
+    let rank = |c: &Change| match &c.item.resource {
+        Resource::Rctl(_) => 0,
+        Resource::Bridge { .. } => 2,
+        _ => 1,
+    };
     deletes.sort_by(|a, b| {
         b.item
             .resource

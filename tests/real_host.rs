@@ -301,3 +301,51 @@ fn pg_hba_follows_the_agents_subnet_when_it_changes() {
     assert!(after.starts_with("local   all"), "{after}");
     s.converged();
 }
+
+/// RACCT on, as after the reboot loader.conf's kern.racct.enable=1 asks for.
+fn racct_on(s: &Site) {
+    fake(s, &["sysctl", "-n", "kern.racct.enable"]);
+    let db = s.root.join("var/fakebsd/sysctl");
+    let text = read(&db).replace("kern.racct.enable=0", "kern.racct.enable=1");
+    std::fs::write(&db, text).unwrap();
+}
+
+#[test]
+fn destroy_purge_removes_the_users_rctl_rule_before_the_user() {
+    let s = Site::examples_without_souls();
+    racct_on(&s);
+    let m = s.dir().join("agents/atlas.env");
+    std::fs::write(&m, format!("{}AGENT_MEMORY_LIMIT=4G\n", read(&m))).unwrap();
+    s.applied();
+    let rules = String::from_utf8_lossy(&fake(&s, &["rctl"]).stdout).into_owned();
+    assert!(
+        rules.contains("user:atlas:memoryuse:deny=4294967296"),
+        "{rules}"
+    );
+    s.clear_log();
+    let a = s
+        .warden(&[
+            "destroy",
+            "--agent",
+            "atlas",
+            "--purge",
+            "--no-backup",
+            "--yes",
+        ])
+        .assert();
+    let text = out(&a);
+    a.success();
+    let log = s.log();
+    let rule_at = log
+        .find("MUT rctl -r user:atlas")
+        .unwrap_or_else(|| panic!("{log}"));
+    let user_at = log
+        .find("userdel -n atlas")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(rule_at < user_at, "the rule goes before the user:\n{log}");
+    let rules = String::from_utf8_lossy(&fake(&s, &["rctl"]).stdout).into_owned();
+    assert!(
+        !rules.contains("user:"),
+        "no rule left on the uid: {rules}\n{text}"
+    );
+}
