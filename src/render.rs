@@ -35,6 +35,8 @@ pub struct Desired {
 
 pub const RC_CONF: &str = "/etc/rc.conf";
 pub const DEVFS_RULES: &str = "/etc/devfs.rules";
+/// How long an agent's rc.d script waits at start for its database, in seconds.
+pub const AGENT_DB_WAIT: u32 = 60;
 /// Bastille's VNET jail ruleset (`bastille_vnet`, setup.sh), which every jail
 /// that is not a GPU jail runs under and the GPU rulesets include.
 pub const VNET_RULESET: u32 = 13;
@@ -912,9 +914,9 @@ fn render_agent(
         .iter()
         .map(|j| json!({"env_prefix": j.role.as_str().replace('-', "_").to_uppercase(), "ip": j.ip.to_string()}))
         .collect();
-    let db = a
-        .jail(Role::Db)
-        .map(|j| json!({"url": format!("postgresql://{}@{}/{}_ops", a.name, j.ip, a.name)}));
+    let db = a.jail(Role::Db).map(|j| {
+        json!({"url": format!("postgresql://{}@{}/{}_ops", a.name, j.ip, a.name), "ip": j.ip.to_string(), "port": 5432})
+    });
     let llm_owner = a
         .shared_llm
         .as_ref()
@@ -943,6 +945,7 @@ fn render_agent(
         "command": a.command.split_whitespace().collect::<Vec<_>>(),
         "runner": paths.runner, "envfile": paths.envfile, "pidfile": paths.pidfile,
         "logfile": paths.logfile, "piddir": "/var/run/warden", "logdir": host.log_dir,
+        "db_wait": AGENT_DB_WAIT,
     }));
     let mut env = file(
         paths.envfile.clone(),

@@ -349,3 +349,74 @@ fn destroy_purge_removes_the_users_rctl_rule_before_the_user() {
         "no rule left on the uid: {rules}\n{text}"
     );
 }
+
+/// Run an rendered agent rc.d script's start_precmd with a stub rc.subr and stub
+/// `nc` (exit `nc_rc`), `sleep` and `logger` (which record their calls).
+fn run_prestart(script: &str, nc_rc: i32) -> (std::process::ExitStatus, String, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let stub = |name: &str, body: &str| {
+        let p = d.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    stub("nc", &format!("exit {nc_rc}"));
+    stub("sleep", &format!("echo x >>{}/slept", d.display()));
+    stub(
+        "logger",
+        &format!("shift 2; echo \"$*\" >>{}/logged", d.display()),
+    );
+    stub("install", "exit 0");
+    std::fs::write(
+        d.join("rc.subr"),
+        "load_rc_config() { :; }\nrun_rc_command() { eval \"$start_precmd\"; }\n",
+    )
+    .unwrap();
+    let script = script.replace(". /etc/rc.subr", &format!(". {}/rc.subr", d.display()));
+    std::fs::write(d.join("agent"), script).unwrap();
+    let st = std::process::Command::new("sh")
+        .arg(d.join("agent"))
+        .arg("start")
+        .env("PATH", format!("{}:/usr/bin:/bin", d.display()))
+        .status()
+        .unwrap();
+    let slept = read(&d.join("slept")).lines().count();
+    (st, read(&d.join("logged")), slept)
+}
+
+#[test]
+fn an_agent_starts_after_bastilles_jails_and_waits_bounded_for_its_database() {
+    let out_dir = tempfile::tempdir().unwrap();
+    support::warden()
+        .args(["render", "--config", "examples/warden.toml", "--out"])
+        .arg(out_dir.path())
+        .assert()
+        .success();
+    let atlas = read(&out_dir.path().join("usr/local/etc/rc.d/atlas"));
+    // rcorder: Bastille's rc script (PROVIDE bastille, REQUIRE jail) starts the
+    // jails first.
+    assert!(
+        atlas.contains("# REQUIRE: LOGIN NETWORKING bastille\n"),
+        "{atlas}"
+    );
+    // The database never answers: the wait ends after 60 s, logged, and the
+    // agent starts anyway.
+    let (st, logged, slept) = run_prestart(&atlas, 1);
+    assert!(st.success());
+    assert_eq!(slept, 60, "{logged}");
+    assert!(
+        logged.contains("waiting for database 10.0.1.5 port 5432"),
+        "{logged}"
+    );
+    assert!(
+        logged.contains(
+            "database 10.0.1.5 port 5432 not accepting connections after 60 s; starting anyway"
+        ),
+        "{logged}"
+    );
+    // The database answers: no wait.
+    let (st, logged, slept) = run_prestart(&atlas, 0);
+    assert!(st.success());
+    assert_eq!((slept, logged.as_str()), (0, ""));
+}
