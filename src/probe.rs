@@ -452,21 +452,23 @@ impl HostState {
                     release: o.release.clone(),
                     ip: o.ip.clone(),
                     gateway: o.gateway.clone(),
+                    // A running jail's value when it differs from the desired one
+                    // (what it was started with), else jail.conf's (what the next
+                    // start gives it): either difference needs a (re)start.
                     devfs_ruleset: j.devfs_ruleset.and({
-                        let n = o
+                        let live = o
                             .live
                             .get("devfs_ruleset")
-                            .and_then(|v| v.parse().ok())
-                            .or(o.devfs_ruleset);
-                        // Running under a ruleset the kernel lacks: an empty one,
-                        // an unfiltered /dev, shown as no ruleset at all (0).
-                        match (&self.devfs_loaded, n) {
-                            (Some(loaded), Some(n))
-                                if o.running && n > 5 && !loaded.contains(&n) =>
-                            {
-                                Some(0)
-                            }
-                            (_, n) => n,
+                            .and_then(|v| v.parse::<u32>().ok())
+                            // Running under a ruleset the kernel lacks: an empty one,
+                            // an unfiltered /dev, shown as no ruleset at all (0).
+                            .map(|n| match &self.devfs_loaded {
+                                Some(loaded) if n > 5 && !loaded.contains(&n) => 0,
+                                _ => n,
+                            });
+                        match live {
+                            Some(n) if o.running && Some(n) != j.devfs_ruleset => Some(n),
+                            _ => o.devfs_ruleset,
                         }
                     }),
                     // What the jail was last (re)started with, as warden recorded it.
@@ -479,13 +481,12 @@ impl HostState {
                     params: j
                         .params
                         .iter()
-                        .map(|(k, _)| {
-                            let v = o
-                                .live
-                                .get(k)
-                                .cloned()
-                                .or_else(|| jail_conf_value(&o.conf, k))
-                                .unwrap_or_else(|| "(not set)".into());
+                        .map(|(k, want)| {
+                            let v = match o.live.get(k) {
+                                Some(live) if o.running && live != want => live.clone(),
+                                _ => jail_conf_value(&o.conf, k)
+                                    .unwrap_or_else(|| "(not set)".into()),
+                            };
                             (k.clone(), v)
                         })
                         .collect(),

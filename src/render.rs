@@ -22,6 +22,10 @@ pub struct Recorded {
     pub devfs: BTreeMap<String, u32>,
     /// Ruleset numbers the host uses outside warden's block.
     pub devfs_taken: BTreeSet<u32>,
+    /// Agents whose llama.cpp model file is on the host (observed when planning):
+    /// llama-server is started only then, and the template runs again, starting
+    /// it, once the file appears.
+    pub models_present: BTreeSet<String>,
 }
 
 /// The rendered desired state.
@@ -187,7 +191,8 @@ pub fn render(
                 let rules = ruleset_text(&devfs_block, *n);
                 (*n, digest(&rules)[..16].to_string())
             });
-            render_jail(&mut items, a, j, host, ruleset, t)?;
+            let model = recorded.models_present.contains(&a.name);
+            render_jail(&mut items, a, j, host, ruleset, model, t)?;
         }
         render_agent(&mut items, fleet, a, host, t)?;
     }
@@ -531,6 +536,7 @@ fn render_jail(
     j: &JailSpec,
     host: &HostConfig,
     ruleset: Option<(u32, String)>,
+    model_present: bool,
     t: &Templates,
 ) -> Result<(), TemplateError> {
     let step = Step::for_role(j.role);
@@ -570,6 +576,7 @@ fn render_jail(
             "device": a.llama.device, "gpu_layers": a.llama.gpu_layers, "port": a.llama.port,
         },
         "ollama_port": a.ollama_port,
+        "model_present": model_present,
         "devfs_ruleset": devfs_ruleset.map_or(String::new(), |n| n.to_string()),
     }));
     let role = j.role.as_str();

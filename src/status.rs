@@ -104,6 +104,21 @@ pub fn service_checks(
                 continue;
             }
             let (what, argv) = service_probe(a, j);
+            if j.role == Role::LlamaCpp {
+                // llama-server waits for its model: say which file, not a failed fetch.
+                let file = crate::workflow::model_file(a);
+                if !host.local(&file).is_file() {
+                    out.insert(
+                        j.name.clone(),
+                        Check {
+                            what: format!("{what} in {}", j.name),
+                            ok: false,
+                            detail: format!("waiting for its model: {file} is not on this host"),
+                        },
+                    );
+                    continue;
+                }
+            }
             let mut cmd = vec!["bastille".to_string(), "cmd".into(), j.name.clone()];
             cmd.extend(argv);
             let (ok, detail) = match host.run(&cmd) {

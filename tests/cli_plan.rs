@@ -59,8 +59,8 @@ const NOTE: &str =
 (not a FreeBSD host?): that part of the host is read as empty.";
 const MODEL: &str = "Note: clawdie's llama.cpp model is missing: put the GGUF file \
 qwen2.5-7b-instruct-q4_k_m.gguf at /var/db/warden/models/qwen2.5-7b-instruct-q4_k_m.gguf on this \
-host (jail clawdiellm mounts /var/db/warden/models read-only); llama-server does not start \
-without it.";
+host (jail clawdiellm mounts /var/db/warden/models read-only); llama-server waits for it, \
+and the apply after it appears starts it.";
 const REBOOT: &str =
     "Note: /boot/loader.conf changes (vmm_load, pptdevs) take effect at the next reboot.";
 

@@ -199,7 +199,8 @@ fn plan_says_which_model_file_is_missing_and_where_to_put_it() {
         plan.contains(
             "Note: clawdie's llama.cpp model is missing: put the GGUF file m.gguf at \
              /var/db/warden/models/m.gguf on this host (jail clawdiellm mounts \
-             /var/db/warden/models read-only); llama-server does not start without it."
+             /var/db/warden/models read-only); llama-server waits for it, and the apply after \
+             it appears starts it."
         ),
         "{plan}"
     );
@@ -213,6 +214,9 @@ fn plan_says_which_model_file_is_missing_and_where_to_put_it() {
 #[test]
 fn the_llama_jail_runs_warden_s_own_rc_script_as_a_user_in_group_video() {
     let s = site(&[("clawdie", CLAWDIE)]);
+    let models = s.root.join("var/db/warden/models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join("m.gguf"), b"GGUF").unwrap();
     s.applied();
     let jail = s.root.join("usr/local/bastille/jails/clawdiellm/root");
     let rc = jail.join("usr/local/etc/rc.d/warden_llama");

@@ -7,6 +7,13 @@ mod support;
 use std::path::PathBuf;
 use support::{out, read, require_git, Site, EXAMPLE_JAILS};
 
+/// clawdie's llama.cpp model, put where its jail mounts it from.
+fn model_on_host(s: &Site) {
+    let models = s.root.join("var/db/warden/models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join("qwen2.5-7b-instruct-q4_k_m.gguf"), b"GGUF").unwrap();
+}
+
 fn jail_root(s: &Site, jail: &str) -> PathBuf {
     s.root.join(format!("usr/local/bastille/jails/{jail}/root"))
 }
@@ -25,6 +32,7 @@ fn a_template_runs_again_on_running_jails_and_its_new_setting_takes_effect() {
         return;
     }
     let s = Site::examples();
+    model_on_host(&s);
     s.applied();
     // A template that runs again on a running jail (after a half-failed first run,
     // after a warden upgrade changed its text): every one of them.
@@ -419,4 +427,36 @@ fn an_agent_starts_after_bastilles_jails_and_waits_bounded_for_its_database() {
     let (st, logged, slept) = run_prestart(&atlas, 0);
     assert!(st.success());
     assert_eq!((slept, logged.as_str()), (0, ""));
+}
+
+#[test]
+fn a_missing_model_is_a_planned_state_and_the_apply_after_it_appears_starts_llama_server() {
+    let s = Site::examples_without_souls();
+    // No model: the jail is created and configured, llama-server waits.
+    let text = s.applied();
+    assert!(text.contains("llama-server waits for it"), "{text}");
+    assert!(!service_log(&s, "clawdiellm")
+        .iter()
+        .any(|l| l.starts_with("warden_llama")));
+    let rc = read(&jail_root(&s, "clawdiellm").join("etc/rc.conf"));
+    assert!(rc.contains("warden_llama_enable=\"YES\""), "{rc}");
+    s.converged();
+    let status = s.warden(&["status", "--agent", "clawdie"]).assert().code(3);
+    let report = out(&status);
+    assert!(
+        report.contains(
+            "waiting for its model: /var/db/warden/models/qwen2.5-7b-instruct-q4_k_m.gguf is not on this host"
+        ),
+        "{report}"
+    );
+    // The model appears: the next plan runs the template again, which starts it.
+    model_on_host(&s);
+    let plan = out(&s.warden(&["plan"]).assert().success());
+    assert!(plan.contains("~ template:clawdiellm"), "{plan}");
+    s.applied();
+    assert_eq!(
+        service_log(&s, "clawdiellm").last().map(String::as_str),
+        Some("warden_llama restart")
+    );
+    s.converged();
 }

@@ -283,6 +283,15 @@ t_err "tar -f FILE is not simulated" 1 "only -f -" bastille cmd atlas tar -cf /t
 t_rc "pkg install llama-cpp" 0 bastille pkg atlas install llama-cpp
 t_out "the llama-cpp package brings no rc script" 1 "llama-server does not exist in /etc/rc.d" bastille service atlas llama-server start
 t_out "an unknown service does not start" 1 "nosuch does not exist in /etc/rc.d" bastille service atlas nosuch start
+# warden_llama's start_precmd: the model must be a file in the jail (through its mounts)
+mkdir -p "$JR/usr/local/etc/rc.d" "$WORK/models"
+printf '#!/bin/sh\n' >"$JR/usr/local/etc/rc.d/warden_llama"
+chmod 755 "$JR/usr/local/etc/rc.d/warden_llama"
+t_rc "sysrc the model" 0 bastille sysrc atlas warden_llama_model=/var/db/llama/models/m.gguf
+t_rc "mount the models" 0 bastille mount atlas "$WORK/models" /var/db/llama/models nullfs ro 0 0
+t_err "warden_llama refuses to start without its model" 1 "warden_llama_model /var/db/llama/models/m.gguf is not a file" bastille service atlas warden_llama restart
+echo GGUF >"$WORK/models/m.gguf"
+t_rc "warden_llama starts with the model on the host" 0 bastille service atlas warden_llama restart
 t_err "destroy running without -a" 0 "Use [-a|--auto] to auto-stop the jail." bastille destroy -y atlas
 t_file "jail still there" "$B/jails/atlas/jail.conf" "atlas {"
 t_err "destroy without -y on closed stdin" 0 "cancelled" bastille destroy -a atlas </dev/null
