@@ -159,17 +159,20 @@ pub fn report(
         let mut checks = Vec::new();
         let mut check =
             |what: String, ok: bool, detail: String| checks.push(Check { what, ok, detail });
-        let running = st.running_services.contains(&a.name);
         let paths = AgentPaths::new(a, &cfg.host);
-        check(
-            format!("service {}", a.name),
-            running,
-            if running {
-                "running".into()
-            } else {
-                format!("not running (pidfile {})", paths.pidfile)
-            },
-        );
+        // A bhyve agent runs inside its VM: the host renders no rc.d service for it.
+        if !a.is_bhyve() {
+            let running = st.running_services.contains(&a.name);
+            check(
+                format!("service {}", a.name),
+                running,
+                if running {
+                    "running".into()
+                } else {
+                    format!("not running (pidfile {})", paths.pidfile)
+                },
+            );
+        }
         if a.is_bhyve() {
             let vm = st.vms.get(&a.name);
             check(

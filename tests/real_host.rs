@@ -460,3 +460,14 @@ fn a_missing_model_is_a_planned_state_and_the_apply_after_it_appears_starts_llam
     );
     s.converged();
 }
+
+#[test]
+fn status_judges_a_bhyve_agent_by_its_vm_not_by_a_host_service_it_never_has() {
+    let s = Site::examples_without_souls();
+    s.applied();
+    let a = s.warden(&["status", "--agent", "hermes"]).assert();
+    let report = out(&a);
+    a.code(0);
+    assert!(report.contains("vm hermes"), "{report}");
+    assert!(!report.contains("service hermes"), "{report}");
+}
