@@ -84,7 +84,9 @@ pub fn service_probe(a: &AgentSpec, j: &JailSpec) -> (String, Vec<String>) {
 }
 
 /// The service inside each running jail of the selected agents: one
-/// `bastille cmd JAIL …` per jail (it returns the command's exit status).
+/// `bastille cmd JAIL …` per jail. Since Bastille 1.1.0 cmd.sh exits 1 for any
+/// failure of the command (`[ERROR]: Command failed on N jails.`), not with the
+/// command's own status, so only success or failure is told apart.
 pub fn service_checks(
     host: &dyn Host,
     fleet: &Fleet,
@@ -123,7 +125,7 @@ pub fn service_checks(
             cmd.extend(argv);
             let (ok, detail) = match host.run(&cmd) {
                 Ok(o) if o.ok() => (true, "ok".to_string()),
-                Ok(o) => (false, format!("{} exited {}", cmd[3..].join(" "), o.status)),
+                Ok(_) => (false, format!("{} failed in the jail", cmd[3..].join(" "))),
                 Err(e) => (false, e.to_string()),
             };
             out.insert(

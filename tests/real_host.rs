@@ -471,3 +471,27 @@ fn status_judges_a_bhyve_agent_by_its_vm_not_by_a_host_service_it_never_has() {
     assert!(report.contains("vm hermes"), "{report}");
     assert!(!report.contains("service hermes"), "{report}");
 }
+
+#[test]
+fn a_failed_check_in_a_jail_says_it_failed_not_an_exit_status_bastille_cmd_does_not_pass_on() {
+    let s = Site::examples_without_souls();
+    s.applied();
+    assert!(fake(
+        &s,
+        &["bastille", "service", "atlasdb", "postgresql", "stop"]
+    )
+    .status
+    .success());
+    // cmd.sh exits 1 for any failure: pg_isready's own 2 never reaches warden.
+    let direct = fake(&s, &["bastille", "cmd", "atlasdb", "pg_isready", "-q"]);
+    assert_eq!(direct.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&direct.stderr).contains("[ERROR]: Command failed on 1 jails."));
+    let a = s.warden(&["status", "--agent", "atlas"]).assert();
+    let report = out(&a);
+    a.code(3);
+    assert!(
+        report.contains("pg_isready -q failed in the jail"),
+        "{report}"
+    );
+    assert!(!report.contains("exited"), "{report}");
+}

@@ -251,12 +251,15 @@ t_out "ruleset 14 loaded" 0 "200 path dri unhide" devfs rule -s 14 show
 t_out "bastille start" 0 "atlas: created" bastille start atlas
 t_rc "pkg install postgresql17-server" 0 bastille pkg atlas install postgresql17-server
 t_err "PostgreSQL refused without sysvshm" 1 "could not create shared memory segment: Function not implemented" bastille service atlas postgresql start
+t_err "config set refuses an unknown property (config.sh validate_property)" 1 "[ERROR]: Unsupported property: sysvshmem" bastille config atlas set sysvshmem new
+t_err "config needs 3 or 4 parameters" 1 "Usage: bastille config" bastille config atlas set
 t_rc "config set sysvshm new" 0 bastille config atlas set sysvshm new
 t_err "sysvshm takes effect at restart only" 1 "Function not implemented" bastille cmd atlas service postgresql initdb
 t_out "restart" 0 "atlas: created" bastille restart atlas
 t_rc "PostgreSQL starts with sysvshm=new" 0 bastille service atlas postgresql start
 t_err "start on a running service refuses (rc.subr)" 1 "postgresql already running? (pid=" bastille service atlas postgresql start
 t_err "cmd service start refuses too" 1 "postgresql already running?" bastille cmd atlas service postgresql start
+t_err "bastille cmd exits 1 for any failure (cmd.sh)" 1 "[ERROR]: Command failed on 1 jails." bastille cmd atlas service postgresql start
 t_rc "restart works on a running service" 0 bastille service atlas postgresql restart
 t_rc "stop" 0 bastille service atlas postgresql stop
 t_err "stop on a stopped service refuses" 1 "postgresql not running? (check /var/run/postgresql.pid)." bastille service atlas postgresql stop
