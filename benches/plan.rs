@@ -148,6 +148,7 @@ fn stages(config: &Path, root: &Path, templates: &Templates) -> [Duration; 6] {
         aliases: view.aliases.clone(),
         devfs: view.devfs.clone(),
         devfs_taken: workflow::devfs_taken(&host).expect("devfs"),
+        models_present: workflow::models_present(&fleet, &host),
     };
     let state_t = t.elapsed();
 

@@ -331,8 +331,14 @@ pub fn diff(items: &[Item], host: &HostState, view: &StateView, filter: &Filter)
         let before = host.observe(&item.resource, view);
         deletes.push(Change::new(item, Action::Delete, before, None));
     }
-    // An interface's aliases go before the interface itself.
-    let rank = |c: &Change| matches!(c.item.resource, Resource::Bridge { .. });
+    // Within a phase: a user's rctl rule goes before the user (rctl(8) refuses an
+    // unknown user, and a rule left on the uid would bind the next user that gets
+    // it); an interface's aliases go before the interface itself.
+    let rank = |c: &Change| match &c.item.resource {
+        Resource::Rctl(_) => 0,
+        Resource::Bridge { .. } => 2,
+        _ => 1,
+    };
     deletes.sort_by(|a, b| {
         b.item
             .resource
@@ -557,6 +563,11 @@ fn summary(c: &Change) -> String {
         (_, Resource::VmSwitch { iface, .. }) => format!("  (vm switch create -i {iface})"),
         (_, Resource::PfAnchor { path, .. }) => format!("  ({path}, checked with pfctl -nf first)"),
         (_, Resource::Block(_)) => "  (warden's block)".into(),
+        (_, Resource::PfEnabled) => format!(
+            "  ({} -> {})",
+            c.before.as_deref().unwrap_or("not probed"),
+            crate::resource::PF_RUNNING
+        ),
         (Action::Create, Resource::Rctl(r)) if r.subject == "jail" => format!(
             "  (bastille limits {} add {} {})",
             r.name, r.resource, r.written
@@ -652,6 +663,7 @@ pub fn kind(r: &Resource) -> &'static str {
         Resource::VmSwitch { .. } => "vm_switch",
         Resource::BridgeAlias { .. } => "bridge_alias",
         Resource::PfAnchor { .. } => "pf_anchor",
+        Resource::PfEnabled => "pf_enabled",
         Resource::Block(_) => "managed_block",
         Resource::Jail(_) => "jail",
         Resource::JailTemplate(_) => "jail_template",

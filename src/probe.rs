@@ -28,6 +28,9 @@ pub struct ObservedJail {
     pub gateway: String,
     /// Bastille's jail.conf for the jail, for the other parameters.
     pub conf: String,
+    /// A running jail's parameters as the kernel has them (`jls`): what it was
+    /// started with, which jail.conf may no longer say.
+    pub live: BTreeMap<String, String>,
 }
 
 /// A vm-bhyve VM as found on the host.
@@ -51,6 +54,12 @@ pub struct HostState {
     /// Kernel variable → its live value.
     pub sysctls: BTreeMap<String, String>,
     pub anchors_loaded: BTreeSet<String>,
+    /// PF's state as `pfctl -s info` shows it (`pf.ko not loaded`, `pf.ko loaded,
+    /// disabled`, [`crate::resource::PF_RUNNING`]), when PF is wanted.
+    pub pf_state: Option<String>,
+    /// The devfs rulesets the kernel has (`devfs rule showsets`), when warden's
+    /// block in /etc/devfs.rules is wanted.
+    pub devfs_loaded: Option<BTreeSet<u32>>,
     pub jails: BTreeMap<String, ObservedJail>,
     /// Template marker contents, by jail.
     pub markers: BTreeMap<String, String>,
@@ -134,7 +143,10 @@ pub fn probe(
             "ifconfig",
             uses(|r| matches!(r, Resource::Bridge { .. } | Resource::BridgeAlias { .. })),
         ),
-        ("pfctl", uses(|r| matches!(r, Resource::PfAnchor { .. }))),
+        (
+            "pfctl",
+            uses(|r| matches!(r, Resource::PfAnchor { .. } | Resource::PfEnabled)),
+        ),
         ("bastille", uses(|r| matches!(r, Resource::Jail(_)))),
         ("jls", uses(|r| matches!(r, Resource::Jail(_)))),
         ("sysctl", uses(|r| matches!(r, Resource::Sysctl { .. }))),
@@ -410,16 +422,55 @@ impl HostState {
                     ))
                 }
             }
+            Resource::PfEnabled => self.pf_state.clone(),
             Resource::Block(b) => {
                 let f = self.files.get(&b.path)?.as_ref()?;
-                crate::pfconf::current_block(&f.content)
+                let block = crate::pfconf::current_block(&f.content)?;
+                // A ruleset the file defines but the kernel lacks: the `service
+                // devfs restart` after the file was written was lost.
+                let missing: Vec<String> = match &self.devfs_loaded {
+                    Some(loaded) if b.path == crate::render::DEVFS_RULES => {
+                        crate::render::ruleset_numbers(&block)
+                            .into_iter()
+                            .filter(|n| !loaded.contains(n))
+                            .map(|n| n.to_string())
+                            .collect()
+                    }
+                    _ => vec![],
+                };
+                if missing.is_empty() {
+                    Some(block)
+                } else {
+                    Some(format!(
+                        "# (devfs ruleset {} not loaded: rc.d/devfs has not read this file)\n{block}",
+                        missing.join(", ")
+                    ))
+                }
             }
             Resource::Jail(j) => self.jails.get(&j.name).map(|o| {
                 JailShape {
                     release: o.release.clone(),
                     ip: o.ip.clone(),
                     gateway: o.gateway.clone(),
-                    devfs_ruleset: j.devfs_ruleset.and(o.devfs_ruleset),
+                    // A running jail's value when it differs from the desired one
+                    // (what it was started with), else jail.conf's (what the next
+                    // start gives it): either difference needs a (re)start.
+                    devfs_ruleset: j.devfs_ruleset.and({
+                        let live = o
+                            .live
+                            .get("devfs_ruleset")
+                            .and_then(|v| v.parse::<u32>().ok())
+                            // Running under a ruleset the kernel lacks: an empty one,
+                            // an unfiltered /dev, shown as no ruleset at all (0).
+                            .map(|n| match &self.devfs_loaded {
+                                Some(loaded) if n > 5 && !loaded.contains(&n) => 0,
+                                _ => n,
+                            });
+                        match live {
+                            Some(n) if o.running && Some(n) != j.devfs_ruleset => Some(n),
+                            _ => o.devfs_ruleset,
+                        }
+                    }),
                     // What the jail was last (re)started with, as warden recorded it.
                     devfs_rules: j.devfs_rules.as_ref().map(|_| {
                         view.jail_devfs
@@ -430,9 +481,12 @@ impl HostState {
                     params: j
                         .params
                         .iter()
-                        .map(|(k, _)| {
-                            let v =
-                                jail_conf_value(&o.conf, k).unwrap_or_else(|| "(not set)".into());
+                        .map(|(k, want)| {
+                            let v = match o.live.get(k) {
+                                Some(live) if o.running && live != want => live.clone(),
+                                _ => jail_conf_value(&o.conf, k)
+                                    .unwrap_or_else(|| "(not set)".into()),
+                            };
                             (k.clone(), v)
                         })
                         .collect(),

@@ -22,6 +22,10 @@ pub struct Recorded {
     pub devfs: BTreeMap<String, u32>,
     /// Ruleset numbers the host uses outside warden's block.
     pub devfs_taken: BTreeSet<u32>,
+    /// Agents whose llama.cpp model file is on the host (observed when planning):
+    /// llama-server is started only then, and the template runs again, starting
+    /// it, once the file appears.
+    pub models_present: BTreeSet<String>,
 }
 
 /// The rendered desired state.
@@ -34,6 +38,12 @@ pub struct Desired {
 }
 
 pub const RC_CONF: &str = "/etc/rc.conf";
+pub const DEVFS_RULES: &str = "/etc/devfs.rules";
+/// How long an agent's rc.d script waits at start for its database, in seconds.
+pub const AGENT_DB_WAIT: u32 = 60;
+/// Bastille's VNET jail ruleset (`bastille_vnet`, setup.sh), which every jail
+/// that is not a GPU jail runs under and the GPU rulesets include.
+pub const VNET_RULESET: u32 = 13;
 /// The secret that becomes the agent's PostgreSQL password.
 pub const DB_PASSWORD_KEY: &str = "DB_PASSWORD";
 pub const PF_ANCHOR: &str = "warden";
@@ -137,24 +147,30 @@ pub fn render(
     render_network(&mut items, &jail_agents, host, &aliases);
     render_pf(&mut items, fleet, &jail_agents, host, t)?;
     let mut devfs_block = String::new();
-    if !devfs.is_empty() {
+    if !jail_agents.is_empty() {
         let rulesets: Vec<_> = devfs
             .iter()
             .map(|(j, n)| json!({"jail": j, "number": n}))
             .collect();
+        // Bastille's VNET jails use ruleset 13, which only `bastille setup` writes;
+        // the kernel makes an empty (unfiltering) ruleset of a number nobody loaded.
+        // warden defines it in its block unless /etc/devfs.rules already does
+        // (`bastille setup` then finds `bastille_vnet=13` and leaves the file alone).
+        let vnet = !recorded.devfs_taken.contains(&VNET_RULESET);
         let block = t.render(
             "templates/devfs.rules.tera",
-            &ctx(json!({ "rulesets": rulesets })),
+            &ctx(json!({ "rulesets": rulesets, "vnet": vnet, "vnet_ruleset": VNET_RULESET })),
         )?;
         devfs_block = block.clone();
         // rc.d/devfs (libexec/rc/rc.d/devfs in freebsd-src) loads the rulesets of
         // /etc/devfs.rules into the kernel; it runs as soon as the block is written,
-        // before any jail that uses them is created or restarted.
+        // before any jail that uses them is created or restarted. Every jail needs
+        // it, so it is a host-wide change of the network step.
         items.push(Item::new(
-            Step::LlamaCpp,
+            Step::Network,
             None,
             Resource::Block(BlockRes {
-                path: "/etc/devfs.rules".into(),
+                path: DEVFS_RULES.into(),
                 block,
                 placement: Placement::End,
                 phase: Phase::Devfs,
@@ -175,7 +191,8 @@ pub fn render(
                 let rules = ruleset_text(&devfs_block, *n);
                 (*n, digest(&rules)[..16].to_string())
             });
-            render_jail(&mut items, a, j, host, ruleset, t)?;
+            let model = recorded.models_present.contains(&a.name);
+            render_jail(&mut items, a, j, host, ruleset, model, t)?;
         }
         render_agent(&mut items, fleet, a, host, t)?;
     }
@@ -185,6 +202,22 @@ pub fn render(
         aliases,
         devfs,
     })
+}
+
+/// The ruleset numbers a devfs.rules text defines (`[name=number]` headers).
+pub fn ruleset_numbers(text: &str) -> Vec<u32> {
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix('[')?
+                .strip_suffix(']')?
+                .rsplit_once('=')?
+                .1
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 /// The lines of ruleset `number` in a devfs.rules text: from its `[name=number]`
@@ -362,7 +395,16 @@ fn render_pf(
     }
     let agent_ctx: Vec<_> = agents
         .iter()
-        .map(|a| json!({"name": a.name, "subnet": a.subnet().to_string()}))
+        .map(|a| {
+            // Bastille names a VNET jail's host-side epair e0a_NAME (the names
+            // manifest allows fit the 15 characters of an interface name).
+            let jails: Vec<_> = a
+                .jails
+                .iter()
+                .map(|j| json!({"name": j.name, "ip": j.ip.to_string(), "iface": format!("e0a_{}", j.name)}))
+                .collect();
+            json!({"name": a.name, "subnet": a.subnet().to_string(), "jails": jails})
+        })
         .collect();
     let exposed: Vec<_> = agents
         .iter()
@@ -394,6 +436,8 @@ fn render_pf(
         phase: Phase::Pf,
         notify: vec![],
     })));
+    // Before the anchor: loading rules needs /dev/pf, which pf.ko brings.
+    items.push(pf(Resource::PfEnabled));
     items.push(pf(Resource::PfAnchor {
         anchor: PF_ANCHOR.into(),
         path: host.pf_include.clone(),
@@ -492,11 +536,13 @@ fn render_jail(
     j: &JailSpec,
     host: &HostConfig,
     ruleset: Option<(u32, String)>,
+    model_present: bool,
     t: &Templates,
 ) -> Result<(), TemplateError> {
     let step = Step::for_role(j.role);
     let devfs_ruleset = ruleset.as_ref().map(|(n, _)| *n);
     let agent = Some(a.name.as_str());
+    let jail_ruleset = devfs_ruleset.unwrap_or(VNET_RULESET);
     if j.role == Role::LlamaCpp {
         // The model directory must exist on the host for the nullfs mount.
         items.push(Item::new(
@@ -517,7 +563,7 @@ fn render_jail(
             ip: format!("{}/24", j.ip),
             gateway: a.gateway.to_string(),
             bridge: host.bridge.clone(),
-            devfs_ruleset,
+            devfs_ruleset: Some(jail_ruleset),
             devfs_rules: ruleset.map(|(_, d)| d),
             params: jail_params(j.role),
         }),
@@ -530,6 +576,7 @@ fn render_jail(
             "device": a.llama.device, "gpu_layers": a.llama.gpu_layers, "port": a.llama.port,
         },
         "ollama_port": a.ollama_port,
+        "model_present": model_present,
         "devfs_ruleset": devfs_ruleset.map_or(String::new(), |n| n.to_string()),
     }));
     let role = j.role.as_str();
@@ -874,9 +921,9 @@ fn render_agent(
         .iter()
         .map(|j| json!({"env_prefix": j.role.as_str().replace('-', "_").to_uppercase(), "ip": j.ip.to_string()}))
         .collect();
-    let db = a
-        .jail(Role::Db)
-        .map(|j| json!({"url": format!("postgresql://{}@{}/{}_ops", a.name, j.ip, a.name)}));
+    let db = a.jail(Role::Db).map(|j| {
+        json!({"url": format!("postgresql://{}@{}/{}_ops", a.name, j.ip, a.name), "ip": j.ip.to_string(), "port": 5432})
+    });
     let llm_owner = a
         .shared_llm
         .as_ref()
@@ -905,6 +952,7 @@ fn render_agent(
         "command": a.command.split_whitespace().collect::<Vec<_>>(),
         "runner": paths.runner, "envfile": paths.envfile, "pidfile": paths.pidfile,
         "logfile": paths.logfile, "piddir": "/var/run/warden", "logdir": host.log_dir,
+        "db_wait": AGENT_DB_WAIT,
     }));
     let mut env = file(
         paths.envfile.clone(),

@@ -84,7 +84,9 @@ pub fn service_probe(a: &AgentSpec, j: &JailSpec) -> (String, Vec<String>) {
 }
 
 /// The service inside each running jail of the selected agents: one
-/// `bastille cmd JAIL …` per jail (it returns the command's exit status).
+/// `bastille cmd JAIL …` per jail. Since Bastille 1.1.0 cmd.sh exits 1 for any
+/// failure of the command (`[ERROR]: Command failed on N jails.`), not with the
+/// command's own status, so only success or failure is told apart.
 pub fn service_checks(
     host: &dyn Host,
     fleet: &Fleet,
@@ -104,11 +106,26 @@ pub fn service_checks(
                 continue;
             }
             let (what, argv) = service_probe(a, j);
+            if j.role == Role::LlamaCpp {
+                // llama-server waits for its model: say which file, not a failed fetch.
+                let file = crate::workflow::model_file(a);
+                if !host.local(&file).is_file() {
+                    out.insert(
+                        j.name.clone(),
+                        Check {
+                            what: format!("{what} in {}", j.name),
+                            ok: false,
+                            detail: format!("waiting for its model: {file} is not on this host"),
+                        },
+                    );
+                    continue;
+                }
+            }
             let mut cmd = vec!["bastille".to_string(), "cmd".into(), j.name.clone()];
             cmd.extend(argv);
             let (ok, detail) = match host.run(&cmd) {
                 Ok(o) if o.ok() => (true, "ok".to_string()),
-                Ok(o) => (false, format!("{} exited {}", cmd[3..].join(" "), o.status)),
+                Ok(_) => (false, format!("{} failed in the jail", cmd[3..].join(" "))),
                 Err(e) => (false, e.to_string()),
             };
             out.insert(
@@ -144,17 +161,20 @@ pub fn report(
         let mut checks = Vec::new();
         let mut check =
             |what: String, ok: bool, detail: String| checks.push(Check { what, ok, detail });
-        let running = st.running_services.contains(&a.name);
         let paths = AgentPaths::new(a, &cfg.host);
-        check(
-            format!("service {}", a.name),
-            running,
-            if running {
-                "running".into()
-            } else {
-                format!("not running (pidfile {})", paths.pidfile)
-            },
-        );
+        // A bhyve agent runs inside its VM: the host renders no rc.d service for it.
+        if !a.is_bhyve() {
+            let running = st.running_services.contains(&a.name);
+            check(
+                format!("service {}", a.name),
+                running,
+                if running {
+                    "running".into()
+                } else {
+                    format!("not running (pidfile {})", paths.pidfile)
+                },
+            );
+        }
         if a.is_bhyve() {
             let vm = st.vms.get(&a.name);
             check(

@@ -71,7 +71,10 @@ pub struct Planned {
 
 /// Devfs ruleset numbers the host uses outside warden's block.
 pub fn devfs_taken(host: &dyn Host) -> Result<std::collections::BTreeSet<u32>> {
-    let mut taken: std::collections::BTreeSet<u32> = [1, 2, 3, 4, 13].into();
+    // FreeBSD's own rulesets (/etc/defaults/devfs.rules: 1-5); Bastille's 13 only
+    // when /etc/devfs.rules defines it outside warden's block (render then leaves
+    // it out of the block).
+    let mut taken: std::collections::BTreeSet<u32> = [1, 2, 3, 4, 5].into();
     for path in ["/etc/devfs.rules", "/etc/defaults/devfs.rules"] {
         if let Some(bytes) = host.read(path)? {
             let text = crate::pfconf::without_block(&String::from_utf8_lossy(&bytes));
@@ -271,6 +274,7 @@ pub fn plan_with_view(
         aliases: view.aliases.clone(),
         devfs: view.devfs.clone(),
         devfs_taken: devfs_taken(host)?,
+        models_present: models_present(fleet, host),
     };
     let desired = render::render(fleet, &cfg.host, &recorded, templates)?;
     host.set_limit(crate::host::Limit::Probe);
@@ -323,6 +327,25 @@ pub fn plan_with_view(
     })
 }
 
+/// The host path of an agent's llama.cpp model file.
+pub fn model_file(a: &crate::manifest::AgentSpec) -> String {
+    format!(
+        "{}/{}",
+        a.llama.model_path.trim_end_matches('/'),
+        a.llama.model
+    )
+}
+
+/// The llama.cpp agents whose model file is on the host.
+pub fn models_present(fleet: &Fleet, host: &dyn Host) -> std::collections::BTreeSet<String> {
+    fleet
+        .jail_agents()
+        .filter(|a| a.jail(crate::manifest::Role::LlamaCpp).is_some())
+        .filter(|a| host.local(&model_file(a)).is_file())
+        .map(|a| a.name.clone())
+        .collect()
+}
+
 /// One note per llama.cpp jail whose model file is not on the host. The jail mounts
 /// the models directory read-only, and llama-server refuses to start without its
 /// model (the port's rc script checks `llama_server_model` is a file).
@@ -336,17 +359,14 @@ pub fn missing_models(fleet: &Fleet, host: &dyn Host, filter: &Filter) -> Vec<St
         .filter(|a| filter.agents.is_empty() || filter.agents.contains(&a.name))
         .filter_map(|a| {
             let jail = a.jail(crate::manifest::Role::LlamaCpp)?;
-            let file = format!(
-                "{}/{}",
-                a.llama.model_path.trim_end_matches('/'),
-                a.llama.model
-            );
+            let file = model_file(a);
             if host.local(&file).is_file() {
                 return None;
             }
             Some(format!(
                 "Note: {}'s llama.cpp model is missing: put the GGUF file {} at {file} on this host \
-                 (jail {} mounts {} read-only); llama-server does not start without it.",
+                 (jail {} mounts {} read-only); llama-server waits for it, and the apply after \
+                 it appears starts it.",
                 a.name, a.llama.model, jail.name, a.llama.model_path
             ))
         })

@@ -477,15 +477,19 @@ fn step_and_agent_limit_what_apply_touches() {
         return;
     }
     let s = Site::examples();
-    // Jails need the bridge: the network step comes first, as `just setup` does.
+    // Jails need the bridge and the devfs ruleset they run under: the network step
+    // comes first, as `just setup` does. No jail is started with an unloaded ruleset.
     let text = out(&s
         .warden(&["apply", "--yes", "--step", "git"])
         .assert()
         .code(1));
     assert!(
-        text.contains("Interface is not a bridge: warden0"),
+        text.contains(
+            "devfs ruleset 13 is not loaded, and jail atlasgit would start with an unfiltered /dev"
+        ),
         "{text}"
     );
+    assert!(!s.log().contains("bastille create"), "{}", s.log());
     s.warden(&["apply", "--yes", "--step", "network"])
         .assert()
         .success();

@@ -55,12 +55,12 @@ fn assert_root_untouched(root: &Path) {
 }
 
 const NOTE: &str =
-    "Note: sysrc, ifconfig, pfctl, bastille, jls, sysctl, vm not found on this system \
+    "Note: sysrc, ifconfig, pfctl, bastille, jls, sysctl, vm, devfs not found on this system \
 (not a FreeBSD host?): that part of the host is read as empty.";
 const MODEL: &str = "Note: clawdie's llama.cpp model is missing: put the GGUF file \
 qwen2.5-7b-instruct-q4_k_m.gguf at /var/db/warden/models/qwen2.5-7b-instruct-q4_k_m.gguf on this \
-host (jail clawdiellm mounts /var/db/warden/models read-only); llama-server does not start \
-without it.";
+host (jail clawdiellm mounts /var/db/warden/models read-only); llama-server waits for it, \
+and the apply after it appears starts it.";
 const REBOOT: &str =
     "Note: /boot/loader.conf changes (vmm_load, pptdevs) take effect at the next reboot.";
 
@@ -168,6 +168,7 @@ fn step_filter_keeps_only_that_group() {
             "user:atlas",
             "user:clawdie",
             "sysrc:pf_enable",
+            "pf:enabled",
             "pf:anchor:warden",
             "block:/etc/pf.conf"
         ]
@@ -181,9 +182,15 @@ fn step_filter_keeps_only_that_group() {
     let got = ids(&doc);
     assert!(got.contains(&"pf:anchor:warden".to_string()), "{got:#?}");
     assert!(got.contains(&"jail:clawdiellm".to_string()), "{got:#?}");
+    // The devfs rulesets every jail runs under are host-wide: the network step's.
     assert!(
-        got.contains(&"block:/etc/devfs.rules".to_string()),
+        !got.contains(&"block:/etc/devfs.rules".to_string()),
         "{got:#?}"
+    );
+    let network = ids(&plan_json(root.path(), &["--step", "network"]));
+    assert!(
+        network.contains(&"block:/etc/devfs.rules".to_string()),
+        "{network:#?}"
     );
     assert!(!got.iter().any(|id| id.starts_with("bridge:")), "{got:#?}");
     assert!(!got.contains(&"jail:clawdiegit".to_string()), "{got:#?}");

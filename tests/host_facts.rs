@@ -49,7 +49,7 @@ fn the_db_jail_gets_sysvshm_before_its_template_starts_postgresql() {
             .join("usr/local/bastille/jails/atlasdb/root/var/fakebsd/service.log"),
     )
     .unwrap();
-    assert!(services.contains("postgresql start"), "{services}");
+    assert!(services.contains("postgresql restart"), "{services}");
     // The git jail needs no SysV IPC and is not restarted.
     assert!(
         !s.log().contains("bastille restart atlasgit"),
@@ -199,7 +199,8 @@ fn plan_says_which_model_file_is_missing_and_where_to_put_it() {
         plan.contains(
             "Note: clawdie's llama.cpp model is missing: put the GGUF file m.gguf at \
              /var/db/warden/models/m.gguf on this host (jail clawdiellm mounts \
-             /var/db/warden/models read-only); llama-server does not start without it."
+             /var/db/warden/models read-only); llama-server waits for it, and the apply after \
+             it appears starts it."
         ),
         "{plan}"
     );
@@ -213,6 +214,9 @@ fn plan_says_which_model_file_is_missing_and_where_to_put_it() {
 #[test]
 fn the_llama_jail_runs_warden_s_own_rc_script_as_a_user_in_group_video() {
     let s = site(&[("clawdie", CLAWDIE)]);
+    let models = s.root.join("var/db/warden/models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join("m.gguf"), b"GGUF").unwrap();
     s.applied();
     let jail = s.root.join("usr/local/bastille/jails/clawdiellm/root");
     let rc = jail.join("usr/local/etc/rc.d/warden_llama");
@@ -222,7 +226,7 @@ fn the_llama_jail_runs_warden_s_own_rc_script_as_a_user_in_group_video() {
     let script = std::fs::read_to_string(&rc).unwrap();
     assert!(script.contains("-u ${warden_llama_user}"), "{script}");
     let services = std::fs::read_to_string(jail.join("var/fakebsd/service.log")).unwrap();
-    assert!(services.contains("warden_llama start"), "{services}");
+    assert!(services.contains("warden_llama restart"), "{services}");
     assert!(!services.contains("llama-server"), "{services}");
     let cmds = std::fs::read_to_string(jail.join("var/fakebsd/cmd.log")).unwrap();
     assert!(cmds.contains("pw useradd -n llama -G video"), "{cmds}");

@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 /// `p` (agent traffic) gets `want` from a `quick` rule of the anchor: a decision that
 /// the operator's rules after warden's hook in pf.conf cannot change.
 fn assert_action(rs: &Ruleset, anchor: &str, p: &Packet, want: Action) {
+    let p = &placed(anchor, p);
     let v = rs.eval(p);
     assert!(
         v.action == want && v.quick,
@@ -30,6 +31,43 @@ fn assert_pass(rs: &Ruleset, anchor: &str, p: Packet) {
 
 fn assert_block(rs: &Ruleset, anchor: &str, p: Packet) {
     assert_action(rs, anchor, &p, Action::Block);
+}
+
+/// The jails' host-side interfaces and addresses, from the anchor's rules that bind
+/// each jail to its epair (`block drop in quick on e0a_J inet from ! IP to any`).
+fn jail_ifaces(anchor: &str) -> Vec<(String, std::net::Ipv4Addr)> {
+    anchor
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("block drop in quick on ")?;
+            let (iface, rest) = rest.split_once(" inet from ! ")?;
+            let ip = rest.strip_suffix(" to any")?.parse().ok()?;
+            Some((iface.to_string(), ip))
+        })
+        .collect()
+}
+
+/// Where PF sees `p`, unless the test said: a packet from a host socket leaves on
+/// the bridge; a jail's enters on the jail's epair (`e0a_JAIL`). A source that is
+/// no jail's address is sent by a jail of that /24 (an address it took for itself).
+fn placed(anchor: &str, p: &Packet) -> Packet {
+    if p.iface.is_some() {
+        return p.clone();
+    }
+    if p.owner.is_some() {
+        return p.clone().dir(Dir::Out).on("warden0");
+    }
+    let jails = jail_ifaces(anchor);
+    let same_net =
+        |a: std::net::Ipv4Addr, b: std::net::Ipv4Addr| a.octets()[..3] == b.octets()[..3];
+    match jails
+        .iter()
+        .find(|(_, ip)| *ip == p.src)
+        .or_else(|| jails.iter().find(|(_, ip)| same_net(*ip, p.src)))
+    {
+        Some((iface, _)) => p.clone().dir(Dir::In).on(iface),
+        None => p.clone(),
+    }
 }
 
 /// The panic message of `f`, which must panic.
@@ -61,8 +99,41 @@ struct Share {
 fn check_isolation(rs: &Ruleset, anchor: &str, agents: &[Agent], shares: &[Share]) {
     let ports = [22, 80, 443, 5432, 8080, 8081, 9090, 11434];
     let hosts = [1, 2, 3, 4, 5, 200];
+    let jails = jail_ifaces(anchor);
     for a in agents {
-        for src in [format!("{}.2", a.base), format!("{}.77", a.base)] {
+        let own: Vec<&(String, std::net::Ipv4Addr)> = jails
+            .iter()
+            .filter(|(_, ip)| ip.to_string().starts_with(&format!("{}.", a.base)))
+            .collect();
+        assert!(
+            !own.is_empty(),
+            "{}'s jails are bound to their epairs\n{anchor}",
+            a.name
+        );
+        // Spoofing: root in one of a's jails takes another address (of a's subnet,
+        // of another agent's, its gateway's): whatever the destination, the packet
+        // entering from the jail's epair is dropped.
+        for (iface, ip) in &own {
+            for b in agents {
+                for fake in [
+                    format!("{}.77", b.base),
+                    format!("{}.1", b.base),
+                    format!("{}.5", b.base),
+                ] {
+                    if fake == ip.to_string() {
+                        continue;
+                    }
+                    for h in hosts {
+                        let dst = format!("{}.{h}", b.base);
+                        let p = Packet::tcp(&fake, &dst, 5432).dir(Dir::In).on(iface);
+                        assert_block(rs, anchor, p);
+                    }
+                    let out = Packet::tcp(&fake, "1.1.1.1", 443).dir(Dir::In).on(iface);
+                    assert_block(rs, anchor, out);
+                }
+            }
+        }
+        for src in own.iter().map(|(_, ip)| ip.to_string()) {
             // Its own subnet, any protocol.
             for h in hosts {
                 let dst = format!("{}.{h}", a.base);
@@ -205,7 +276,7 @@ fn evaluator_refuses_syntax_it_does_not_model() {
         ("pass from (em0) to any\n", "unsupported address"),
         ("anchor \"warden\"\n", "unsupported statement"),
         ("pass in log from any to any\n", "unsupported syntax"),
-        ("pass inet6 from any to any\n", "inet6"),
+        ("nat on em0 inet6 from any to any -> (em0)\n", "inet6"),
         (
             "pass proto tcp from any to any flags S/SA keep state\n",
             "unsupported syntax",
@@ -333,7 +404,7 @@ fn example_anchor_is_in_the_modelled_subset() {
 #[test]
 fn example_atlas_reaches_only_the_shared_llama_port_of_clawdie() {
     let (rs, anchor) = example();
-    for src in ["10.0.1.50", "10.0.1.2"] {
+    for src in ["10.0.1.3", "10.0.1.2"] {
         assert_pass(&rs, anchor, Packet::tcp(src, "192.168.72.4", 8080));
         assert_block(&rs, anchor, Packet::tcp(src, "192.168.72.4", 22));
         assert_block(&rs, anchor, Packet::tcp(src, "192.168.72.4", 8081));
@@ -366,7 +437,7 @@ fn example_clawdie_reaches_nothing_of_atlas() {
 #[test]
 fn example_agents_reach_their_own_subnet_and_the_internet() {
     let (rs, anchor) = example();
-    for (src, own) in [("10.0.1.50", "10.0.1.5"), ("192.168.72.4", "192.168.72.5")] {
+    for (src, own) in [("10.0.1.3", "10.0.1.5"), ("192.168.72.4", "192.168.72.5")] {
         assert_pass(&rs, anchor, Packet::tcp(src, own, 5432));
         assert_pass(&rs, anchor, Packet::udp(src, own, 53));
         assert_pass(&rs, anchor, Packet::icmp(src, own));
@@ -477,8 +548,8 @@ fn generated_fleet_shared_ollama_follows_the_role_port() {
     // One-way: alpha doesn't reach bravo on that port.
     assert_block(&rs, &anchor, Packet::tcp("10.0.2.4", "10.0.3.2", 11434));
     // charlie reaches delta's llama.cpp on LLAMA_PORT, not on the default port.
-    assert_pass(&rs, &anchor, Packet::tcp("10.0.4.3", "10.0.5.4", 9090));
-    assert_block(&rs, &anchor, Packet::tcp("10.0.4.3", "10.0.5.4", 8080));
+    assert_pass(&rs, &anchor, Packet::tcp("10.0.4.5", "10.0.5.4", 9090));
+    assert_block(&rs, &anchor, Packet::tcp("10.0.4.5", "10.0.5.4", 8080));
     assert_block(&rs, &anchor, Packet::tcp("10.0.3.2", "10.0.5.4", 9090));
 }
 
@@ -774,4 +845,29 @@ fn host_side_shared_llm_port_passes_only_with_shared_llm() {
         &with,
         Packet::tcp("10.0.8.1", "10.0.8.4", 8080).user("srv"),
     );
+}
+
+#[test]
+fn a_jail_that_takes_another_agents_address_is_dropped_at_its_own_epair() {
+    let (rs, anchor) = example();
+    // root in atlas's git jail takes an address of clawdie's subnet: on the shared
+    // bridge it would pass as clawdie ("from S/24 to S/24").
+    let spoofed = Packet::tcp("192.168.72.77", "192.168.72.5", 5432)
+        .dir(Dir::In)
+        .on("e0a_atlasgit");
+    assert_block(&rs, anchor, spoofed);
+    let as_clawdies_db = Packet::tcp("192.168.72.5", "192.168.72.2", 22)
+        .dir(Dir::In)
+        .on("e0a_atlasgit");
+    assert_block(&rs, anchor, as_clawdies_db);
+    // The same jail with its own address still reaches its own database.
+    let own = Packet::tcp("10.0.1.2", "10.0.1.5", 5432)
+        .dir(Dir::In)
+        .on("e0a_atlasgit");
+    assert_pass(&rs, anchor, own);
+    // And clawdie's database jail, from its own epair, reaches clawdie's git jail.
+    let genuine = Packet::tcp("192.168.72.5", "192.168.72.2", 22)
+        .dir(Dir::In)
+        .on("e0a_clawdiedb");
+    assert_pass(&rs, anchor, genuine);
 }

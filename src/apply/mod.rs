@@ -61,7 +61,9 @@ pub fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
         Resource::File(_) | Resource::Dir { .. } => files::programs(change),
         Resource::RcConf(_) | Resource::Sysctl { .. } => sysrc::programs(change),
         Resource::Bridge { .. } | Resource::BridgeAlias { .. } => network::programs(change),
-        Resource::PfAnchor { .. } | Resource::Block(_) => pf::programs(change),
+        Resource::PfAnchor { .. } | Resource::Block(_) | Resource::PfEnabled => {
+            pf::programs(change)
+        }
         Resource::Jail(_) | Resource::JailTemplate(_) => jail::programs(change),
         Resource::User { .. } => user::programs(change),
         Resource::Soul(_) => soul::programs(change),
@@ -250,7 +252,9 @@ impl<'a> Applier<'a> {
             Resource::Bridge { .. } | Resource::BridgeAlias { .. } => {
                 self.apply_network(change, state, rt)
             }
-            Resource::PfAnchor { .. } | Resource::Block(_) => self.apply_pf(change, state, rt),
+            Resource::PfAnchor { .. } | Resource::Block(_) | Resource::PfEnabled => {
+                self.apply_pf(change, state, rt)
+            }
             Resource::Jail(_) | Resource::JailTemplate(_) => self.apply_jail(change, state, rt),
             Resource::User { .. } => self.apply_user(change, state, rt),
             Resource::Soul(_) => self.apply_soul(change, state, rt),

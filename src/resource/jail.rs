@@ -6,7 +6,7 @@
 
 use crate::apply::prelude::*;
 use crate::probe::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 impl Applier<'_> {
     /// Apply a change to a Jail/JailTemplate resource.
@@ -61,6 +61,8 @@ impl Applier<'_> {
                     .map_err(Self::host_err(id))?
                     .is_some();
                 if !exists {
+                    // create.sh starts the new jail under ruleset 13 at once.
+                    self.require_ruleset(id, &j.name, crate::render::VNET_RULESET)?;
                     self.run(
                         id,
                         vec![
@@ -171,6 +173,31 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// A jail starts only under a devfs ruleset the kernel has: for a number nobody
+    /// loaded, the kernel makes an empty ruleset and the jail sees every device
+    /// (`devfs_ruleset_use`, sys/fs/devfs/devfs_rule.c). FreeBSD's own rulesets
+    /// (1-5) are loaded at boot by rc.d/devfs.
+    fn require_ruleset(&self, id: &str, jail: &str, n: u32) -> Result<(), ApplyError> {
+        if n <= 5 {
+            return Ok(());
+        }
+        let out = self
+            .host
+            .run(&[s("devfs"), s("rule"), s("-s"), n.to_string(), s("show")])
+            .map_err(Self::host_err(id))?;
+        if out.ok() && out.stdout.lines().any(|l| !l.trim().is_empty()) {
+            return Ok(());
+        }
+        Err(ApplyError::Check {
+            resource: id.to_string(),
+            message: format!(
+                "devfs ruleset {n} is not loaded, and jail {jail} would start with an unfiltered /dev; \
+                 warden's block in /etc/devfs.rules defines it and `service devfs restart` loads it \
+                 (apply the network step first)"
+            ),
+        })
+    }
+
     fn jail_running(&self, name: &str) -> bool {
         self.host
             .run(&[s("jls"), s("-j"), name.to_string(), s("name")])
@@ -198,8 +225,23 @@ impl Applier<'_> {
             self.change_release(id, j, d)?;
         }
         let network = delta.as_ref().is_some_and(|d| d.network());
-        let differs = |key: &str, want: &str| {
-            before.is_none_or(|b| crate::resource::repr_field(b, key) != want)
+        // A jail just created: what its jail.conf already says (Bastille writes
+        // devfs_ruleset 13) needs no `bastille config` and no restart.
+        let conf = match before {
+            Some(_) => String::new(),
+            None => self
+                .host
+                .read(&format!(
+                    "{}/jails/{}/jail.conf",
+                    self.cfg.host.bastille_prefix, j.name
+                ))
+                .map_err(Self::host_err(id))?
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default(),
+        };
+        let differs = |key: &str, want: &str| match before {
+            Some(b) => crate::resource::repr_field(b, key) != want,
+            None => jail_conf_value(&conf, key).as_deref() != Some(want),
         };
         let mut sets: Vec<(String, String)> = Vec::new();
         if let Some(n) = j.devfs_ruleset {
@@ -228,6 +270,9 @@ impl Applier<'_> {
                     v.clone(),
                 ],
             )?;
+        }
+        if let Some(n) = j.devfs_ruleset {
+            self.require_ruleset(id, &j.name, n)?;
         }
         let mut running = self.jail_running(&j.name);
         if network {
@@ -263,7 +308,7 @@ impl Applier<'_> {
 /// The programs a change of this kind needs, with the package that brings each.
 pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     let _ = change;
-    vec![("bastille", "sysutils/bastille")]
+    vec![("bastille", "sysutils/bastille"), ("devfs", BASE)]
 }
 
 /// Jails: Bastille's jail directories, and one `jls name` for which run; the
@@ -276,16 +321,32 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
     if wants_jails {
         let jails_dir = format!("{}/jails", p.cfg.bastille_prefix);
         let names = p.host.list_dir(&jails_dir);
-        let running: BTreeSet<String> = if !names.is_empty() && p.need("jls") {
-            let out = p.host.run(&["jls".into(), "name".into()])?;
-            out.stdout
-                .lines()
-                .map(|l| l.trim().to_string())
-                .filter(|l| !l.is_empty())
-                .collect()
-        } else {
-            BTreeSet::new()
-        };
+        // One `jls` for every running jail and the parameters that take effect
+        // only when a jail starts: a lost restart shows as a difference between
+        // these and jail.conf.
+        let mut live_keys: BTreeSet<String> = ["devfs_ruleset".to_string()].into();
+        for r in &all {
+            if let Resource::Jail(j) = r {
+                live_keys.extend(j.params.iter().map(|(k, _)| k.clone()));
+            }
+        }
+        let live_keys: Vec<String> = live_keys.into_iter().collect();
+        let mut live: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        if !names.is_empty() && p.need("jls") {
+            let mut argv = vec!["jls".to_string(), "name".to_string()];
+            argv.extend(live_keys.iter().cloned());
+            let out = p.host.run(&argv)?;
+            for line in out.stdout.lines() {
+                let mut words = line.split_whitespace();
+                let Some(name) = words.next() else { continue };
+                let values = live_keys
+                    .iter()
+                    .cloned()
+                    .zip(words.map(str::to_string))
+                    .collect();
+                live.insert(name.to_string(), values);
+            }
+        }
         for name in names {
             let conf = p.host.read(&format!("{jails_dir}/{name}/jail.conf"))?;
             let Some(conf) = conf else { continue };
@@ -314,7 +375,7 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
                 ObservedJail {
                     devfs_ruleset: jail_conf_value(&conf, "devfs_ruleset")
                         .and_then(|v| v.parse().ok()),
-                    running: running.contains(&name),
+                    running: live.contains_key(&name),
                     release: crate::jailchange::thin_release(&fstab)
                         .or_else(|| jail_conf_value(&conf, "osrelease"))
                         .unwrap_or_else(unknown),
@@ -322,6 +383,7 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
                     gateway: crate::jailchange::rc_value(&rc_conf, "defaultrouter")
                         .unwrap_or_else(unknown),
                     conf: conf.into_owned(),
+                    live: live.get(&name).cloned().unwrap_or_default(),
                 },
             );
         }

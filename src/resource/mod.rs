@@ -366,6 +366,9 @@ pub enum Resource {
         #[serde(skip, default)]
         content: String,
     },
+    /// PF running: pf.ko loaded and PF enabled, what rc.d/pf does at boot
+    /// (`pf_enable=YES` acts only then). Never disabled by warden.
+    PfEnabled,
     /// warden's block inside a file the operator also edits (pf.conf, devfs.rules).
     Block(BlockRes),
     Jail(JailRes),
@@ -399,6 +402,7 @@ impl Resource {
             Resource::BridgeAlias { bridge, addr } => format!("alias:{bridge}:{addr}"),
             Resource::PfAnchor { anchor, .. } => format!("pf:anchor:{anchor}"),
             Resource::Block(b) => format!("block:{}", b.path),
+            Resource::PfEnabled => "pf:enabled".into(),
             Resource::Jail(j) => format!("jail:{}", j.name),
             Resource::JailTemplate(t) => format!("template:{}:{}", t.jail, t.template),
             Resource::User { name, .. } => format!("user:{name}"),
@@ -418,7 +422,7 @@ impl Resource {
             }
             Resource::Dir { .. } => Phase::Devfs,
             Resource::VmSwitch { .. } => Phase::Jails,
-            Resource::PfAnchor { .. } => Phase::Pf,
+            Resource::PfAnchor { .. } | Resource::PfEnabled => Phase::Pf,
             Resource::Block(b) => b.phase,
             Resource::Jail(_) | Resource::Vm(_) => Phase::Jails,
             Resource::JailTemplate(_) => Phase::JailTemplates,
@@ -449,6 +453,7 @@ impl Resource {
             Resource::BridgeAlias { addr, .. } => addr.clone(),
             Resource::PfAnchor { content, .. } => content.clone(),
             Resource::Block(b) => b.block.clone(),
+            Resource::PfEnabled => PF_RUNNING.into(),
             Resource::Jail(j) => j.shape(true).repr(),
             Resource::JailTemplate(t) => t.hash.clone(),
             Resource::User { home, .. } => format!("home {home}"),
@@ -462,6 +467,9 @@ impl Resource {
         }
     }
 }
+
+/// The canonical text of PF loaded and enabled (`pfctl -s info`: `Status: Enabled`).
+pub const PF_RUNNING: &str = "pf.ko loaded, enabled";
 
 /// Canonical text of a file: a header line with mode and owner, then the content.
 pub fn file_repr(content: &str, mode: u32, owner: &str, group: &str) -> String {
@@ -648,6 +656,9 @@ pub fn change_notes(
                     }
                     Some(match (k, j.devfs_ruleset) {
                         ("devfs_rules", Some(n)) => format!("devfs ruleset {n}'s rules changed"),
+                        ("devfs_ruleset", Some(n)) if old == "0" => format!(
+                            "devfs ruleset {n} was not loaded when the jail started (its /dev is unfiltered)"
+                        ),
                         _ => format!(
                             "{k} {} -> {v}",
                             if old.is_empty() { "(not set)" } else { &old }
@@ -679,6 +690,18 @@ pub fn change_notes(
                 "rebuild: the template or its arguments changed, bastille template runs again"
                     .into(),
             ]
+        }
+        (Resource::PfEnabled, Action::Create | Action::Update) => {
+            let before = before.unwrap_or("");
+            let mut steps = Vec::new();
+            if !before.starts_with("pf.ko loaded") {
+                steps.push("kldload pf");
+            }
+            steps.push("pfctl -e");
+            vec![format!(
+                "{}: pf_enable=YES acts only at boot (rc.d/pf)",
+                steps.join(", then ")
+            )]
         }
         (Resource::PfAnchor { anchor, path, .. }, Action::Create | Action::Update) => {
             vec![format!("reload: pfctl -a {anchor} -f {path}")]

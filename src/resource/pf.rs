@@ -20,6 +20,19 @@ impl Applier<'_> {
         let id = id.as_str();
         let host = self.host;
         match (&change.item.resource, change.action) {
+            // PF stays as it is: the operator's own rules may depend on it.
+            (Resource::PfEnabled, Action::Delete) => {}
+            (Resource::PfEnabled, _) => {
+                let before = change.before.as_deref().unwrap_or("");
+                if !before.starts_with("pf.ko loaded") {
+                    // -n: no error when pf is loaded or compiled into the kernel.
+                    self.run(id, vec![s("kldload"), s("-n"), s("pf")])?;
+                }
+                let info = host.run(&[s("pfctl"), s("-s"), s("info")]).ok();
+                if pf_state(info.as_ref()) != crate::resource::PF_RUNNING {
+                    self.run(id, vec![s("pfctl"), s("-e")])?;
+                }
+            }
             (Resource::PfAnchor { anchor, path, .. }, Action::Delete) => {
                 self.run(
                     id,
@@ -126,13 +139,50 @@ pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
             }
             v
         }
+        Resource::PfEnabled => vec![("pfctl", BASE), ("kldload", BASE)],
         _ => vec![("pfctl", BASE)],
     }
 }
 
-/// PF anchors: one `pfctl -a A -sr` each (there is one).
+/// PF's state from `pfctl -s info`: it fails without /dev/pf (pf.ko not loaded,
+/// sbin/pfctl/pfctl.c opens the device first) and prints `Status: Enabled` or
+/// `Status: Disabled` otherwise.
+fn pf_state(out: Option<&crate::host::Output>) -> String {
+    match out {
+        Some(o) if o.ok() && o.stdout.contains("Status: Enabled") => {
+            crate::resource::PF_RUNNING.into()
+        }
+        Some(o) if o.ok() => "pf.ko loaded, disabled".into(),
+        Some(o) if o.stderr.contains("/dev/pf") => "pf.ko not loaded".into(),
+        Some(o) => format!("unknown (pfctl -s info: {})", o.stderr.trim()),
+        None => "unknown".into(),
+    }
+}
+
+/// PF anchors: one `pfctl -a A -sr` each (there is one); PF's own state: one
+/// `pfctl -s info`.
 pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
     let all = p.all.clone();
+    if all.iter().any(|r| matches!(r, Resource::PfEnabled)) && p.need("pfctl") {
+        let out = p.host.run(&["pfctl".into(), "-s".into(), "info".into()])?;
+        p.st.pf_state = Some(pf_state(Some(&out)));
+    }
+    let devfs = all
+        .iter()
+        .any(|r| matches!(r, Resource::Block(b) if b.path == crate::render::DEVFS_RULES));
+    if devfs && p.need("devfs") {
+        let out = p
+            .host
+            .run(&["devfs".into(), "rule".into(), "showsets".into()])?;
+        if out.ok() {
+            p.st.devfs_loaded = Some(
+                out.stdout
+                    .split_whitespace()
+                    .filter_map(|w| w.parse().ok())
+                    .collect(),
+            );
+        }
+    }
     let anchors: BTreeSet<&str> = all
         .iter()
         .filter_map(|r| match r {

@@ -90,7 +90,7 @@ if command -v shellcheck >/dev/null 2>&1; then
 else
 	echo "note: shellcheck not found, lint skipped"
 fi
-for f in bastille devfs ifconfig jls pfctl ps pw rctl service sysctl sysrc vm zfs; do
+for f in bastille devfs ifconfig jls kldload kldstat pfctl ps pw rctl service sysctl sysrc vm zfs; do
 	if [ -x "$FAKE/$f" ]; then ok "$f is executable"; else ko "$f is executable"; fi
 done
 
@@ -152,6 +152,14 @@ t_file "log MUT ifconfig" "$LOG" "MUT ifconfig wardenbr0 inet 10.0.1.1/24 alias"
 
 # ---- bastille -----------------------------------------------------------------------------
 B=$FAKEBSD_ROOT/usr/local/bastille
+# VNET jails run under ruleset 13, which exists once bastille setup wrote it and
+# rc.d/devfs loaded it
+t_err "create refused while ruleset 13 is not loaded" 1 "jail: atlas: devfs ruleset 13 is not loaded" bastille create -T -B -g 10.0.1.1 atlas 14.2-RELEASE 10.0.1.5/24 wardenbr0
+t_nofile "the refused create left no jail" "$B/jails/atlas"
+t_out "bastille setup vnet" 0 "Creating bastille_vnet devfs.rules" bastille setup vnet
+t_file "setup wrote ruleset 13" "$FAKEBSD_ROOT/etc/devfs.rules" "[bastille_vnet=13]"
+t_out "bastille setup leaves a file with bastille_vnet=13 alone" 0 "VNET has already been configured!" bastille setup vnet
+t_rc "service devfs restart loads ruleset 13" 0 service devfs restart
 t_out "bastille create" 0 "atlas: created" bastille create -T -B -g 10.0.1.1 atlas 14.2-RELEASE 10.0.1.5/24 wardenbr0
 t_err "bastille create twice" 1 "[ERROR]: Jail already exists: atlas" bastille create -T -B -g 10.0.1.1 atlas 14.2-RELEASE 10.0.1.5/24 wardenbr0
 t_err "bastille vnet name" 1 "VNET jail names may not contain (-|_) characters." bastille create -B bad-name 14.2-RELEASE 10.0.1.6/24 wardenbr0
@@ -243,10 +251,21 @@ t_out "ruleset 14 loaded" 0 "200 path dri unhide" devfs rule -s 14 show
 t_out "bastille start" 0 "atlas: created" bastille start atlas
 t_rc "pkg install postgresql17-server" 0 bastille pkg atlas install postgresql17-server
 t_err "PostgreSQL refused without sysvshm" 1 "could not create shared memory segment: Function not implemented" bastille service atlas postgresql start
+t_err "config set refuses an unknown property (config.sh validate_property)" 1 "[ERROR]: Unsupported property: sysvshmem" bastille config atlas set sysvshmem new
+t_err "config needs 3 or 4 parameters" 1 "Usage: bastille config" bastille config atlas set
 t_rc "config set sysvshm new" 0 bastille config atlas set sysvshm new
 t_err "sysvshm takes effect at restart only" 1 "Function not implemented" bastille cmd atlas service postgresql initdb
 t_out "restart" 0 "atlas: created" bastille restart atlas
 t_rc "PostgreSQL starts with sysvshm=new" 0 bastille service atlas postgresql start
+t_err "start on a running service refuses (rc.subr)" 1 "postgresql already running? (pid=" bastille service atlas postgresql start
+t_err "cmd service start refuses too" 1 "postgresql already running?" bastille cmd atlas service postgresql start
+t_err "bastille cmd exits 1 for any failure (cmd.sh)" 1 "[ERROR]: Command failed on 1 jails." bastille cmd atlas service postgresql start
+t_rc "restart works on a running service" 0 bastille service atlas postgresql restart
+t_rc "stop" 0 bastille service atlas postgresql stop
+t_err "stop on a stopped service refuses" 1 "postgresql not running? (check /var/run/postgresql.pid)." bastille service atlas postgresql stop
+t_err "reload on a stopped service refuses" 1 "postgresql not running?" bastille service atlas postgresql reload
+t_rc "restart works on a stopped service" 0 bastille service atlas postgresql restart
+t_err "bastille service takes exactly SERVICE ACTION" 1 "Usage: bastille service [option(s)] TARGET SERVICE ARGS" bastille service atlas postgresql
 # tar, stat and mkdir in a jail act on its root, links resolved as the jail sees them
 JR=$B/jails/atlas/root
 mkdir -p "$JR/home/git/notes.git" "$WORK/hostdir/x"
@@ -267,6 +286,15 @@ t_err "tar -f FILE is not simulated" 1 "only -f -" bastille cmd atlas tar -cf /t
 t_rc "pkg install llama-cpp" 0 bastille pkg atlas install llama-cpp
 t_out "the llama-cpp package brings no rc script" 1 "llama-server does not exist in /etc/rc.d" bastille service atlas llama-server start
 t_out "an unknown service does not start" 1 "nosuch does not exist in /etc/rc.d" bastille service atlas nosuch start
+# warden_llama's start_precmd: the model must be a file in the jail (through its mounts)
+mkdir -p "$JR/usr/local/etc/rc.d" "$WORK/models"
+printf '#!/bin/sh\n' >"$JR/usr/local/etc/rc.d/warden_llama"
+chmod 755 "$JR/usr/local/etc/rc.d/warden_llama"
+t_rc "sysrc the model" 0 bastille sysrc atlas warden_llama_model=/var/db/llama/models/m.gguf
+t_rc "mount the models" 0 bastille mount atlas "$WORK/models" /var/db/llama/models nullfs ro 0 0
+t_err "warden_llama refuses to start without its model" 1 "warden_llama_model /var/db/llama/models/m.gguf is not a file" bastille service atlas warden_llama restart
+echo GGUF >"$WORK/models/m.gguf"
+t_rc "warden_llama starts with the model on the host" 0 bastille service atlas warden_llama restart
 t_err "destroy running without -a" 0 "Use [-a|--auto] to auto-stop the jail." bastille destroy -y atlas
 t_file "jail still there" "$B/jails/atlas/jail.conf" "atlas {"
 t_err "destroy without -y on closed stdin" 0 "cancelled" bastille destroy -a atlas </dev/null
@@ -300,6 +328,18 @@ pass in on wardenbr0 from <agents> to any \\
 anchor "warden/*"
 load anchor "warden/atlas" from "$WORK/anchor.conf"
 EOF
+# pf.ko is not loaded on a fresh host: only -n works without /dev/pf
+t_rc "pfctl -nf without pf.ko" 0 pfctl -nf "$WORK/pf.conf"
+t_err "pfctl -f without pf.ko" 1 "pfctl: /dev/pf: No such file or directory" pfctl -f "$WORK/pf.conf"
+t_err "pfctl -s info without pf.ko" 1 "pfctl: /dev/pf: No such file or directory" pfctl -s info
+t_err "kldstat: pf not loaded" 1 "kldstat: can't find module pf" kldstat -m pf
+t_rc "kldload pf" 0 kldload pf
+t_err "kldload pf twice" 1 "kldload: can't load pf: module already loaded or in kernel" kldload pf
+t_rc "kldload -n pf when loaded" 0 kldload -n pf
+t_rc "kldstat -q -m pf" 0 kldstat -q -m pf
+t_err "kldload an unknown module" 1 "kldload: can't load nosuch: No such file or directory" kldload nosuch
+t_file "log MUT kldload" "$LOG" "MUT kldload pf"
+t_out "pf loaded, disabled" 0 "Status: Disabled" pfctl -s info
 t_rc "pfctl -nf good" 0 pfctl -nf "$WORK/pf.conf"
 t_eq "pfctl -nf silent" "$(pfctl -nf "$WORK/pf.conf" 2>&1)" ""
 t_file "log RO pfctl -nf" "$LOG" "RO pfctl -nf $WORK/pf.conf"
@@ -392,9 +432,9 @@ t_file "log service devfs" "$LOG" "MUT service devfs restart"
 t_file "log RO service status" "$LOG" "RO service atlas status"
 
 # ---- devfs ----------------------------------------------------------------------------------------------
-t_rc "devfs add" 0 devfs rule -s 13 add path 'bpf*' unhide
-t_out "devfs show" 0 "100 path bpf* unhide" devfs rule -s 13 show
-t_file "log RO devfs show" "$LOG" "RO devfs rule -s 13 show"
+t_rc "devfs add" 0 devfs rule -s 20 add path 'bpf*' unhide
+t_out "devfs show" 0 "100 path bpf* unhide" devfs rule -s 20 show
+t_file "log RO devfs show" "$LOG" "RO devfs rule -s 20 show"
 
 # ---- sysctl -------------------------------------------------------------------------------------------
 t_out "sysctl set" 0 "net.inet.ip.forwarding: 0 -> 1" sysctl net.inet.ip.forwarding=1

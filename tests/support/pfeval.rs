@@ -11,7 +11,7 @@
 //!   proto tcp|udp from X to Y port N -> ADDR port M`, where Y may also be `(IF)`, the
 //!   interface's own address as the test declares it ([`Ruleset::iface_addr`]); and
 //!   filter rules
-//!   `pass | block [drop|return] [in|out] [quick] [on IF] [inet] [proto tcp|udp|icmp
+//!   `pass | block [drop|return] [in|out] [quick] [on IF] [inet|inet6] [proto tcp|udp|icmp
 //!   | proto { .. }] [all | [from X] [to Y [port N | port = N | port { a b }]]]
 //!   [user NAME | user { a, b }] [keep state]`, where an address is `any`,
 //!   `<table>`, an IPv4 address or CIDR, each optionally preceded by `!`. `#`
@@ -36,7 +36,8 @@
 //!   anchor; a non-quick one (or the default pass) is not, and the main ruleset is
 //!   not evaluated here.
 //! - Refuses (panics with the offending line and the reason) every other shape:
-//!   unknown keywords or options, `inet6`, `log`, `flags`, `no state`, address lists,
+//!   unknown keywords or options, `inet6` outside a filter rule (a filter rule with
+//!   `inet6` never matches the IPv4 packets evaluated), `log`, `flags`, `no state`, address lists,
 //!   interface addresses in filter rules, hostnames, `self`, source ports, port
 //!   operators other than `=`, `port` without `proto tcp|udp`, undefined macros and
 //!   tables, redefined tables. A template change that renders a new rule shape
@@ -294,6 +295,8 @@ pub struct FilterRule {
     dir: Option<Dir>,
     quick: bool,
     iface: Option<String>,
+    /// An `inet6` rule: it never matches an IPv4 packet.
+    inet6: bool,
     protos: Option<Vec<Proto>>,
     from: Addr,
     to: Addr,
@@ -742,6 +745,16 @@ impl Ruleset {
 
     /// `[on IF] [inet] [proto P]`, shared by nat and filter rules.
     fn parse_on_af_proto(st: &mut Stmt) -> (Option<String>, Option<Vec<Proto>>) {
+        let (iface, _, protos) = Self::parse_on_af6_proto(st, false);
+        (iface, protos)
+    }
+
+    /// `[on IF] [inet | inet6] [proto P]`; `inet6` only where `inet6_ok` (a filter
+    /// rule), and such a rule never matches the IPv4 packets evaluated here.
+    fn parse_on_af6_proto(
+        st: &mut Stmt,
+        inet6_ok: bool,
+    ) -> (Option<String>, bool, Option<Vec<Proto>>) {
         let iface = if st.eat("on") {
             if !matches!(st.peek(), Some(Tok::Word(_))) {
                 st.fail("only 'on IFNAME' is understood (no lists, groups or negation)");
@@ -757,11 +770,12 @@ impl Ruleset {
         } else {
             None
         };
+        let inet6 = inet6_ok && st.eat("inet6");
         if st.peek_word("inet6") {
             st.fail("inet6 is not modelled (packets are IPv4)");
         }
         st.eat("inet");
-        (iface, Self::parse_protos(st))
+        (iface, inet6, Self::parse_protos(st))
     }
 
     /// `all | [from ADDR] [to ADDR [port ..]]`; a source port is refused.
@@ -932,7 +946,7 @@ impl Ruleset {
             None
         };
         let quick = st.eat("quick");
-        let (iface, protos) = Self::parse_on_af_proto(st);
+        let (iface, inet6, protos) = Self::parse_on_af6_proto(st, true);
         let (from, to, ports) = self.parse_hosts(st);
         if ports.is_some() {
             match &protos {
@@ -964,6 +978,7 @@ impl Ruleset {
             dir,
             quick,
             iface,
+            inet6,
             protos,
             from,
             to,
@@ -1021,6 +1036,9 @@ impl Ruleset {
     }
 
     fn rule_matches(&self, r: &FilterRule, p: &Packet) -> bool {
+        if r.inet6 {
+            return false;
+        }
         if let Some(d) = r.dir {
             let pd = p.dir.unwrap_or_else(|| {
                 panic!(
