@@ -445,7 +445,9 @@ fn plan_cmd(ctx: &Ctx, a: PlanArgs) -> Result<ExitCode, Error> {
         );
     }
     if let Some(path) = a.out {
-        std::fs::write(&path, plan::json(&planned.plan, &filter)).map_err(Error::io(&path))?;
+        // 0600: the plan names the host's layout and is root's to read.
+        write_private(&path, plan::json(&planned.plan, &filter).as_bytes())
+            .map_err(Error::io(&path))?;
     }
     Ok(if a.detailed_exitcode && !planned.plan.is_empty() {
         ExitCode::from(2)
@@ -884,4 +886,20 @@ mod tests {
             assert!(help.contains(step.as_str()), "{step} in {help}");
         }
     }
+}
+
+/// Write a file only its owner can read (created 0600, an existing one made 0600
+/// before it is truncated and written).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.set_len(0)?;
+    f.write_all(bytes)
 }

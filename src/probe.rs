@@ -60,6 +60,9 @@ pub struct HostState {
     pub running_services: BTreeSet<String>,
     /// Soul checkout dest → commit its HEAD is at.
     pub soul_heads: BTreeMap<String, String>,
+    /// Soul checkout dest → why it is not trusted (not root's alone, HEAD not a
+    /// commit id): nothing in it was read.
+    pub soul_untrusted: BTreeMap<String, String>,
     /// Soul checkout dest → commit its repository's wanted ref is at now.
     pub soul_remote: BTreeMap<String, String>,
     pub vms: BTreeMap<String, ObservedVm>,
@@ -274,28 +277,59 @@ pub fn jail_conf_value(conf: &str, key: &str) -> Option<String> {
     })
 }
 
-/// The commit a checkout's HEAD is at, read from its files.
+/// The commit a checkout's HEAD is at, read from its files. The checkout sits in
+/// the agent's home, so the caller first checks it is root's alone
+/// ([`crate::resource::soul::root_only_tree`]); even then nothing is read through a
+/// link or `..`, nothing larger than a ref file can be, and only a commit id is
+/// believed: `None` when HEAD, or the ref it names, is anything else.
 pub fn read_git_head(host: &dyn Host, dest: &str) -> Result<Option<String>, HostError> {
-    let Some(head) = host.read(&format!("{dest}/.git/HEAD"))? else {
+    let Some(head) = host.read_confined(dest, ".git/HEAD", REF_MAX)? else {
         return Ok(None);
     };
     let head = String::from_utf8_lossy(&head).trim().to_string();
     let Some(r) = head.strip_prefix("ref: ") else {
-        return Ok(Some(head));
+        return Ok(is_object_id(&head).then_some(head));
     };
-    if let Some(c) = host.read(&format!("{dest}/.git/{r}"))? {
-        return Ok(Some(String::from_utf8_lossy(&c).trim().to_string()));
+    if !is_ref_name(r) {
+        return Ok(None);
     }
-    if let Some(packed) = host.read(&format!("{dest}/.git/packed-refs"))? {
+    if let Some(c) = host.read_confined(dest, &format!(".git/{r}"), REF_MAX)? {
+        let c = String::from_utf8_lossy(&c).trim().to_string();
+        return Ok(is_object_id(&c).then_some(c));
+    }
+    if let Some(packed) = host.read_confined(dest, ".git/packed-refs", PACKED_REFS_MAX)? {
         for l in String::from_utf8_lossy(&packed).lines() {
             if let Some((c, name)) = l.split_once(' ') {
-                if name == r {
+                if name == r && is_object_id(c) {
                     return Ok(Some(c.to_string()));
                 }
             }
         }
     }
     Ok(None)
+}
+
+/// The most a HEAD or loose ref file holds (`ref: refs/heads/NAME`, or an id).
+const REF_MAX: u64 = 1024;
+/// The most of a checkout's `packed-refs` warden reads.
+const PACKED_REFS_MAX: u64 = 1 << 20;
+
+/// A git object id: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
+pub(crate) fn is_object_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64)
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A ref HEAD may name: `refs/…`, plain path components (no `.` or `..`, no
+/// empty one), printable ASCII of git's ref grammar only.
+fn is_ref_name(r: &str) -> bool {
+    r.len() <= 255
+        && r.starts_with("refs/")
+        && r.split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.starts_with('.'))
+        && r.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'))
 }
 
 /// `vm list` table → VMs by name.
@@ -458,6 +492,9 @@ impl HostState {
                 Some(format!("{} copy {head}", s.repo))
             }
             Resource::Soul(s) => {
+                if let Some(why) = self.soul_untrusted.get(&s.dest) {
+                    return Some(format!("(checkout not trusted: {why})"));
+                }
                 let head = self.soul_heads.get(&s.dest)?;
                 let wanted = s.reference.as_deref().unwrap_or("HEAD");
                 Some(

@@ -215,8 +215,13 @@ pub fn report(
         if a.soul_repo.is_some() {
             let head = st.soul_heads.get(&paths.soul_dir);
             let rec = view.souls.get(&paths.soul_dir);
-            let ok = matches!((head, rec), (Some(h), Some(r)) if *h == r.commit);
+            let untrusted = st.soul_untrusted.get(&paths.soul_dir);
+            let ok =
+                untrusted.is_none() && matches!((head, rec), (Some(h), Some(r)) if *h == r.commit);
             let detail = match (head, rec) {
+                _ if untrusted.is_some() => {
+                    format!("not trusted: {}", untrusted.map_or("", |w| w.as_str()))
+                }
                 (Some(h), Some(r)) if *h == r.commit => format!("at {}", &h[..h.len().min(12)]),
                 (Some(h), Some(r)) => format!(
                     "at {} but warden installed {}",

@@ -65,9 +65,21 @@ impl Applier<'_> {
             return self.install_soul_copy(id, sr, &source, pinned, agent);
         }
         // What the checkout is at before this change, to go back to if the new
-        // commit is refused (none on a first install).
-        let previous =
-            crate::probe::read_git_head(self.host, &sr.dest).map_err(Self::host_err(id))?;
+        // commit is refused (none on a first install). Read only once the tree is
+        // known to be root's alone: it sits in the agent's home.
+        let previous = if self.host.meta(&sr.dest).is_some() {
+            if let Err(why) = root_only_tree(self.host, &sr.dest) {
+                return Err(ApplyError::Check {
+                    resource: id.to_string(),
+                    message: format!(
+                        "{why}: warden runs git there as root and will not in a tree another user can write; move it aside (mv {dest} {dest}.old) and apply again to check the soul out afresh"
+                    ),
+                });
+            }
+            crate::probe::read_git_head(self.host, &sr.dest).map_err(Self::host_err(id))?
+        } else {
+            None
+        };
         // git as root, never running a hook of the checkout (core.hooksPath).
         let git = |args: &[&str]| -> Vec<String> {
             let mut v = vec![
@@ -225,19 +237,24 @@ impl Applier<'_> {
 /// Whether a soul checkout is a real directory (not a symlink) that root owns and
 /// no one else can write, and so is its `.git`: only then may root run git in it.
 pub fn root_only_tree(host: &dyn Host, dir: &str) -> Result<(), String> {
-    for p in [dir.to_string(), format!("{dir}/.git")] {
-        let m = host
-            .meta(&p)
-            .ok_or_else(|| format!("{p}: no such directory"))?;
-        if m.kind != crate::host::FileKind::Dir {
-            return Err(format!("{p} is not a directory"));
-        }
-        if m.uid != 0 || m.mode & 0o022 != 0 {
-            return Err(format!(
-                "{p} is owned by uid {} with mode {:04o}, not root's alone",
-                m.uid, m.mode
-            ));
-        }
+    root_only_dir(host, dir)?;
+    root_only_dir(host, &format!("{dir}/.git"))
+}
+
+/// Whether `p` is a real directory (not a symlink) that root owns and no one
+/// else can write.
+pub fn root_only_dir(host: &dyn Host, p: &str) -> Result<(), String> {
+    let m = host
+        .meta(p)
+        .ok_or_else(|| format!("{p}: no such directory"))?;
+    if m.kind != crate::host::FileKind::Dir {
+        return Err(format!("{p} is not a directory"));
+    }
+    if m.uid != 0 || m.mode & 0o022 != 0 {
+        return Err(format!(
+            "{p} is owned by uid {} with mode {:04o}, not root's alone",
+            m.uid, m.mode
+        ));
     }
     Ok(())
 }
@@ -263,6 +280,14 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
         if s.pinned.is_some() {
             // A pinned copy: its "head" is the digest of what is installed now.
             let local = p.host.local(&s.dest);
+            if p.host.meta(&s.dest).is_none() {
+                continue;
+            }
+            // Not read through a link, nor while someone else can change it.
+            if let Err(why) = root_only_dir(p.host, &s.dest) {
+                p.st.soul_untrusted.insert(s.dest.clone(), why);
+                continue;
+            }
             if local.is_dir() {
                 let d = crate::soulcopy::tree_digest(&local)
                     .unwrap_or_else(|e| format!("(unreadable: {e})"));
@@ -270,7 +295,23 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
             }
             continue;
         }
+        // The checkout is in the agent's home: nothing in it is read before it is
+        // known to be root's alone, and then never through a link.
+        if p.host.meta(&s.dest).is_none() {
+            continue;
+        }
+        if let Err(why) = root_only_tree(p.host, &s.dest) {
+            p.st.soul_untrusted.insert(s.dest.clone(), why);
+            continue;
+        }
         let Some(head) = read_git_head(p.host, &s.dest)? else {
+            p.st.soul_untrusted.insert(
+                s.dest.clone(),
+                format!(
+                    "{}/.git/HEAD does not name a commit (or is a link, or over 1 KiB)",
+                    s.dest
+                ),
+            );
             continue;
         };
         p.st.soul_heads.insert(s.dest.clone(), head);

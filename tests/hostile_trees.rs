@@ -1,0 +1,117 @@
+//! What an agent (its home, its soul checkout), a jail or an archive controls is
+//! read as hostile: nothing there makes root print, run or trust what it should not.
+
+mod support;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use support::{out, read, require_git, Site};
+
+/// What a root-readable secret holds; it must never appear in warden's output.
+const SECRET: &str = "hunter2-the-other-agents-key";
+
+/// The uid and gid `pw` gave the agent.
+fn ids_of(root: &Path, user: &str) -> (u32, u32) {
+    let pw = read(&root.join("etc/master.passwd"));
+    let line = pw
+        .lines()
+        .find(|l| l.starts_with(&format!("{user}:")))
+        .unwrap_or_else(|| panic!("{user} is not in master.passwd:\n{pw}"));
+    let f: Vec<&str> = line.split(':').collect();
+    (f[2].parse().unwrap(), f[3].parse().unwrap())
+}
+
+/// Give a tree to uid:gid, links included (as the agent would own what it made).
+fn chown_tree(p: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+    if std::fs::symlink_metadata(p).unwrap().is_dir() {
+        for e in std::fs::read_dir(p).unwrap() {
+            chown_tree(&e.unwrap().path(), uid, gid);
+        }
+    }
+}
+
+/// Every way warden shows a plan: text, JSON, and the `--out` file (with its mode).
+fn every_plan_output(s: &Site) -> (String, u32) {
+    let mut all = out(&s.warden(&["plan"]).assert());
+    all += &out(&s.warden(&["plan", "--json"]).assert());
+    all += &out(&s.warden(&["status"]).assert());
+    all += &out(&s.warden(&["apply", "--yes"]).assert());
+    let file = s.tmp.path().join("plan.json");
+    s.warden(&["plan", "--out", file.to_str().unwrap()])
+        .assert()
+        .success();
+    all += &read(&file);
+    let mode = std::fs::metadata(&file).unwrap().mode() & 0o777;
+    (all, mode)
+}
+
+#[test]
+fn pw_gives_the_agent_its_home_as_freebsd_does() {
+    if !require_git() {
+        return;
+    }
+    let s = Site::examples();
+    s.apply().success();
+    let (uid, gid) = ids_of(&s.root, "atlas");
+    let home = std::fs::metadata(s.root.join("home/atlas")).unwrap();
+    assert_eq!(
+        (home.uid(), home.gid()),
+        (uid, gid),
+        "the home is not atlas's"
+    );
+    // The soul inside it stays root's all the same, and a second apply is quiet.
+    let soul = std::fs::metadata(s.root.join("home/atlas/soul")).unwrap();
+    assert_eq!(soul.uid(), 0);
+    s.converged();
+}
+
+#[test]
+fn a_spoofed_soul_head_never_shows_a_root_readable_file() {
+    if !require_git() {
+        return;
+    }
+    let s = Site::examples();
+    s.apply().success();
+    let secret = s.root.join("usr/local/etc/warden/clawdie.secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (uid, gid) = ids_of(&s.root, "atlas");
+    let home = s.root.join("home/atlas");
+    let soul = home.join("soul");
+
+    // The agent owns its home: it moves the checkout aside and puts its own in
+    // place, whose HEAD names a ref up and out of the tree.
+    std::fs::rename(&soul, home.join("soul.real")).unwrap();
+    std::fs::create_dir_all(soul.join(".git")).unwrap();
+    std::fs::write(
+        soul.join(".git/HEAD"),
+        "ref: ../../../../usr/local/etc/warden/clawdie.secret\n",
+    )
+    .unwrap();
+    chown_tree(&soul, uid, gid);
+    let (text, mode) = every_plan_output(&s);
+    assert!(!text.contains(SECRET), "a secret was shown:\n{text}");
+    assert!(
+        text.contains("home/atlas/soul is owned by uid"),
+        "the foreign checkout is not named:\n{text}"
+    );
+    assert_eq!(mode, 0o600, "plan --out is readable by others");
+
+    // The same with HEAD a link to the secret, in a tree made to look root's.
+    std::fs::remove_file(soul.join(".git/HEAD")).unwrap();
+    std::os::unix::fs::symlink(&secret, soul.join(".git/HEAD")).unwrap();
+    chown_tree(&soul, 0, 0);
+    let (text, _) = every_plan_output(&s);
+    assert!(!text.contains(SECRET), "a secret was shown:\n{text}");
+
+    // And a root-owned HEAD whose ref climbs out with `..`.
+    std::fs::remove_file(soul.join(".git/HEAD")).unwrap();
+    std::fs::write(
+        soul.join(".git/HEAD"),
+        "ref: ../../../../usr/local/etc/warden/clawdie.secret\n",
+    )
+    .unwrap();
+    let (text, _) = every_plan_output(&s);
+    assert!(!text.contains(SECRET), "a secret was shown:\n{text}");
+}
