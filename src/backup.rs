@@ -7,12 +7,18 @@
 //! | path in the archive | what |
 //! |---|---|
 //! | `MANIFEST.json` | format, agent, time, warden version, and the path, size and SHA-256 of every other file |
-//! | `env/NAME.env` | the runtime env file (it may hold secrets: the archive is 0600) |
-//! | `rc.d/NAME` | the rc.d script |
+//! | `env/NAME.env` | the runtime env file, as data: its secrets (the archive is 0600) |
 //! | `soul.tar` | the soul checkout, if the agent has one on the host |
 //! | `db/NAME_ops.dump`, … | `pg_dump -Fc` of each of the agent's databases, if it runs a db jail |
 //! | `git.tar` | the git jail's repositories: the git user's home, `/home/git` in the jail |
 //! | `cms.tar` | the CMS content: nginx's document root, `/usr/local/www/NAME` in the jail |
+//!
+//! Archives of earlier versions also hold `rc.d/NAME`; it is checked and ignored.
+//! An archive's checksums are its own (not keyed, not signed): they catch damage,
+//! not an attacker, who can recompute them. So an archive carries data only — the
+//! soul, repositories, site content, dumps — and a restore never installs a file
+//! warden renders (env file, rc.d script, run script) from it: those are rendered
+//! again from the manifests ([`write_rendered`]).
 //!
 //! The manifest records no content, only sizes and digests. A restore extracts the
 //! archive into a private temporary directory and checks it completely — the manifest,
@@ -213,7 +219,8 @@ pub struct RestoreReport {
     pub created: String,
     /// The warden version that made it.
     pub warden_version: String,
-    /// Host files written (env file, rc.d script).
+    /// Host files written (env file, rc.d script, run script), rendered from the
+    /// manifests by the caller ([`write_rendered`]), never taken from the archive.
     pub files: Vec<String>,
     /// The soul directory, if it was restored.
     pub soul: Option<String>,
@@ -631,11 +638,11 @@ pub fn backup_agent_with(
     let paths = AgentPaths::new(agent, &cfg.host);
     let mut entries = Vec::new();
 
-    // Files: read through the host, staged 0600.
-    for (kind, src, rel) in [
-        (EntryKind::Env, &paths.envfile, format!("env/{name}.env")),
-        (EntryKind::RcD, &paths.rcd, format!("rc.d/{name}")),
-    ] {
+    // The env file, read through the host and staged 0600: for its secrets, as
+    // data. A restore never installs it (nor an rc.d script, which older archives
+    // hold): both are rendered again from the manifests.
+    {
+        let (src, rel) = (&paths.envfile, format!("env/{name}.env"));
         let Some(bytes) = host.read(src).map_err(host_err(name))? else {
             return Err(BackupError::Missing {
                 agent: name.into(),
@@ -644,7 +651,7 @@ pub fn backup_agent_with(
         };
         let dest = dir.join(&rel);
         write_private(&dest, &bytes).map_err(io_err(name, &dest.display().to_string()))?;
-        entries.push(entry(name, dir, rel, kind, Some(src.clone()))?);
+        entries.push(entry(name, dir, rel, EntryKind::Env, Some(src.clone()))?);
     }
 
     // The soul checkout, as a nested tar.
@@ -933,16 +940,13 @@ pub fn restore_verified(
             "the archive holds database dumps but agent {name} runs no db jail (WARDEN_ROLES)"
         )));
     }
-    let ids = if has(EntryKind::Env) || has(EntryKind::Soul) {
-        Some(agent_ids(host, name)?)
-    } else {
-        None
-    };
+    // The agent must exist: a restore puts data back under an applied agent.
+    let (uid, gid) = agent_ids(host, name)?;
     let mut targets = Vec::new();
     for e in &manifest.entries {
         let target = match e.kind {
-            EntryKind::Env => format!("env file {}", paths.envfile),
-            EntryKind::RcD => format!("rc.d script {}", paths.rcd),
+            // Checked like every file, never installed: warden renders these.
+            EntryKind::Env | EntryKind::RcD => continue,
             EntryKind::Soul => format!("soul {}", paths.soul_dir),
             EntryKind::Database => format!(
                 "database {} in jail {}",
@@ -984,21 +988,9 @@ pub fn restore_verified(
     };
     for e in &manifest.entries {
         let src = dir.join(&e.path);
-        let read = || std::fs::read(&src).map_err(io_err(name, &e.path));
         match e.kind {
-            EntryKind::Env => {
-                let (uid, gid) = ids.expect("looked up above");
-                host.write_atomic(&paths.envfile, &read()?, 0o600, uid, gid)
-                    .map_err(host_err(name))?;
-                report.files.push(paths.envfile.clone());
-            }
-            EntryKind::RcD => {
-                host.write_atomic(&paths.rcd, &read()?, 0o755, 0, 0)
-                    .map_err(host_err(name))?;
-                report.files.push(paths.rcd.clone());
-            }
+            EntryKind::Env | EntryKind::RcD => {}
             EntryKind::Soul => {
-                let (uid, gid) = ids.expect("looked up above");
                 restore_soul(host, name, &paths.soul_dir, &src, uid, gid)?;
                 report.soul = Some(paths.soul_dir.clone());
             }
@@ -1191,6 +1183,61 @@ fn restore_soul(
         run(vec![s("rm"), s("-rf"), host.arg_path(&old)], &old)?;
     }
     Ok(())
+}
+
+/// Write the files warden renders for an agent (its env file, rc.d script and run
+/// script, rendered from the manifests as `apply` would), owned as `apply` gives
+/// them. A restore puts these back instead of anything an archive holds: an archive
+/// is checked only against its own checksums, so it carries data, never a program
+/// root runs. Returns the paths written.
+pub fn write_rendered(
+    host: &dyn Host,
+    agent: &str,
+    files: &[crate::resource::FileRes],
+) -> Result<Vec<String>, BackupError> {
+    let mut written = Vec::new();
+    for f in files {
+        let (uid, gid) = owner_ids(host, agent, &f.owner, &f.group)?;
+        host.write_atomic(&f.path, f.content.as_bytes(), f.mode, uid, gid)
+            .map_err(host_err(agent))?;
+        written.push(f.path.clone());
+    }
+    Ok(written)
+}
+
+/// The numeric ids of a user and group named in a rendered file.
+fn owner_ids(
+    host: &dyn Host,
+    agent: &str,
+    owner: &str,
+    group: &str,
+) -> Result<(u32, u32), BackupError> {
+    let field = |file: &str, name: &str, idx: usize| -> Result<Option<u32>, BackupError> {
+        if (file == "/etc/passwd" && name == "root") || (file == "/etc/group" && name == "wheel") {
+            return Ok(Some(0));
+        }
+        let Some(bytes) = host.read(file).map_err(host_err(agent))? else {
+            return Ok(None);
+        };
+        Ok(String::from_utf8_lossy(&bytes).lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&name))
+                .then(|| f.get(idx)?.parse().ok())
+                .flatten()
+        }))
+    };
+    match (
+        field("/etc/passwd", owner, 2)?,
+        field("/etc/group", group, 2)?,
+    ) {
+        (Some(u), Some(g)) => Ok((u, g)),
+        _ => Err(BackupError::Check {
+            agent: agent.into(),
+            message: format!(
+                "owner {owner}:{group} does not exist on the host; run `warden apply` first"
+            ),
+        }),
+    }
 }
 
 /// The agent user's uid and gid from the host's password and group files.

@@ -245,6 +245,36 @@ pub fn plan_with_view(
     })
 }
 
+/// The files warden renders for one agent that `restore` puts back (env file,
+/// rc.d script, run script), rendered from the manifests as `apply` writes them:
+/// never taken from an archive.
+pub fn agent_files(
+    cfg: &Config,
+    fleet: &Fleet,
+    host: &dyn Host,
+    templates: &Templates,
+    agent: &crate::manifest::AgentSpec,
+) -> Result<Vec<crate::resource::FileRes>> {
+    let view = state::runtime().block_on(state::read_view(&host.local(&cfg.host.state_db)))?;
+    let recorded = Recorded {
+        aliases: view.aliases.clone(),
+        devfs: view.devfs.clone(),
+        devfs_taken: devfs_taken(host)?,
+    };
+    let desired = render::render(fleet, &cfg.host, &recorded, templates)?;
+    let paths = render::AgentPaths::new(agent, &cfg.host);
+    let wanted = [paths.envfile, paths.rcd, paths.runner];
+    Ok(desired
+        .items
+        .into_iter()
+        .filter(|i| i.agent.as_deref() == Some(agent.name.as_str()))
+        .filter_map(|i| match i.resource {
+            crate::resource::Resource::File(f) if wanted.contains(&f.path) => Some(f),
+            _ => None,
+        })
+        .collect())
+}
+
 /// One note per llama.cpp jail whose model file is not on the host. The jail mounts
 /// the models directory read-only, and llama-server refuses to start without its
 /// model (the port's rc script checks `llama_server_model` is a file).

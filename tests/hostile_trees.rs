@@ -115,3 +115,132 @@ fn a_spoofed_soul_head_never_shows_a_root_readable_file() {
     let (text, _) = every_plan_output(&s);
     assert!(!text.contains(SECRET), "a secret was shown:\n{text}");
 }
+
+/// `examples/` with bob (a git jail only) and his secret, applied.
+fn site_with_bob() -> Site {
+    let s = Site::examples();
+    s.manifest(
+        "bob",
+        "AGENT_NAME=bob\nAGENT_SUBNET_BASE=10.0.9\nWARDEN_ROLES=git\n",
+    );
+    let secrets = s.dir().join("agents/bob.secrets.env");
+    std::fs::write(&secrets, "BOB_TOKEN=bobsecret123\n").unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    s.apply().success();
+    s
+}
+
+/// Back bob up; the archive's path.
+fn backup_bob(s: &Site) -> std::path::PathBuf {
+    let backups = s.tmp.path().join("backups");
+    s.warden(&[
+        "backup",
+        "--agent",
+        "bob",
+        "--to",
+        backups.to_str().unwrap(),
+    ])
+    .assert()
+    .success();
+    std::fs::read_dir(&backups)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+}
+
+fn tar(args: &[&str]) {
+    let st = std::process::Command::new("tar")
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar {args:?}");
+}
+
+/// Rewrite an extracted archive's MANIFEST.json so that every checksum matches
+/// what `dir` holds now (an archive's sums are its own: anyone can recompute them),
+/// listing `extra` files too.
+fn reseal(dir: &Path, extra: &[(&str, &str)]) {
+    let mpath = dir.join("MANIFEST.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let entries = m["entries"].as_array_mut().unwrap();
+    for (path, kind) in extra {
+        entries.push(serde_json::json!({"path": path, "kind": kind, "size": 0, "sha256": ""}));
+    }
+    for e in entries.iter_mut() {
+        let p = dir.join(e["path"].as_str().unwrap());
+        let (size, sha) = warden::backup::hash_file(&p).unwrap();
+        e["size"] = size.into();
+        e["sha256"] = sha.into();
+    }
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+#[test]
+fn restore_never_installs_or_runs_an_archives_rc_d_script() {
+    if !require_git() {
+        return;
+    }
+    let s = site_with_bob();
+    let archive = backup_bob(&s);
+    let rcd = s.root.join("usr/local/etc/rc.d/bob");
+    let env = s.root.join("usr/local/etc/warden/bob.env");
+    let (rcd_good, env_good) = (read(&rcd), read(&env));
+
+    // A tampered archive with recomputed sums: an rc.d script that runs a command
+    // as root, and an env file with a line of the attacker's.
+    let x = s.tmp.path().join("x");
+    std::fs::create_dir_all(x.join("rc.d")).unwrap();
+    tar(&["-xf", archive.to_str().unwrap(), "-C", x.to_str().unwrap()]);
+    let mark = s.root.join("pwned");
+    std::fs::write(
+        x.join("rc.d/bob"),
+        format!("#!/bin/sh\ntouch {}\n", mark.display()),
+    )
+    .unwrap();
+    let envx = x.join("env/bob.env");
+    std::fs::write(&envx, format!("{}LD_PRELOAD=/tmp/evil.so\n", read(&envx))).unwrap();
+    let listed = read(&x.join("MANIFEST.json")).contains("\"rc.d/bob\"");
+    reseal(&x, if listed { &[] } else { &[("rc.d/bob", "rc.d")] });
+    let bad = s.tmp.path().join("bad.tar.xz");
+    tar(&[
+        "-cJf",
+        bad.to_str().unwrap(),
+        "-C",
+        x.to_str().unwrap(),
+        ".",
+    ]);
+
+    // The env file and rc.d script are damaged on the host; restore puts back
+    // what the manifests render, never the archive's.
+    std::fs::write(&env, "broken\n").unwrap();
+    std::fs::write(&rcd, "#!/bin/sh\n# broken\n").unwrap();
+    let dry = out(&s
+        .warden(&[
+            "restore",
+            "--dry-run",
+            "--agent",
+            "bob",
+            bad.to_str().unwrap(),
+        ])
+        .assert()
+        .success());
+    let text = out(&s
+        .warden(&["restore", "--yes", "--agent", "bob", bad.to_str().unwrap()])
+        .assert()
+        .success());
+    assert!(text.contains("Restored bob"), "{text}");
+    assert_eq!(
+        read(&rcd),
+        rcd_good,
+        "the rc.d script came from the archive"
+    );
+    assert_eq!(read(&env), env_good, "the env file came from the archive");
+    assert!(!mark.exists(), "restore ran the archive's script as root");
+    s.converged();
+    assert!(
+        dry.contains("/usr/local/etc/rc.d/bob (rendered from the manifests)"),
+        "{dry}"
+    );
+}
