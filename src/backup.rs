@@ -941,7 +941,7 @@ pub fn restore_verified(
         )));
     }
     // The agent must exist: a restore puts data back under an applied agent.
-    let (uid, gid) = agent_ids(host, name)?;
+    agent_ids(host, name)?;
     let mut targets = Vec::new();
     for e in &manifest.entries {
         let target = match e.kind {
@@ -991,7 +991,7 @@ pub fn restore_verified(
         match e.kind {
             EntryKind::Env | EntryKind::RcD => {}
             EntryKind::Soul => {
-                restore_soul(host, name, &paths.soul_dir, &src, uid, gid)?;
+                restore_soul(host, name, &paths.soul_dir, &src)?;
                 report.soul = Some(paths.soul_dir.clone());
             }
             EntryKind::Git | EntryKind::Cms => {
@@ -1126,14 +1126,14 @@ fn extracted_files(dir: &Path) -> Result<BTreeSet<String>, String> {
     Ok(out)
 }
 
-/// Unpack `soul.tar` beside the soul directory, give it to the agent, then swap it in.
+/// Unpack `soul.tar` beside the soul directory, make it root's as warden installs
+/// a checkout (root-owned, readable by the agent, writable by no one else: root
+/// runs git there), then swap it in.
 fn restore_soul(
     host: &dyn Host,
     agent: &str,
     soul_dir: &str,
     tarball: &Path,
-    uid: u32,
-    gid: u32,
 ) -> Result<(), BackupError> {
     let (parent, base) = soul_dir.rsplit_once('/').unwrap_or(("", soul_dir));
     let fresh = format!("{parent}/.{base}.warden-restore");
@@ -1160,11 +1160,16 @@ fn restore_soul(
         ],
         soul_dir,
     )?;
+    // chown -R and chmod -R follow no symlink they meet (FreeBSD's default is -P).
+    run(
+        vec![s("chown"), s("-R"), s("0:0"), host.arg_path(&fresh)],
+        soul_dir,
+    )?;
     run(
         vec![
-            s("chown"),
+            s("chmod"),
             s("-R"),
-            format!("{uid}:{gid}"),
+            s("u+rwX,go+rX,go-w,ug-s"),
             host.arg_path(&fresh),
         ],
         soul_dir,

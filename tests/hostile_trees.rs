@@ -116,13 +116,21 @@ fn a_spoofed_soul_head_never_shows_a_root_readable_file() {
     assert!(!text.contains(SECRET), "a secret was shown:\n{text}");
 }
 
-/// `examples/` with bob (a git jail only) and his secret, applied.
+/// `examples/` with bob (a git jail only, the example soul) and his secret, applied.
 fn site_with_bob() -> Site {
     let s = Site::examples();
     s.manifest(
         "bob",
-        "AGENT_NAME=bob\nAGENT_SUBNET_BASE=10.0.9\nWARDEN_ROLES=git\n",
+        "AGENT_NAME=bob\nAGENT_SUBNET_BASE=10.0.9\nWARDEN_ROLES=git\nSOUL_REPO=../../souls/bob\n",
     );
+    // The example bundle, made bob's.
+    let soul = s.souls().join("bob");
+    support::copy_dir(&support::crate_dir().join("souls/example"), &soul);
+    let m = soul.join("manifest.json");
+    std::fs::write(&m, read(&m).replace("\"clawdie\"", "\"bob\"")).unwrap();
+    support::git(&soul, &["init", "-q", "-b", "main"]);
+    support::git(&soul, &["add", "-A"]);
+    support::git(&soul, &["commit", "-q", "-m", "soul"]);
     let secrets = s.dir().join("agents/bob.secrets.env");
     std::fs::write(&secrets, "BOB_TOKEN=bobsecret123\n").unwrap();
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -242,5 +250,58 @@ fn restore_never_installs_or_runs_an_archives_rc_d_script() {
     assert!(
         dry.contains("/usr/local/etc/rc.d/bob (rendered from the manifests)"),
         "{dry}"
+    );
+}
+
+/// Every entry under `dir` that is not root's alone (owner, or writable by others).
+fn not_roots(dir: &Path) -> Vec<String> {
+    let mut bad = Vec::new();
+    let m = std::fs::symlink_metadata(dir).unwrap();
+    if m.uid() != 0 || (!m.file_type().is_symlink() && m.mode() & 0o022 != 0) {
+        bad.push(format!(
+            "{} uid {} mode {:o}",
+            dir.display(),
+            m.uid(),
+            m.mode()
+        ));
+    }
+    if m.is_dir() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            bad.extend(not_roots(&e.unwrap().path()));
+        }
+    }
+    bad
+}
+
+#[test]
+fn a_restored_soul_stays_roots_and_the_next_plan_is_quiet() {
+    if !require_git() {
+        return;
+    }
+    let s = site_with_bob();
+    let soul = s.root.join("home/bob/soul");
+    assert!(soul.join("SOUL.md").exists());
+    let archive = backup_bob(&s);
+    std::fs::write(soul.join("SOUL.md"), "overwritten\n").unwrap();
+    s.warden(&[
+        "restore",
+        "--yes",
+        "--agent",
+        "bob",
+        archive.to_str().unwrap(),
+    ])
+    .assert()
+    .success();
+    assert_ne!(read(&soul.join("SOUL.md")), "overwritten\n");
+    assert_eq!(
+        not_roots(&soul),
+        Vec::<String>::new(),
+        "restore gave the soul away"
+    );
+    s.converged();
+    let text = out(&s.warden(&["status"]).assert());
+    assert!(
+        !text.lines().any(|l| l.contains("FAIL soul")),
+        "status finds a soul not ok:\n{text}"
     );
 }
