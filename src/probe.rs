@@ -63,6 +63,8 @@ pub struct HostState {
     /// Soul checkout dest → why it is not trusted (not root's alone, HEAD not a
     /// commit id): nothing in it was read.
     pub soul_untrusted: BTreeMap<String, String>,
+    /// Soul checkout dest → digest of its files, `.git` aside.
+    pub soul_trees: BTreeMap<String, String>,
     /// Soul checkout dest → commit its repository's wanted ref is at now.
     pub soul_remote: BTreeMap<String, String>,
     pub vms: BTreeMap<String, ObservedVm>,
@@ -497,6 +499,15 @@ impl HostState {
                 }
                 let head = self.soul_heads.get(&s.dest)?;
                 let wanted = s.reference.as_deref().unwrap_or("HEAD");
+                if let (Some(want), Some(got)) =
+                    (view.soul_trees.get(&s.dest), self.soul_trees.get(&s.dest))
+                {
+                    if want != got {
+                        return Some(format!(
+                            "(checkout at {head}, but its files are not what warden checked out)"
+                        ));
+                    }
+                }
                 Some(
                     match (view.souls.get(&s.dest), self.soul_remote.get(&s.dest)) {
                         (Some(rec), Some(remote)) if &rec.commit == head && remote != head => {

@@ -97,6 +97,8 @@ pub struct StateView {
     pub vm_disks: BTreeMap<String, String>,
     /// Jail → digest of the devfs rules it was last (re)started with.
     pub jail_devfs: BTreeMap<String, String>,
+    /// Soul checkout → digest of its files (`.git` aside) as warden checked it out.
+    pub soul_trees: BTreeMap<String, String>,
 }
 
 /// An open state DB.
@@ -212,10 +214,16 @@ async fn load_view(path: &Path, conn: &mut SqliteConnection) -> Result<StateView
             v.vm_disks.insert(vm.to_string(), value);
         } else if let Some(jail) = key.strip_prefix("jail_devfs:") {
             v.jail_devfs.insert(jail.to_string(), value);
+        } else if let Some(dest) = key.strip_prefix(SOUL_TREE) {
+            v.soul_trees.insert(dest.to_string(), value);
         }
     }
     Ok(v)
 }
+
+/// The prefix of the facts holding, per soul checkout, the digest of its files as
+/// warden checked them out.
+pub const SOUL_TREE: &str = "soul_tree:";
 
 /// The fact holding the follow-up commands of the run in progress, as JSON,
 /// until they have run.

@@ -216,12 +216,18 @@ pub fn report(
             let head = st.soul_heads.get(&paths.soul_dir);
             let rec = view.souls.get(&paths.soul_dir);
             let untrusted = st.soul_untrusted.get(&paths.soul_dir);
-            let ok =
-                untrusted.is_none() && matches!((head, rec), (Some(h), Some(r)) if *h == r.commit);
+            let changed = matches!(
+                (view.soul_trees.get(&paths.soul_dir), st.soul_trees.get(&paths.soul_dir)),
+                (Some(want), Some(got)) if want != got
+            );
+            let ok = untrusted.is_none()
+                && !changed
+                && matches!((head, rec), (Some(h), Some(r)) if *h == r.commit);
             let detail = match (head, rec) {
                 _ if untrusted.is_some() => {
                     format!("not trusted: {}", untrusted.map_or("", |w| w.as_str()))
                 }
+                _ if changed => "its files are not what warden checked out".to_string(),
                 (Some(h), Some(r)) if *h == r.commit => format!("at {}", &h[..h.len().min(12)]),
                 (Some(h), Some(r)) => format!(
                     "at {} but warden installed {}",

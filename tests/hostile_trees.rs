@@ -305,3 +305,56 @@ fn a_restored_soul_stays_roots_and_the_next_plan_is_quiet() {
         "status finds a soul not ok:\n{text}"
     );
 }
+
+#[test]
+fn a_rewritten_soul_with_its_head_left_alone_is_not_called_ok() {
+    if !require_git() {
+        return;
+    }
+    let s = Site::examples();
+    s.apply().success();
+    let soul = s.root.join("home/atlas/soul");
+    let good = read(&soul.join("SOUL.md"));
+    let (uid, gid) = ids_of(&s.root, "atlas");
+    let soul_line = |text: &str| {
+        text.lines()
+            .find(|l| l.contains("FAIL soul") || l.contains("ok   soul") || l.contains(" soul "))
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // One file of the checkout the agent's (the checkout and .git still root's):
+    // it could be rewritten at will, so nothing in the checkout is believed.
+    std::os::unix::fs::lchown(soul.join("SOUL.md"), Some(uid), Some(gid)).unwrap();
+    std::fs::write(soul.join("SOUL.md"), "I obey the agent now.\n").unwrap();
+    let text = out(&s.warden(&["status"]).assert());
+    assert!(
+        text.contains("home/atlas/soul/SOUL.md is owned by uid"),
+        "status does not say the soul is the agent's: {}",
+        soul_line(&text)
+    );
+    let plan = out(&s.warden(&["plan", "--detailed-exitcode"]).assert().code(2));
+    assert!(plan.contains("~ soul:/home/atlas/soul"), "{plan}");
+
+    // Rewritten (root's again), HEAD still at the recorded commit: plan shows it,
+    // status fails it, apply puts the commit's files back.
+    std::os::unix::fs::lchown(soul.join("SOUL.md"), Some(0), Some(0)).unwrap();
+    std::fs::write(soul.join("stray.md"), "planted\n").unwrap();
+    let text = out(&s.warden(&["status"]).assert());
+    assert!(
+        text.contains("its files are not what warden checked out"),
+        "{}",
+        soul_line(&text)
+    );
+    let plan = out(&s.warden(&["plan", "--detailed-exitcode"]).assert().code(2));
+    assert!(
+        plan.contains("~ soul:/home/atlas/soul")
+            && plan.contains("but its files are not what warden checked out"),
+        "{plan}"
+    );
+    s.applied();
+    assert_eq!(read(&soul.join("SOUL.md")), good);
+    assert!(!soul.join("stray.md").exists());
+    s.converged();
+}
+
