@@ -260,6 +260,11 @@ pub fn report(
 
 /// The report as a table for people.
 pub fn human(r: &Report) -> String {
+    // Details may come from a jail or an agent's tree: shown escaped.
+    crate::grammar::printable(&human_raw(r)).into_owned()
+}
+
+fn human_raw(r: &Report) -> String {
     let mut out = String::new();
     for n in &r.notes {
         out.push_str(n);

@@ -358,3 +358,41 @@ fn a_rewritten_soul_with_its_head_left_alone_is_not_called_ok() {
     s.converged();
 }
 
+#[test]
+fn a_jail_cannot_put_terminal_escapes_into_roots_plan() {
+    if !require_git() {
+        return;
+    }
+    let s = Site::examples();
+    s.apply().success();
+    let rc = s
+        .root
+        .join("usr/local/bastille/jails/atlasgit/root/etc/rc.conf");
+    let text = read(&rc);
+    assert!(text.contains("defaultrouter="), "{text}");
+    // Root in the jail sets a window title, moves the cursor up and clears the
+    // screen, in its address and gateway.
+    let evil = "\x1b]0;owned\x07\x1b[1A\x1b[2J\u{9b}2J";
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("defaultrouter=") {
+                format!("defaultrouter=\"10.0.1.1{evil}\"\n")
+            } else if l.starts_with("ifconfig_vnet0=") {
+                format!("ifconfig_vnet0=\"inet 10.0.1.9{evil}/24\"\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&rc, text).unwrap();
+    let mut all = out(&s.warden(&["plan"]).assert());
+    all += &out(&s.warden(&["plan", "--json"]).assert());
+    all += &out(&s.warden(&["status"]).assert());
+    assert!(
+        !all.contains('\x1b') && !all.contains('\x07') && !all.contains('\u{9b}'),
+        "a control character reached the terminal:\n{}",
+        all.escape_debug()
+    );
+    assert!(all.contains("10.0.1.1\\x1b]0;owned\\x07"), "{all}");
+}

@@ -286,11 +286,15 @@ fn root_only_all(local: &std::path::Path, shown: &str) -> Result<(), String> {
             let path = ent.path();
             let m = std::fs::symlink_metadata(&path)
                 .map_err(|e| format!("{shown}: cannot read it: {e}"))?;
-            let rel = path
-                .strip_prefix(local)
-                .unwrap_or(&path)
-                .display()
-                .to_string();
+            // The agent may have chosen the name: shown escaped.
+            let rel = crate::grammar::printable(
+                &path
+                    .strip_prefix(local)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string(),
+            )
+            .into_owned();
             let link = m.file_type().is_symlink();
             if m.uid() != 0 || (!link && m.mode() & 0o022 != 0) {
                 return Err(format!(
