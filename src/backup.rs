@@ -502,6 +502,49 @@ fn check_jail_tar(host: &dyn Host, agent: &str, file: &str, tarball: &Path) -> R
         .map_err(|m| format!("agent {agent}: the jail's archive of {file}: {m}"))
 }
 
+/// Check `soul.tar` completely before anything changes: every member relative
+/// (`./PATH`, no `..`, nothing absolute), and what it unpacks to, in warden's
+/// private directory `work`, a soul bundle warden would install for `agent`
+/// (no special file, no link out of it, within the bundle limits).
+fn check_soul_tar(host: &dyn Host, agent: &str, work: &Path, tarball: &Path) -> Result<(), String> {
+    let argv = vec![s("tar"), s("-tf"), tarball.display().to_string()];
+    let out = host.run(&argv).map_err(|e| e.to_string())?;
+    if !out.ok() {
+        return Err(format!(
+            "soul.tar: not a readable tar archive ({})",
+            out.stderr.trim()
+        ));
+    }
+    jail_members_ok(&out.stdout).map_err(|m| format!("soul.tar: {m}"))?;
+    let check = work.join(".soul-check");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&check)
+        .map_err(|e| format!("{}: {e}", check.display()))?;
+    let argv = vec![
+        s("tar"),
+        s("-x"),
+        s("--no-same-owner"),
+        s("-f"),
+        tarball.display().to_string(),
+        s("-C"),
+        check.display().to_string(),
+    ];
+    let out = host.run(&argv).map_err(|e| e.to_string())?;
+    let checked = if out.ok() {
+        crate::soul::check_bundle(&check, Some(agent), &crate::soul::SoulLimits::default())
+            .map(|_| ())
+            .map_err(|problems| {
+                let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+                format!("soul.tar: the soul bundle is refused:\n{}", list.join("\n"))
+            })
+    } else {
+        Err(format!("soul.tar: cannot extract ({})", out.stderr.trim()))
+    };
+    let _ = std::fs::remove_dir_all(&check);
+    checked
+}
+
 /// Jail names and the directories warden names go into command lines: check them
 /// again here.
 fn check_jail_dir(agent: &str, jail: &str, inside: &str) -> Result<(), BackupError> {
@@ -947,7 +990,10 @@ pub fn restore_verified(
         let target = match e.kind {
             // Checked like every file, never installed: warden renders these.
             EntryKind::Env | EntryKind::RcD => continue,
-            EntryKind::Soul => format!("soul {}", paths.soul_dir),
+            EntryKind::Soul => {
+                check_soul_tar(host, name, dir, &dir.join(&e.path)).map_err(&invalid)?;
+                format!("soul {}", paths.soul_dir)
+            }
             EntryKind::Database => format!(
                 "database {} in jail {}",
                 e.database.as_deref().unwrap_or_default(),

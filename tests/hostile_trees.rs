@@ -396,3 +396,66 @@ fn a_jail_cannot_put_terminal_escapes_into_roots_plan() {
     );
     assert!(all.contains("10.0.1.1\\x1b]0;owned\\x07"), "{all}");
 }
+
+#[test]
+fn restore_checks_every_member_of_the_soul_archive_before_it_changes_anything() {
+    if !require_git() {
+        return;
+    }
+    let s = site_with_bob();
+    let archive = backup_bob(&s);
+    let soul = s.root.join("home/bob/soul");
+    let x = s.tmp.path().join("x");
+    std::fs::create_dir_all(&x).unwrap();
+    tar(&["-xf", archive.to_str().unwrap(), "-C", x.to_str().unwrap()]);
+    assert!(x.join("soul.tar").exists());
+    // A soul.tar whose member climbs out with `..` (GNU tar -P keeps the name).
+    let deep = s.tmp.path().join("t/a/b");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(s.tmp.path().join("t/evil"), "planted\n").unwrap();
+    std::fs::remove_file(x.join("soul.tar")).unwrap();
+    tar(&[
+        "-cPf",
+        x.join("soul.tar").to_str().unwrap(),
+        "-C",
+        deep.to_str().unwrap(),
+        "../../evil",
+    ]);
+    reseal(&x, &[]);
+    let bad = s.tmp.path().join("bad.tar.xz");
+    tar(&[
+        "-cJf",
+        bad.to_str().unwrap(),
+        "-C",
+        x.to_str().unwrap(),
+        ".",
+    ]);
+    let before = read(&soul.join("SOUL.md"));
+    s.clear_log();
+    let text = out(&s
+        .warden(&[
+            "restore",
+            "--dry-run",
+            "--agent",
+            "bob",
+            bad.to_str().unwrap(),
+        ])
+        .assert()
+        .code(1));
+    assert!(
+        text.contains("soul.tar: \"../../evil\": unexpected member"),
+        "{text}"
+    );
+    let text = out(&s
+        .warden(&["restore", "--yes", "--agent", "bob", bad.to_str().unwrap()])
+        .assert()
+        .code(1));
+    assert!(text.contains("soul.tar"), "{text}");
+    assert!(
+        !s.log().contains("MUT"),
+        "restore changed the host: {}",
+        s.log()
+    );
+    assert_eq!(read(&soul.join("SOUL.md")), before);
+    assert!(!s.root.join("home/evil").exists() && !s.root.join("evil").exists());
+}
