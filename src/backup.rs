@@ -20,8 +20,10 @@
 //! warden renders (env file, rc.d script, run script) from it: those are rendered
 //! again from the manifests ([`write_rendered`]).
 //!
-//! The manifest records no content, only sizes and digests. A restore extracts the
-//! archive into a private temporary directory and checks it completely — the manifest,
+//! The manifest records no content, only sizes and digests. A restore unpacks the
+//! archive member by member into a private directory of warden's own (beside the
+//! state DB), each member streamed and cut off at the size the manifest gives it,
+//! and checks it completely — the manifest,
 //! every checksum, no file missing and no file more, the agent's name — before it
 //! changes anything on the host.
 //!
@@ -899,7 +901,7 @@ pub fn restore_verified(
         });
     }
 
-    // 1. Look before extracting: only relative names without `..`.
+    // 1. Look before extracting: only relative names without `..`, each once.
     let argv = vec![s("tar"), s("-tf"), shown.clone()];
     let out = host.run(&argv).map_err(host_err(name))?;
     if !out.ok() {
@@ -908,6 +910,8 @@ pub fn restore_verified(
             out.stderr.trim()
         )));
     }
+    // File member → its name as the archive spells it (`./` or not).
+    let mut present: std::collections::BTreeMap<String, String> = Default::default();
     for member in out.stdout.lines() {
         let rel = member.trim_start_matches("./");
         if member.starts_with('/') || rel.split('/').any(|c| c == "..") {
@@ -915,35 +919,55 @@ pub fn restore_verified(
                 "{member}: unsafe path in the archive (absolute or with ..)"
             )));
         }
+        let dir = rel.trim_end_matches('/');
+        if rel.is_empty() || rel == "." || (rel.ends_with('/') && ARCHIVE_DIRS.contains(&dir)) {
+            continue;
+        }
+        if present
+            .insert(rel.to_string(), member.to_string())
+            .is_some()
+        {
+            return Err(invalid(format!("{rel}: in the archive twice")));
+        }
     }
 
-    // 2. Extract into a private temporary directory.
-    let work = Scratch::new(&std::env::temp_dir().join(format!(
-        "warden-restore-{name}-{}-{}",
+    // 2. Unpack member by member into a private directory of warden's own (beside
+    //    the state DB), each streamed and cut off at the size MANIFEST.json gives
+    //    it: an archive never writes more than it declares.
+    let own = host.local(
+        Path::new(&cfg.host.state_db)
+            .parent()
+            .and_then(Path::to_str)
+            .unwrap_or("/var/db/warden"),
+    );
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&own)
+        .map_err(io_err(name, &own.display().to_string()))?;
+    let work = Scratch::new(&own.join(format!(
+        ".restore-{name}-{}-{}",
         std::process::id(),
         unique()
     )))
-    .map_err(io_err(name, &std::env::temp_dir().display().to_string()))?;
+    .map_err(io_err(name, &own.display().to_string()))?;
     let dir = work.path();
-    let argv = vec![
-        s("tar"),
-        s("-x"),
-        s("--no-same-owner"),
-        s("-f"),
-        shown.clone(),
-        s("-C"),
-        dir.display().to_string(),
-    ];
-    let out = host.run(&argv).map_err(host_err(name))?;
-    if !out.ok() {
-        return Err(invalid(format!("cannot extract ({})", out.stderr.trim())));
-    }
+    let Some(member) = present.get(MANIFEST) else {
+        return Err(invalid(format!(
+            "{MANIFEST} is missing: not a warden backup"
+        )));
+    };
+    extract_capped(host, &archive, member, &dir.join(MANIFEST), MANIFEST_MAX).map_err(
+        |e| match e {
+            Capped::Larger => invalid(format!("{MANIFEST}: larger than {MANIFEST_MAX} bytes")),
+            Capped::Failed(why) => invalid(format!("{MANIFEST}: cannot extract ({why})")),
+        },
+    )?;
 
     // 3. Verify everything.
-    let present = extracted_files(dir).map_err(invalid)?;
     let manifest = read_manifest(dir, name).map_err(invalid)?;
     let listed: BTreeSet<&str> = manifest.entries.iter().map(|e| e.path.as_str()).collect();
-    for f in &present {
+    for f in present.keys() {
         if f != MANIFEST && !listed.contains(f.as_str()) {
             return Err(invalid(format!(
                 "{f}: unexpected file, not in MANIFEST.json"
@@ -952,11 +976,30 @@ pub fn restore_verified(
     }
     for e in &manifest.entries {
         let path = dir.join(&e.path);
-        if !present.contains(&e.path) {
+        let Some(member) = present.get(&e.path) else {
             return Err(invalid(format!(
                 "{}: listed in MANIFEST.json but missing from the archive",
                 e.path
             )));
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(io_err(name, &e.path))?;
+        }
+        match extract_capped(host, &archive, member, &path, e.size) {
+            Ok(()) => {}
+            Err(Capped::Larger) => {
+                return Err(invalid(format!(
+                    "{}: larger than the {} bytes MANIFEST.json gives it; stopped reading there",
+                    e.path, e.size
+                )))
+            }
+            Err(Capped::Failed(why)) => {
+                return Err(invalid(format!("{}: cannot extract ({why})", e.path)))
+            }
         }
         let (size, sha) = hash_file(&path).map_err(io_err(name, &e.path))?;
         if size != e.size || sha != e.sha256 {
@@ -1138,38 +1181,74 @@ fn read_manifest(dir: &Path, agent: &str) -> Result<Manifest, String> {
     Ok(m)
 }
 
-/// The regular files under `dir`, relative; anything else than the archive's own
-/// directories (a symlink, a device, another directory) is refused.
-fn extracted_files(dir: &Path) -> Result<BTreeSet<String>, String> {
-    const DIRS: [&str; 3] = ["env", "rc.d", "db"];
-    let mut out = BTreeSet::new();
-    let mut stack = vec![(dir.to_path_buf(), String::new())];
-    while let Some((path, rel)) = stack.pop() {
-        let rd = std::fs::read_dir(&path).map_err(|e| format!("{rel}: cannot read: {e}"))?;
-        for ent in rd {
-            let ent = ent.map_err(|e| format!("{rel}: cannot read: {e}"))?;
-            let name = ent.file_name().to_string_lossy().into_owned();
-            let r = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
-            let ft = ent
-                .file_type()
-                .map_err(|e| format!("{r}: cannot stat: {e}"))?;
-            if ft.is_dir() && rel.is_empty() && DIRS.contains(&name.as_str()) {
-                stack.push((ent.path(), r));
-            } else if ft.is_file() {
-                out.insert(r);
-            } else {
-                return Err(format!("{r}: unexpected entry in the archive"));
+/// The directories an archive holds files in.
+const ARCHIVE_DIRS: [&str; 3] = ["env", "rc.d", "db"];
+
+/// Why [`extract_capped`] stopped.
+enum Capped {
+    /// The member holds more than it may.
+    Larger,
+    Failed(String),
+}
+
+/// Write `member` of `archive` into the new private file `dest`, at most `max`
+/// bytes: `tar -xO` streams it through a FIFO that warden reads, and warden stops
+/// reading (tar then dies of the closed pipe) at the first byte more.
+fn extract_capped(
+    host: &dyn Host,
+    archive: &Path,
+    member: &str,
+    dest: &Path,
+    max: u64,
+) -> Result<(), Capped> {
+    let failed = |e: &dyn std::fmt::Display| Capped::Failed(e.to_string());
+    let fifo = dest.with_extension("warden-fifo");
+    let out = host
+        .run(&[s("mkfifo"), s("-m"), s("0600"), fifo.display().to_string()])
+        .map_err(|e| failed(&e))?;
+    if !out.ok() {
+        return Err(Capped::Failed(out.stderr.trim().to_string()));
+    }
+    let argv = vec![
+        s("tar"),
+        s("-xOf"),
+        archive.display().to_string(),
+        s("--"),
+        member.to_string(),
+    ];
+    let result = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let r = host.run_io(&argv, None, Some(&fifo));
+            // Had tar never opened the FIFO, the reader below would wait for a
+            // writer forever: open it once (never blocking) and close it.
+            if r.is_err() {
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(crate::host::O_NONBLOCK)
+                    .open(&fifo);
             }
-        }
+            r
+        });
+        let copied = (|| -> std::io::Result<u64> {
+            let to = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dest);
+            let from = std::fs::File::open(&fifo)?;
+            std::io::copy(&mut from.take(max + 1), &mut to?)
+        })();
+        (copied, writer.join())
+    });
+    let _ = std::fs::remove_file(&fifo);
+    match result {
+        (Ok(n), _) if n > max => Err(Capped::Larger),
+        (Err(e), _) => Err(failed(&e)),
+        (Ok(_), Ok(Ok(out))) if out.ok() => Ok(()),
+        (Ok(_), Ok(Ok(out))) => Err(Capped::Failed(out.stderr.trim().to_string())),
+        (Ok(_), Ok(Err(e))) => Err(failed(&e)),
+        (Ok(_), Err(_)) => Err(Capped::Failed("the extracting thread panicked".into())),
     }
-    if !out.contains(MANIFEST) {
-        return Err(format!("{MANIFEST} is missing: not a warden backup"));
-    }
-    Ok(out)
 }
 
 /// Unpack `soul.tar` beside the soul directory, make it root's as warden installs

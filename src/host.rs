@@ -255,6 +255,13 @@ const NO_FOLLOW_NO_BLOCK: i32 = 0o4000;
 #[cfg(not(any(target_os = "freebsd", target_os = "linux")))]
 const NO_FOLLOW_NO_BLOCK: i32 = 0;
 
+/// open(2)'s O_NONBLOCK (FreeBSD's sys/sys/fcntl.h: 0x0004; Linux: 0o4000 on
+/// the common architectures).
+#[cfg(target_os = "freebsd")]
+pub(crate) const O_NONBLOCK: i32 = 0x0004;
+#[cfg(not(target_os = "freebsd"))]
+pub(crate) const O_NONBLOCK: i32 = 0o4000;
+
 fn io(path: &Path, source: std::io::Error) -> HostError {
     HostError::Io {
         path: path.display().to_string(),

@@ -616,7 +616,7 @@ fn a_tampered_archive_is_refused_and_the_host_is_untouched() {
     let err = restore_with(&host, &s.cfg, atlas, &bad, &dumper).unwrap_err();
     assert!(
         err.to_string()
-            .contains("env/link: unexpected entry in the archive"),
+            .contains("env/link: unexpected file, not in MANIFEST.json"),
         "{err}"
     );
 

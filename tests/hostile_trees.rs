@@ -459,3 +459,56 @@ fn restore_checks_every_member_of_the_soul_archive_before_it_changes_anything() 
     assert_eq!(read(&soul.join("SOUL.md")), before);
     assert!(!s.root.join("home/evil").exists() && !s.root.join("evil").exists());
 }
+
+#[test]
+fn restore_stops_reading_a_member_at_the_size_its_manifest_gives() {
+    if !require_git() {
+        return;
+    }
+    let s = site_with_bob();
+    let archive = backup_bob(&s);
+    let x = s.tmp.path().join("x");
+    std::fs::create_dir_all(&x).unwrap();
+    tar(&["-xf", archive.to_str().unwrap(), "-C", x.to_str().unwrap()]);
+    // 64 MiB of zeros (a few KiB compressed) where MANIFEST.json lists soul.tar
+    // with its real, small size.
+    let big = std::fs::File::create(x.join("soul.tar")).unwrap();
+    big.set_len(64 << 20).unwrap();
+    let bad = s.tmp.path().join("bomb.tar.xz");
+    tar(&[
+        "-cJf",
+        bad.to_str().unwrap(),
+        "-C",
+        x.to_str().unwrap(),
+        ".",
+    ]);
+    assert!(std::fs::metadata(&bad).unwrap().len() < 1 << 20);
+    let tmp = s.tmp.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let text = out(&s
+        .warden(&[
+            "restore",
+            "--dry-run",
+            "--agent",
+            "bob",
+            bad.to_str().unwrap(),
+        ])
+        .env("TMPDIR", &tmp)
+        .assert()
+        .code(1));
+    assert!(
+        text.contains("soul.tar: larger than the") && text.contains("stopped reading there"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "restore unpacked into the host's temporary directory"
+    );
+    let scratch: Vec<_> = std::fs::read_dir(s.root.join("var/db/warden"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".restore-"))
+        .collect();
+    assert!(scratch.is_empty(), "left behind: {scratch:?}");
+}
