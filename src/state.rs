@@ -4,7 +4,7 @@
 use crate::resource::{Resource, Step};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Errors of the state DB.
@@ -309,9 +309,22 @@ impl State {
 
     /// Record the start of a run; returns its id.
     pub async fn begin_run(&mut self, command: &str, plan_digest: &str) -> Result<i64, StateError> {
+        self.begin_run_after(command, plan_digest, 0).await
+    }
+
+    /// Record the start of a run numbered above both every run recorded and
+    /// `floor` (the highest run number the host's snapshots carry): a state DB
+    /// made afresh never hands out a number an existing `@warden-run-N` has.
+    pub async fn begin_run_after(
+        &mut self,
+        command: &str,
+        plan_digest: &str,
+        floor: i64,
+    ) -> Result<i64, StateError> {
         let row = sqlx::query(
-            "INSERT INTO runs (started_at, command, pid, plan_digest) VALUES (?, ?, ?, ?) RETURNING id",
+            "INSERT INTO runs (id, started_at, command, pid, plan_digest) VALUES (MAX(COALESCE((SELECT MAX(id) FROM runs), 0), ?) + 1, ?, ?, ?, ?) RETURNING id",
         )
+        .bind(floor)
         .bind(now())
         .bind(command)
         .bind(std::process::id() as i64)
@@ -320,6 +333,17 @@ impl State {
         .await
         .map_err(db_err(&self.path))?;
         Ok(row.get(0))
+    }
+
+    /// The ids of the runs this state DB recorded.
+    pub async fn run_ids(&mut self) -> Result<BTreeSet<i64>, StateError> {
+        Ok(sqlx::query("SELECT id FROM runs")
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(db_err(&self.path))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
     }
 
     /// Record the end of a run.

@@ -444,7 +444,10 @@ pub fn apply(
     if req.yes {
         progress.line(&shown);
     }
-    let run = rt.block_on(st.begin_run(&req.command, &plan.digest()))?;
+    // Above every `@warden-run-N` on the host, so that snapshot names stay
+    // unique even when the state DB was lost and made afresh.
+    let floor = planned.host_state.zfs.highest_run();
+    let run = rt.block_on(st.begin_run_after(&req.command, &plan.digest(), floor))?;
     // Until they have run, the follow-ups are remembered: a run that stops
     // halfway leaves them to the next plan.
     let pending: Vec<&Vec<String>> = plan.follow_ups.iter().map(|f| &f.command).collect();
@@ -489,7 +492,8 @@ pub fn apply(
                 s.snap,
                 taken.join(", ")
             ));
-            match crate::rollback::prune(host, cfg.host.snapshot_keep as usize) {
+            let known = rt.block_on(st.run_ids()).unwrap_or_default();
+            match crate::rollback::prune(host, cfg.host.snapshot_keep as usize, &known) {
                 Ok(gone) if !gone.is_empty() => progress.line(&format!(
                     "Destroyed {} older snapshot(s) beyond snapshot_keep = {}: {}",
                     gone.len(),

@@ -631,3 +631,52 @@ fn an_agent_home_on_its_own_dataset_is_snapshotted_before_its_soul_changes() {
         "{snaps:?}"
     );
 }
+
+#[test]
+fn run_snapshots_stay_unique_when_the_state_db_is_lost_and_only_known_ones_are_pruned() {
+    let s = Site::examples_without_souls();
+    s.on_zfs();
+    let toml = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, format!("snapshot_keep = 1\n{toml}")).unwrap();
+    s.apply().success();
+    s.set_key("atlas", "AGENT_SUBNET_BASE", Some("10.0.2"));
+    let first = snapshot_run(&out(&s.apply().success()));
+    // The operator's own snapshot, named like warden's.
+    s.fake(
+        "zfs",
+        &[
+            "snapshot",
+            "-r",
+            "zroot/bastille/jails/atlasdb@warden-run-99",
+        ],
+    );
+    // The state DB is lost and made afresh.
+    for f in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(s.root.join("var/db/warden").join(f));
+    }
+    s.set_key("atlas", "AGENT_SUBNET_BASE", Some("10.0.3"));
+    let text = out(&s.apply().success());
+    let second: i64 = snapshot_run(&text).parse().unwrap();
+    assert!(
+        second > 99,
+        "run {second} reuses a snapshot's number:\n{text}"
+    );
+    let snaps = s.snapshots();
+    for keep in [
+        format!("zroot/bastille/jails/atlasdb@warden-run-{first}"),
+        "zroot/bastille/jails/atlasdb@warden-run-99".to_string(),
+        format!("zroot/bastille/jails/atlasdb@warden-run-{second}"),
+    ] {
+        assert!(snaps.contains(&keep), "{keep} is gone: {snaps:?}");
+    }
+    // Pruning goes on among the snapshots this state DB took.
+    s.set_key("atlas", "AGENT_SUBNET_BASE", Some("10.0.4"));
+    let third = snapshot_run(&out(&s.apply().success()));
+    let snaps = s.snapshots();
+    assert!(
+        !snaps.contains(&format!("zroot/bastille/jails/atlasdb@warden-run-{second}"))
+            && snaps.contains(&format!("zroot/bastille/jails/atlasdb@warden-run-{third}"))
+            && snaps.contains(&"zroot/bastille/jails/atlasdb@warden-run-99".to_string()),
+        "{snaps:?}"
+    );
+}
