@@ -72,6 +72,9 @@ pub struct HostState {
     pub vm_switches: BTreeMap<String, String>,
     /// rctl(8)'s `deny` rules: `SUBJECT:ID:RESOURCE` → amount.
     pub rctl: BTreeMap<String, u64>,
+    /// A running jail's rule whose Bastille rctl.conf says otherwise than the
+    /// kernel: filter → both, as shown.
+    pub rctl_stale: BTreeMap<String, String>,
     /// rctl(8) said RACCT is off (`kern.racct.enable=0`): limits wait for a reboot.
     pub racct_off: bool,
     /// Where Bastille keeps jails (read when jails are wanted).
@@ -171,6 +174,7 @@ pub fn probe(
         let out = p.host.run(&["rctl".into()])?;
         if out.ok() {
             p.st.rctl = crate::limits::parse_listing(&out.stdout);
+            observe_jail_rctl_conf(&mut p)?;
         } else if out.stderr.contains("disabled") || out.stderr.contains("not present") {
             p.st.racct_off = true;
             p.st.notes.push(
@@ -192,6 +196,66 @@ pub fn probe(
     }
     st.commands = host.spawned() - before;
     Ok(st)
+}
+
+/// A jail's rules live in two places: the kernel, and the jail's `rctl.conf`
+/// that Bastille keeps (limits.sh) and adds again on every start (start.sh). A
+/// stopped jail has no rule in the kernel, so what it will run with is the file:
+/// read there. A running jail whose file says otherwise than the kernel would
+/// change at its next start: shown as such, so that apply converges both.
+fn observe_jail_rctl_conf(p: &mut Probe) -> Result<(), HostError> {
+    let mut jails: BTreeSet<String> = BTreeSet::new();
+    for r in p.all.iter() {
+        if let Resource::Rctl(r) = r {
+            if r.subject == "jail" {
+                jails.insert(r.name.clone());
+            }
+        }
+    }
+    for jail in jails {
+        let Some(observed) = p.st.jails.get(&jail) else {
+            continue;
+        };
+        let running = observed.running;
+        let conf = p
+            .host
+            .read(&format!("{}/jails/{jail}/rctl.conf", p.cfg.bastille_prefix))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let in_file = crate::limits::parse_rctl_conf(&conf, &jail);
+        let prefix = format!("jail:{jail}:");
+        let in_kernel: BTreeMap<String, u64> =
+            p.st.rctl
+                .iter()
+                .filter(|(f, _)| f.starts_with(&prefix))
+                .map(|(f, n)| (f.clone(), *n))
+                .collect();
+        if !running {
+            for f in in_kernel.keys() {
+                p.st.rctl.remove(f);
+            }
+            p.st.rctl.extend(in_file);
+            continue;
+        }
+        for f in in_kernel.keys().chain(in_file.keys()) {
+            if in_kernel.get(f) != in_file.get(f) {
+                let shown = |n: Option<&u64>| {
+                    n.map_or("none".to_string(), |n| {
+                        crate::resource::rctl_repr(f.rsplit(':').next().unwrap_or(""), *n)
+                    })
+                };
+                p.st.rctl_stale.insert(
+                    f.clone(),
+                    format!(
+                        "{} in the kernel, {} in Bastille's rctl.conf of {jail}",
+                        shown(in_kernel.get(f)),
+                        shown(in_file.get(f))
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The commit of `wanted` (a branch, tag or HEAD) in `git ls-remote` output.
@@ -542,10 +606,14 @@ impl HostState {
                     "stopped".into()
                 })
             }
-            Resource::Rctl(r) => self
-                .rctl
-                .get(&r.filter())
-                .map(|n| crate::resource::rctl_repr(&r.resource, *n)),
+            Resource::Rctl(r) => {
+                if let Some(both) = self.rctl_stale.get(&r.filter()) {
+                    return Some(format!("({both})"));
+                }
+                self.rctl
+                    .get(&r.filter())
+                    .map(|n| crate::resource::rctl_repr(&r.resource, *n))
+            }
             Resource::Vm(v) => self.vms.get(&v.name).map(|o| {
                 vm_repr(
                     o.cpus,

@@ -680,3 +680,44 @@ fn run_snapshots_stay_unique_when_the_state_db_is_lost_and_only_known_ones_are_p
         "{snaps:?}"
     );
 }
+
+#[test]
+fn a_limit_changed_or_removed_while_its_jail_is_stopped_converges_in_bastilles_rctl_conf() {
+    let s = Site::examples_without_souls();
+    s.set_key("atlas", "DB_MEMORY_LIMIT", Some("2G"));
+    s.apply().success();
+    s.reboot();
+    s.apply().success();
+    let conf = "usr/local/bastille/jails/atlasdb/rctl.conf";
+    assert_eq!(s.read(conf), "jail:atlasdb:memoryuse:deny=2G/jail\n");
+
+    // Changed while the jail is stopped: the file Bastille reads at start follows.
+    s.fake("bastille", &["stop", "atlasdb"]);
+    s.set_key("atlas", "DB_MEMORY_LIMIT", Some("1G"));
+    s.apply().success();
+    assert_eq!(s.read(conf), "jail:atlasdb:memoryuse:deny=1G/jail\n");
+    s.fake("bastille", &["restart", "atlasdb"]);
+    assert!(
+        s.fake("rctl", &[])
+            .lines()
+            .any(|l| l == "jail:atlasdb:memoryuse:deny=1073741824"),
+        "{}",
+        s.fake("rctl", &[])
+    );
+    s.no_changes();
+
+    // Removed while it is stopped: planned, and gone from the file and the kernel.
+    s.fake("bastille", &["stop", "atlasdb"]);
+    s.set_key("atlas", "DB_MEMORY_LIMIT", None);
+    let plan = out(&s.warden(&["plan"]).assert().success());
+    assert!(plan.contains("- rctl:jail:atlasdb:memoryuse"), "{plan}");
+    s.apply().success();
+    s.fake("bastille", &["restart", "atlasdb"]);
+    assert_eq!(s.read(conf), "");
+    assert!(
+        !s.fake("rctl", &[]).contains("jail:atlasdb:memoryuse"),
+        "{}",
+        s.fake("rctl", &[])
+    );
+    s.no_changes();
+}
