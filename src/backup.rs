@@ -7,15 +7,23 @@
 //! | path in the archive | what |
 //! |---|---|
 //! | `MANIFEST.json` | format, agent, time, warden version, and the path, size and SHA-256 of every other file |
-//! | `env/NAME.env` | the runtime env file (it may hold secrets: the archive is 0600) |
-//! | `rc.d/NAME` | the rc.d script |
+//! | `env/NAME.env` | the runtime env file, as data: its secrets (the archive is 0600) |
 //! | `soul.tar` | the soul checkout, if the agent has one on the host |
 //! | `db/NAME_ops.dump`, … | `pg_dump -Fc` of each of the agent's databases, if it runs a db jail |
 //! | `git.tar` | the git jail's repositories: the git user's home, `/home/git` in the jail |
 //! | `cms.tar` | the CMS content: nginx's document root, `/usr/local/www/NAME` in the jail |
 //!
-//! The manifest records no content, only sizes and digests. A restore extracts the
-//! archive into a private temporary directory and checks it completely — the manifest,
+//! Archives of earlier versions also hold `rc.d/NAME`; it is checked and ignored.
+//! An archive's checksums are its own (not keyed, not signed): they catch damage,
+//! not an attacker, who can recompute them. So an archive carries data only — the
+//! soul, repositories, site content, dumps — and a restore never installs a file
+//! warden renders (env file, rc.d script, run script) from it: those are rendered
+//! again from the manifests ([`write_rendered`]).
+//!
+//! The manifest records no content, only sizes and digests. A restore unpacks the
+//! archive member by member into a private directory of warden's own (beside the
+//! state DB), each member streamed and cut off at the size the manifest gives it,
+//! and checks it completely — the manifest,
 //! every checksum, no file missing and no file more, the agent's name — before it
 //! changes anything on the host.
 //!
@@ -213,7 +221,8 @@ pub struct RestoreReport {
     pub created: String,
     /// The warden version that made it.
     pub warden_version: String,
-    /// Host files written (env file, rc.d script).
+    /// Host files written (env file, rc.d script, run script), rendered from the
+    /// manifests by the caller ([`write_rendered`]), never taken from the archive.
     pub files: Vec<String>,
     /// The soul directory, if it was restored.
     pub soul: Option<String>,
@@ -495,6 +504,49 @@ fn check_jail_tar(host: &dyn Host, agent: &str, file: &str, tarball: &Path) -> R
         .map_err(|m| format!("agent {agent}: the jail's archive of {file}: {m}"))
 }
 
+/// Check `soul.tar` completely before anything changes: every member relative
+/// (`./PATH`, no `..`, nothing absolute), and what it unpacks to, in warden's
+/// private directory `work`, a soul bundle warden would install for `agent`
+/// (no special file, no link out of it, within the bundle limits).
+fn check_soul_tar(host: &dyn Host, agent: &str, work: &Path, tarball: &Path) -> Result<(), String> {
+    let argv = vec![s("tar"), s("-tf"), tarball.display().to_string()];
+    let out = host.run(&argv).map_err(|e| e.to_string())?;
+    if !out.ok() {
+        return Err(format!(
+            "soul.tar: not a readable tar archive ({})",
+            out.stderr.trim()
+        ));
+    }
+    jail_members_ok(&out.stdout).map_err(|m| format!("soul.tar: {m}"))?;
+    let check = work.join(".soul-check");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&check)
+        .map_err(|e| format!("{}: {e}", check.display()))?;
+    let argv = vec![
+        s("tar"),
+        s("-x"),
+        s("--no-same-owner"),
+        s("-f"),
+        tarball.display().to_string(),
+        s("-C"),
+        check.display().to_string(),
+    ];
+    let out = host.run(&argv).map_err(|e| e.to_string())?;
+    let checked = if out.ok() {
+        crate::soul::check_bundle(&check, Some(agent), &crate::soul::SoulLimits::default())
+            .map(|_| ())
+            .map_err(|problems| {
+                let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+                format!("soul.tar: the soul bundle is refused:\n{}", list.join("\n"))
+            })
+    } else {
+        Err(format!("soul.tar: cannot extract ({})", out.stderr.trim()))
+    };
+    let _ = std::fs::remove_dir_all(&check);
+    checked
+}
+
 /// Jail names and the directories warden names go into command lines: check them
 /// again here.
 fn check_jail_dir(agent: &str, jail: &str, inside: &str) -> Result<(), BackupError> {
@@ -631,11 +683,11 @@ pub fn backup_agent_with(
     let paths = AgentPaths::new(agent, &cfg.host);
     let mut entries = Vec::new();
 
-    // Files: read through the host, staged 0600.
-    for (kind, src, rel) in [
-        (EntryKind::Env, &paths.envfile, format!("env/{name}.env")),
-        (EntryKind::RcD, &paths.rcd, format!("rc.d/{name}")),
-    ] {
+    // The env file, read through the host and staged 0600: for its secrets, as
+    // data. A restore never installs it (nor an rc.d script, which older archives
+    // hold): both are rendered again from the manifests.
+    {
+        let (src, rel) = (&paths.envfile, format!("env/{name}.env"));
         let Some(bytes) = host.read(src).map_err(host_err(name))? else {
             return Err(BackupError::Missing {
                 agent: name.into(),
@@ -644,7 +696,7 @@ pub fn backup_agent_with(
         };
         let dest = dir.join(&rel);
         write_private(&dest, &bytes).map_err(io_err(name, &dest.display().to_string()))?;
-        entries.push(entry(name, dir, rel, kind, Some(src.clone()))?);
+        entries.push(entry(name, dir, rel, EntryKind::Env, Some(src.clone()))?);
     }
 
     // The soul checkout, as a nested tar.
@@ -849,7 +901,7 @@ pub fn restore_verified(
         });
     }
 
-    // 1. Look before extracting: only relative names without `..`.
+    // 1. Look before extracting: only relative names without `..`, each once.
     let argv = vec![s("tar"), s("-tf"), shown.clone()];
     let out = host.run(&argv).map_err(host_err(name))?;
     if !out.ok() {
@@ -858,6 +910,8 @@ pub fn restore_verified(
             out.stderr.trim()
         )));
     }
+    // File member → its name as the archive spells it (`./` or not).
+    let mut present: std::collections::BTreeMap<String, String> = Default::default();
     for member in out.stdout.lines() {
         let rel = member.trim_start_matches("./");
         if member.starts_with('/') || rel.split('/').any(|c| c == "..") {
@@ -865,35 +919,55 @@ pub fn restore_verified(
                 "{member}: unsafe path in the archive (absolute or with ..)"
             )));
         }
+        let dir = rel.trim_end_matches('/');
+        if rel.is_empty() || rel == "." || (rel.ends_with('/') && ARCHIVE_DIRS.contains(&dir)) {
+            continue;
+        }
+        if present
+            .insert(rel.to_string(), member.to_string())
+            .is_some()
+        {
+            return Err(invalid(format!("{rel}: in the archive twice")));
+        }
     }
 
-    // 2. Extract into a private temporary directory.
-    let work = Scratch::new(&std::env::temp_dir().join(format!(
-        "warden-restore-{name}-{}-{}",
+    // 2. Unpack member by member into a private directory of warden's own (beside
+    //    the state DB), each streamed and cut off at the size MANIFEST.json gives
+    //    it: an archive never writes more than it declares.
+    let own = host.local(
+        Path::new(&cfg.host.state_db)
+            .parent()
+            .and_then(Path::to_str)
+            .unwrap_or("/var/db/warden"),
+    );
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&own)
+        .map_err(io_err(name, &own.display().to_string()))?;
+    let work = Scratch::new(&own.join(format!(
+        ".restore-{name}-{}-{}",
         std::process::id(),
         unique()
     )))
-    .map_err(io_err(name, &std::env::temp_dir().display().to_string()))?;
+    .map_err(io_err(name, &own.display().to_string()))?;
     let dir = work.path();
-    let argv = vec![
-        s("tar"),
-        s("-x"),
-        s("--no-same-owner"),
-        s("-f"),
-        shown.clone(),
-        s("-C"),
-        dir.display().to_string(),
-    ];
-    let out = host.run(&argv).map_err(host_err(name))?;
-    if !out.ok() {
-        return Err(invalid(format!("cannot extract ({})", out.stderr.trim())));
-    }
+    let Some(member) = present.get(MANIFEST) else {
+        return Err(invalid(format!(
+            "{MANIFEST} is missing: not a warden backup"
+        )));
+    };
+    extract_capped(host, &archive, member, &dir.join(MANIFEST), MANIFEST_MAX).map_err(
+        |e| match e {
+            Capped::Larger => invalid(format!("{MANIFEST}: larger than {MANIFEST_MAX} bytes")),
+            Capped::Failed(why) => invalid(format!("{MANIFEST}: cannot extract ({why})")),
+        },
+    )?;
 
     // 3. Verify everything.
-    let present = extracted_files(dir).map_err(invalid)?;
     let manifest = read_manifest(dir, name).map_err(invalid)?;
     let listed: BTreeSet<&str> = manifest.entries.iter().map(|e| e.path.as_str()).collect();
-    for f in &present {
+    for f in present.keys() {
         if f != MANIFEST && !listed.contains(f.as_str()) {
             return Err(invalid(format!(
                 "{f}: unexpected file, not in MANIFEST.json"
@@ -902,11 +976,30 @@ pub fn restore_verified(
     }
     for e in &manifest.entries {
         let path = dir.join(&e.path);
-        if !present.contains(&e.path) {
+        let Some(member) = present.get(&e.path) else {
             return Err(invalid(format!(
                 "{}: listed in MANIFEST.json but missing from the archive",
                 e.path
             )));
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(io_err(name, &e.path))?;
+        }
+        match extract_capped(host, &archive, member, &path, e.size) {
+            Ok(()) => {}
+            Err(Capped::Larger) => {
+                return Err(invalid(format!(
+                    "{}: larger than the {} bytes MANIFEST.json gives it; stopped reading there",
+                    e.path, e.size
+                )))
+            }
+            Err(Capped::Failed(why)) => {
+                return Err(invalid(format!("{}: cannot extract ({why})", e.path)))
+            }
         }
         let (size, sha) = hash_file(&path).map_err(io_err(name, &e.path))?;
         if size != e.size || sha != e.sha256 {
@@ -933,17 +1026,17 @@ pub fn restore_verified(
             "the archive holds database dumps but agent {name} runs no db jail (WARDEN_ROLES)"
         )));
     }
-    let ids = if has(EntryKind::Env) || has(EntryKind::Soul) {
-        Some(agent_ids(host, name)?)
-    } else {
-        None
-    };
+    // The agent must exist: a restore puts data back under an applied agent.
+    agent_ids(host, name)?;
     let mut targets = Vec::new();
     for e in &manifest.entries {
         let target = match e.kind {
-            EntryKind::Env => format!("env file {}", paths.envfile),
-            EntryKind::RcD => format!("rc.d script {}", paths.rcd),
-            EntryKind::Soul => format!("soul {}", paths.soul_dir),
+            // Checked like every file, never installed: warden renders these.
+            EntryKind::Env | EntryKind::RcD => continue,
+            EntryKind::Soul => {
+                check_soul_tar(host, name, dir, &dir.join(&e.path)).map_err(&invalid)?;
+                format!("soul {}", paths.soul_dir)
+            }
             EntryKind::Database => format!(
                 "database {} in jail {}",
                 e.database.as_deref().unwrap_or_default(),
@@ -984,22 +1077,10 @@ pub fn restore_verified(
     };
     for e in &manifest.entries {
         let src = dir.join(&e.path);
-        let read = || std::fs::read(&src).map_err(io_err(name, &e.path));
         match e.kind {
-            EntryKind::Env => {
-                let (uid, gid) = ids.expect("looked up above");
-                host.write_atomic(&paths.envfile, &read()?, 0o600, uid, gid)
-                    .map_err(host_err(name))?;
-                report.files.push(paths.envfile.clone());
-            }
-            EntryKind::RcD => {
-                host.write_atomic(&paths.rcd, &read()?, 0o755, 0, 0)
-                    .map_err(host_err(name))?;
-                report.files.push(paths.rcd.clone());
-            }
+            EntryKind::Env | EntryKind::RcD => {}
             EntryKind::Soul => {
-                let (uid, gid) = ids.expect("looked up above");
-                restore_soul(host, name, &paths.soul_dir, &src, uid, gid)?;
+                restore_soul(host, name, &paths.soul_dir, &src)?;
                 report.soul = Some(paths.soul_dir.clone());
             }
             EntryKind::Git | EntryKind::Cms => {
@@ -1100,48 +1181,84 @@ fn read_manifest(dir: &Path, agent: &str) -> Result<Manifest, String> {
     Ok(m)
 }
 
-/// The regular files under `dir`, relative; anything else than the archive's own
-/// directories (a symlink, a device, another directory) is refused.
-fn extracted_files(dir: &Path) -> Result<BTreeSet<String>, String> {
-    const DIRS: [&str; 3] = ["env", "rc.d", "db"];
-    let mut out = BTreeSet::new();
-    let mut stack = vec![(dir.to_path_buf(), String::new())];
-    while let Some((path, rel)) = stack.pop() {
-        let rd = std::fs::read_dir(&path).map_err(|e| format!("{rel}: cannot read: {e}"))?;
-        for ent in rd {
-            let ent = ent.map_err(|e| format!("{rel}: cannot read: {e}"))?;
-            let name = ent.file_name().to_string_lossy().into_owned();
-            let r = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
-            let ft = ent
-                .file_type()
-                .map_err(|e| format!("{r}: cannot stat: {e}"))?;
-            if ft.is_dir() && rel.is_empty() && DIRS.contains(&name.as_str()) {
-                stack.push((ent.path(), r));
-            } else if ft.is_file() {
-                out.insert(r);
-            } else {
-                return Err(format!("{r}: unexpected entry in the archive"));
-            }
-        }
-    }
-    if !out.contains(MANIFEST) {
-        return Err(format!("{MANIFEST} is missing: not a warden backup"));
-    }
-    Ok(out)
+/// The directories an archive holds files in.
+const ARCHIVE_DIRS: [&str; 3] = ["env", "rc.d", "db"];
+
+/// Why [`extract_capped`] stopped.
+enum Capped {
+    /// The member holds more than it may.
+    Larger,
+    Failed(String),
 }
 
-/// Unpack `soul.tar` beside the soul directory, give it to the agent, then swap it in.
+/// Write `member` of `archive` into the new private file `dest`, at most `max`
+/// bytes: `tar -xO` streams it through a FIFO that warden reads, and warden stops
+/// reading (tar then dies of the closed pipe) at the first byte more.
+fn extract_capped(
+    host: &dyn Host,
+    archive: &Path,
+    member: &str,
+    dest: &Path,
+    max: u64,
+) -> Result<(), Capped> {
+    let failed = |e: &dyn std::fmt::Display| Capped::Failed(e.to_string());
+    let fifo = dest.with_extension("warden-fifo");
+    let out = host
+        .run(&[s("mkfifo"), s("-m"), s("0600"), fifo.display().to_string()])
+        .map_err(|e| failed(&e))?;
+    if !out.ok() {
+        return Err(Capped::Failed(out.stderr.trim().to_string()));
+    }
+    let argv = vec![
+        s("tar"),
+        s("-xOf"),
+        archive.display().to_string(),
+        s("--"),
+        member.to_string(),
+    ];
+    let result = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let r = host.run_io(&argv, None, Some(&fifo));
+            // Had tar never opened the FIFO, the reader below would wait for a
+            // writer forever: open it once (never blocking) and close it.
+            if r.is_err() {
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(crate::host::O_NONBLOCK)
+                    .open(&fifo);
+            }
+            r
+        });
+        let copied = (|| -> std::io::Result<u64> {
+            let to = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dest);
+            let from = std::fs::File::open(&fifo)?;
+            std::io::copy(&mut from.take(max + 1), &mut to?)
+        })();
+        (copied, writer.join())
+    });
+    let _ = std::fs::remove_file(&fifo);
+    match result {
+        (Ok(n), _) if n > max => Err(Capped::Larger),
+        (Err(e), _) => Err(failed(&e)),
+        (Ok(_), Ok(Ok(out))) if out.ok() => Ok(()),
+        (Ok(_), Ok(Ok(out))) => Err(Capped::Failed(out.stderr.trim().to_string())),
+        (Ok(_), Ok(Err(e))) => Err(failed(&e)),
+        (Ok(_), Err(_)) => Err(Capped::Failed("the extracting thread panicked".into())),
+    }
+}
+
+/// Unpack `soul.tar` beside the soul directory, make it root's as warden installs
+/// a checkout (root-owned, readable by the agent, writable by no one else: root
+/// runs git there), then swap it in.
 fn restore_soul(
     host: &dyn Host,
     agent: &str,
     soul_dir: &str,
     tarball: &Path,
-    uid: u32,
-    gid: u32,
 ) -> Result<(), BackupError> {
     let (parent, base) = soul_dir.rsplit_once('/').unwrap_or(("", soul_dir));
     let fresh = format!("{parent}/.{base}.warden-restore");
@@ -1168,11 +1285,16 @@ fn restore_soul(
         ],
         soul_dir,
     )?;
+    // chown -R and chmod -R follow no symlink they meet (FreeBSD's default is -P).
+    run(
+        vec![s("chown"), s("-R"), s("0:0"), host.arg_path(&fresh)],
+        soul_dir,
+    )?;
     run(
         vec![
-            s("chown"),
+            s("chmod"),
             s("-R"),
-            format!("{uid}:{gid}"),
+            s("u+rwX,go+rX,go-w,ug-s"),
             host.arg_path(&fresh),
         ],
         soul_dir,
@@ -1191,6 +1313,61 @@ fn restore_soul(
         run(vec![s("rm"), s("-rf"), host.arg_path(&old)], &old)?;
     }
     Ok(())
+}
+
+/// Write the files warden renders for an agent (its env file, rc.d script and run
+/// script, rendered from the manifests as `apply` would), owned as `apply` gives
+/// them. A restore puts these back instead of anything an archive holds: an archive
+/// is checked only against its own checksums, so it carries data, never a program
+/// root runs. Returns the paths written.
+pub fn write_rendered(
+    host: &dyn Host,
+    agent: &str,
+    files: &[crate::resource::FileRes],
+) -> Result<Vec<String>, BackupError> {
+    let mut written = Vec::new();
+    for f in files {
+        let (uid, gid) = owner_ids(host, agent, &f.owner, &f.group)?;
+        host.write_atomic(&f.path, f.content.as_bytes(), f.mode, uid, gid)
+            .map_err(host_err(agent))?;
+        written.push(f.path.clone());
+    }
+    Ok(written)
+}
+
+/// The numeric ids of a user and group named in a rendered file.
+fn owner_ids(
+    host: &dyn Host,
+    agent: &str,
+    owner: &str,
+    group: &str,
+) -> Result<(u32, u32), BackupError> {
+    let field = |file: &str, name: &str, idx: usize| -> Result<Option<u32>, BackupError> {
+        if (file == "/etc/passwd" && name == "root") || (file == "/etc/group" && name == "wheel") {
+            return Ok(Some(0));
+        }
+        let Some(bytes) = host.read(file).map_err(host_err(agent))? else {
+            return Ok(None);
+        };
+        Ok(String::from_utf8_lossy(&bytes).lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&name))
+                .then(|| f.get(idx)?.parse().ok())
+                .flatten()
+        }))
+    };
+    match (
+        field("/etc/passwd", owner, 2)?,
+        field("/etc/group", group, 2)?,
+    ) {
+        (Some(u), Some(g)) => Ok((u, g)),
+        _ => Err(BackupError::Check {
+            agent: agent.into(),
+            message: format!(
+                "owner {owner}:{group} does not exist on the host; run `warden apply` first"
+            ),
+        }),
+    }
 }
 
 /// The agent user's uid and gid from the host's password and group files.

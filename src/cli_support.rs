@@ -51,6 +51,7 @@ pub fn restore_with_service_stopped(
     cfg: &crate::config::Config,
     agent: &crate::manifest::AgentSpec,
     archive: &Path,
+    rendered: &[crate::resource::FileRes],
     gate: &mut dyn FnMut(&[String]) -> std::result::Result<(), crate::backup::BackupError>,
 ) -> Result<crate::backup::RestoreReport> {
     let svc = |action: &str| {
@@ -77,7 +78,7 @@ pub fn restore_with_service_stopped(
         }
         Ok(())
     };
-    let result = crate::backup::restore_verified(
+    let mut result = crate::backup::restore_verified(
         host,
         cfg,
         agent,
@@ -85,6 +86,13 @@ pub fn restore_with_service_stopped(
         &crate::backup::BastilleDumper,
         &mut stop,
     );
+    // The service's own files come from the manifests, never from the archive.
+    if let Ok(report) = &mut result {
+        match crate::backup::write_rendered(host, &agent.name, rendered) {
+            Ok(files) => report.files = files,
+            Err(e) => result = Err(e),
+        }
+    }
     if stopped {
         host.run(&svc("start"))?;
     }

@@ -16,6 +16,26 @@ pub fn control_char(v: &str) -> Option<char> {
     v.chars().find(|c| c.is_control())
 }
 
+/// `v` fit for a terminal: every control character but newline and tab (C0, DEL,
+/// C1: the escape sequences that set a title, move the cursor or clear the
+/// screen) shown as `\xNN` or `\u{NNNN}`. For text read from a jail, an agent's
+/// tree or an archive, and for everything warden prints for people.
+pub fn printable(v: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c != '\n' && c != '\t' && c.is_control();
+    if !v.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    let mut out = String::with_capacity(v.len() + 8);
+    for c in v.chars() {
+        match c {
+            c if bad(c) && (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if bad(c) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// An absolute, normalised path of portable characters: no blanks, quotes, `:`,
 /// control characters, empty, `.` or `..` components, and no trailing `/`.
 pub fn check_path(v: &str) -> Result<(), String> {

@@ -119,8 +119,9 @@ pub trait Host: Sync {
             .map_err(|e| io(&path, e))
     }
     /// Read a small regular file at `rel` under `root`, a tree someone else
-    /// controls (a jail's root), without following links out of it. `None` when
-    /// the file is missing, a component is a link or not a directory, the file is
+    /// controls (a jail's root, an agent's soul checkout), without following links
+    /// out of it. `None` when `root` or any component is a link or not a
+    /// directory, the file is missing, the file is
     /// not a regular file (a FIFO would block, a device never end) or is larger
     /// than `max` bytes, or the tree changed while it was read.
     fn read_confined(&self, root: &str, rel: &str, max: u64) -> Result<Option<Vec<u8>>, HostError> {
@@ -137,6 +138,10 @@ pub trait Host: Sync {
         // regular file of at most `max` bytes. Returns its identity.
         let walk = || -> Option<(u64, u64)> {
             let mut at = base.clone();
+            // The tree itself is a directory, not a link put in its place.
+            if !std::fs::symlink_metadata(&at).ok()?.file_type().is_dir() {
+                return None;
+            }
             for d in dirs {
                 at.push(d);
                 if !std::fs::symlink_metadata(&at).ok()?.file_type().is_dir() {
@@ -249,6 +254,13 @@ const NO_FOLLOW_NO_BLOCK: i32 = 0x0004 | 0x0100;
 const NO_FOLLOW_NO_BLOCK: i32 = 0o4000;
 #[cfg(not(any(target_os = "freebsd", target_os = "linux")))]
 const NO_FOLLOW_NO_BLOCK: i32 = 0;
+
+/// open(2)'s O_NONBLOCK (FreeBSD's sys/sys/fcntl.h: 0x0004; Linux: 0o4000 on
+/// the common architectures).
+#[cfg(target_os = "freebsd")]
+pub(crate) const O_NONBLOCK: i32 = 0x0004;
+#[cfg(not(target_os = "freebsd"))]
+pub(crate) const O_NONBLOCK: i32 = 0o4000;
 
 fn io(path: &Path, source: std::io::Error) -> HostError {
     HostError::Io {

@@ -76,10 +76,12 @@ pub fn thin_release(fstab: &str) -> Option<String> {
 
 /// The value of `key` in an rc.conf text (`key="value"`), as sh would read it
 /// for the plain assignments sysrc writes.
+/// The jail wrote that file: control characters come back escaped
+/// ([`crate::grammar::printable`]), never raw into root's terminal.
 pub fn rc_value(rc_conf: &str, key: &str) -> Option<String> {
     rc_conf.lines().rev().find_map(|l| {
         let v = l.trim().strip_prefix(key)?.strip_prefix('=')?;
-        Some(v.trim().trim_matches('"').to_string())
+        Some(crate::grammar::printable(v.trim().trim_matches('"')).into_owned())
     })
 }
 

@@ -174,6 +174,34 @@ pub fn parse_listing(out: &str) -> std::collections::BTreeMap<String, u64> {
     rules
 }
 
+/// The rules of Bastille's `rctl.conf` of `jail` (`jail:J:RES:deny=AMOUNT/jail`,
+/// AMOUNT as `bastille limits` was given it: `2G`, `50`) → filter → amount as
+/// rctl(8) counts it. Lines of another form are left out.
+pub fn parse_rctl_conf(text: &str, jail: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut rules = std::collections::BTreeMap::new();
+    let prefix = format!("jail:{jail}:");
+    for line in text.lines() {
+        let Some(rest) = line.trim().strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((resource, amount)) = rest.split_once(":deny=") else {
+            continue;
+        };
+        let amount = amount.strip_suffix("/jail").unwrap_or(amount);
+        let n = if resource == "pcpu" {
+            parse_cpu(amount).ok()
+        } else {
+            parse_memory(amount)
+                .ok()
+                .or_else(|| crate::grammar::parse_decimal(amount))
+        };
+        if let Some(n) = n {
+            rules.insert(format!("{prefix}{resource}"), n);
+        }
+    }
+    rules
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,11 +93,13 @@ enum Command {
     /// Exit 0 when all are healthy, 3 when something is down, 1 on error.
     Status(StatusArgs),
     /// Archive an agent's databases (pg_dump in its database jail), git jail
-    /// repositories, CMS content, env file, rc.d script and soul checkout into
+    /// repositories, CMS content, env file (for its secrets) and soul checkout into
     /// TO/NAME-TIMESTAMP.tar.xz with a manifest of checksums.
     Backup(BackupArgs),
-    /// Restore an agent from a backup archive. Every checksum is verified before
-    /// anything on the host changes; the service is stopped and started around it.
+    /// Restore an agent's data from a backup archive. Every checksum is verified
+    /// before anything on the host changes; the env file, rc.d script and run script
+    /// are rendered from the manifests, never taken from the archive; the service is
+    /// stopped and started around it.
     Restore(RestoreArgs),
     /// Checks across the hosts of a fleet repository (hosts/HOSTNAME/warden.toml).
     Fleet {
@@ -474,7 +476,9 @@ fn plan_cmd(ctx: &Ctx, a: PlanArgs) -> Result<ExitCode, Error> {
         );
     }
     if let Some(path) = a.out {
-        std::fs::write(&path, plan::json(&planned.plan, &filter)).map_err(Error::io(&path))?;
+        // 0600: the plan names the host's layout and is root's to read.
+        write_private(&path, plan::json(&planned.plan, &filter).as_bytes())
+            .map_err(Error::io(&path))?;
     }
     Ok(if a.detailed_exitcode && !planned.plan.is_empty() {
         ExitCode::from(2)
@@ -732,8 +736,20 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
     let spec = fleet.get(&agent).expect("checked");
     let host = LocalHost::with_timeouts(&target.root, cfg.host.timeouts);
     let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
+    // The env file, rc.d script and run script are rendered from the manifests,
+    // as apply writes them; an archive is never trusted for a program root runs.
+    let rendered = workflow::agent_files(&cfg, &fleet, &host, &ctx.templates, spec)?;
     let mut gate = |targets: &[String]| {
-        let list: String = targets.iter().map(|t| format!("  {t}\n")).collect();
+        let list: String = targets
+            .iter()
+            .cloned()
+            .chain(
+                rendered
+                    .iter()
+                    .map(|f| format!("{} (rendered from the manifests)", f.path)),
+            )
+            .map(|t| format!("  {t}\n"))
+            .collect();
         let stop = |why: &str| {
             Err(warden::backup::BackupError::NotApplied {
                 agent: agent.clone(),
@@ -754,21 +770,22 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
         }
         Ok(())
     };
-    let report =
-        match cli_support::restore_with_service_stopped(&host, &cfg, spec, &archive, &mut gate) {
-            Err(Error::Backup(warden::backup::BackupError::NotApplied { why, .. })) => {
-                outln!(
-                    "{}: every checksum matches; nothing was changed ({why}).",
-                    archive.display()
-                );
-                return Ok(if dry_run {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                });
-            }
-            other => other?,
-        };
+    let report = match cli_support::restore_with_service_stopped(
+        &host, &cfg, spec, &archive, &rendered, &mut gate,
+    ) {
+        Err(Error::Backup(warden::backup::BackupError::NotApplied { why, .. })) => {
+            outln!(
+                "{}: every checksum matches; nothing was changed ({why}).",
+                archive.display()
+            );
+            return Ok(if dry_run {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        other => other?,
+    };
     outln!(
         "Restored {} from {} (made {}): {}{}{}{}",
         agent,
@@ -885,6 +902,22 @@ fn finish(o: workflow::ApplyOutcome, what: &str) -> Result<ExitCode, Error> {
         outln!("{what} complete! Resources: {a} added, {c} changed, {d} destroyed.");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Write a file only its owner can read (created 0600, an existing one made 0600
+/// before it is truncated and written).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.set_len(0)?;
+    f.write_all(bytes)
 }
 
 #[cfg(test)]

@@ -400,13 +400,18 @@ impl Style {
 
 /// The plan's notes (`Note: …` lines), for standard error.
 pub fn notes_text(plan: &Plan) -> String {
-    plan.notes.iter().map(|n| format!("{n}\n")).collect()
+    plan.notes
+        .iter()
+        .map(|n| format!("{}\n", crate::grammar::printable(n)))
+        .collect()
 }
 
 /// The plan for people, Terraform style, without colour and without the notes.
 pub fn human(plan: &Plan) -> String {
     human_styled(plan, Style::default())
 }
+
+use crate::grammar::printable;
 
 /// The plan for people in the given style (notes are not part of it: see
 /// [`notes_text`]).
@@ -418,13 +423,15 @@ pub fn human_styled(plan: &Plan, style: Style) -> String {
     }
     out.push_str("warden will perform the following actions:\n\n");
     for c in &plan.changes {
-        let head = format!("{} {}", c.action.symbol(), c.id());
-        let said = with_notes(&summary(c), &c.notes);
+        // What the host holds may come from a jail or an agent's tree: no
+        // control character of it reaches the terminal (only the style's own).
+        let head = format!("{} {}", c.action.symbol(), printable(&c.id()));
+        let said = printable(&with_notes(&summary(c), &c.notes)).into_owned();
         let _ = writeln!(out, "  {}{}", style.paint(c.action, &head), said);
         if c.action == Action::Update && !c.item.resource.sensitive() {
             if let (Some(b), Some(a)) = (&c.before, &c.after) {
                 if multi_line(b) || multi_line(a) {
-                    out.push_str(&indent(&unified(b, a, &c.id()), "      "));
+                    out.push_str(&printable(&indent(&unified(b, a, &c.id()), "      ")));
                 } else if !(said.contains(" -> ")
                     || said.contains(a.trim())
                     || is_digest(a) && is_digest(b))
@@ -432,7 +439,8 @@ pub fn human_styled(plan: &Plan, style: Style) -> String {
                     // A one-line value the header does not already say: one line,
                     // not a diff (a value the header says, `0 -> 1`, needs none; a
                     // digest tells nothing the header's reason does not).
-                    let _ = writeln!(out, "      {} -> {}", b.trim(), a.trim());
+                    let line = format!("      {} -> {}\n", b.trim(), a.trim());
+                    out.push_str(&printable(&line));
                 }
             }
         }
@@ -440,13 +448,13 @@ pub fn human_styled(plan: &Plan, style: Style) -> String {
     if !plan.follow_ups.is_empty() {
         out.push_str("\nthen, once every change is made:\n\n");
         for f in &plan.follow_ups {
-            let head = format!("~ {}", f.id);
+            let head = format!("~ {}", printable(&f.id));
             let _ = writeln!(
                 out,
                 "  {}  ({}: {})",
                 style.paint(Action::Update, &head),
-                f.action,
-                f.reasons.join(", ")
+                printable(&f.action),
+                printable(&f.reasons.join(", "))
             );
         }
     }

@@ -69,6 +69,11 @@ pub struct HostState {
     pub running_services: BTreeSet<String>,
     /// Soul checkout dest → commit its HEAD is at.
     pub soul_heads: BTreeMap<String, String>,
+    /// Soul checkout dest → why it is not trusted (not root's alone, HEAD not a
+    /// commit id): nothing in it was read.
+    pub soul_untrusted: BTreeMap<String, String>,
+    /// Soul checkout dest → digest of its files, `.git` aside.
+    pub soul_trees: BTreeMap<String, String>,
     /// Soul checkout dest → commit its repository's wanted ref is at now.
     pub soul_remote: BTreeMap<String, String>,
     pub vms: BTreeMap<String, ObservedVm>,
@@ -76,6 +81,9 @@ pub struct HostState {
     pub vm_switches: BTreeMap<String, String>,
     /// rctl(8)'s `deny` rules: `SUBJECT:ID:RESOURCE` → amount.
     pub rctl: BTreeMap<String, u64>,
+    /// A running jail's rule whose Bastille rctl.conf says otherwise than the
+    /// kernel: filter → both, as shown.
+    pub rctl_stale: BTreeMap<String, String>,
     /// rctl(8) said RACCT is off (`kern.racct.enable=0`): limits wait for a reboot.
     pub racct_off: bool,
     /// Where Bastille keeps jails (read when jails are wanted).
@@ -178,6 +186,7 @@ pub fn probe(
         let out = p.host.run(&["rctl".into()])?;
         if out.ok() {
             p.st.rctl = crate::limits::parse_listing(&out.stdout);
+            observe_jail_rctl_conf(&mut p)?;
         } else if out.stderr.contains("disabled") || out.stderr.contains("not present") {
             p.st.racct_off = true;
             p.st.notes.push(
@@ -199,6 +208,66 @@ pub fn probe(
     }
     st.commands = host.spawned() - before;
     Ok(st)
+}
+
+/// A jail's rules live in two places: the kernel, and the jail's `rctl.conf`
+/// that Bastille keeps (limits.sh) and adds again on every start (start.sh). A
+/// stopped jail has no rule in the kernel, so what it will run with is the file:
+/// read there. A running jail whose file says otherwise than the kernel would
+/// change at its next start: shown as such, so that apply converges both.
+fn observe_jail_rctl_conf(p: &mut Probe) -> Result<(), HostError> {
+    let mut jails: BTreeSet<String> = BTreeSet::new();
+    for r in p.all.iter() {
+        if let Resource::Rctl(r) = r {
+            if r.subject == "jail" {
+                jails.insert(r.name.clone());
+            }
+        }
+    }
+    for jail in jails {
+        let Some(observed) = p.st.jails.get(&jail) else {
+            continue;
+        };
+        let running = observed.running;
+        let conf = p
+            .host
+            .read(&format!("{}/jails/{jail}/rctl.conf", p.cfg.bastille_prefix))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let in_file = crate::limits::parse_rctl_conf(&conf, &jail);
+        let prefix = format!("jail:{jail}:");
+        let in_kernel: BTreeMap<String, u64> =
+            p.st.rctl
+                .iter()
+                .filter(|(f, _)| f.starts_with(&prefix))
+                .map(|(f, n)| (f.clone(), *n))
+                .collect();
+        if !running {
+            for f in in_kernel.keys() {
+                p.st.rctl.remove(f);
+            }
+            p.st.rctl.extend(in_file);
+            continue;
+        }
+        for f in in_kernel.keys().chain(in_file.keys()) {
+            if in_kernel.get(f) != in_file.get(f) {
+                let shown = |n: Option<&u64>| {
+                    n.map_or("none".to_string(), |n| {
+                        crate::resource::rctl_repr(f.rsplit(':').next().unwrap_or(""), *n)
+                    })
+                };
+                p.st.rctl_stale.insert(
+                    f.clone(),
+                    format!(
+                        "{} in the kernel, {} in Bastille's rctl.conf of {jail}",
+                        shown(in_kernel.get(f)),
+                        shown(in_file.get(f))
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The commit of `wanted` (a branch, tag or HEAD) in `git ls-remote` output.
@@ -286,28 +355,59 @@ pub fn jail_conf_value(conf: &str, key: &str) -> Option<String> {
     })
 }
 
-/// The commit a checkout's HEAD is at, read from its files.
+/// The commit a checkout's HEAD is at, read from its files. The checkout sits in
+/// the agent's home, so the caller first checks it is root's alone
+/// ([`crate::resource::soul::root_only_tree`]); even then nothing is read through a
+/// link or `..`, nothing larger than a ref file can be, and only a commit id is
+/// believed: `None` when HEAD, or the ref it names, is anything else.
 pub fn read_git_head(host: &dyn Host, dest: &str) -> Result<Option<String>, HostError> {
-    let Some(head) = host.read(&format!("{dest}/.git/HEAD"))? else {
+    let Some(head) = host.read_confined(dest, ".git/HEAD", REF_MAX)? else {
         return Ok(None);
     };
     let head = String::from_utf8_lossy(&head).trim().to_string();
     let Some(r) = head.strip_prefix("ref: ") else {
-        return Ok(Some(head));
+        return Ok(is_object_id(&head).then_some(head));
     };
-    if let Some(c) = host.read(&format!("{dest}/.git/{r}"))? {
-        return Ok(Some(String::from_utf8_lossy(&c).trim().to_string()));
+    if !is_ref_name(r) {
+        return Ok(None);
     }
-    if let Some(packed) = host.read(&format!("{dest}/.git/packed-refs"))? {
+    if let Some(c) = host.read_confined(dest, &format!(".git/{r}"), REF_MAX)? {
+        let c = String::from_utf8_lossy(&c).trim().to_string();
+        return Ok(is_object_id(&c).then_some(c));
+    }
+    if let Some(packed) = host.read_confined(dest, ".git/packed-refs", PACKED_REFS_MAX)? {
         for l in String::from_utf8_lossy(&packed).lines() {
             if let Some((c, name)) = l.split_once(' ') {
-                if name == r {
+                if name == r && is_object_id(c) {
                     return Ok(Some(c.to_string()));
                 }
             }
         }
     }
     Ok(None)
+}
+
+/// The most a HEAD or loose ref file holds (`ref: refs/heads/NAME`, or an id).
+const REF_MAX: u64 = 1024;
+/// The most of a checkout's `packed-refs` warden reads.
+const PACKED_REFS_MAX: u64 = 1 << 20;
+
+/// A git object id: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
+pub(crate) fn is_object_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64)
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A ref HEAD may name: `refs/…`, plain path components (no `.` or `..`, no
+/// empty one), printable ASCII of git's ref grammar only.
+fn is_ref_name(r: &str) -> bool {
+    r.len() <= 255
+        && r.starts_with("refs/")
+        && r.split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.starts_with('.'))
+        && r.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'))
 }
 
 /// `vm list` table → VMs by name.
@@ -512,8 +612,20 @@ impl HostState {
                 Some(format!("{} copy {head}", s.repo))
             }
             Resource::Soul(s) => {
+                if let Some(why) = self.soul_untrusted.get(&s.dest) {
+                    return Some(format!("(checkout not trusted: {why})"));
+                }
                 let head = self.soul_heads.get(&s.dest)?;
                 let wanted = s.reference.as_deref().unwrap_or("HEAD");
+                if let (Some(want), Some(got)) =
+                    (view.soul_trees.get(&s.dest), self.soul_trees.get(&s.dest))
+                {
+                    if want != got {
+                        return Some(format!(
+                            "(checkout at {head}, but its files are not what warden checked out)"
+                        ));
+                    }
+                }
                 Some(
                     match (view.souls.get(&s.dest), self.soul_remote.get(&s.dest)) {
                         (Some(rec), Some(remote)) if &rec.commit == head && remote != head => {
@@ -548,10 +660,14 @@ impl HostState {
                     "stopped".into()
                 })
             }
-            Resource::Rctl(r) => self
-                .rctl
-                .get(&r.filter())
-                .map(|n| crate::resource::rctl_repr(&r.resource, *n)),
+            Resource::Rctl(r) => {
+                if let Some(both) = self.rctl_stale.get(&r.filter()) {
+                    return Some(format!("({both})"));
+                }
+                self.rctl
+                    .get(&r.filter())
+                    .map(|n| crate::resource::rctl_repr(&r.resource, *n))
+            }
             Resource::Vm(v) => self.vms.get(&v.name).map(|o| {
                 vm_repr(
                     o.cpus,

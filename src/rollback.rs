@@ -310,12 +310,17 @@ pub fn read(host: &dyn Host) -> Result<(Storage, Listing), SnapshotError> {
     Ok((storage, crate::zfs::parse_list(&out.stdout)))
 }
 
-/// Destroy the run snapshots beyond the newest `keep` per dataset. Returns the
+/// Destroy the run snapshots of the `known` runs beyond the newest `keep` per
+/// dataset. Returns the
 /// snapshots destroyed, or why pruning stopped.
-pub fn prune(host: &dyn Host, keep: usize) -> Result<Vec<String>, String> {
+pub fn prune(
+    host: &dyn Host,
+    keep: usize,
+    known: &std::collections::BTreeSet<i64>,
+) -> Result<Vec<String>, String> {
     let (_, listing) = read(host).map_err(|e| e.to_string())?;
     let mut gone = Vec::new();
-    for s in listing.prunable(keep) {
+    for s in listing.prunable(keep, known) {
         let out = host
             .run(&["zfs".into(), "destroy".into(), "-r".into(), s.clone()])
             .map_err(|e| e.to_string())?;

@@ -17,8 +17,21 @@ pub fn is_plain_dir(source: &str) -> bool {
 /// `sha256:HEX` over the tree: every entry's relative path, kind, and content (a
 /// symlink's target), in name order. Modes and owners are not part of it.
 pub fn tree_digest(dir: &Path) -> io::Result<String> {
+    digest_of(dir, false)
+}
+
+/// [`tree_digest`] of a git checkout's files, its `.git` left out: what the
+/// checkout holds, to compare with what warden checked out.
+pub fn checkout_digest(dir: &Path) -> io::Result<String> {
+    digest_of(dir, true)
+}
+
+fn digest_of(dir: &Path, skip_git: bool) -> io::Result<String> {
     let mut h = Sha256::new();
     walk(dir, dir, &mut |rel, meta, abs| {
+        if skip_git && (rel == ".git" || rel.starts_with(".git/")) {
+            return Ok(());
+        }
         let kind = if meta.is_dir() {
             "d"
         } else if meta.is_symlink() {

@@ -4,7 +4,7 @@
 use crate::resource::{Resource, Step};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Errors of the state DB.
@@ -100,6 +100,8 @@ pub struct StateView {
     /// Jails warden set out to create (`jail_made:NAME`, written before the
     /// create runs): warden's own even when a kill lost the rest of the record.
     pub jails_made: std::collections::BTreeSet<String>,
+    /// Soul checkout → digest of its files (`.git` aside) as warden checked it out.
+    pub soul_trees: BTreeMap<String, String>,
 }
 
 /// An open state DB.
@@ -217,6 +219,8 @@ async fn load_view(path: &Path, conn: &mut SqliteConnection) -> Result<StateView
             v.jail_devfs.insert(jail.to_string(), value);
         } else if let Some(jail) = key.strip_prefix(JAIL_MADE) {
             v.jails_made.insert(jail.to_string());
+        } else if let Some(dest) = key.strip_prefix(SOUL_TREE) {
+            v.soul_trees.insert(dest.to_string(), value);
         }
     }
     Ok(v)
@@ -224,6 +228,9 @@ async fn load_view(path: &Path, conn: &mut SqliteConnection) -> Result<StateView
 
 /// Prefix of the facts naming the jails warden created (value: the run).
 pub const JAIL_MADE: &str = "jail_made:";
+/// The prefix of the facts holding, per soul checkout, the digest of its files as
+/// warden checked them out.
+pub const SOUL_TREE: &str = "soul_tree:";
 
 /// The fact holding the follow-up commands of the run in progress, as JSON,
 /// until they have run.
@@ -309,9 +316,22 @@ impl State {
 
     /// Record the start of a run; returns its id.
     pub async fn begin_run(&mut self, command: &str, plan_digest: &str) -> Result<i64, StateError> {
+        self.begin_run_after(command, plan_digest, 0).await
+    }
+
+    /// Record the start of a run numbered above both every run recorded and
+    /// `floor` (the highest run number the host's snapshots carry): a state DB
+    /// made afresh never hands out a number an existing `@warden-run-N` has.
+    pub async fn begin_run_after(
+        &mut self,
+        command: &str,
+        plan_digest: &str,
+        floor: i64,
+    ) -> Result<i64, StateError> {
         let row = sqlx::query(
-            "INSERT INTO runs (started_at, command, pid, plan_digest) VALUES (?, ?, ?, ?) RETURNING id",
+            "INSERT INTO runs (id, started_at, command, pid, plan_digest) VALUES (MAX(COALESCE((SELECT MAX(id) FROM runs), 0), ?) + 1, ?, ?, ?, ?) RETURNING id",
         )
+        .bind(floor)
         .bind(now())
         .bind(command)
         .bind(std::process::id() as i64)
@@ -320,6 +340,17 @@ impl State {
         .await
         .map_err(db_err(&self.path))?;
         Ok(row.get(0))
+    }
+
+    /// The ids of the runs this state DB recorded.
+    pub async fn run_ids(&mut self) -> Result<BTreeSet<i64>, StateError> {
+        Ok(sqlx::query("SELECT id FROM runs")
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(db_err(&self.path))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
     }
 
     /// Record the end of a run.

@@ -235,8 +235,19 @@ pub fn report(
         if a.soul_repo.is_some() {
             let head = st.soul_heads.get(&paths.soul_dir);
             let rec = view.souls.get(&paths.soul_dir);
-            let ok = matches!((head, rec), (Some(h), Some(r)) if *h == r.commit);
+            let untrusted = st.soul_untrusted.get(&paths.soul_dir);
+            let changed = matches!(
+                (view.soul_trees.get(&paths.soul_dir), st.soul_trees.get(&paths.soul_dir)),
+                (Some(want), Some(got)) if want != got
+            );
+            let ok = untrusted.is_none()
+                && !changed
+                && matches!((head, rec), (Some(h), Some(r)) if *h == r.commit);
             let detail = match (head, rec) {
+                _ if untrusted.is_some() => {
+                    format!("not trusted: {}", untrusted.map_or("", |w| w.as_str()))
+                }
+                _ if changed => "its files are not what warden checked out".to_string(),
                 (Some(h), Some(r)) if *h == r.commit => format!("at {}", &h[..h.len().min(12)]),
                 (Some(h), Some(r)) => format!(
                     "at {} but warden installed {}",
@@ -269,6 +280,11 @@ pub fn report(
 
 /// The report as a table for people.
 pub fn human(r: &Report) -> String {
+    // Details may come from a jail or an agent's tree: shown escaped.
+    crate::grammar::printable(&human_raw(r)).into_owned()
+}
+
+fn human_raw(r: &Report) -> String {
     let mut out = String::new();
     for n in &r.notes {
         out.push_str(n);

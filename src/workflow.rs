@@ -346,6 +346,37 @@ pub fn models_present(fleet: &Fleet, host: &dyn Host) -> std::collections::BTree
         .collect()
 }
 
+/// The files warden renders for one agent that `restore` puts back (env file,
+/// rc.d script, run script), rendered from the manifests as `apply` writes them:
+/// never taken from an archive.
+pub fn agent_files(
+    cfg: &Config,
+    fleet: &Fleet,
+    host: &dyn Host,
+    templates: &Templates,
+    agent: &crate::manifest::AgentSpec,
+) -> Result<Vec<crate::resource::FileRes>> {
+    let view = state::runtime().block_on(state::read_view(&host.local(&cfg.host.state_db)))?;
+    let recorded = Recorded {
+        aliases: view.aliases.clone(),
+        devfs: view.devfs.clone(),
+        devfs_taken: devfs_taken(host)?,
+        models_present: models_present(fleet, host),
+    };
+    let desired = render::render(fleet, &cfg.host, &recorded, templates)?;
+    let paths = render::AgentPaths::new(agent, &cfg.host);
+    let wanted = [paths.envfile, paths.rcd, paths.runner];
+    Ok(desired
+        .items
+        .into_iter()
+        .filter(|i| i.agent.as_deref() == Some(agent.name.as_str()))
+        .filter_map(|i| match i.resource {
+            crate::resource::Resource::File(f) if wanted.contains(&f.path) => Some(f),
+            _ => None,
+        })
+        .collect())
+}
+
 /// One note per llama.cpp jail whose model file is not on the host. The jail mounts
 /// the models directory read-only, and llama-server refuses to start without its
 /// model (the port's rc script checks `llama_server_model` is a file).
@@ -512,7 +543,10 @@ pub fn apply(
     if req.yes {
         progress.line(&shown);
     }
-    let run = rt.block_on(st.begin_run(&req.command, &plan.digest()))?;
+    // Above every `@warden-run-N` on the host, so that snapshot names stay
+    // unique even when the state DB was lost and made afresh.
+    let floor = planned.host_state.zfs.highest_run();
+    let run = rt.block_on(st.begin_run_after(&req.command, &plan.digest(), floor))?;
     // Until they have run, the follow-ups are remembered: a run that stops
     // halfway leaves them to the next plan.
     let pending: Vec<&Vec<String>> = plan.follow_ups.iter().map(|f| &f.command).collect();
@@ -571,7 +605,8 @@ pub fn apply(
                 s.snap,
                 taken.join(", ")
             ));
-            match crate::rollback::prune(host, cfg.host.snapshot_keep as usize) {
+            let known = rt.block_on(st.run_ids()).unwrap_or_default();
+            match crate::rollback::prune(host, cfg.host.snapshot_keep as usize, &known) {
                 Ok(gone) if !gone.is_empty() => progress.line(&format!(
                     "Destroyed {} older snapshot(s) beyond snapshot_keep = {}: {}",
                     gone.len(),

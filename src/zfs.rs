@@ -192,6 +192,15 @@ impl Listing {
             .collect()
     }
 
+    /// The highest run number any snapshot name carries (`warden-run-N`).
+    pub fn highest_run(&self) -> i64 {
+        self.snapshots
+            .iter()
+            .filter_map(|s| run_of(&s.name))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// warden's run snapshots of the datasets it snapshots as a whole (a
     /// snapshot whose parent dataset has the same one is part of that), as
     /// (run, dataset, creation), by run then dataset.
@@ -213,11 +222,14 @@ impl Listing {
     }
 
     /// The run snapshots beyond the newest `keep` of each dataset, oldest first,
-    /// as `DATASET@warden-run-N` (destroyed with `zfs destroy -r`).
-    pub fn prunable(&self, keep: usize) -> Vec<String> {
+    /// as `DATASET@warden-run-N` (destroyed with `zfs destroy -r`). Only those of
+    /// the `known` runs (the state DB's) count and go: a snapshot named like
+    /// warden's that this host's state did not take (made by hand, or by a run of
+    /// a state DB since lost) is never destroyed.
+    pub fn prunable(&self, keep: usize, known: &std::collections::BTreeSet<i64>) -> Vec<String> {
         let mut by_dataset: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
         let runs = self.runs();
-        for (run, d, _) in &runs {
+        for (run, d, _) in runs.iter().filter(|(r, _, _)| known.contains(r)) {
             by_dataset.entry(d.as_str()).or_default().push(*run);
         }
         let mut out = Vec::new();
@@ -354,11 +366,16 @@ zroot/home/atlas\t0\t/home/atlas\n";
                 (5, "zroot/bastille/jails/atlasdb".to_string(), 200)
             ]
         );
+        let known = [3, 5].into_iter().collect();
         assert_eq!(
-            l.prunable(1),
+            l.prunable(1, &known),
             vec!["zroot/bastille/jails/atlasdb@warden-run-3".to_string()]
         );
-        assert!(l.prunable(2).is_empty());
+        assert!(l.prunable(2, &known).is_empty());
+        // A run the state DB does not know is neither counted nor destroyed.
+        let only_5 = [5].into_iter().collect();
+        assert!(l.prunable(1, &only_5).is_empty());
+        assert_eq!(l.highest_run(), 5);
         assert_eq!(
             l.mounted_at("/home/atlas").as_deref(),
             Some("zroot/home/atlas")

@@ -613,3 +613,93 @@ fn an_agent_home_on_its_own_dataset_is_snapshotted_before_its_soul_changes() {
         "{snaps:?}"
     );
 }
+
+#[test]
+fn run_snapshots_stay_unique_when_the_state_db_is_lost_and_only_known_ones_are_pruned() {
+    let s = Site::examples_without_souls();
+    s.on_zfs();
+    let toml = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, format!("snapshot_keep = 1\n{toml}")).unwrap();
+    s.apply().success();
+    s.set_key("atlas", "AGENT_SUBNET_BASE", Some("10.0.2"));
+    let first = snapshot_run(&out(&s.apply().success()));
+    // The operator's own snapshot, named like warden's.
+    s.fake(
+        "zfs",
+        &[
+            "snapshot",
+            "-r",
+            "zroot/bastille/jails/atlasdb@warden-run-99",
+        ],
+    );
+    // The state DB is lost and made afresh.
+    for f in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(s.root.join("var/db/warden").join(f));
+    }
+    s.set_key("atlas", "AGENT_SUBNET_BASE", Some("10.0.3"));
+    let text = out(&s.apply().success());
+    let second: i64 = snapshot_run(&text).parse().unwrap();
+    assert!(
+        second > 99,
+        "run {second} reuses a snapshot's number:\n{text}"
+    );
+    let snaps = s.snapshots();
+    for keep in [
+        format!("zroot/bastille/jails/atlasdb@warden-run-{first}"),
+        "zroot/bastille/jails/atlasdb@warden-run-99".to_string(),
+        format!("zroot/bastille/jails/atlasdb@warden-run-{second}"),
+    ] {
+        assert!(snaps.contains(&keep), "{keep} is gone: {snaps:?}");
+    }
+    // Pruning goes on among the snapshots this state DB took.
+    s.set_key("atlas", "AGENT_SUBNET_BASE", Some("10.0.4"));
+    let third = snapshot_run(&out(&s.apply().success()));
+    let snaps = s.snapshots();
+    assert!(
+        !snaps.contains(&format!("zroot/bastille/jails/atlasdb@warden-run-{second}"))
+            && snaps.contains(&format!("zroot/bastille/jails/atlasdb@warden-run-{third}"))
+            && snaps.contains(&"zroot/bastille/jails/atlasdb@warden-run-99".to_string()),
+        "{snaps:?}"
+    );
+}
+
+#[test]
+fn a_limit_changed_or_removed_while_its_jail_is_stopped_converges_in_bastilles_rctl_conf() {
+    let s = Site::examples_without_souls();
+    s.set_key("atlas", "DB_MEMORY_LIMIT", Some("2G"));
+    s.apply().success();
+    s.reboot();
+    s.apply().success();
+    let conf = "usr/local/bastille/jails/atlasdb/rctl.conf";
+    assert_eq!(s.read(conf), "jail:atlasdb:memoryuse:deny=2G/jail\n");
+
+    // Changed while the jail is stopped: the file Bastille reads at start follows.
+    s.fake("bastille", &["stop", "atlasdb"]);
+    s.set_key("atlas", "DB_MEMORY_LIMIT", Some("1G"));
+    s.apply().success();
+    assert_eq!(s.read(conf), "jail:atlasdb:memoryuse:deny=1G/jail\n");
+    s.fake("bastille", &["restart", "atlasdb"]);
+    assert!(
+        s.fake("rctl", &[])
+            .lines()
+            .any(|l| l == "jail:atlasdb:memoryuse:deny=1073741824"),
+        "{}",
+        s.fake("rctl", &[])
+    );
+    s.no_changes();
+
+    // Removed while it is stopped: planned, and gone from the file and the kernel.
+    s.fake("bastille", &["stop", "atlasdb"]);
+    s.set_key("atlas", "DB_MEMORY_LIMIT", None);
+    let plan = out(&s.warden(&["plan"]).assert().success());
+    assert!(plan.contains("- rctl:jail:atlasdb:memoryuse"), "{plan}");
+    s.apply().success();
+    s.fake("bastille", &["restart", "atlasdb"]);
+    assert_eq!(s.read(conf), "");
+    assert!(
+        !s.fake("rctl", &[]).contains("jail:atlasdb:memoryuse"),
+        "{}",
+        s.fake("rctl", &[])
+    );
+    s.no_changes();
+}

@@ -27,7 +27,10 @@ impl Applier<'_> {
     ) -> Result<(), ApplyError> {
         let on_host = change.before.is_some();
         let jail = r.subject == "jail";
-        if jail && (action == Action::Update || action == Action::Delete) {
+        // Always removed first, a create too: the jail's rctl.conf may hold a rule
+        // of this resource from before (set while it was stopped, or left behind),
+        // which Bastille's add would keep and its next start would bring back.
+        if jail {
             let exists = self
                 .host
                 .list_dir(&format!("{}/jails", self.cfg.host.bastille_prefix))

@@ -27,6 +27,8 @@ impl Applier<'_> {
                 if let Some(st) = state {
                     rt.block_on(st.record_soul(&sr.dest, None))
                         .map_err(|e| check(id, e))?;
+                    rt.block_on(st.set_fact(&soul_tree_fact(&sr.dest), None))
+                        .map_err(|e| check(id, e))?;
                 }
             }
             (Resource::Soul(sr), _) => {
@@ -38,6 +40,14 @@ impl Applier<'_> {
                         commit,
                     };
                     rt.block_on(st.record_soul(&sr.dest, Some(&rec)))
+                        .map_err(|e| check(id, e))?;
+                    // The digest of the files checked out (a copy's commit is one).
+                    let tree = if sr.pinned.is_none() {
+                        crate::soulcopy::checkout_digest(&host.local(&sr.dest)).ok()
+                    } else {
+                        None
+                    };
+                    rt.block_on(st.set_fact(&soul_tree_fact(&sr.dest), tree.as_deref()))
                         .map_err(|e| check(id, e))?;
                 }
             }
@@ -65,9 +75,21 @@ impl Applier<'_> {
             return self.install_soul_copy(id, sr, &source, pinned, agent);
         }
         // What the checkout is at before this change, to go back to if the new
-        // commit is refused (none on a first install).
-        let previous =
-            crate::probe::read_git_head(self.host, &sr.dest).map_err(Self::host_err(id))?;
+        // commit is refused (none on a first install). Read only once the tree is
+        // known to be root's alone: it sits in the agent's home.
+        let previous = if self.host.meta(&sr.dest).is_some() {
+            if let Err(why) = trusted_checkout(self.host, &sr.dest) {
+                return Err(ApplyError::Check {
+                    resource: id.to_string(),
+                    message: format!(
+                        "{why}: warden runs git there as root and will not in a tree another user can write; move it aside (mv {dest} {dest}.old) and apply again to check the soul out afresh"
+                    ),
+                });
+            }
+            crate::probe::read_git_head(self.host, &sr.dest).map_err(Self::host_err(id))?
+        } else {
+            None
+        };
         // git as root, never running a hook of the checkout (core.hooksPath).
         let git = |args: &[&str]| -> Vec<String> {
             let mut v = vec![
@@ -95,14 +117,6 @@ impl Applier<'_> {
                 ],
             )?;
         } else {
-            if let Err(why) = root_only_tree(self.host, &sr.dest) {
-                return Err(ApplyError::Check {
-                    resource: id.to_string(),
-                    message: format!(
-                        "{why}: warden runs git there as root and will not in a tree another user can write; move it aside (mv {dest} {dest}.old) and apply again to check the soul out afresh"
-                    ),
-                });
-            }
             self.run(id, git(&["fetch", "--quiet", "origin"]))?;
         }
         let target = match &sr.reference {
@@ -132,8 +146,14 @@ impl Applier<'_> {
                 let _ = this.host.remove_tree(&sr.dest);
             }
         };
+        // --force and clean: the checkout holds exactly the commit's files, even
+        // where something changed them since (the probe compares its digest).
         let checked_out = self
-            .run(id, git(&["checkout", "--quiet", "--detach", &target]))
+            .run(
+                id,
+                git(&["checkout", "--quiet", "--force", "--detach", &target]),
+            )
+            .and_then(|_| self.run(id, git(&["clean", "-ffdxq"])))
             .and_then(|_| self.run(id, git(&["rev-parse", "HEAD"])));
         let commit = match checked_out {
             Ok(o) => o.stdout.trim().to_string(),
@@ -225,19 +245,86 @@ impl Applier<'_> {
 /// Whether a soul checkout is a real directory (not a symlink) that root owns and
 /// no one else can write, and so is its `.git`: only then may root run git in it.
 pub fn root_only_tree(host: &dyn Host, dir: &str) -> Result<(), String> {
-    for p in [dir.to_string(), format!("{dir}/.git")] {
-        let m = host
-            .meta(&p)
-            .ok_or_else(|| format!("{p}: no such directory"))?;
-        if m.kind != crate::host::FileKind::Dir {
-            return Err(format!("{p} is not a directory"));
+    root_only_dir(host, dir)?;
+    root_only_dir(host, &format!("{dir}/.git"))
+}
+
+/// The state DB fact that holds the digest of a checkout's files as warden left
+/// them (`StateView::soul_trees`).
+pub fn soul_tree_fact(dest: &str) -> String {
+    format!("{}{dest}", crate::state::SOUL_TREE)
+}
+
+/// Whether a soul checkout may be believed and worked in: [`root_only_tree`], and
+/// every entry below it root's and writable by no one else (an agent that owned
+/// any part of it could have changed what it holds while HEAD still names the
+/// recorded commit).
+pub fn trusted_checkout(host: &dyn Host, dir: &str) -> Result<(), String> {
+    root_only_tree(host, dir)?;
+    root_only_all(&host.local(dir), dir)
+}
+
+/// The most entries of a soul checkout warden walks before it gives up on it.
+const CHECKOUT_ENTRIES_MAX: usize = 200_000;
+
+/// Every entry below `local` (shown as `shown/REL`) is root's, and none but a
+/// symlink is writable by group or others. Links are not followed.
+fn root_only_all(local: &std::path::Path, shown: &str) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut stack = vec![local.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(dir) = stack.pop() {
+        let rd = std::fs::read_dir(&dir).map_err(|e| format!("{shown}: cannot read it: {e}"))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| format!("{shown}: cannot read it: {e}"))?;
+            seen += 1;
+            if seen > CHECKOUT_ENTRIES_MAX {
+                return Err(format!(
+                    "{shown} holds more than {CHECKOUT_ENTRIES_MAX} entries"
+                ));
+            }
+            let path = ent.path();
+            let m = std::fs::symlink_metadata(&path)
+                .map_err(|e| format!("{shown}: cannot read it: {e}"))?;
+            // The agent may have chosen the name: shown escaped.
+            let rel = crate::grammar::printable(
+                &path
+                    .strip_prefix(local)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string(),
+            )
+            .into_owned();
+            let link = m.file_type().is_symlink();
+            if m.uid() != 0 || (!link && m.mode() & 0o022 != 0) {
+                return Err(format!(
+                    "{shown}/{rel} is owned by uid {} with mode {:04o}, not root's alone",
+                    m.uid(),
+                    m.mode() & 0o7777
+                ));
+            }
+            if m.is_dir() {
+                stack.push(path);
+            }
         }
-        if m.uid != 0 || m.mode & 0o022 != 0 {
-            return Err(format!(
-                "{p} is owned by uid {} with mode {:04o}, not root's alone",
-                m.uid, m.mode
-            ));
-        }
+    }
+    Ok(())
+}
+
+/// Whether `p` is a real directory (not a symlink) that root owns and no one
+/// else can write.
+pub fn root_only_dir(host: &dyn Host, p: &str) -> Result<(), String> {
+    let m = host
+        .meta(p)
+        .ok_or_else(|| format!("{p}: no such directory"))?;
+    if m.kind != crate::host::FileKind::Dir {
+        return Err(format!("{p} is not a directory"));
+    }
+    if m.uid != 0 || m.mode & 0o022 != 0 {
+        return Err(format!(
+            "{p} is owned by uid {} with mode {:04o}, not root's alone",
+            m.uid, m.mode
+        ));
     }
     Ok(())
 }
@@ -263,6 +350,14 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
         if s.pinned.is_some() {
             // A pinned copy: its "head" is the digest of what is installed now.
             let local = p.host.local(&s.dest);
+            if p.host.meta(&s.dest).is_none() {
+                continue;
+            }
+            // Not read through a link, nor while someone else can change it.
+            if let Err(why) = root_only_dir(p.host, &s.dest) {
+                p.st.soul_untrusted.insert(s.dest.clone(), why);
+                continue;
+            }
             if local.is_dir() {
                 let d = crate::soulcopy::tree_digest(&local)
                     .unwrap_or_else(|e| format!("(unreadable: {e})"));
@@ -270,7 +365,27 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
             }
             continue;
         }
+        // The checkout is in the agent's home: nothing in it is read before it is
+        // known to be root's alone, and then never through a link.
+        if p.host.meta(&s.dest).is_none() {
+            continue;
+        }
+        if let Err(why) = trusted_checkout(p.host, &s.dest) {
+            p.st.soul_untrusted.insert(s.dest.clone(), why);
+            continue;
+        }
+        // What the checkout holds, to compare with what warden checked out.
+        if let Ok(d) = crate::soulcopy::checkout_digest(&p.host.local(&s.dest)) {
+            p.st.soul_trees.insert(s.dest.clone(), d);
+        }
         let Some(head) = read_git_head(p.host, &s.dest)? else {
+            p.st.soul_untrusted.insert(
+                s.dest.clone(),
+                format!(
+                    "{}/.git/HEAD does not name a commit (or is a link, or over 1 KiB)",
+                    s.dest
+                ),
+            );
             continue;
         };
         p.st.soul_heads.insert(s.dest.clone(), head);
