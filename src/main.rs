@@ -633,7 +633,10 @@ fn status(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode, Error> {
                 serde_json::to_string_pretty(report).expect("report serializes")
             );
         } else {
-            out!("{}", warden::status::human(report));
+            out!(
+                "{}",
+                warden::status::human_styled(report, plan::Style::stdout())
+            );
         }
     };
     let Some(every) = a.watch else {

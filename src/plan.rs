@@ -605,8 +605,11 @@ fn summary(c: &Change) -> String {
 }
 
 /// `sha256:` and the first 16 hex digits: enough to tell copies apart.
-fn short_digest(d: &str) -> &str {
-    d.get(..7 + 16).unwrap_or(d)
+/// A digest or commit as plan and status show it: `sha256:` and 16 hex digits
+/// for a soul copy's digest, 12 hex digits for a git commit.
+pub fn short_digest(d: &str) -> &str {
+    let n = if d.starts_with("sha256:") { 7 + 16 } else { 12 };
+    d.get(..n).unwrap_or(d)
 }
 
 /// A unified diff of two texts.

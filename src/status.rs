@@ -24,6 +24,10 @@ pub struct AgentStatus {
     pub agent: String,
     pub healthy: bool,
     pub checks: Vec<Check>,
+    /// Its forwarded host ports (`EXPOSE`), as `ROLE:HOST:JAIL/PROTO`.
+    pub exposed: Vec<String>,
+    /// Its rctl limits, as `SUBJECT RESOURCE AMOUNT` (`jail atlasdb memoryuse 1G`).
+    pub limits: Vec<String>,
 }
 
 /// Everything `status` reports.
@@ -248,11 +252,13 @@ pub fn report(
                     format!("not trusted: {}", untrusted.map_or("", |w| w.as_str()))
                 }
                 _ if changed => "its files are not what warden checked out".to_string(),
-                (Some(h), Some(r)) if *h == r.commit => format!("at {}", &h[..h.len().min(12)]),
+                (Some(h), Some(r)) if *h == r.commit => {
+                    format!("at {}", crate::plan::short_digest(h))
+                }
                 (Some(h), Some(r)) => format!(
                     "at {} but warden installed {}",
-                    &h[..h.len().min(12)],
-                    &r.commit[..r.commit.len().min(12)]
+                    crate::plan::short_digest(h),
+                    crate::plan::short_digest(&r.commit)
                 ),
                 (None, _) => "no checkout".into(),
                 (Some(_), None) => "checkout not made by warden".into(),
@@ -264,6 +270,8 @@ pub fn report(
             agent: a.name.clone(),
             healthy,
             checks,
+            exposed: a.expose.iter().map(|e| e.to_string()).collect(),
+            limits: limits_of(a),
         });
     }
     // A run that failed or was killed left the host between two states.
@@ -278,33 +286,80 @@ pub fn report(
     }
 }
 
-/// The report as a table for people.
-pub fn human(r: &Report) -> String {
-    // Details may come from a jail or an agent's tree: shown escaped.
-    crate::grammar::printable(&human_raw(r)).into_owned()
+/// An agent's limits as status shows them.
+fn limits_of(a: &AgentSpec) -> Vec<String> {
+    a.limits
+        .iter()
+        .map(|l| {
+            let subject = match l.subject {
+                crate::limits::Subject::Jail(role) => a
+                    .jail(role)
+                    .map_or_else(|| format!("jail {role}"), |j| format!("jail {}", j.name)),
+                crate::limits::Subject::User => format!("user {}", a.name),
+            };
+            format!("{subject} {} {}", l.kind.rctl_name(), l.written)
+        })
+        .collect()
 }
 
-fn human_raw(r: &Report) -> String {
+/// The report as a table for people, without colour.
+pub fn human(r: &Report) -> String {
+    human_styled(r, crate::plan::Style::default())
+}
+
+/// The report as a table for people: one column width for every check, and on a
+/// terminal healthy/ok in green and DOWN/FAIL in red. Every value may come from a
+/// jail or an agent's tree, so each is shown escaped before it is painted.
+pub fn human_styled(r: &Report, style: crate::plan::Style) -> String {
+    use crate::grammar::printable;
+    use crate::plan::Action;
+    let good = |t: &str| style.paint(Action::Create, t);
+    let bad = |t: &str| style.paint(Action::Delete, t);
     let mut out = String::new();
     for n in &r.notes {
-        out.push_str(n);
+        out.push_str(&printable(n));
         out.push('\n');
     }
+    let width = r
+        .agents
+        .iter()
+        .flat_map(|a| a.checks.iter().map(|c| printable(&c.what).chars().count()))
+        .max()
+        .unwrap_or(0);
     for a in &r.agents {
-        out.push_str(&format!(
-            "{} {}\n",
-            a.agent,
-            if a.healthy { "healthy" } else { "DOWN" }
-        ));
+        let health = if a.healthy {
+            good("healthy")
+        } else {
+            bad("DOWN")
+        };
+        out.push_str(&format!("{} {health}\n", printable(&a.agent)));
         for c in &a.checks {
+            let mark = if c.ok { good("ok  ") } else { bad("FAIL") };
+            let what = printable(&c.what);
+            let pad = width.saturating_sub(what.chars().count());
             out.push_str(&format!(
-                "  {:<4} {:<28} {}\n",
-                if c.ok { "ok" } else { "FAIL" },
-                c.what,
-                c.detail
+                "  {mark} {what}{}  {}\n",
+                " ".repeat(pad),
+                printable(&c.detail)
             ));
         }
+        if !a.exposed.is_empty() {
+            out.push_str(&format!(
+                "  exposed: {}\n",
+                printable(&a.exposed.join(", "))
+            ));
+        }
+        if !a.limits.is_empty() {
+            out.push_str(&format!("  limits: {}\n", printable(&a.limits.join(", "))));
+        }
     }
+    out.push_str(&printable(&last_run_text(r)));
+    out
+}
+
+/// The last run's line, and what to do when it did not finish.
+fn last_run_text(r: &Report) -> String {
+    let mut out = String::new();
     match &r.last_run {
         Some(run) => {
             out.push_str(&format!(

@@ -473,3 +473,45 @@ fn the_readme_walkthrough_on_the_simulated_host_works_as_written() {
         "the call log is where the README says"
     );
 }
+
+#[test]
+fn status_lines_up_its_columns_and_shows_ports_and_limits() {
+    let site = Site::new(
+        "ext_if = \"em0\"\n",
+        &[(
+            "atlas",
+            "AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=git,db\n\
+             EXPOSE=git:2222:22\nDB_MEMORY_LIMIT=1G\n",
+        )],
+    );
+    site.warden(&["apply", "--yes"]).assert();
+    let a = site.warden(&["status"]).assert();
+    let text = support::out(&a);
+    // Every detail starts in the same column, the longest check included.
+    let checks: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("  ok   ") || l.starts_with("  FAIL "))
+        .collect();
+    assert!(checks.len() >= 4, "{text}");
+    let longest = checks
+        .iter()
+        .find(|l| l.contains("postgresql accepting connections in atlasdb"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let col = longest.rfind("  ").unwrap() + 2;
+    for l in &checks {
+        assert!(
+            &l[col - 2..col] == "  " && !l[col..].starts_with(' '),
+            "every detail starts at column {col}:\n{text}"
+        );
+    }
+    assert!(text.contains("  exposed: git:2222:22/tcp\n"), "{text}");
+    assert!(
+        text.contains("  limits: jail atlasdb memoryuse 1G\n"),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "no colour into a pipe: {text:?}");
+    let json: serde_json::Value =
+        serde_json::from_str(&support::out(&site.warden(&["status", "--json"]).assert()))
+            .expect("JSON");
+    assert_eq!(json["agents"][0]["exposed"][0], "git:2222:22/tcp");
+}
