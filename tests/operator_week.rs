@@ -484,7 +484,7 @@ fn status_lines_up_its_columns_and_shows_ports_and_limits() {
              EXPOSE=git:2222:22\nDB_MEMORY_LIMIT=1G\n",
         )],
     );
-    site.warden(&["apply", "--yes"]).assert();
+    site.warden(&["apply", "--yes"]).assert().success();
     let a = site.warden(&["status"]).assert();
     let text = support::out(&a);
     // Every detail starts in the same column, the longest check included.
