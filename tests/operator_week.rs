@@ -177,6 +177,10 @@ fn a_one_line_change_is_said_in_its_header_without_a_diff() {
 #[test]
 fn history_shows_the_filters_and_why_a_run_failed() {
     let site = Site::examples_without_souls();
+    // The network first (it defines and loads the jails' devfs ruleset).
+    site.warden(&["apply", "--yes", "--step", "network"])
+        .assert()
+        .success();
     let a = site
         .warden(&["apply", "--yes", "--step", "db", "--agent", "atlas"])
         .env("FAKEBSD_FAIL", "bastille create*atlasdb*")
@@ -350,6 +354,9 @@ fn a_hand_made_jail_with_an_agents_jail_name_is_refused_unless_adopted() {
         assert!(o.status.success(), "{args:?}: {o:?}");
     };
     fake(&["ifconfig", "bridge", "create", "name", "warden0", "up"]);
+    // As on a real host: Bastille's VNET ruleset written and loaded first.
+    fake(&["bastille", "setup", "vnet"]);
+    fake(&["service", "devfs", "restart"]);
     fake(&[
         "bastille",
         "create",
