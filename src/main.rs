@@ -136,7 +136,7 @@ struct RollbackArgs {
     #[command(flatten)]
     target: Target,
     /// The run whose snapshots to return to (see warden snapshots, warden history).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
     run: i64,
     /// Only this agent's jails and home (repeatable).
     #[arg(long = "agent", value_name = "NAME")]
@@ -812,7 +812,11 @@ fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<ExitCode, Error> {
     let cfg = workflow::load_config(&ctx.config)?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
     let (_, listing) = warden::rollback::read(&host)?;
-    print!("{}", warden::rollback::snapshots_text(&listing));
+    let known = cli_support::history(&host.local(&cfg.host.state_db), u32::MAX)?
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    print!("{}", warden::rollback::snapshots_text(&listing, &known));
     Ok(ExitCode::SUCCESS)
 }
 
