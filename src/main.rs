@@ -701,7 +701,10 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
     check_agents(&fleet, std::slice::from_ref(&agent))?;
     let spec = fleet.get(&agent).expect("checked");
     let host = LocalHost::with_timeouts(&target.root, cfg.host.timeouts);
-    let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
+    // The apply lock is taken once the archive is verified and the operator said
+    // yes: a dry-run or a refused archive leaves the lock file as it is.
+    let db = host.local(&cfg.host.state_db);
+    let mut lock = None;
     // The env file, rc.d script and run script are rendered from the manifests,
     // as apply writes them; an archive is never trusted for a program root runs.
     let rendered = workflow::agent_files(&cfg, &fleet, &host, &ctx.templates, spec)?;
@@ -734,6 +737,12 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
         {
             return stop("not confirmed");
         }
+        lock = Some(
+            warden::state::lock(&db).map_err(|e| warden::backup::BackupError::Check {
+                agent: agent.clone(),
+                message: format!("{e}; nothing was restored"),
+            })?,
+        );
         Ok(())
     };
     let report = match cli_support::restore_with_service_stopped(
