@@ -151,8 +151,14 @@ pub fn history(db: &Path, limit: u32) -> Result<Vec<RunRecord>> {
     }
     let rt = state::runtime();
     let mut st = rt.block_on(state::State::open(db))?;
-    let runs = rt.block_on(st.history(limit))?;
+    let mut runs = rt.block_on(st.history(limit))?;
     rt.block_on(st.close());
+    // A run still "running" while nobody holds the apply lock was killed.
+    if runs.iter().any(|r| r.outcome == "running") && state::lock_is_free(db) {
+        for r in runs.iter_mut().filter(|r| r.outcome == "running") {
+            r.outcome = "interrupted".into();
+        }
+    }
     Ok(runs)
 }
 

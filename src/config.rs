@@ -324,6 +324,17 @@ fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
             ),
         ));
     }
+    if host.ext_if == host.bridge || host.ext_if == host.bridge_clone {
+        diags.push(Diagnostic::new(
+            path,
+            line_of("ext_if"),
+            Some("ext_if"),
+            format!(
+                "{:?} is warden's own bridge; ext_if is the host's external interface (e.g. em0, igb0)",
+                host.ext_if
+            ),
+        ));
+    }
     if !host.ext_addr.is_empty() && host.ext_addr.parse::<std::net::Ipv4Addr>().is_err() {
         diags.push(Diagnostic::new(
             path,

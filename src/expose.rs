@@ -52,6 +52,9 @@ impl fmt::Display for Expose {
     }
 }
 
+/// The host's own sshd port, never forwarded.
+const SSH_PORT: u16 = 22;
+
 /// A port number as written: decimal digits without sign or leading zero, 1-65535.
 fn port(s: &str) -> Option<u16> {
     if s.is_empty() || s.len() > 5 || s.starts_with('0') || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -124,6 +127,14 @@ pub fn parse(value: &str, roles: &[Role]) -> Result<Vec<Expose>, Vec<String>> {
             ));
             continue;
         };
+        // The host's own sshd listens on 22: an rdr of the external address's
+        // port 22 would take the operator's way in away.
+        if host_port == SSH_PORT && proto == Proto::Tcp {
+            errs.push(format!(
+                "{entry:?}: host port 22/tcp is the host's own ssh; forward another port (e.g. git:2222:22)"
+            ));
+            continue;
+        }
         let e = Expose {
             role,
             host_port,

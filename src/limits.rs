@@ -103,7 +103,8 @@ pub fn parse_memory(v: &str) -> Result<u64, String> {
         Some(n) if digits.len() <= 8 && !digits.starts_with('0') => n,
         _ => return Err(shape()),
     };
-    let bytes = n << shift;
+    // Checked: 16777217T shifted would wrap round into the range.
+    let bytes = n.saturating_mul(1u64 << shift);
     if !(MIN_MEMORY..=MAX_MEMORY).contains(&bytes) {
         return Err(format!("{v:?} is outside 16M to 64T"));
     }
@@ -211,7 +212,17 @@ mod tests {
         assert_eq!(parse_memory("2G"), Ok(2 << 30));
         assert_eq!(parse_memory("512M"), Ok(512 << 20));
         for bad in [
-            "2", "2g", "0G", "02G", "1K", "65T", "G", "-1G", "1.5G", "2GB",
+            "2",
+            "2g",
+            "0G",
+            "02G",
+            "1K",
+            "65T",
+            "G",
+            "-1G",
+            "1.5G",
+            "2GB",
+            "16777217T",
         ] {
             assert!(parse_memory(bad).is_err(), "{bad}");
         }

@@ -136,7 +136,7 @@ struct RollbackArgs {
     #[command(flatten)]
     target: Target,
     /// The run whose snapshots to return to (see warden snapshots, warden history).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
     run: i64,
     /// Only this agent's jails and home (repeatable).
     #[arg(long = "agent", value_name = "NAME")]
@@ -738,7 +738,10 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
     check_agents(&fleet, std::slice::from_ref(&agent))?;
     let spec = fleet.get(&agent).expect("checked");
     let host = LocalHost::with_timeouts(&target.root, cfg.host.timeouts);
-    let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
+    // The apply lock is taken once the archive is verified and the operator said
+    // yes: a dry-run or a refused archive leaves the lock file as it is.
+    let db = host.local(&cfg.host.state_db);
+    let mut lock = None;
     // The env file, rc.d script and run script are rendered from the manifests,
     // as apply writes them; an archive is never trusted for a program root runs.
     let rendered = workflow::agent_files(&cfg, &fleet, &host, &ctx.templates, spec)?;
@@ -771,6 +774,12 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
         {
             return stop("not confirmed");
         }
+        lock = Some(
+            warden::state::lock(&db).map_err(|e| warden::backup::BackupError::Check {
+                agent: agent.clone(),
+                message: format!("{e}; nothing was restored"),
+            })?,
+        );
         Ok(())
     };
     let report = match cli_support::restore_with_service_stopped(
@@ -846,7 +855,11 @@ fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<ExitCode, Error> {
     let cfg = workflow::load_config(&ctx.config)?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
     let (_, listing) = warden::rollback::read(&host)?;
-    out!("{}", warden::rollback::snapshots_text(&listing));
+    let known = cli_support::history(&host.local(&cfg.host.state_db), u32::MAX)?
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    out!("{}", warden::rollback::snapshots_text(&listing, &known));
     Ok(ExitCode::SUCCESS)
 }
 

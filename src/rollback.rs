@@ -371,17 +371,33 @@ pub fn rollback_plan(
     steps
 }
 
-/// `warden snapshots`: the run snapshots, one line each.
-pub fn snapshots_text(listing: &Listing) -> String {
-    let runs = listing.runs();
+/// `warden snapshots`: the snapshots of the `known` runs (the state DB's), one
+/// line each; those only named like warden's are counted apart.
+pub fn snapshots_text(listing: &Listing, known: &BTreeSet<i64>) -> String {
+    let (runs, others): (Vec<_>, Vec<_>) = listing
+        .runs()
+        .into_iter()
+        .partition(|(run, _, _)| known.contains(run));
+    let mut out = String::new();
     if runs.is_empty() {
-        return "No warden snapshots.\n".into();
+        out.push_str("No warden snapshots.\n");
+    } else {
+        out.push_str("RUN  TAKEN                 DATASET\n");
+        for (run, dataset, creation) in runs {
+            out.push_str(&format!(
+                "{run:<4} {}  {dataset}\n",
+                crate::state::format_epoch(creation)
+            ));
+        }
     }
-    let mut out = String::from("RUN  TAKEN                 DATASET\n");
-    for (run, dataset, creation) in runs {
+    if !others.is_empty() {
+        let names: Vec<String> = others
+            .iter()
+            .map(|(run, d, _)| format!("{d}@{}", crate::zfs::run_snapshot(*run)))
+            .collect();
         out.push_str(&format!(
-            "{run:<4} {}  {dataset}\n",
-            crate::state::format_epoch(creation)
+            "Not warden's (named like its snapshots, but of no run the state DB recorded; never pruned): {}\n",
+            names.join(", ")
         ));
     }
     out

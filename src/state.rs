@@ -281,6 +281,23 @@ pub fn lock(db_path: &Path) -> Result<ApplyLock, StateError> {
     }
 }
 
+/// Whether no warden holds the apply lock beside the DB now (a run recorded as
+/// running was then killed: its process is gone and the kernel let go of its
+/// lock). Only looks: the lock file is neither created nor written.
+pub fn lock_is_free(db_path: &Path) -> bool {
+    let lock_path = PathBuf::from(format!("{}.lock", db_path.display()));
+    let Ok(file) = std::fs::File::open(&lock_path) else {
+        return true;
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 impl State {
     /// Open (creating and migrating) the state DB in WAL mode.
     pub async fn open(path: &Path) -> Result<State, StateError> {

@@ -123,6 +123,17 @@ fn kill_9_halfway_then_apply_converges_without_duplicates() {
             .failure();
         let _ = killed;
         support::wait_for_orphans(&s.root);
+        // Right away, with nobody holding the lock, the killed run is not "running".
+        let history = out(&s.warden(&["history"]).assert().success());
+        assert!(
+            history.contains("interrupted") && !history.contains("running"),
+            "after kill at {after}: {history}"
+        );
+        let status = out(&s.warden(&["status"]).assert());
+        assert!(
+            status.contains("UNHEALTHY: the last run did not finish"),
+            "{status}"
+        );
         // Jails whose create the killed run finished; a create that was in flight
         // on another chain may have died with it (SIGPIPE on warden's pipe), as on
         // a host, and is then made again, once.

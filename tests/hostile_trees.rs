@@ -431,6 +431,8 @@ fn restore_checks_every_member_of_the_soul_archive_before_it_changes_anything() 
         ".",
     ]);
     let before = read(&soul.join("SOUL.md"));
+    let lock = s.root.join("var/db/warden/state.db.lock");
+    let lock_before = read(&lock);
     s.clear_log();
     let text = out(&s
         .warden(&[
@@ -442,6 +444,7 @@ fn restore_checks_every_member_of_the_soul_archive_before_it_changes_anything() 
         ])
         .assert()
         .code(1));
+    assert_eq!(read(&lock), lock_before, "a dry-run rewrote the lock file");
     assert!(
         text.contains("soul.tar: \"../../evil\": unexpected member"),
         "{text}"
@@ -451,6 +454,11 @@ fn restore_checks_every_member_of_the_soul_archive_before_it_changes_anything() 
         .assert()
         .code(1));
     assert!(text.contains("soul.tar"), "{text}");
+    assert_eq!(
+        read(&lock),
+        lock_before,
+        "a refused restore rewrote the lock file"
+    );
     assert!(
         !s.log().contains("MUT"),
         "restore changed the host: {}",

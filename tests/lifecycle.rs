@@ -661,6 +661,17 @@ fn run_snapshots_stay_unique_when_the_state_db_is_lost_and_only_known_ones_are_p
             && snaps.contains(&"zroot/bastille/jails/atlasdb@warden-run-99".to_string()),
         "{snaps:?}"
     );
+    // warden snapshots lists this state's runs, and names the others apart.
+    let listed = out(&s.warden(&["snapshots"]).assert().success());
+    assert!(listed.lines().any(|l| l.starts_with(&third)), "{listed}");
+    assert!(!listed.lines().any(|l| l.starts_with("99 ")), "{listed}");
+    assert!(
+        listed.contains("Not warden's") && listed.contains("atlasdb@warden-run-99"),
+        "{listed}"
+    );
+    // A run number is a positive whole number.
+    let text = out(&s.warden(&["rollback", "--run=-1"]).assert().code(1));
+    assert!(text.contains("-1 is not in 1.."), "{text}");
 }
 
 #[test]
