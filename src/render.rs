@@ -247,8 +247,8 @@ fn ctx(v: serde_json::Value) -> tera::Context {
     tera::Context::from_value(v).expect("a JSON object")
 }
 
-/// Stable devfs ruleset numbers for the llama.cpp jails: recorded ones kept, new
-/// ones the first free number from the configured base.
+/// Stable devfs ruleset numbers for the GPU jails (llama.cpp and ollama): recorded
+/// ones kept, new ones the first free number from the configured base.
 pub fn devfs_numbers(
     fleet: &Fleet,
     host: &HostConfig,
@@ -256,7 +256,8 @@ pub fn devfs_numbers(
 ) -> BTreeMap<String, u32> {
     let wanted: Vec<&str> = fleet
         .jail_agents()
-        .filter_map(|a| a.jail(Role::LlamaCpp))
+        .flat_map(|a| [a.jail(Role::LlamaCpp), a.jail(Role::Ollama)])
+        .flatten()
         .map(|j| j.name.as_str())
         .collect();
     let mut out = BTreeMap::new();

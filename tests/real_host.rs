@@ -495,3 +495,36 @@ fn a_failed_check_in_a_jail_says_it_failed_not_an_exit_status_bastille_cmd_does_
     );
     assert!(!report.contains("exited"), "{report}");
 }
+
+#[test]
+fn gpu_jails_get_the_gpu_ruleset_and_the_llama_jail_its_vulkan_userland() {
+    let s = Site::new(
+        "ext_if = \"em0\"\n",
+        &[(
+            "zeta",
+            "AGENT_NAME=zeta\nAGENT_SUBNET_BASE=10.0.7\nWARDEN_ROLES=llama-cpp,ollama\nWARDEN_OLLAMA_IP=10.0.7.6\n",
+        )],
+    );
+    s.applied();
+    let rules = read(&s.root.join("etc/devfs.rules"));
+    for jail in ["zetallm", "zetaoll"] {
+        let conf = jail_conf(&s, jail);
+        let n: u32 = conf
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("devfs_ruleset = "))
+            .and_then(|v| v.trim_end_matches(';').parse().ok())
+            .unwrap_or_else(|| panic!("{jail}: {conf}"));
+        assert!(n >= 1000, "{jail} runs under its GPU ruleset: {conf}");
+        assert!(
+            rules.contains(&format!(
+                "[warden_{jail}={n}]\nadd include 13\nadd path 'nvidia*' unhide\n"
+            )),
+            "{rules}"
+        );
+    }
+    let pkgs = read(&jail_root(&s, "zetallm").join("var/fakebsd/pkg.list"));
+    for p in ["llama-cpp", "vulkan-loader", "mesa-dri"] {
+        assert!(pkgs.lines().any(|l| l == p), "{p} in {pkgs}");
+    }
+    s.converged();
+}
