@@ -206,41 +206,15 @@ fn deserialize_each(path: &Path, text: &str) -> Result<(HostConfig, Diagnostics)
     })?;
     let mut diags = Diagnostics::default();
     let known_top: Vec<String> = known_keys(&toml::Value::try_from(HostConfig::default()));
-    let known_bhyve: Vec<String> = known_keys(&toml::Value::try_from(BhyveConfig::default()));
+    let defaults = match toml::Value::try_from(HostConfig::default()) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    };
     let mut good = toml::Table::new();
     for (key, value) in table {
-        if key == "bhyve" {
-            let Some(sub) = value.as_table() else {
-                diags.push(Diagnostic::new(
-                    path,
-                    0,
-                    Some("bhyve"),
-                    "must be a table: write [bhyve] and its keys below it",
-                ));
-                continue;
-            };
-            let mut good_sub = toml::Table::new();
-            for (k, v) in sub {
-                let mut one = toml::Table::new();
-                one.insert(k.clone(), v.clone());
-                match check_keys(&one, &known_bhyve).and_then(|()| {
-                    toml::Value::Table(one)
-                        .try_into::<BhyveConfig>()
-                        .map(drop)
-                        .map_err(|e| e.message().replace('`', "'"))
-                }) {
-                    Ok(()) => {
-                        good_sub.insert(k.clone(), v.clone());
-                    }
-                    Err(msg) => diags.push(Diagnostic::new(
-                        path,
-                        key_line(text, k),
-                        Some(&format!("bhyve.{k}")),
-                        msg,
-                    )),
-                }
-            }
-            good.insert(key, toml::Value::Table(good_sub));
+        if let Some(toml::Value::Table(known)) = defaults.get(&key) {
+            let sub = check_table(path, text, &key, &value, known, &known_top, &mut diags);
+            good.insert(key, toml::Value::Table(sub));
             continue;
         }
         let mut one = toml::Table::new();
@@ -261,6 +235,84 @@ fn deserialize_each(path: &Path, text: &str) -> Result<(HostConfig, Diagnostics)
         .try_into::<HostConfig>()
         .unwrap_or_default();
     Ok((host, diags))
+}
+
+/// The keys of one table (`[timeouts]`, `[bhyve]`) checked one by one; the valid
+/// ones. A top-level key written below a table's header falls into that table
+/// (TOML), and the message says so.
+fn check_table(
+    path: &Path,
+    text: &str,
+    table: &str,
+    value: &toml::Value,
+    known: &toml::Table,
+    known_top: &[String],
+    diags: &mut Diagnostics,
+) -> toml::Table {
+    let mut good = toml::Table::new();
+    let Some(sub) = value.as_table() else {
+        diags.push(Diagnostic::new(
+            path,
+            key_line(text, table),
+            Some(table),
+            format!("must be a table: write [{table}] and its keys below it"),
+        ));
+        return good;
+    };
+    let known: Vec<String> = known.keys().cloned().collect();
+    for (k, v) in sub {
+        let line = table_key_line(text, table, k);
+        let checked = if !known.contains(k) && known_top.contains(k) {
+            Err(format!(
+                "{k} is a top-level key, but written below [{table}] it belongs to that table; move it above the first [table] line"
+            ))
+        } else {
+            let mut one = toml::Table::new();
+            one.insert(k.clone(), v.clone());
+            let mut outer = toml::Table::new();
+            outer.insert(table.to_string(), toml::Value::Table(one.clone()));
+            check_keys(&one, &known).and_then(|()| {
+                toml::Value::Table(outer)
+                    .try_into::<HostConfig>()
+                    .map(drop)
+                    .map_err(|e| e.message().replace('`', "'"))
+            })
+        };
+        match checked {
+            Ok(()) => {
+                good.insert(k.clone(), v.clone());
+            }
+            Err(msg) => diags.push(Diagnostic::new(
+                path,
+                line,
+                Some(&format!("{table}.{k}")),
+                msg,
+            )),
+        }
+    }
+    good
+}
+
+/// The line of `key` in `table`: `key = …` below its `[table]` header, or a
+/// dotted `table.key = …` outside any table (1-based, 0 when not found).
+fn table_key_line(text: &str, table: &str, key: &str) -> usize {
+    let assigns = |l: &str, k: &str| {
+        l.strip_prefix(k)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    };
+    let dotted = format!("{table}.{key}");
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim_start();
+        if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            current = name.trim().to_string();
+            continue;
+        }
+        if (current == table && assigns(l, key)) || (current.is_empty() && assigns(l, &dotted)) {
+            return i + 1;
+        }
+    }
+    0
 }
 
 fn known_keys(v: &Result<toml::Value, toml::ser::Error>) -> Vec<String> {

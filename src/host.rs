@@ -209,6 +209,27 @@ pub trait Host: Sync {
     fn set_limit(&self, _limit: Limit) {}
 }
 
+/// Remove what a killed `write_atomic` of `dir/name` left: regular files named
+/// `.NAME.warden-PID` (warden's own temporary names; a link is never followed or
+/// removed). Otherwise they stay forever, and one under a template directory
+/// would be copied into a jail by its `CP` hook.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.warden-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file.strip_prefix(&prefix) else {
+            continue;
+        };
+        let regular = std::fs::symlink_metadata(e.path()).is_ok_and(|m| m.file_type().is_file());
+        if regular && !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// The machine warden runs on, with files under `root`.
 pub struct LocalHost {
     root: PathBuf,
@@ -443,11 +464,21 @@ impl Host for LocalHost {
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
+        if result.is_ok() {
+            remove_stale_temps(dir, &name);
+        }
         result.map_err(|e| io(&path, e))
     }
 
     fn remove(&self, p: &str) -> Result<(), HostError> {
         let path = self.local(p);
+        remove_stale_temps(
+            path.parent().unwrap_or(Path::new("/")),
+            &path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

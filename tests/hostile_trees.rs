@@ -520,3 +520,53 @@ fn restore_stops_reading_a_member_at_the_size_its_manifest_gives() {
         .collect();
     assert!(scratch.is_empty(), "left behind: {scratch:?}");
 }
+
+#[test]
+fn a_jail_rc_conf_that_is_a_link_is_named_in_the_plan_and_never_followed() {
+    if !require_git() {
+        return;
+    }
+    let s = Site::examples();
+    s.apply().success();
+    let rc = s
+        .root
+        .join("usr/local/bastille/jails/atlasgit/root/etc/rc.conf");
+    // Root in the jail replaces its rc.conf with a link to a host file.
+    std::fs::remove_file(&rc).unwrap();
+    std::os::unix::fs::symlink("/etc/master.passwd", &rc).unwrap();
+    let plan = out(&s.warden(&["plan"]).assert());
+    assert!(
+        plan.contains(
+            "(unknown: /usr/local/bastille/jails/atlasgit/root/etc/rc.conf is not a regular file of at most 64 KiB, not read)"
+        ),
+        "the plan names the file it could not read:\n{plan}"
+    );
+}
+
+#[test]
+fn a_killed_writes_temporary_file_goes_with_the_next_write() {
+    if !require_git() {
+        return;
+    }
+    let s = Site::examples();
+    s.apply().success();
+    let dir = s.root.join("usr/local/bastille/templates/warden/atlasdb");
+    // A write killed between its temporary file and the rename: the temporary file
+    // stays, the Bastillefile is the old one.
+    let stale = dir.join(".Bastillefile.warden-99999");
+    std::fs::write(&stale, "half a Bastillefile").unwrap();
+    let file = dir.join("Bastillefile");
+    std::fs::write(&file, format!("{}# old\n", read(&file))).unwrap();
+    // A link of the same shape is not warden's to remove.
+    let link = dir.join(".Bastillefile.warden-88888");
+    std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+    s.apply().success();
+    assert!(
+        !stale.exists(),
+        "the leftover is removed with the next write"
+    );
+    assert!(
+        std::fs::symlink_metadata(&link).is_ok(),
+        "a link is neither followed nor removed"
+    );
+}

@@ -522,3 +522,40 @@ fn status_lines_up_its_columns_and_shows_ports_and_limits() {
             .expect("JSON");
     assert_eq!(json["agents"][0]["exposed"][0], "git:2222:22/tcp");
 }
+
+#[test]
+fn a_key_below_a_table_is_located_and_the_table_it_fell_into_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("agents")).unwrap();
+    let config = dir.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        "ext_if = \"em0\"\n\n[timeouts]\nprobe = 60\n\njobs = 4\nchange = \"long\"\n",
+    )
+    .unwrap();
+    let a = support::warden()
+        .arg("--config")
+        .arg(&config)
+        .arg("check")
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    let at = config.display();
+    assert!(
+        err.contains(&format!(
+            "{at}:6: timeouts.jobs: jobs is a top-level key, but written below [timeouts] it belongs to that table; move it above the first [table] line\n"
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{at}:7: timeouts.change: ")), "{err}");
+    // A dotted key outside any table is found on its own line too.
+    std::fs::write(&config, "ext_if = \"em0\"\nbhyve.switch = 5\n").unwrap();
+    let a = support::warden()
+        .arg("--config")
+        .arg(&config)
+        .arg("check")
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains(&format!("{at}:2: bhyve.switch: ")), "{err}");
+}

@@ -367,9 +367,16 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
                     "/etc/rc.conf",
                     JAIL_RC_CONF_MAX,
                 )?
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
-            let unknown = || "(unknown)".to_string();
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            // An address read from nothing names the file and why it was not read.
+            let unread = rc_conf.is_none().then(|| {
+                format!(
+                    "(unknown: {jails_dir}/{name}/root/etc/rc.conf is not a regular file of at most {} KiB, not read)",
+                    JAIL_RC_CONF_MAX / 1024
+                )
+            });
+            let rc_conf = rc_conf.unwrap_or_default();
+            let unknown = || unread.clone().unwrap_or_else(|| "(unknown)".to_string());
             p.st.jails.insert(
                 name.clone(),
                 ObservedJail {
