@@ -283,6 +283,15 @@ t_rc "mkdir -p in a jail" 0 bastille cmd atlas mkdir -p /usr/local/www/atlas
 t_rc "tar -x from standard input" 0 sh -c 'bastille cmd atlas tar -xpf - -C /usr/local/www/atlas <"$1"' sh "$WORK/git.tar"
 t_file "tar -x wrote into the jail" "$JR/usr/local/www/atlas/notes.git/HEAD" "ref: refs/heads/main"
 t_err "tar -f FILE is not simulated" 1 "only -f -" bastille cmd atlas tar -cf /tmp/x.tar -C /home/git .
+# bastille sysrc runs in the jail: a link in its root resolves inside it, never on the host
+mkdir -p "$FAKEBSD_ROOT/etc/hostside"
+echo 'root_only="host"' >"$FAKEBSD_ROOT/etc/hostside/x.conf"
+mkdir -p "$JR/etc/hostside"
+ln -s /etc/hostside/x.conf "$JR/etc/linked.conf"
+t_rc "bastille sysrc -f through a link" 0 bastille sysrc atlas -f /etc/linked.conf spoof=1
+t_eq "the host's file is untouched" "$(cat "$FAKEBSD_ROOT/etc/hostside/x.conf")" 'root_only="host"'
+t_file "the jail's own target got it" "$JR/etc/hostside/x.conf" 'spoof="1"'
+rm -f "$JR/etc/linked.conf"
 t_rc "pkg install llama-cpp" 0 bastille pkg atlas install llama-cpp
 t_out "the llama-cpp package brings no rc script" 1 "llama-server does not exist in /etc/rc.d" bastille service atlas llama-server start
 t_out "an unknown service does not start" 1 "nosuch does not exist in /etc/rc.d" bastille service atlas nosuch start
