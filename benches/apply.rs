@@ -353,6 +353,7 @@ fn noop_phases(config: &Path, root: &Path, templates: &Templates) -> ([Duration;
         aliases: view.aliases.clone(),
         devfs: view.devfs.clone(),
         devfs_taken: workflow::devfs_taken(&host).expect("devfs"),
+        egress: workflow::egress_resolution(&cfg, &fleet, &host),
     };
     lap(&mut t);
     let desired = render::render(&fleet, &cfg.host, &recorded, templates).expect("render");

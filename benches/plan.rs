@@ -148,6 +148,7 @@ fn stages(config: &Path, root: &Path, templates: &Templates) -> [Duration; 6] {
         aliases: view.aliases.clone(),
         devfs: view.devfs.clone(),
         devfs_taken: workflow::devfs_taken(&host).expect("devfs"),
+        egress: workflow::egress_resolution(&cfg, &fleet, &host),
     };
     let state_t = t.elapsed();
 

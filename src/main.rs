@@ -121,6 +121,25 @@ enum Command {
     /// will do (stop, zfs rollback -r, start; later snapshots destroyed), then asks.
     /// Everything written to them since the snapshot is lost.
     Rollback(RollbackArgs),
+    /// Declared egress (EGRESS, ROLE_EGRESS): refresh the PF tables of host names.
+    Egress {
+        #[command(subcommand)]
+        command: EgressCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EgressCommand {
+    /// Resolve the EGRESS host names again and replace the PF tables that changed,
+    /// without touching the rules (cheap enough for a periodic job). A name that
+    /// no longer resolves keeps its last addresses, with a warning.
+    Refresh(RefreshArgs),
+}
+
+#[derive(Args)]
+struct RefreshArgs {
+    #[command(flatten)]
+    target: Target,
 }
 
 #[derive(Args)]
@@ -410,6 +429,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::History(a) => history(&ctx, a),
         Command::Snapshots(a) => snapshots(&ctx, a),
         Command::Rollback(a) => rollback(&ctx, a),
+        Command::Egress {
+            command: EgressCommand::Refresh(a),
+        } => egress_refresh(&ctx, a),
     }
 }
 
@@ -821,6 +843,22 @@ fn rollback(ctx: &Ctx, a: RollbackArgs) -> Result<ExitCode, Error> {
         println!("{line}");
     }
     println!("Rollback complete. The next apply converges them to the manifests again.");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn egress_refresh(ctx: &Ctx, a: RefreshArgs) -> Result<ExitCode, Error> {
+    let (cfg, fleet) = ctx.load()?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    let r = warden::containment::refresh(&cfg, &fleet, &host, &ctx.templates)?;
+    for w in &r.warnings {
+        eprintln!("{w}");
+    }
+    if r.replaced.is_empty() {
+        println!("Egress tables are up to date.");
+    }
+    for line in &r.replaced {
+        println!("replaced {line}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

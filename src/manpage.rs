@@ -132,6 +132,10 @@ fn examples(name: &str) -> Vec<(&'static str, &'static str)> {
             "Return nova's jails and home to run 42's snapshots:",
             "warden rollback --run 42 --agent nova",
         )],
+        "egress" => vec![(
+            "Re-resolve the EGRESS host names every ten minutes (cron):",
+            "warden egress refresh",
+        )],
         "man" => vec![("Install the pages:", "warden man --out /usr/local/man/man8")],
         "completions" => vec![(
             "zsh completion:",

@@ -180,6 +180,52 @@ pub fn not_warden_owned(
     Ok(d)
 }
 
+/// The host names of every `EGRESS` of the fleet's jail agents.
+pub fn egress_names(fleet: &Fleet) -> std::collections::BTreeSet<String> {
+    fleet
+        .jail_agents()
+        .flat_map(|a| {
+            std::iter::once(&a.egress)
+                .chain(a.jails.iter().map(|j| &j.egress))
+                .flat_map(crate::egress::names)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Resolve the fleet's `EGRESS` host names on the host (`host -t A NAME`, one call
+/// per name; none when no manifest names a host) and read its resolvers from
+/// /etc/resolv.conf. A name that does not resolve keeps the addresses the installed
+/// anchor file records for it.
+pub fn egress_resolution(
+    cfg: &Config,
+    fleet: &Fleet,
+    host: &dyn Host,
+) -> crate::egress::Resolution {
+    let text = |p: &str| {
+        host.read(p)
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let names = egress_names(fleet);
+    let previous = if names.is_empty() {
+        Default::default()
+    } else {
+        crate::egress::recorded(&text(&cfg.host.pf_include))
+    };
+    let dns = crate::egress::resolv_conf_servers(&text("/etc/resolv.conf"));
+    crate::egress::resolve(&names, &previous, dns, |n| {
+        let out = host
+            .run(&["host".into(), "-t".into(), "A".into(), n.into()])
+            .ok()?;
+        out.ok()
+            .then(|| crate::egress::parse_host_output(&out.stdout))
+    })
+}
+
 /// Render the desired state and diff it against the host.
 pub fn plan(
     cfg: &Config,
@@ -205,6 +251,7 @@ pub fn plan_with_view(
         aliases: view.aliases.clone(),
         devfs: view.devfs.clone(),
         devfs_taken: devfs_taken(host)?,
+        egress: egress_resolution(cfg, fleet, host),
     };
     let desired = render::render(fleet, &cfg.host, &recorded, templates)?;
     host.set_limit(crate::host::Limit::Probe);
@@ -234,6 +281,14 @@ pub fn plan_with_view(
         })
         .collect();
     plan.notes.extend(missing_models(fleet, host, filter));
+    plan.notes.extend(recorded.egress.warnings.iter().cloned());
+    for (n, a) in &recorded.egress.names {
+        if !a.is_empty() {
+            let a: Vec<String> = a.iter().map(ToString::to_string).collect();
+            plan.notes
+                .push(format!("EGRESS host {n} resolves to {}", a.join(" ")));
+        }
+    }
     if !loader.is_empty() {
         plan.notes.push(format!(
             "Note: /boot/loader.conf changes ({}) take effect at the next reboot.",

@@ -14,7 +14,8 @@
 //!   `pass | block [drop|return] [in|out] [quick] [on IF] [inet|inet6] [proto tcp|udp|icmp
 //!   | proto { .. }] [all | [from X] [to Y [port N | port = N | port { a b }]]]
 //!   [user NAME | user { a, b }] [keep state]`, where an address is `any`,
-//!   `<table>`, an IPv4 address or CIDR, each optionally preceded by `!`. `#`
+//!   `<table>`, an IPv4 address or CIDR, each optionally preceded by `!` (in an
+//!   `inet6` rule also an IPv6 address, which matches no packet evaluated here). `#`
 //!   comments and `\` line continuations are handled.
 //! - Translates before filtering, as PF does: a packet coming in on an interface
 //!   (it must say so with [`Packet::dir`] and [`Packet::on`] when an `rdr` rule could
@@ -279,6 +280,8 @@ enum AddrKind {
     Table(String),
     /// `(IF)`: the interface's own address (only in an `rdr` rule's destination).
     Iface(String),
+    /// An IPv6 address (only in an `inet6` filter rule, which never matches here).
+    V6(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -672,6 +675,9 @@ impl Ruleset {
             }
             Some(Tok::Word(w)) => match parse_net(&w) {
                 Some(n) => AddrKind::Net(n),
+                None if w.contains(':') && w.parse::<std::net::Ipv6Addr>().is_ok() => {
+                    AddrKind::V6(w)
+                }
                 None => st.fail(format!("{w:?} is not an address pfeval understands")),
             },
             Some(Tok::Table(t)) => {
@@ -948,6 +954,10 @@ impl Ruleset {
         let quick = st.eat("quick");
         let (iface, inet6, protos) = Self::parse_on_af6_proto(st, true);
         let (from, to, ports) = self.parse_hosts(st);
+        let v6 = |a: &Addr| matches!(a.kind, AddrKind::V6(_));
+        if !inet6 && (v6(&from) || v6(&to)) {
+            st.fail("an IPv6 address outside an inet6 rule");
+        }
         if ports.is_some() {
             match &protos {
                 Some(ps) if ps.iter().all(|p| *p != Proto::Icmp) => {}
@@ -1022,6 +1032,7 @@ impl Ruleset {
             AddrKind::Any => true,
             AddrKind::Net(n) => n.contains(ip),
             AddrKind::Table(t) => self.tables[t].contains(ip),
+            AddrKind::V6(_) => false,
             AddrKind::Iface(i) => {
                 let own = self.iface_addrs.get(i).unwrap_or_else(|| {
                     panic!(
