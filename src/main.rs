@@ -121,11 +121,37 @@ enum Command {
     /// will do (stop, zfs rollback -r, start; later snapshots destroyed), then asks.
     /// Everything written to them since the snapshot is lost.
     Rollback(RollbackArgs),
+    /// Cut an agent off at once: one PF anchor load blocks its user and its subnet
+    /// (root on the host still reaches the jails over tcp), its service is stopped,
+    /// the state DB records who, when and why. plan and apply leave it untouched
+    /// until warden release. Needs only warden.toml and the installed PF anchor.
+    Quarantine(QuarantineArgs),
+    /// Lift an agent's quarantine (one PF anchor load); the next apply converges it.
+    Release(ReleaseArgs),
     /// Declared egress (EGRESS, ROLE_EGRESS): refresh the PF tables of host names.
     Egress {
         #[command(subcommand)]
         command: EgressCommand,
     },
+}
+
+#[derive(Args)]
+struct QuarantineArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The agent to cut off.
+    agent: String,
+    /// Why, for the record (one line, at most 200 characters).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+}
+
+#[derive(Args)]
+struct ReleaseArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The quarantined agent.
+    agent: String,
 }
 
 #[derive(Subcommand)]
@@ -432,6 +458,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Egress {
             command: EgressCommand::Refresh(a),
         } => egress_refresh(&ctx, a),
+        Command::Quarantine(a) => quarantine(&ctx, a),
+        Command::Release(a) => release(&ctx, a),
     }
 }
 
@@ -859,6 +887,31 @@ fn egress_refresh(ctx: &Ctx, a: RefreshArgs) -> Result<ExitCode, Error> {
     for line in &r.replaced {
         println!("replaced {line}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_outcome(o: &warden::containment::Outcome) {
+    for w in &o.warnings {
+        eprintln!("{w}");
+    }
+    for line in &o.done {
+        println!("{line}");
+    }
+}
+
+fn quarantine(ctx: &Ctx, a: QuarantineArgs) -> Result<ExitCode, Error> {
+    let cfg = workflow::load_config(&ctx.config)?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    let o = warden::containment::quarantine(&cfg, &host, &a.agent, a.reason.as_deref())?;
+    print_outcome(&o);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn release(ctx: &Ctx, a: ReleaseArgs) -> Result<ExitCode, Error> {
+    let cfg = workflow::load_config(&ctx.config)?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    let o = warden::containment::release(&cfg, &host, &a.agent)?;
+    print_outcome(&o);
     Ok(ExitCode::SUCCESS)
 }
 

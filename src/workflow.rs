@@ -253,7 +253,22 @@ pub fn plan_with_view(
         devfs_taken: devfs_taken(host)?,
         egress: egress_resolution(cfg, fleet, host),
     };
-    let desired = render::render(fleet, &cfg.host, &recorded, templates)?;
+    let mut desired = render::render(fleet, &cfg.host, &recorded, templates)?;
+    // Quarantined agents: their blocks stay in the anchor, their resources as they are.
+    let installed_anchor = host
+        .read(&cfg.host.pf_include)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let quarantined = crate::containment::quarantined(&installed_anchor);
+    if !quarantined.is_empty() {
+        for i in &mut desired.items {
+            if let crate::resource::Resource::PfAnchor { content, .. } = &mut i.resource {
+                *content = crate::containment::keep_quarantine(content, &installed_anchor);
+            }
+        }
+    }
     host.set_limit(crate::host::Limit::Probe);
     let probed = probe::probe(host, &cfg.host, &desired.items, &view);
     host.set_limit(crate::host::Limit::Change);
@@ -263,6 +278,7 @@ pub fn plan_with_view(
         return Err(foreign.into());
     }
     let mut plan = plan::diff(&desired.items, &host_state, &view, filter);
+    leave_quarantined(&mut plan, fleet, &quarantined);
     plan::mark_data_loss(&mut plan, plan::DataPolicy::Ask);
     let loader: Vec<String> = plan
         .changes
@@ -301,6 +317,29 @@ pub fn plan_with_view(
         host_state,
         plan,
     })
+}
+
+/// Take a quarantined agent's own changes (and follow-ups on it or its jails) out
+/// of the plan, with one `!` note per quarantined agent.
+fn leave_quarantined(
+    plan: &mut plan::Plan,
+    fleet: &Fleet,
+    quarantined: &[crate::containment::Quarantine],
+) {
+    for q in quarantined {
+        let mut names = vec![q.agent.clone()];
+        if let Some(a) = fleet.get(&q.agent) {
+            names.extend(a.jails.iter().map(|j| j.name.clone()));
+        }
+        plan.changes
+            .retain(|c| c.item.agent.as_deref() != Some(q.agent.as_str()));
+        plan.follow_ups.retain(|f| {
+            !names.iter().any(|n| {
+                f.command.iter().any(|w| w == n) || f.id.rsplit(':').next() == Some(n.as_str())
+            })
+        });
+        plan.notes.push(q.note());
+    }
 }
 
 /// One note per llama.cpp jail whose model file is not on the host. The jail mounts
@@ -788,7 +827,7 @@ pub fn status(
     let last = crate::cli_support::history(&host.local(&cfg.host.state_db), 1)?
         .into_iter()
         .next();
-    Ok(crate::status::report(
+    let mut report = crate::status::report(
         cfg,
         fleet,
         &planned.host_state,
@@ -797,5 +836,31 @@ pub fn status(
         &services,
         last,
         agents,
-    ))
+    );
+    // A quarantined agent is down on purpose: its first check says so.
+    let anchor = host
+        .read(&cfg.host.pf_include)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    for q in crate::containment::quarantined(&anchor) {
+        if let Some(a) = report.agents.iter_mut().find(|a| a.agent == q.agent) {
+            let why = q.reason.map(|r| format!(": {r}")).unwrap_or_default();
+            a.checks.insert(
+                0,
+                crate::status::Check {
+                    what: "quarantine".into(),
+                    ok: false,
+                    detail: format!(
+                        "quarantined since {} by {}{why} (warden release {})",
+                        q.since, q.by, q.agent
+                    ),
+                },
+            );
+            a.healthy = false;
+            report.healthy = false;
+        }
+    }
+    Ok(report)
 }
