@@ -128,6 +128,9 @@ enum Command {
     Quarantine(QuarantineArgs),
     /// Lift an agent's quarantine (one PF anchor load); the next apply converges it.
     Release(ReleaseArgs),
+    /// Who can reach what (agents' users, jails, host, Internet), judged from the PF
+    /// rules apply would load, one line each (`atlas -> atlasdb:5432`).
+    Reach(ReachArgs),
     /// Declared egress (EGRESS, ROLE_EGRESS): refresh the PF tables of host names.
     Egress {
         #[command(subcommand)]
@@ -144,6 +147,12 @@ struct QuarantineArgs {
     /// Why, for the record (one line, at most 200 characters).
     #[arg(long, value_name = "TEXT")]
     reason: Option<String>,
+}
+
+#[derive(Args)]
+struct ReachArgs {
+    #[command(flatten)]
+    target: Target,
 }
 
 #[derive(Args)]
@@ -459,6 +468,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             command: EgressCommand::Refresh(a),
         } => egress_refresh(&ctx, a),
         Command::Quarantine(a) => quarantine(&ctx, a),
+        Command::Reach(a) => reach(&ctx, a),
         Command::Release(a) => release(&ctx, a),
     }
 }
@@ -897,6 +907,15 @@ fn print_outcome(o: &warden::containment::Outcome) {
     for line in &o.done {
         println!("{line}");
     }
+}
+
+fn reach(ctx: &Ctx, a: ReachArgs) -> Result<ExitCode, Error> {
+    let (cfg, fleet) = ctx.load()?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    for line in workflow::reach(&cfg, &fleet, &host, &ctx.templates)? {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn quarantine(ctx: &Ctx, a: QuarantineArgs) -> Result<ExitCode, Error> {

@@ -132,6 +132,7 @@ fn examples(name: &str) -> Vec<(&'static str, &'static str)> {
             "Return nova's jails and home to run 42's snapshots:",
             "warden rollback --run 42 --agent nova",
         )],
+        "reach" => vec![("Can atlas reach anything of clawdie?", "warden reach | grep '^atlas -> clawdie'")],
         "quarantine" => vec![(
             "Cut nova off while you look at what it did:",
             "warden quarantine nova --reason exfiltration",

@@ -296,6 +296,16 @@ pub fn plan_with_view(
             _ => vec![],
         })
         .collect();
+    // Only when the plan loads the anchor (a --step or --agent filter may leave it).
+    if plan
+        .changes
+        .iter()
+        .any(|c| matches!(c.item.resource, crate::resource::Resource::PfAnchor { .. }))
+    {
+        let (reach, notes) = reach_lines(cfg, fleet, &desired, &installed_anchor, &recorded.egress);
+        plan.reach = reach;
+        plan.notes.extend(notes);
+    }
     plan.notes.extend(missing_models(fleet, host, filter));
     plan.notes.extend(recorded.egress.warnings.iter().cloned());
     for (n, a) in &recorded.egress.names {
@@ -316,6 +326,80 @@ pub fn plan_with_view(
         view,
         host_state,
         plan,
+    })
+}
+
+/// Above this many agents in jails, plan leaves reachability to `warden reach`
+/// (every subject probes every jail: the work grows with the square of the fleet).
+pub const REACH_IN_PLAN_MAX: usize = 32;
+
+/// The reachability lines the plan's PF anchor adds and removes against the
+/// installed one (`+ atlas -> api.openai.com:443`), or a note saying why not.
+fn reach_lines(
+    cfg: &Config,
+    fleet: &Fleet,
+    desired: &render::Desired,
+    installed: &str,
+    egress: &crate::egress::Resolution,
+) -> (Vec<String>, Vec<String>) {
+    let Some(after) = desired.items.iter().find_map(|i| match &i.resource {
+        crate::resource::Resource::PfAnchor { content, .. } => Some(content),
+        _ => None,
+    }) else {
+        return (Vec::new(), Vec::new());
+    };
+    if after == installed {
+        return (Vec::new(), Vec::new());
+    }
+    if fleet.jail_agents().count() > REACH_IN_PLAN_MAX {
+        return (
+            Vec::new(),
+            vec![format!(
+                "Note: reachability is not shown for more than {REACH_IN_PLAN_MAX} agents; warden reach prints it"
+            )],
+        );
+    }
+    let lines = |text: &str| crate::reach::lines(text, fleet, &cfg.host, egress);
+    match (lines(installed), lines(after)) {
+        (Ok(b), Ok(a)) => (crate::reach::diff(&b, &a), Vec::new()),
+        (_, Err(e)) | (Err(e), _) => (
+            Vec::new(),
+            vec![format!("Note: reachability not shown: {e}")],
+        ),
+    }
+}
+
+/// Who reaches what under the PF anchor apply would install (quarantine blocks of
+/// the installed anchor kept), one line each.
+pub fn reach(
+    cfg: &Config,
+    fleet: &Fleet,
+    host: &dyn Host,
+    templates: &Templates,
+) -> Result<std::collections::BTreeSet<String>> {
+    let recorded = Recorded {
+        egress: egress_resolution(cfg, fleet, host),
+        ..Default::default()
+    };
+    let desired = render::render(fleet, &cfg.host, &recorded, templates)?;
+    let installed = host
+        .read(&cfg.host.pf_include)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let anchor = desired
+        .items
+        .iter()
+        .find_map(|i| match &i.resource {
+            crate::resource::Resource::PfAnchor { content, .. } => {
+                Some(crate::containment::keep_quarantine(content, &installed))
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    crate::reach::lines(&anchor, fleet, &cfg.host, &recorded.egress).map_err(|e| {
+        crate::error::Refusal::Preflight(format!("cannot judge the PF rules: {e}")).into()
     })
 }
 
