@@ -72,7 +72,7 @@ pub fn refresh(cfg: &Config, fleet: &Fleet, host: &dyn Host, t: &Templates) -> R
             Refusal::Preflight(format!("{path} is not installed; run warden apply first")).into(),
         );
     };
-    let content = keep_quarantine(&content, &installed);
+    let content = keep_quarantine(&content, &installed, &|a| fleet.get(a).is_some());
     if rules_only(&installed) != rules_only(&content) {
         return Err(Refusal::Preflight(format!(
             "the rules in {path} are not the ones the manifests give; egress refresh only replaces table contents: run warden plan and warden apply"
@@ -279,9 +279,13 @@ fn with_blocks(content: &str, mut blocks: Vec<(String, String)>) -> String {
 }
 
 /// The anchor warden renders for the host, with the quarantine blocks of the
-/// installed anchor kept.
-pub fn keep_quarantine(rendered: &str, installed: &str) -> String {
-    let b = blocks(installed);
+/// installed anchor kept for the agents `keep` says (those still in the fleet: a
+/// destroyed agent's block goes with it).
+pub fn keep_quarantine(rendered: &str, installed: &str, keep: &dyn Fn(&str) -> bool) -> String {
+    let b: Vec<_> = blocks(installed)
+        .into_iter()
+        .filter(|(a, _)| keep(a))
+        .collect();
     if b.is_empty() {
         rendered.to_string()
     } else {

@@ -261,11 +261,16 @@ pub fn plan_with_view(
         .flatten()
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    let quarantined = crate::containment::quarantined(&installed_anchor);
+    let in_fleet = |a: &str| fleet.get(a).is_some();
+    let quarantined: Vec<_> = crate::containment::quarantined(&installed_anchor)
+        .into_iter()
+        .filter(|q| in_fleet(&q.agent))
+        .collect();
     if !quarantined.is_empty() {
         for i in &mut desired.items {
             if let crate::resource::Resource::PfAnchor { content, .. } = &mut i.resource {
-                *content = crate::containment::keep_quarantine(content, &installed_anchor);
+                *content =
+                    crate::containment::keep_quarantine(content, &installed_anchor, &in_fleet);
             }
         }
     }
@@ -392,9 +397,11 @@ pub fn reach(
         .items
         .iter()
         .find_map(|i| match &i.resource {
-            crate::resource::Resource::PfAnchor { content, .. } => {
-                Some(crate::containment::keep_quarantine(content, &installed))
-            }
+            crate::resource::Resource::PfAnchor { content, .. } => Some(
+                crate::containment::keep_quarantine(content, &installed, &|a| {
+                    fleet.get(a).is_some()
+                }),
+            ),
             _ => None,
         })
         .unwrap_or_default();

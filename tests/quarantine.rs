@@ -235,3 +235,19 @@ fn quarantine_refuses_what_it_cannot_do_and_changes_nothing() {
         site.mutating_calls()
     );
 }
+
+#[test]
+fn destroying_a_quarantined_agent_removes_it_and_its_block() {
+    let site = site();
+    site.warden(&["quarantine", "atlas"]).assert().success();
+    site.warden(&["destroy", "--agent", "atlas", "--yes"])
+        .assert()
+        .success();
+    assert!(!site.root.join("usr/local/etc/rc.d/atlas").exists());
+    let text = anchor(&site);
+    assert!(
+        !text.contains("quarantine") && !text.contains("10.0.1."),
+        "{text}"
+    );
+    assert!(text.contains("10.0.2.0/24"), "{text}");
+}
