@@ -354,6 +354,7 @@ fn noop_phases(config: &Path, root: &Path, templates: &Templates) -> ([Duration;
         devfs: view.devfs.clone(),
         devfs_taken: workflow::devfs_taken(&host).expect("devfs"),
         models_present: workflow::models_present(&fleet, &host),
+        egress: workflow::egress_resolution(&cfg, &fleet, &host),
     };
     lap(&mut t);
     let desired = render::render(&fleet, &cfg.host, &recorded, templates).expect("render");

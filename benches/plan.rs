@@ -149,6 +149,7 @@ fn stages(config: &Path, root: &Path, templates: &Templates) -> [Duration; 6] {
         devfs: view.devfs.clone(),
         devfs_taken: workflow::devfs_taken(&host).expect("devfs"),
         models_present: workflow::models_present(&fleet, &host),
+        egress: workflow::egress_resolution(&cfg, &fleet, &host),
     };
     let state_t = t.elapsed();
 

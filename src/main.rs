@@ -123,6 +123,60 @@ enum Command {
     /// will do (stop, zfs rollback -r, start; later snapshots destroyed), then asks.
     /// Everything written to them since the snapshot is lost.
     Rollback(RollbackArgs),
+    /// Cut an agent off at once: one PF anchor load blocks its user and its subnet
+    /// (root on the host still reaches the jails over tcp), its service is stopped,
+    /// the state DB records who, when and why. plan and apply leave it untouched
+    /// until warden release. Needs only warden.toml and the installed PF anchor.
+    Quarantine(QuarantineArgs),
+    /// Lift an agent's quarantine (one PF anchor load); the next apply converges it.
+    Release(ReleaseArgs),
+    /// Who can reach what (agents' users, jails, host, Internet), judged from the PF
+    /// rules apply would load, one line each (`atlas -> atlasdb:5432`).
+    Reach(ReachArgs),
+    /// Declared egress (EGRESS, ROLE_EGRESS): refresh the PF tables of host names.
+    Egress {
+        #[command(subcommand)]
+        command: EgressCommand,
+    },
+}
+
+#[derive(Args)]
+struct QuarantineArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The agent to cut off.
+    agent: String,
+    /// Why, for the record (one line, at most 200 characters).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+}
+
+#[derive(Args)]
+struct ReachArgs {
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Args)]
+struct ReleaseArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The quarantined agent.
+    agent: String,
+}
+
+#[derive(Subcommand)]
+enum EgressCommand {
+    /// Resolve the EGRESS host names again and replace the PF tables that changed,
+    /// without touching the rules (cheap enough for a periodic job). A name that
+    /// no longer resolves keeps its last addresses, with a warning.
+    Refresh(RefreshArgs),
+}
+
+#[derive(Args)]
+struct RefreshArgs {
+    #[command(flatten)]
+    target: Target,
 }
 
 #[derive(Args)]
@@ -441,6 +495,12 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::History(a) => history(&ctx, a),
         Command::Snapshots(a) => snapshots(&ctx, a),
         Command::Rollback(a) => rollback(&ctx, a),
+        Command::Egress {
+            command: EgressCommand::Refresh(a),
+        } => egress_refresh(&ctx, a),
+        Command::Quarantine(a) => quarantine(&ctx, a),
+        Command::Reach(a) => reach(&ctx, a),
+        Command::Release(a) => release(&ctx, a),
     }
 }
 
@@ -885,6 +945,56 @@ fn rollback(ctx: &Ctx, a: RollbackArgs) -> Result<ExitCode, Error> {
         outln!("{line}");
     }
     outln!("Rollback complete. The next apply converges them to the manifests again.");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn egress_refresh(ctx: &Ctx, a: RefreshArgs) -> Result<ExitCode, Error> {
+    let (cfg, fleet) = ctx.load()?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    let r = warden::containment::refresh(&cfg, &fleet, &host, &ctx.templates)?;
+    for w in &r.warnings {
+        eprintln!("{w}");
+    }
+    if r.replaced.is_empty() {
+        println!("Egress tables are up to date.");
+    }
+    for line in &r.replaced {
+        println!("replaced {line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_outcome(o: &warden::containment::Outcome) {
+    for w in &o.warnings {
+        eprintln!("{w}");
+    }
+    for line in &o.done {
+        println!("{line}");
+    }
+}
+
+fn reach(ctx: &Ctx, a: ReachArgs) -> Result<ExitCode, Error> {
+    let (cfg, fleet) = ctx.load()?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    for line in workflow::reach(&cfg, &fleet, &host, &ctx.templates)? {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn quarantine(ctx: &Ctx, a: QuarantineArgs) -> Result<ExitCode, Error> {
+    let cfg = workflow::load_config(&ctx.config)?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    let o = warden::containment::quarantine(&cfg, &host, &a.agent, a.reason.as_deref())?;
+    print_outcome(&o);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn release(ctx: &Ctx, a: ReleaseArgs) -> Result<ExitCode, Error> {
+    let cfg = workflow::load_config(&ctx.config)?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    let o = warden::containment::release(&cfg, &host, &a.agent)?;
+    print_outcome(&o);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -96,6 +96,8 @@ pub struct JailSpec {
     pub role: Role,
     pub name: String,
     pub ip: Ipv4Addr,
+    /// Where the jail may connect outside the agents' subnets (`<ROLE>_EGRESS`).
+    pub egress: crate::egress::Policy,
 }
 
 /// How the agent is deployed.
@@ -147,6 +149,9 @@ pub struct AgentSpec {
     pub expose: Vec<crate::expose::Expose>,
     /// rctl limits on its jails and its user (`*_MEMORY_LIMIT`, `*_CPU_LIMIT`).
     pub limits: Vec<crate::limits::Limit>,
+    /// Where the agent's own processes may connect outside the agents' subnets
+    /// (`EGRESS`).
+    pub egress: crate::egress::Policy,
     pub deploy: DeployMode,
     pub command: String,
     pub home: String,
@@ -255,6 +260,12 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc { key: "SHARED_LLM", default: "(none)", doc: "use this other agent's LLM jail instead of an own one" },
     KeyDoc { key: "ADOPT_JAILS", default: "(none)", doc: "this agent's jails that exist on the host but were not made by warden, to take over as they are (comma-separated jail names); without it such a jail is refused" },
     KeyDoc { key: "EXPOSE", default: "(none)", doc: "host ports forwarded to jail ports, ROLE:HOST_PORT:JAIL_PORT[/tcp|/udp], comma-separated, e.g. cms:8443:80,git:2222:22" },
+    KeyDoc { key: "EGRESS", default: "any", doc: "where the agent's processes (its user on the host) may connect: any, none, or HOST:PORT, CIDR:PORT, CIDR comma-separated (a list allows DNS to the host's resolvers), e.g. api.openai.com:443,10.20.0.0/16:5432" },
+    KeyDoc { key: "GIT_EGRESS", default: "any", doc: "as EGRESS, for the git jail" },
+    KeyDoc { key: "CMS_EGRESS", default: "any", doc: "as EGRESS, for the CMS jail" },
+    KeyDoc { key: "DB_EGRESS", default: "any", doc: "as EGRESS, for the database jail" },
+    KeyDoc { key: "LLAMA_CPP_EGRESS", default: "any", doc: "as EGRESS, for the llama.cpp jail" },
+    KeyDoc { key: "OLLAMA_EGRESS", default: "any", doc: "as EGRESS, for the ollama jail" },
     KeyDoc { key: "GIT_MEMORY_LIMIT", default: "(none)", doc: "rctl memoryuse limit of the git jail, e.g. 2G" },
     KeyDoc { key: "GIT_CPU_LIMIT", default: "(none)", doc: "rctl pcpu limit of the git jail, percent of one CPU (150 = one and a half)" },
     KeyDoc { key: "CMS_MEMORY_LIMIT", default: "(none)", doc: "rctl memoryuse limit of the CMS jail, e.g. 2G" },
@@ -625,10 +636,16 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
             subnet_base.is_some(),
             false,
         );
+        let egress = egress_key(
+            &mut cx,
+            &crate::egress::role_key(*role),
+            crate::egress::JAIL_DEFAULT,
+        );
         jails.push(JailSpec {
             role: *role,
             name: jname,
             ip,
+            egress,
         });
     }
     // Distinct addresses within the agent.
@@ -798,6 +815,16 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
             }
         }
     }
+    for role in Role::ALL {
+        let key = crate::egress::role_key(role);
+        if cx.get(&key).is_some() && !roles.contains(&role) {
+            cx.err(
+                &key,
+                format!("the agent runs no {role} jail (WARDEN_ROLES)"),
+            );
+        }
+    }
+    let egress = egress_key(&mut cx, "EGRESS", crate::egress::Policy::Any);
 
     // Resource limits.
     let mut limits = Vec::new();
@@ -875,6 +902,7 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
         shared_llm,
         expose,
         limits,
+        egress,
         deploy,
         command,
         home,
@@ -883,6 +911,23 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
         secrets: Secrets::default(),
         source: String::new(),
     })
+}
+
+/// An egress key's policy, `default` when unset; each problem located at the key.
+fn egress_key(
+    cx: &mut Ctx<'_>,
+    key: &str,
+    default: crate::egress::Policy,
+) -> crate::egress::Policy {
+    match cx.get(key) {
+        None => default,
+        Some(v) => crate::egress::parse(v).unwrap_or_else(|errs| {
+            for e in errs {
+                cx.err(key, e);
+            }
+            default
+        }),
+    }
 }
 
 /// `agents/atlas.env` → `agents/atlas.secrets.env`.

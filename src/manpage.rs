@@ -132,6 +132,16 @@ fn examples(name: &str) -> Vec<(&'static str, &'static str)> {
             "Return nova's jails and home to run 42's snapshots:",
             "warden rollback --run 42 --agent nova",
         )],
+        "reach" => vec![("Can atlas reach anything of clawdie?", "warden reach | grep '^atlas -> clawdie'")],
+        "quarantine" => vec![(
+            "Cut nova off while you look at what it did:",
+            "warden quarantine nova --reason exfiltration",
+        )],
+        "release" => vec![("Let nova back in:", "warden release nova && warden apply")],
+        "egress" => vec![(
+            "Re-resolve the EGRESS host names every ten minutes (cron):",
+            "warden egress refresh",
+        )],
         "man" => vec![("Install the pages:", "warden man --out /usr/local/man/man8")],
         "completions" => vec![(
             "zsh completion:",

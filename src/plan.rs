@@ -221,6 +221,9 @@ pub struct Plan {
     pub follow_ups: Vec<FollowUp>,
     pub unchanged: usize,
     pub notes: Vec<String>,
+    /// The reachability the PF change adds (`+ atlas -> api.openai.com:443`) and
+    /// removes (`- atlas -> any`), judged from the rendered rules (`reach`).
+    pub reach: Vec<String>,
 }
 
 impl Plan {
@@ -458,6 +461,17 @@ pub fn human_styled(plan: &Plan, style: Style) -> String {
             );
         }
     }
+    if !plan.reach.is_empty() {
+        out.push_str("\nreachability, from the rendered PF rules:\n\n");
+        for l in &plan.reach {
+            let a = if l.starts_with('-') {
+                Action::Delete
+            } else {
+                Action::Create
+            };
+            let _ = writeln!(out, "  {}", style.paint(a, l));
+        }
+    }
     let (add, change, destroy) = plan.counts();
     let then = match plan.follow_ups.len() {
         0 => String::new(),
@@ -648,6 +662,7 @@ struct JsonPlan<'a> {
     follow_ups: &'a [FollowUp],
     summary: JsonSummary,
     notes: &'a [String],
+    reach: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -722,6 +737,7 @@ pub fn json(plan: &Plan, filter: &Filter) -> String {
             unchanged: plan.unchanged,
         },
         notes: &plan.notes,
+        reach: &plan.reach,
     };
     serde_json::to_string_pretty(&doc).expect("plan serializes") + "\n"
 }

@@ -26,6 +26,8 @@ pub struct Recorded {
     /// llama-server is started only then, and the template runs again, starting
     /// it, once the file appears.
     pub models_present: BTreeSet<String>,
+    /// What the `EGRESS` host names resolved to, and the host's resolvers.
+    pub egress: crate::egress::Resolution,
 }
 
 /// The rendered desired state.
@@ -145,7 +147,7 @@ pub fn render(
     let devfs = devfs_numbers(fleet, host, recorded);
 
     render_network(&mut items, &jail_agents, host, &aliases);
-    render_pf(&mut items, fleet, &jail_agents, host, t)?;
+    render_pf(&mut items, fleet, &jail_agents, host, &recorded.egress, t)?;
     let mut devfs_block = String::new();
     if !jail_agents.is_empty() {
         let rulesets: Vec<_> = devfs
@@ -380,6 +382,7 @@ fn render_pf(
     fleet: &Fleet,
     agents: &[&AgentSpec],
     host: &HostConfig,
+    resolution: &crate::egress::Resolution,
     t: &Templates,
 ) -> Result<(), TemplateError> {
     let mut shared = Vec::new();
@@ -394,19 +397,32 @@ fn render_pf(
             }
         }
     }
-    let agent_ctx: Vec<_> = agents
-        .iter()
-        .map(|a| {
-            // Bastille names a VNET jail's host-side epair e0a_NAME (the names
-            // manifest allows fit the 15 characters of an interface name).
-            let jails: Vec<_> = a
+    let agent_ctx: Vec<_> =
+        agents
+            .iter()
+            .map(|a| {
+                // Bastille names a VNET jail's host-side epair e0a_NAME (the names
+                // manifest allows fit the 15 characters of an interface name).
+                let jails: Vec<_> = a
                 .jails
                 .iter()
-                .map(|j| json!({"name": j.name, "ip": j.ip.to_string(), "iface": format!("e0a_{}", j.name)}))
+                .map(|j| json!({
+                    "name": j.name, "ip": j.ip.to_string(), "iface": format!("e0a_{}", j.name),
+                    "egress": egress_ctx(&format!("wegj_{}", j.name), &j.egress, resolution),
+                }))
                 .collect();
-            json!({"name": a.name, "subnet": a.subnet().to_string(), "jails": jails})
-        })
+                json!({
+                    "name": a.name, "subnet": a.subnet().to_string(), "jails": jails,
+                    "egress": egress_ctx(&format!("wega_{}", a.name), &a.egress, resolution),
+                })
+            })
+            .collect();
+    let resolved: Vec<_> = resolution
+        .names
+        .iter()
+        .map(|(n, a)| json!({"name": n, "addrs": a.iter().map(ToString::to_string).collect::<Vec<_>>()}))
         .collect();
+    let dns: Vec<String> = resolution.dns.iter().map(ToString::to_string).collect();
     let exposed: Vec<_> = agents
         .iter()
         .flat_map(|a| {
@@ -425,7 +441,8 @@ fn render_pf(
         &ctx(json!({
             "anchor": PF_ANCHOR, "pf_conf": host.pf_conf, "ext_if": host.ext_if,
             "bridge": host.bridge, "agents": agent_ctx, "shared": shared,
-            "exposed": exposed,
+            "exposed": exposed, "resolved": resolved, "dns": dns,
+            "dns_table": crate::egress::DNS_TABLE,
         })),
     )?;
     let pf = |r: Resource| Item::new(Step::Pf, None, r);
@@ -458,6 +475,26 @@ fn render_pf(
         notify: vec![],
     })));
     Ok(())
+}
+
+/// The template's view of one egress policy: `any`, or the tables and the pass
+/// rules (one per port) of a list, `dns` when DNS to the host's resolvers is allowed.
+fn egress_ctx(
+    prefix: &str,
+    p: &crate::egress::Policy,
+    r: &crate::egress::Resolution,
+) -> serde_json::Value {
+    use crate::egress::Policy;
+    let tables: Vec<_> = crate::egress::tables(prefix, p, r)
+        .into_iter()
+        .map(|t| json!({"name": t.name, "port": t.port, "entries": t.entries}))
+        .collect();
+    json!({
+        "any": *p == Policy::Any,
+        "dns": matches!(p, Policy::List(_)),
+        "written": p.to_string(),
+        "tables": tables,
+    })
 }
 
 /// What limits need host-wide: RACCT on at boot (a loader tunable), and the users'

@@ -249,6 +249,52 @@ fn foreign_jails<'a>(
     out
 }
 
+/// The host names of every `EGRESS` of the fleet's jail agents.
+pub fn egress_names(fleet: &Fleet) -> std::collections::BTreeSet<String> {
+    fleet
+        .jail_agents()
+        .flat_map(|a| {
+            std::iter::once(&a.egress)
+                .chain(a.jails.iter().map(|j| &j.egress))
+                .flat_map(crate::egress::names)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Resolve the fleet's `EGRESS` host names on the host (`host -t A NAME`, one call
+/// per name; none when no manifest names a host) and read its resolvers from
+/// /etc/resolv.conf. A name that does not resolve keeps the addresses the installed
+/// anchor file records for it.
+pub fn egress_resolution(
+    cfg: &Config,
+    fleet: &Fleet,
+    host: &dyn Host,
+) -> crate::egress::Resolution {
+    let text = |p: &str| {
+        host.read(p)
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let names = egress_names(fleet);
+    let previous = if names.is_empty() {
+        Default::default()
+    } else {
+        crate::egress::recorded(&text(&cfg.host.pf_include))
+    };
+    let dns = crate::egress::resolv_conf_servers(&text("/etc/resolv.conf"));
+    crate::egress::resolve(&names, &previous, dns, |n| {
+        let out = host
+            .run(&["host".into(), "-t".into(), "A".into(), n.into()])
+            .ok()?;
+        out.ok()
+            .then(|| crate::egress::parse_host_output(&out.stdout))
+    })
+}
+
 /// Render the desired state and diff it against the host.
 pub fn plan(
     cfg: &Config,
@@ -275,8 +321,29 @@ pub fn plan_with_view(
         devfs: view.devfs.clone(),
         devfs_taken: devfs_taken(host)?,
         models_present: models_present(fleet, host),
+        egress: egress_resolution(cfg, fleet, host),
     };
-    let desired = render::render(fleet, &cfg.host, &recorded, templates)?;
+    let mut desired = render::render(fleet, &cfg.host, &recorded, templates)?;
+    // Quarantined agents: their blocks stay in the anchor, their resources as they are.
+    let installed_anchor = host
+        .read(&cfg.host.pf_include)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let in_fleet = |a: &str| fleet.get(a).is_some();
+    let quarantined: Vec<_> = crate::containment::quarantined(&installed_anchor)
+        .into_iter()
+        .filter(|q| in_fleet(&q.agent))
+        .collect();
+    if !quarantined.is_empty() {
+        for i in &mut desired.items {
+            if let crate::resource::Resource::PfAnchor { content, .. } = &mut i.resource {
+                *content =
+                    crate::containment::keep_quarantine(content, &installed_anchor, &in_fleet);
+            }
+        }
+    }
     host.set_limit(crate::host::Limit::Probe);
     let probed = probe::probe(host, &cfg.host, &desired.items, &view);
     host.set_limit(crate::host::Limit::Change);
@@ -286,6 +353,7 @@ pub fn plan_with_view(
         return Err(foreign.into());
     }
     let mut plan = plan::diff(&desired.items, &host_state, &view, filter);
+    leave_quarantined(&mut plan, fleet, &quarantined);
     plan::mark_data_loss(&mut plan, plan::DataPolicy::Ask);
     let loader: Vec<String> = plan
         .changes
@@ -303,6 +371,16 @@ pub fn plan_with_view(
             _ => vec![],
         })
         .collect();
+    // Only when the plan loads the anchor (a --step or --agent filter may leave it).
+    if plan
+        .changes
+        .iter()
+        .any(|c| matches!(c.item.resource, crate::resource::Resource::PfAnchor { .. }))
+    {
+        let (reach, notes) = reach_lines(cfg, fleet, &desired, &installed_anchor, &recorded.egress);
+        plan.reach = reach;
+        plan.notes.extend(notes);
+    }
     plan.notes.extend(missing_models(fleet, host, filter));
     for (a, jail, _) in foreign_jails(fleet, &host_state, &view)
         .into_iter()
@@ -312,6 +390,14 @@ pub fn plan_with_view(
             "Note: jail {jail} was not made by warden; {}'s ADOPT_JAILS takes it over as it is, and from this apply on warden configures it as the manifest says.",
             a.name
         ));
+    }
+    plan.notes.extend(recorded.egress.warnings.iter().cloned());
+    for (n, a) in &recorded.egress.names {
+        if !a.is_empty() {
+            let a: Vec<String> = a.iter().map(ToString::to_string).collect();
+            plan.notes
+                .push(format!("EGRESS host {n} resolves to {}", a.join(" ")));
+        }
     }
     if !loader.is_empty() {
         plan.notes.push(format!(
@@ -362,6 +448,7 @@ pub fn agent_files(
         devfs: view.devfs.clone(),
         devfs_taken: devfs_taken(host)?,
         models_present: models_present(fleet, host),
+        egress: egress_resolution(cfg, fleet, host),
     };
     let desired = render::render(fleet, &cfg.host, &recorded, templates)?;
     let paths = render::AgentPaths::new(agent, &cfg.host);
@@ -375,6 +462,105 @@ pub fn agent_files(
             _ => None,
         })
         .collect())
+}
+
+/// Above this many agents in jails, plan leaves reachability to `warden reach`
+/// (every subject probes every jail: the work grows with the square of the fleet).
+pub const REACH_IN_PLAN_MAX: usize = 32;
+
+/// The reachability lines the plan's PF anchor adds and removes against the
+/// installed one (`+ atlas -> api.openai.com:443`), or a note saying why not.
+fn reach_lines(
+    cfg: &Config,
+    fleet: &Fleet,
+    desired: &render::Desired,
+    installed: &str,
+    egress: &crate::egress::Resolution,
+) -> (Vec<String>, Vec<String>) {
+    let Some(after) = desired.items.iter().find_map(|i| match &i.resource {
+        crate::resource::Resource::PfAnchor { content, .. } => Some(content),
+        _ => None,
+    }) else {
+        return (Vec::new(), Vec::new());
+    };
+    if after == installed {
+        return (Vec::new(), Vec::new());
+    }
+    if fleet.jail_agents().count() > REACH_IN_PLAN_MAX {
+        return (
+            Vec::new(),
+            vec![format!(
+                "Note: reachability is not shown for more than {REACH_IN_PLAN_MAX} agents; warden reach prints it"
+            )],
+        );
+    }
+    let lines = |text: &str| crate::reach::lines(text, fleet, &cfg.host, egress);
+    match (lines(installed), lines(after)) {
+        (Ok(b), Ok(a)) => (crate::reach::diff(&b, &a), Vec::new()),
+        (_, Err(e)) | (Err(e), _) => (
+            Vec::new(),
+            vec![format!("Note: reachability not shown: {e}")],
+        ),
+    }
+}
+
+/// Who reaches what under the PF anchor apply would install (quarantine blocks of
+/// the installed anchor kept), one line each.
+pub fn reach(
+    cfg: &Config,
+    fleet: &Fleet,
+    host: &dyn Host,
+    templates: &Templates,
+) -> Result<std::collections::BTreeSet<String>> {
+    let recorded = Recorded {
+        egress: egress_resolution(cfg, fleet, host),
+        ..Default::default()
+    };
+    let desired = render::render(fleet, &cfg.host, &recorded, templates)?;
+    let installed = host
+        .read(&cfg.host.pf_include)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let anchor = desired
+        .items
+        .iter()
+        .find_map(|i| match &i.resource {
+            crate::resource::Resource::PfAnchor { content, .. } => Some(
+                crate::containment::keep_quarantine(content, &installed, &|a| {
+                    fleet.get(a).is_some()
+                }),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default();
+    crate::reach::lines(&anchor, fleet, &cfg.host, &recorded.egress).map_err(|e| {
+        crate::error::Refusal::Preflight(format!("cannot judge the PF rules: {e}")).into()
+    })
+}
+
+/// Take a quarantined agent's own changes (and follow-ups on it or its jails) out
+/// of the plan, with one `!` note per quarantined agent.
+fn leave_quarantined(
+    plan: &mut plan::Plan,
+    fleet: &Fleet,
+    quarantined: &[crate::containment::Quarantine],
+) {
+    for q in quarantined {
+        let mut names = vec![q.agent.clone()];
+        if let Some(a) = fleet.get(&q.agent) {
+            names.extend(a.jails.iter().map(|j| j.name.clone()));
+        }
+        plan.changes
+            .retain(|c| c.item.agent.as_deref() != Some(q.agent.as_str()));
+        plan.follow_ups.retain(|f| {
+            !names.iter().any(|n| {
+                f.command.iter().any(|w| w == n) || f.id.rsplit(':').next() == Some(n.as_str())
+            })
+        });
+        plan.notes.push(q.note());
+    }
 }
 
 /// One note per llama.cpp jail whose model file is not on the host. The jail mounts
@@ -891,7 +1077,7 @@ pub fn status(
     let last = crate::cli_support::history(&host.local(&cfg.host.state_db), 1)?
         .into_iter()
         .next();
-    Ok(crate::status::report(
+    let mut report = crate::status::report(
         cfg,
         fleet,
         &planned.host_state,
@@ -900,5 +1086,31 @@ pub fn status(
         &services,
         last,
         agents,
-    ))
+    );
+    // A quarantined agent is down on purpose: its first check says so.
+    let anchor = host
+        .read(&cfg.host.pf_include)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    for q in crate::containment::quarantined(&anchor) {
+        if let Some(a) = report.agents.iter_mut().find(|a| a.agent == q.agent) {
+            let why = q.reason.map(|r| format!(": {r}")).unwrap_or_default();
+            a.checks.insert(
+                0,
+                crate::status::Check {
+                    what: "quarantine".into(),
+                    ok: false,
+                    detail: format!(
+                        "quarantined since {} by {}{why} (warden release {})",
+                        q.since, q.by, q.agent
+                    ),
+                },
+            );
+            a.healthy = false;
+            report.healthy = false;
+        }
+    }
+    Ok(report)
 }
