@@ -391,6 +391,7 @@ fn archive_jail_dir(
     jail: &str,
     inside: &str,
     dest: &Path,
+    max: u64,
 ) -> Result<bool, BackupError> {
     let file = format!("{jail}:{inside}");
     check_jail_dir(agent, jail, inside)?;
@@ -441,9 +442,15 @@ fn archive_jail_dir(
         s(inside),
         s("."),
     ];
-    let out = host
-        .run_io(&argv, None, Some(&stream))
-        .map_err(host_err(agent))?;
+    // The jail writes this data: the stream is cut off past backup_max.
+    let out = host.run_io_capped(&argv, &stream, max, "backup_max");
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => {
+            let _ = std::fs::remove_file(&stream);
+            return Err(host_err(agent)(e));
+        }
+    };
     check_output(agent, &file, &argv, &out)?;
     strip_header(&stream, dest, &cmd_header(jail))
         .and_then(|()| std::fs::remove_file(&stream))
@@ -729,7 +736,14 @@ pub fn backup_agent_with(
             continue;
         };
         let rel = format!("{}.tar", role.as_str());
-        if archive_jail_dir(host, name, &jail.name, &inside, &dir.join(&rel))? {
+        if archive_jail_dir(
+            host,
+            name,
+            &jail.name,
+            &inside,
+            &dir.join(&rel),
+            cfg.host.backup_max_bytes(),
+        )? {
             let mut e = entry(name, dir, rel, kind, Some(inside))?;
             e.jail = Some(jail.name.clone());
             entries.push(e);

@@ -38,6 +38,9 @@ pub struct HostConfig {
     pub jobs: u32,
     /// How many of apply's ZFS snapshots each jail (and home) keeps, 1 to 1000.
     pub snapshot_keep: u32,
+    /// The most one jail directory's archive may hold in a backup (`512M`, `64G`):
+    /// the jail writes that data, so the stream is cut off past it.
+    pub backup_max: String,
     /// The directory every agent's home lies in (one directory per agent).
     pub homes: String,
     /// The directory every llama.cpp model directory lies in (or is).
@@ -93,6 +96,13 @@ pub const MAX_JOBS: u32 = 64;
 pub const DEFAULT_SNAPSHOT_KEEP: u32 = 5;
 pub const MAX_SNAPSHOT_KEEP: u32 = 1000;
 
+impl HostConfig {
+    /// `backup_max` in bytes (checked when the file was read).
+    pub fn backup_max_bytes(&self) -> u64 {
+        crate::limits::parse_memory(&self.backup_max).unwrap_or(64 << 30)
+    }
+}
+
 impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
@@ -110,6 +120,7 @@ impl Default for HostConfig {
             log_dir: "/var/log/warden".into(),
             jobs: DEFAULT_JOBS,
             snapshot_keep: DEFAULT_SNAPSHOT_KEEP,
+            backup_max: "64G".into(),
             homes: DEFAULT_HOMES.into(),
             models: DEFAULT_MODELS.into(),
             bhyve: BhyveConfig::default(),
@@ -438,6 +449,14 @@ fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
                 "must be between 1 and {MAX_SNAPSHOT_KEEP}, not {}",
                 host.snapshot_keep
             ),
+        ));
+    }
+    if let Err(why) = crate::limits::parse_memory(&host.backup_max) {
+        diags.push(Diagnostic::new(
+            path,
+            line_of("backup_max"),
+            Some("backup_max"),
+            format!("{why} (a size such as 512M or 64G)"),
         ));
     }
     for (key, value) in [

@@ -52,6 +52,15 @@ pub enum HostError {
         program: String,
         source: std::io::Error,
     },
+    #[error(
+        "`{command}` wrote more than {max} bytes to {path} and was killed ({key} in warden.toml)"
+    )]
+    TooLarge {
+        command: String,
+        path: String,
+        max: u64,
+        key: &'static str,
+    },
     #[error("`{command}` did not finish within {seconds} s ([timeouts] {key} in warden.toml) and was killed")]
     Timeout {
         command: String,
@@ -207,6 +216,34 @@ pub trait Host: Sync {
     fn spawned(&self) -> usize;
     /// Hold the commands run from now on to this limit.
     fn set_limit(&self, _limit: Limit) {}
+    /// `run_io` with its output file held to `max` bytes: a command that writes
+    /// more is killed and the call fails (`key` names the setting). The default
+    /// checks the size once the command has ended.
+    fn run_io_capped(
+        &self,
+        argv: &[String],
+        output: &Path,
+        max: u64,
+        key: &'static str,
+    ) -> Result<Output, HostError> {
+        let out = self.run_io(argv, None, Some(output))?;
+        too_large(argv, output, max, key)?;
+        Ok(out)
+    }
+}
+
+/// The error for an output file past its cap, if it is.
+fn too_large(argv: &[String], output: &Path, max: u64, key: &'static str) -> Result<(), HostError> {
+    let size = std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
+    if size > max {
+        return Err(HostError::TooLarge {
+            command: argv.join(" "),
+            path: output.display().to_string(),
+            max,
+            key,
+        });
+    }
+    Ok(())
 }
 
 /// Remove what a killed `write_atomic` of `dir/name` left: regular files named
@@ -358,71 +395,17 @@ impl Host for LocalHost {
         input: Option<&Path>,
         output: Option<&Path>,
     ) -> Result<Output, HostError> {
-        self.spawned.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(command = ?argv, "run");
-        let spawn_err = |source| HostError::Spawn {
-            program: argv[0].clone(),
-            source,
-        };
-        let (seconds, key) = if self.probing.load(Ordering::Relaxed) {
-            (self.timeouts.probe, "probe")
-        } else {
-            (self.timeouts.change, "change")
-        };
-        // Its own process group, so that a timeout kills what it started too.
-        let cmd = duct::cmd(&argv[0], &argv[1..]);
-        let cmd = match input {
-            Some(p) => cmd.stdin_path(p),
-            None => cmd.stdin_null(),
-        };
-        let cmd = match output {
-            Some(p) => cmd.stdout_path(p),
-            None => cmd.stdout_capture(),
-        };
-        let handle = cmd
-            .stderr_capture()
-            .unchecked()
-            .before_spawn(|c| {
-                std::os::unix::process::CommandExt::process_group(c, 0);
-                Ok(())
-            })
-            .start()
-            .map_err(spawn_err)?;
-        // A waiter thread, so that a quick command is not slowed by polling.
-        let handle = std::sync::Arc::new(handle);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let waiter = {
-            let handle = handle.clone();
-            std::thread::spawn(move || {
-                let _ = tx.send(handle.wait().cloned());
-            })
-        };
-        let out = match rx.recv_timeout(Duration::from_secs(seconds)) {
-            Ok(result) => {
-                let _ = waiter.join();
-                result.map_err(spawn_err)?
-            }
-            Err(_) => {
-                for pid in handle.pids() {
-                    kill_group(pid);
-                }
-                let _ = handle.kill();
-                let _ = waiter.join();
-                tracing::debug!(command = ?argv, seconds, "timed out");
-                return Err(HostError::Timeout {
-                    command: argv.join(" "),
-                    seconds,
-                    key,
-                });
-            }
-        };
-        let status = out.status.code().unwrap_or(128);
-        tracing::debug!(command = ?argv, status, "done");
-        Ok(Output {
-            status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        self.run_io_with(argv, input, output, None)
+    }
+
+    fn run_io_capped(
+        &self,
+        argv: &[String],
+        output: &Path,
+        max: u64,
+        key: &'static str,
+    ) -> Result<Output, HostError> {
+        self.run_io_with(argv, None, Some(output), Some((max, key)))
     }
 
     fn write_atomic(
@@ -488,5 +471,107 @@ impl Host for LocalHost {
 
     fn spawned(&self) -> usize {
         self.spawned.load(Ordering::Relaxed)
+    }
+}
+
+impl LocalHost {
+    /// `run_io`, the output file held to `cap` (bytes, and the setting's name).
+    fn run_io_with(
+        &self,
+        argv: &[String],
+        input: Option<&Path>,
+        output: Option<&Path>,
+        cap: Option<(u64, &'static str)>,
+    ) -> Result<Output, HostError> {
+        self.spawned.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(command = ?argv, "run");
+        let spawn_err = |source| HostError::Spawn {
+            program: argv[0].clone(),
+            source,
+        };
+        let (seconds, key) = if self.probing.load(Ordering::Relaxed) {
+            (self.timeouts.probe, "probe")
+        } else {
+            (self.timeouts.change, "change")
+        };
+        // Its own process group, so that a timeout kills what it started too.
+        let cmd = duct::cmd(&argv[0], &argv[1..]);
+        let cmd = match input {
+            Some(p) => cmd.stdin_path(p),
+            None => cmd.stdin_null(),
+        };
+        let cmd = match output {
+            Some(p) => cmd.stdout_path(p),
+            None => cmd.stdout_capture(),
+        };
+        let handle = cmd
+            .stderr_capture()
+            .unchecked()
+            .before_spawn(|c| {
+                std::os::unix::process::CommandExt::process_group(c, 0);
+                Ok(())
+            })
+            .start()
+            .map_err(spawn_err)?;
+        // A waiter thread, so that a quick command is not slowed by polling.
+        let handle = std::sync::Arc::new(handle);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let handle = handle.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(handle.wait().cloned());
+            })
+        };
+        let kill = || {
+            for pid in handle.pids() {
+                kill_group(pid);
+            }
+            let _ = handle.kill();
+        };
+        // Without a cap one wait for the whole timeout; with one, the output file
+        // is looked at every tenth of a second.
+        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+        let step = match cap {
+            Some(_) => Duration::from_millis(100),
+            None => Duration::from_secs(seconds),
+        };
+        let out = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(step.min(left)) {
+                Ok(result) => {
+                    let _ = waiter.join();
+                    break result.map_err(spawn_err)?;
+                }
+                Err(_) if left.is_zero() || std::time::Instant::now() >= deadline => {
+                    kill();
+                    let _ = waiter.join();
+                    tracing::debug!(command = ?argv, seconds, "timed out");
+                    return Err(HostError::Timeout {
+                        command: argv.join(" "),
+                        seconds,
+                        key,
+                    });
+                }
+                Err(_) => {
+                    if let (Some((max, cap_key)), Some(path)) = (cap, output) {
+                        if let Err(e) = too_large(argv, path, max, cap_key) {
+                            kill();
+                            let _ = waiter.join();
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+        };
+        if let (Some((max, cap_key)), Some(path)) = (cap, output) {
+            too_large(argv, path, max, cap_key)?;
+        }
+        let status = out.status.code().unwrap_or(128);
+        tracing::debug!(command = ?argv, status, "done");
+        Ok(Output {
+            status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
     }
 }

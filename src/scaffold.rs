@@ -144,6 +144,10 @@ pub const CONFIG_DOCS: &[(&str, &str)] = &[
         "snapshot_keep",
         "ZFS snapshots apply keeps per jail and home (warden-run-N); older ones are destroyed.",
     ),
+    (
+        "backup_max",
+        "The most one jail directory's archive may hold in a backup (the jail writes it): 512M, 64G.",
+    ),
     ("vm_dir", "vm-bhyve's vm_dir (agents with DEPLOY_MODE=bhyve)."),
     ("switch", "vm-bhyve switch the VMs attach to (at most 12 characters)."),
     ("switch_if", "Physical interface added to that switch."),

@@ -570,3 +570,51 @@ fn a_killed_writes_temporary_file_goes_with_the_next_write() {
         "a link is neither followed nor removed"
     );
 }
+
+#[test]
+fn a_jail_cannot_fill_the_host_through_a_backup() {
+    if !require_git() {
+        return;
+    }
+    let s = site_with_bob();
+    // bob's git jail holds more than backup_max allows.
+    let repo = s
+        .root
+        .join("usr/local/bastille/jails/bobgit/root/home/git/big.git");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("pack"), vec![7u8; 24 << 20]).unwrap();
+    let toml = read(&s.config);
+    std::fs::write(&s.config, format!("backup_max = \"16M\"\n{toml}")).unwrap();
+    let backups = s.tmp.path().join("backups");
+    let a = s
+        .warden(&[
+            "backup",
+            "--agent",
+            "bob",
+            "--to",
+            backups.to_str().unwrap(),
+        ])
+        .assert()
+        .code(1);
+    let text = out(&a);
+    assert!(
+        text.contains("wrote more than 16777216 bytes")
+            && text.contains("backup_max in warden.toml"),
+        "{text}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&backups)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "nothing left behind: {left:?}");
+    // Under the bound the backup is made.
+    std::fs::write(&s.config, format!("backup_max = \"64M\"\n{toml}")).unwrap();
+    s.warden(&[
+        "backup",
+        "--agent",
+        "bob",
+        "--to",
+        backups.to_str().unwrap(),
+    ])
+    .assert()
+    .success();
+}
