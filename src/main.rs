@@ -892,6 +892,8 @@ fn man(a: ManArgs) -> Result<ExitCode, Error> {
             cli_support::show_page(&pages[0].1);
         }
         Some(dir) => {
+            // The operator's own output directory (an argument), not the target
+            // host's files: written directly, not through Host.
             std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
             for (name, text) in &pages {
                 let path = dir.join(name);
@@ -1031,7 +1033,8 @@ fn finish(o: workflow::ApplyOutcome, what: &str) -> Result<ExitCode, Error> {
 }
 
 /// Write a file only its owner can read (created 0600, an existing one made 0600
-/// before it is truncated and written).
+/// before it is truncated and written). For `plan --out FILE`: the operator's own
+/// output path, not a file of the target host, so not through Host.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

@@ -52,7 +52,8 @@ pub fn init(cfg: &Config, fleet: &Fleet, name: &str, subnet: Option<&str>) -> Re
         None => next_free_subnet(fleet).ok_or(UsageError::NoFreeSubnet)?,
     };
     let text = manifest_text(name, &subnet);
-    // Validate the new agent with the fleet before writing anything.
+    // Validate the new agent with the fleet before writing anything. What init
+    // writes is the operator's fleet repository, not the target host: directly.
     let spec = manifest::parse(&path, text.as_bytes())?;
     let mut all = fleet.agents.clone();
     all.push(spec);

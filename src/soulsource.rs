@@ -183,7 +183,9 @@ fn is_remote(repo: &str) -> bool {
     repo.contains("://") || (repo.contains(':') && !repo.starts_with('/') && !repo.starts_with('.'))
 }
 
-/// A fresh directory only this process can read, under the system's temp dir.
+/// A fresh directory only this process can read, under the system's temp dir: a
+/// scratch directory of warden's own on the machine it runs on (never the target
+/// host's tree), so it is made directly rather than through Host.
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let base = std::env::temp_dir();

@@ -307,6 +307,18 @@ pub fn plan(
     plan_with_view(cfg, fleet, host, templates, filter, view)
 }
 
+/// What rendering needs from the state DB and the host: the recorded numbering,
+/// the devfs rulesets taken, the models present, what EGRESS names resolve to.
+fn recorded(cfg: &Config, fleet: &Fleet, host: &dyn Host, view: &StateView) -> Result<Recorded> {
+    Ok(Recorded {
+        aliases: view.aliases.clone(),
+        devfs: view.devfs.clone(),
+        devfs_taken: devfs_taken(host)?,
+        models_present: models_present(fleet, host),
+        egress: egress_resolution(cfg, fleet, host),
+    })
+}
+
 /// As [`plan`], with the state DB already read.
 pub fn plan_with_view(
     cfg: &Config,
@@ -316,13 +328,7 @@ pub fn plan_with_view(
     filter: &Filter,
     view: StateView,
 ) -> Result<Planned> {
-    let recorded = Recorded {
-        aliases: view.aliases.clone(),
-        devfs: view.devfs.clone(),
-        devfs_taken: devfs_taken(host)?,
-        models_present: models_present(fleet, host),
-        egress: egress_resolution(cfg, fleet, host),
-    };
+    let recorded = recorded(cfg, fleet, host, &view)?;
     let mut desired = render::render(fleet, &cfg.host, &recorded, templates)?;
     // Quarantined agents: their blocks stay in the anchor, their resources as they are.
     let installed_anchor = host
@@ -443,13 +449,7 @@ pub fn agent_files(
     agent: &crate::manifest::AgentSpec,
 ) -> Result<Vec<crate::resource::FileRes>> {
     let view = state::runtime().block_on(state::read_view(&host.local(&cfg.host.state_db)))?;
-    let recorded = Recorded {
-        aliases: view.aliases.clone(),
-        devfs: view.devfs.clone(),
-        devfs_taken: devfs_taken(host)?,
-        models_present: models_present(fleet, host),
-        egress: egress_resolution(cfg, fleet, host),
-    };
+    let recorded = recorded(cfg, fleet, host, &view)?;
     let desired = render::render(fleet, &cfg.host, &recorded, templates)?;
     let paths = render::AgentPaths::new(agent, &cfg.host);
     let wanted = [paths.envfile, paths.rcd, paths.runner];
