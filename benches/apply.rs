@@ -29,11 +29,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use warden::engine::plan::Filter;
 use warden::host::{FileMeta, Host, HostError, LocalHost, Output};
-use warden::plan::Filter;
+use warden::render::templates::Templates;
 use warden::render::Recorded;
-use warden::templates::Templates;
-use warden::{probe, render, state, workflow};
+use warden::engine::{probe, state};
+use warden::ops::workflow;
+use warden::render;
 
 /// The target from the issue: a no-op apply of 250 agents.
 const TARGET_NOOP_250: Duration = Duration::from_secs(1);
@@ -238,7 +240,7 @@ fn cpu() -> Option<(Duration, Duration)> {
 
 struct Quiet;
 
-impl warden::progress::Progress for Quiet {
+impl warden::engine::progress::Progress for Quiet {
     fn line(&mut self, _: &str) {}
     fn start(&mut self, _: usize) {}
     fn begin(&mut self, _: &str) {}
@@ -361,12 +363,12 @@ fn noop_phases(config: &Path, root: &Path, templates: &Templates) -> ([Duration;
     lap(&mut t);
     let hs = probe::probe(&host, &cfg.host, &desired.items, &view).expect("probe");
     lap(&mut t);
-    let plan = warden::plan::diff(&desired.items, &hs, &view, &Filter::default());
+    let plan = warden::engine::plan::diff(&desired.items, &hs, &view, &Filter::default());
     assert!(plan.changes.is_empty(), "the no-op plan has changes");
     lap(&mut t);
     // record_managed, as workflow::apply does it on a no-op.
     let view = rt.block_on(st.view()).expect("view");
-    let changed = warden::workflow::managed_changes(&view, &desired, &Filter::default());
+    let changed = warden::ops::workflow::managed_changes(&view, &desired, &Filter::default());
     let upserts = changed.len();
     if !changed.is_empty() {
         rt.block_on(st.upsert_managed_all(&changed))

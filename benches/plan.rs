@@ -15,11 +15,14 @@
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use warden::engine::plan::Filter;
 use warden::host::{Host, LocalHost};
-use warden::plan::Filter;
+use warden::render::templates::Templates;
 use warden::render::Recorded;
-use warden::templates::Templates;
-use warden::{fleet, probe, render, state, workflow};
+use warden::engine::{probe, state};
+use warden::ops::workflow;
+use warden::render;
+use warden::spec::fleet;
 
 /// The target for 250 agents.
 const TARGET_250: Duration = Duration::from_millis(150);
@@ -162,7 +165,7 @@ fn stages(config: &Path, root: &Path, templates: &Templates) -> [Duration; 6] {
     let probe_t = t.elapsed();
 
     let t = Instant::now();
-    let plan = warden::plan::diff(&desired.items, &st, &view, &Filter::default());
+    let plan = warden::engine::plan::diff(&desired.items, &st, &view, &Filter::default());
     let diff_t = t.elapsed();
     std::hint::black_box(plan);
     [load, check, state_t, render_t, probe_t, diff_t]

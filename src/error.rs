@@ -1,6 +1,6 @@
 //! The library's error type, rendered once at the edge (main).
 
-use crate::diag::Diagnostics;
+use crate::spec::diag::Diagnostics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -8,15 +8,15 @@ pub enum Error {
     #[error("{0}")]
     Invalid(Diagnostics),
     #[error(transparent)]
-    Template(#[from] crate::templates::TemplateError),
+    Template(#[from] crate::render::templates::TemplateError),
     #[error(transparent)]
     Host(#[from] crate::host::HostError),
     #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    State(#[from] crate::engine::state::StateError),
     #[error(transparent)]
-    Backup(#[from] crate::backup::BackupError),
+    Backup(#[from] crate::ops::backup::BackupError),
     #[error(transparent)]
-    Snapshot(#[from] crate::rollback::SnapshotError),
+    Snapshot(#[from] crate::engine::rollback::SnapshotError),
     /// A file on the operator's side: `init`, `render --out`, `man --out`.
     #[error("{path}: {source}")]
     Io {
@@ -81,7 +81,7 @@ pub enum Incomplete {
     #[error(
         "{0}\n\nevery change was made; the follow-ups are remembered and the next plan shows them."
     )]
-    FollowUps(crate::apply::ApplyError),
+    FollowUps(crate::engine::apply::ApplyError),
     #[error("the host still differs after apply:\n{left}\n(the commands succeeded but their effect is not visible; check the resources above)")]
     NotConverged { left: String },
     /// Changes failed; the report lists every failure and every skipped change.

@@ -210,7 +210,7 @@ pub trait Host: Sync {
     /// executable), symlinks as they are, owned by warden's user (root).
     fn copy_tree_in(&self, from: &Path, to: &str) -> Result<(), HostError> {
         let dest = self.local(to);
-        crate::soulcopy::copy_tree(from, &dest).map_err(|e| io(&dest, e))
+        crate::spec::soul_copy::copy_tree(from, &dest).map_err(|e| io(&dest, e))
     }
     /// Number of commands run so far.
     fn spawned(&self) -> usize;
@@ -271,17 +271,17 @@ fn remove_stale_temps(dir: &Path, name: &str) {
 pub struct LocalHost {
     root: PathBuf,
     spawned: AtomicUsize,
-    timeouts: crate::config::Timeouts,
+    timeouts: crate::spec::config::Timeouts,
     probing: AtomicBool,
 }
 
 impl LocalHost {
     /// With the default timeouts.
     pub fn new(root: &Path) -> Self {
-        Self::with_timeouts(root, crate::config::Timeouts::default())
+        Self::with_timeouts(root, crate::spec::config::Timeouts::default())
     }
 
-    pub fn with_timeouts(root: &Path, timeouts: crate::config::Timeouts) -> Self {
+    pub fn with_timeouts(root: &Path, timeouts: crate::spec::config::Timeouts) -> Self {
         LocalHost {
             root: root.to_path_buf(),
             spawned: AtomicUsize::new(0),

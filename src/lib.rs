@@ -1,50 +1,22 @@
 //! warden: a declarative provisioner for FreeBSD hosts that run several AI agents.
 //!
-//! The flow runs one way: `manifest` (parse and validate one agent) → `fleet` (all
-//! agents together) → `render` (desired resources) → `probe` (actual host state) →
-//! `plan` (the diff) → `apply` (execute through the `Host` trait).
+//! The folders are the stages, bottom to top: `host` (the one seam to the machine),
+//! `spec` (the operator's inputs), `resource` (the vocabulary every stage shares),
+//! `kinds` (one file per kind of thing warden manages), `render` (inputs → desired
+//! resources), `engine` (probe, plan, execute, record), `ops` (the commands built on
+//! them) and `cli`. A module imports only from its own stage or the ones below.
 //!
 //! ARCHITECTURE.md at the repository root maps the modules, their boundaries and
 //! the invariants they keep.
 
-pub mod apply;
-pub mod backup;
-pub mod bhyve;
-pub mod cli_support;
-pub mod config;
-pub mod containment;
-pub mod dbsql;
-pub mod diag;
-pub mod egress;
-pub mod envfile;
+pub mod cli;
+pub mod digest;
+pub mod engine;
 pub mod error;
-pub mod executor;
-pub mod expose;
-pub mod fleet;
-pub mod grammar;
 pub mod host;
-pub mod jailchange;
-pub mod journal;
-pub mod limits;
-pub mod manifest;
-pub mod manpage;
-pub mod multihost;
+pub mod kinds;
+pub mod ops;
 pub mod output;
-pub mod pfconf;
-pub mod pfeval;
-pub mod plan;
-pub mod probe;
-pub mod progress;
-pub mod reach;
 pub mod render;
 pub mod resource;
-pub mod rollback;
-pub mod scaffold;
-pub mod soul;
-pub mod soulcopy;
-pub mod soulsource;
-pub mod state;
-pub mod status;
-pub mod templates;
-pub mod workflow;
-pub mod zfs;
+pub mod spec;

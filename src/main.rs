@@ -3,13 +3,16 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use warden::cli::support as cli_support;
+use warden::engine::plan;
+use warden::engine::plan::{DataPolicy, Filter};
+use warden::engine::progress::Console;
 use warden::error::{Error, UsageError};
 use warden::host::{Host, LocalHost};
-use warden::plan::{DataPolicy, Filter};
-use warden::progress::Console;
+use warden::ops::workflow;
+use warden::render::templates::Templates;
 use warden::resource::Step;
-use warden::templates::Templates;
-use warden::{cli_support, out, outln, plan, workflow};
+use warden::{out, outln};
 
 #[derive(Parser)]
 #[command(
@@ -376,7 +379,7 @@ enum SoulCommand {
 }
 
 fn parse_jobs(s: &str) -> Result<usize, String> {
-    let max = warden::config::MAX_JOBS as usize;
+    let max = warden::spec::config::MAX_JOBS as usize;
     match s.parse::<usize>() {
         Ok(n) if (1..=max).contains(&n) => Ok(n),
         _ => Err(format!("{s:?} is not a number of jobs from 1 to {max}")),
@@ -439,7 +442,7 @@ fn main() -> ExitCode {
 /// The command line, each command's --help ending with its examples.
 fn parse() -> Result<Cli, clap::Error> {
     use clap::{CommandFactory, FromArgMatches};
-    let cmd = warden::manpage::with_examples(Cli::command());
+    let cmd = warden::cli::manpage::with_examples(Cli::command());
     Cli::from_arg_matches(&cmd.try_get_matches()?)
 }
 
@@ -451,12 +454,14 @@ struct Ctx {
 
 impl Ctx {
     /// warden.toml and every manifest, checked together.
-    fn load(&self) -> Result<(warden::config::Config, warden::fleet::Fleet), Error> {
+    fn load(&self) -> Result<(warden::spec::config::Config, warden::spec::fleet::Fleet), Error> {
         workflow::load(&self.config)
     }
 
     /// As `load`, and the souls checked as apply will check them.
-    fn load_with_souls(&self) -> Result<(warden::config::Config, warden::fleet::Fleet), Error> {
+    fn load_with_souls(
+        &self,
+    ) -> Result<(warden::spec::config::Config, warden::spec::fleet::Fleet), Error> {
         let (cfg, fleet) = self.load()?;
         workflow::check_souls(&fleet)?;
         Ok((cfg, fleet))
@@ -628,20 +633,20 @@ fn destroy(ctx: &Ctx, a: DestroyArgs) -> Result<ExitCode, Error> {
 }
 
 fn init(ctx: &Ctx, a: InitArgs) -> Result<ExitCode, Error> {
-    warden::manifest::check_agent_name(&a.name).map_err(UsageError::AgentName)?;
+    warden::spec::manifest::check_agent_name(&a.name).map_err(UsageError::AgentName)?;
     // In an empty directory: the fleet repository around the first agent.
     let mut written = if ctx.config.exists() {
         vec![]
     } else {
-        warden::scaffold::new_repo(&ctx.config)?
+        warden::ops::scaffold::new_repo(&ctx.config)?
     };
     let cfg = workflow::load_config(&ctx.config)?;
     let fleet = if cfg.agents_dir().exists() {
-        warden::fleet::load(&cfg)?
+        warden::spec::fleet::load(&cfg)?
     } else {
-        warden::fleet::Fleet { agents: vec![] }
+        warden::spec::fleet::Fleet { agents: vec![] }
     };
-    written.extend(warden::scaffold::init(
+    written.extend(warden::ops::scaffold::init(
         &cfg,
         &fleet,
         &a.name,
@@ -650,12 +655,12 @@ fn init(ctx: &Ctx, a: InitArgs) -> Result<ExitCode, Error> {
     for path in &written {
         outln!("wrote {}", path.display());
     }
-    out!("{}", warden::scaffold::next_steps(&a.name));
+    out!("{}", warden::ops::scaffold::next_steps(&a.name));
     Ok(ExitCode::SUCCESS)
 }
 
 fn soul_check(path: &Path, agent: Option<&str>) -> Result<ExitCode, Error> {
-    match warden::soul::check_bundle(path, agent, &Default::default()) {
+    match warden::spec::soul_bundle::check_bundle(path, agent, &Default::default()) {
         Ok(r) => {
             outln!(
                 "{}: soul bundle of {} ({}), {} files, {} bytes; loads {}",
@@ -686,7 +691,7 @@ fn status(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode, Error> {
     check_agents(&fleet, &a.agents)?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
     let once = || workflow::status(&cfg, &fleet, &host, &ctx.templates, &a.agents);
-    let show = |report: &warden::status::Report| {
+    let show = |report: &warden::ops::status::Report| {
         if a.json {
             outln!(
                 "{}",
@@ -695,7 +700,7 @@ fn status(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode, Error> {
         } else {
             out!(
                 "{}",
-                warden::status::human_styled(report, plan::Style::stdout())
+                warden::ops::status::human_styled(report, plan::Style::stdout())
             );
         }
     };
@@ -718,7 +723,7 @@ fn status(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode, Error> {
         }
         outln!(
             "every {every}s, at {} (interrupt to stop)",
-            warden::state::now()
+            warden::engine::state::now()
         );
         show(&report);
         if warden::output::closed() {
@@ -729,16 +734,16 @@ fn status(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode, Error> {
 }
 
 fn fleet_check(dir: &Path) -> Result<ExitCode, Error> {
-    let hosts = warden::multihost::check_hosts(dir)?;
-    out!("{}", warden::multihost::summary_text(&hosts));
+    let hosts = warden::ops::fleet_check::check_hosts(dir)?;
+    out!("{}", warden::ops::fleet_check::summary_text(&hosts));
     Ok(ExitCode::SUCCESS)
 }
 
 fn backup(ctx: &Ctx, a: BackupArgs) -> Result<ExitCode, Error> {
     let (cfg, fleet) = ctx.load()?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
-    let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
-    let now = warden::state::now();
+    let _lock = warden::engine::state::lock(&host.local(&cfg.host.state_db))?;
+    let now = warden::engine::state::now();
     let to = &a.to;
     let results = match a.agent {
         Some(name) => {
@@ -746,12 +751,12 @@ fn backup(ctx: &Ctx, a: BackupArgs) -> Result<ExitCode, Error> {
             let spec = fleet.get(&name).expect("checked");
             vec![(
                 name.clone(),
-                warden::backup::backup_agent(&host, &cfg, spec, to, &now),
+                warden::ops::backup::backup_agent(&host, &cfg, spec, to, &now),
             )]
         }
         None => {
             let _ = a.all;
-            warden::backup::backup_all(&host, &cfg, &fleet, to, &now)
+            warden::ops::backup::backup_all(&host, &cfg, &fleet, to, &now)
         }
     };
     let mut failed = false;
@@ -760,7 +765,7 @@ fn backup(ctx: &Ctx, a: BackupArgs) -> Result<ExitCode, Error> {
             Ok(p) => {
                 outln!("{name}: {}", p.display());
                 if let Some(keep) = a.keep {
-                    match warden::backup::prune(to, &name, keep as usize) {
+                    match warden::ops::backup::prune(to, &name, keep as usize) {
                         Ok(old) => {
                             for o in old {
                                 outln!("{name}: removed {} (--keep {keep})", o.display());
@@ -817,7 +822,7 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
             .map(|t| format!("  {t}\n"))
             .collect();
         let stop = |why: &str| {
-            Err(warden::backup::BackupError::NotApplied {
+            Err(warden::ops::backup::BackupError::NotApplied {
                 agent: agent.clone(),
                 why: why.into(),
             })
@@ -834,18 +839,18 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
         {
             return stop("not confirmed");
         }
-        lock = Some(
-            warden::state::lock(&db).map_err(|e| warden::backup::BackupError::Check {
+        lock = Some(warden::engine::state::lock(&db).map_err(|e| {
+            warden::ops::backup::BackupError::Check {
                 agent: agent.clone(),
                 message: format!("{e}; nothing was restored"),
-            })?,
-        );
+            }
+        })?);
         Ok(())
     };
     let report = match cli_support::restore_with_service_stopped(
         &host, &cfg, spec, &archive, &rendered, &mut gate,
     ) {
-        Err(Error::Backup(warden::backup::BackupError::NotApplied { why, .. })) => {
+        Err(Error::Backup(warden::ops::backup::BackupError::NotApplied { why, .. })) => {
             outln!(
                 "{}: every checksum matches; nothing was changed ({why}).",
                 archive.display()
@@ -885,8 +890,8 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
 
 fn man(a: ManArgs) -> Result<ExitCode, Error> {
     use clap::CommandFactory;
-    let pages =
-        warden::manpage::pages(Cli::command()).map_err(|e| UsageError::ManPages(e.to_string()))?;
+    let pages = warden::cli::manpage::pages(Cli::command())
+        .map_err(|e| UsageError::ManPages(e.to_string()))?;
     match a.out {
         None => {
             cli_support::show_page(&pages[0].1);
@@ -916,12 +921,15 @@ fn history(ctx: &Ctx, a: HistoryArgs) -> Result<ExitCode, Error> {
 fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<ExitCode, Error> {
     let cfg = workflow::load_config(&ctx.config)?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
-    let (_, listing) = warden::rollback::read(&host)?;
+    let (_, listing) = warden::engine::rollback::read(&host)?;
     let known = cli_support::history(&host.local(&cfg.host.state_db), u32::MAX)?
         .iter()
         .map(|r| r.id)
         .collect();
-    out!("{}", warden::rollback::snapshots_text(&listing, &known));
+    out!(
+        "{}",
+        warden::engine::rollback::snapshots_text(&listing, &known)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -929,7 +937,7 @@ fn rollback(ctx: &Ctx, a: RollbackArgs) -> Result<ExitCode, Error> {
     let (cfg, fleet) = ctx.load()?;
     check_agents(&fleet, &a.agents)?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
-    let o = warden::rollback::rollback_run(
+    let o = warden::engine::rollback::rollback_run(
         &cfg,
         &fleet,
         &host,
@@ -953,7 +961,7 @@ fn rollback(ctx: &Ctx, a: RollbackArgs) -> Result<ExitCode, Error> {
 fn egress_refresh(ctx: &Ctx, a: RefreshArgs) -> Result<ExitCode, Error> {
     let (cfg, fleet) = ctx.load()?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
-    let r = warden::containment::refresh(&cfg, &fleet, &host, &ctx.templates)?;
+    let r = warden::ops::containment::refresh(&cfg, &fleet, &host, &ctx.templates)?;
     for w in &r.warnings {
         eprintln!("{w}");
     }
@@ -966,7 +974,7 @@ fn egress_refresh(ctx: &Ctx, a: RefreshArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_outcome(o: &warden::containment::Outcome) {
+fn print_outcome(o: &warden::ops::containment::Outcome) {
     for w in &o.warnings {
         eprintln!("{w}");
     }
@@ -987,7 +995,7 @@ fn reach(ctx: &Ctx, a: ReachArgs) -> Result<ExitCode, Error> {
 fn quarantine(ctx: &Ctx, a: QuarantineArgs) -> Result<ExitCode, Error> {
     let cfg = workflow::load_config(&ctx.config)?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
-    let o = warden::containment::quarantine(&cfg, &host, &a.agent, a.reason.as_deref())?;
+    let o = warden::ops::containment::quarantine(&cfg, &host, &a.agent, a.reason.as_deref())?;
     print_outcome(&o);
     Ok(ExitCode::SUCCESS)
 }
@@ -995,16 +1003,16 @@ fn quarantine(ctx: &Ctx, a: QuarantineArgs) -> Result<ExitCode, Error> {
 fn release(ctx: &Ctx, a: ReleaseArgs) -> Result<ExitCode, Error> {
     let cfg = workflow::load_config(&ctx.config)?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
-    let o = warden::containment::release(&cfg, &host, &a.agent)?;
+    let o = warden::ops::containment::release(&cfg, &host, &a.agent)?;
     print_outcome(&o);
     Ok(ExitCode::SUCCESS)
 }
 
-fn check_agents(fleet: &warden::fleet::Fleet, agents: &[String]) -> Result<(), Error> {
+fn check_agents(fleet: &warden::spec::fleet::Fleet, agents: &[String]) -> Result<(), Error> {
     for a in agents {
         if fleet.get(a).is_none() {
             let names = fleet.agents.iter().map(|s| s.name.as_str());
-            let hint = match warden::diag::did_you_mean(a, names.clone()) {
+            let hint = match warden::spec::diag::did_you_mean(a, names.clone()) {
                 Some(near) => format!(" (did you mean {near}?)"),
                 None if fleet.agents.is_empty() => " (there are none yet)".to_string(),
                 None => format!(" (agents: {})", names.collect::<Vec<_>>().join(", ")),

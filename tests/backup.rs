@@ -1,4 +1,4 @@
-//! `warden::backup`: archives on the simulated FreeBSD host (tests/fakebsd), tampered
+//! `warden::ops::backup`: archives on the simulated FreeBSD host (tests/fakebsd), tampered
 //! archives, secrets, and real database dumps against a throwaway PostgreSQL server.
 
 #[path = "support/pg.rs"]
@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use warden::backup::{
+use warden::host::{FileMeta, Host, HostError, LocalHost, Output};
+use warden::ops::backup::{
     backup_agent, backup_agent_with, restore, restore_with, BackupError, DbDumper, DbTarget,
     Manifest,
 };
-use warden::config::Config;
-use warden::host::{FileMeta, Host, HostError, LocalHost, Output};
-use warden::manifest::AgentSpec;
+use warden::spec::config::Config;
+use warden::spec::manifest::AgentSpec;
 
 const NOW: &str = "2025-01-31T12:34:56Z";
 const SECRET: &str = "sk-live-7f3a9c2e51d04b8a";
@@ -182,7 +182,7 @@ impl Site {
         let a = site.apply();
         let text = support::out(&a);
         assert!(a.get_output().status.success(), "apply failed:\n{text}");
-        let (cfg, fleet) = warden::workflow::load(&site.config).unwrap();
+        let (cfg, fleet) = warden::ops::workflow::load(&site.config).unwrap();
         let agents = fleet
             .agents
             .into_iter()
@@ -402,12 +402,12 @@ fn backup_then_restore_files_soul_and_dumps_on_the_simulated_host() {
     let third = backup_agent_with(&host, &s.cfg, atlas, &s.backups(), NOW, &dumper).unwrap();
     assert_eq!(third, s.backups().join("atlas-20250131T123456Z-3.tar.xz"));
     assert_eq!(
-        warden::backup::archives_of(&s.backups(), "atlas"),
+        warden::ops::backup::archives_of(&s.backups(), "atlas"),
         [archive.clone(), again.clone(), third.clone()],
         "oldest first"
     );
     // Keep the newest two: the first goes.
-    let removed = warden::backup::prune(&s.backups(), "atlas", 2).unwrap();
+    let removed = warden::ops::backup::prune(&s.backups(), "atlas", 2).unwrap();
     assert_eq!(removed, std::slice::from_ref(&archive));
     assert!(!archive.exists() && again.exists() && third.exists());
     let archive = third;
@@ -725,7 +725,7 @@ fn a_jail_cannot_steer_its_backup_or_restore_outside_itself() {
         "{text}"
     );
     assert_eq!(
-        warden::backup::archives_of(&s.backups(), "atlas"),
+        warden::ops::backup::archives_of(&s.backups(), "atlas"),
         std::slice::from_ref(&archive),
         "no second archive"
     );
@@ -759,7 +759,7 @@ fn a_jail_cannot_steer_its_backup_or_restore_outside_itself() {
     let mut m: Manifest = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
     for e in &mut m.entries {
         if e.path == "git.tar" {
-            (e.size, e.sha256) = warden::backup::hash_file(&y.join("git.tar")).unwrap();
+            (e.size, e.sha256) = warden::ops::backup::hash_file(&y.join("git.tar")).unwrap();
         }
     }
     std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
@@ -981,7 +981,7 @@ impl DbDumper for PgDumper<'_> {
 /// A root holding what `warden apply` would have left for atlas: env file, rc.d
 /// script, the user; and atlas's role and databases on the server, with data.
 fn pg_fixture(pg: &pg::Pg) -> (tempfile::TempDir, Config, AgentSpec) {
-    let sql = pg.write_file("atlas.sql", &warden::dbsql::agent_sql("atlas"));
+    let sql = pg.write_file("atlas.sql", &warden::render::dbsql::agent_sql("atlas"));
     let mut c = pg.psql("postgres", "postgres");
     c.args(["-v", "ON_ERROR_STOP=1", "-f"]).arg(sql);
     checked(c);
@@ -1017,10 +1017,10 @@ fn pg_fixture(pg: &pg::Pg) -> (tempfile::TempDir, Config, AgentSpec) {
         &format!("AGENT_NAME=atlas\nATLAS_TOKEN={SECRET}\n"),
     );
     put("usr/local/etc/rc.d/atlas", "#!/bin/sh\n# rc.d script\n");
-    let cfg = warden::config::parse(Path::new("warden.toml"), "").unwrap();
+    let cfg = warden::spec::config::parse(Path::new("warden.toml"), "").unwrap();
     // A db jail only: a git jail's repositories are archived by tar inside that
     // jail, which this host has not got.
-    let agent = warden::manifest::parse(
+    let agent = warden::spec::manifest::parse(
         Path::new("atlas.env"),
         b"AGENT_NAME=atlas\nAGENT_SUBNET_BASE=10.0.1\nWARDEN_ROLES=db\n",
     )
@@ -1074,7 +1074,7 @@ fn databases_are_dumped_and_restored_with_real_postgres() {
     });
 }
 
-/// The host as the production [`warden::backup::BastilleDumper`] sees it: `jls` says
+/// The host as the production [`warden::ops::backup::BastilleDumper`] sees it: `jls` says
 /// the db jail runs, and `bastille cmd JAIL pg_dump|pg_restore ...` runs the real
 /// program against the test server, streaming as `bastille cmd` does (its header first).
 struct JailedPg<'a> {

@@ -8,15 +8,15 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use warden::bhyve;
-use warden::config::HostConfig;
-use warden::manifest::{AgentSpec, DeployMode, VmSpec};
-use warden::templates::Templates;
+use warden::render::bhyve;
+use warden::render::templates::Templates;
+use warden::spec::config::HostConfig;
+use warden::spec::manifest::{AgentSpec, DeployMode, VmSpec};
 
 const MANIFEST: &str = "AGENT_NAME=vmagent\nAGENT_SUBNET_BASE=10.0.1\nDEPLOY_MODE=bhyve\nVM_CPUS=4\nVM_MEMORY=8G\nVM_DISK=40G\nVM_GPU_PASSTHRU=2/0/0,2/0/1\n";
 
 fn sample() -> (AgentSpec, VmSpec) {
-    let a = warden::manifest::parse(Path::new("agents/vmagent.env"), MANIFEST.as_bytes())
+    let a = warden::spec::manifest::parse(Path::new("agents/vmagent.env"), MANIFEST.as_bytes())
         .expect("the sample manifest is valid");
     let vm = match &a.deploy {
         DeployMode::Bhyve(vm) => vm.clone(),

@@ -1,4 +1,4 @@
-//! `warden::dbsql` against a real, throwaway PostgreSQL server.
+//! `warden::render::dbsql` against a real, throwaway PostgreSQL server.
 //!
 //! Skipped (with `skipping: PostgreSQL not installed`) when the PostgreSQL
 //! binaries are missing, unless `WARDEN_REQUIRE_TOOLS=1`.
@@ -10,7 +10,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use pg::{describe, Pg};
-use warden::dbsql::{agent_drop_sql, agent_sql, database_names, set_password_sql};
+use warden::render::dbsql::{agent_drop_sql, agent_sql, database_names, set_password_sql};
 
 const AGENTS: [&str; 2] = ["atlas", "clawdie"];
 
@@ -312,7 +312,7 @@ fn password_script_sets_a_tricky_password() {
     let out = run_script(
         &pg,
         "nova-password.sql",
-        &warden::dbsql::password_script("nova", password),
+        &warden::render::dbsql::password_script("nova", password),
         &[],
     );
     assert!(out.status.success(), "{}", describe(&out));

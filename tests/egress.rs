@@ -19,9 +19,9 @@ const BRAVO: &str = "AGENT_NAME=bravo\nAGENT_SUBNET_BASE=10.0.2\nWARDEN_ROLES=gi
 /// The host's resolver, from its /etc/resolv.conf.
 const DNS: &str = "9.9.9.9";
 
-fn resolution() -> warden::egress::Resolution {
+fn resolution() -> warden::spec::egress::Resolution {
     let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
-    warden::egress::Resolution {
+    warden::spec::egress::Resolution {
         names: [
             (
                 "api.openai.com".to_string(),
@@ -36,7 +36,7 @@ fn resolution() -> warden::egress::Resolution {
     }
 }
 
-fn render_anchor(manifests: &[(&str, &str)], egress: warden::egress::Resolution) -> String {
+fn render_anchor(manifests: &[(&str, &str)], egress: warden::spec::egress::Resolution) -> String {
     let dir = tempfile::TempDir::new().unwrap();
     let paths: Vec<_> = manifests
         .iter()
@@ -46,16 +46,16 @@ fn render_anchor(manifests: &[(&str, &str)], egress: warden::egress::Resolution)
             p
         })
         .collect();
-    let fleet = warden::fleet::load_files(&paths).unwrap_or_else(|d| panic!("fleet: {d}"));
+    let fleet = warden::spec::fleet::load_files(&paths).unwrap_or_else(|d| panic!("fleet: {d}"));
     let recorded = warden::render::Recorded {
         egress,
         ..Default::default()
     };
     let desired = warden::render::render(
         &fleet,
-        &warden::config::HostConfig::default(),
+        &warden::spec::config::HostConfig::default(),
         &recorded,
-        &warden::templates::Templates::embedded().unwrap(),
+        &warden::render::templates::Templates::embedded().unwrap(),
     )
     .unwrap();
     desired

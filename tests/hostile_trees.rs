@@ -178,7 +178,7 @@ fn reseal(dir: &Path, extra: &[(&str, &str)]) {
     }
     for e in entries.iter_mut() {
         let p = dir.join(e["path"].as_str().unwrap());
-        let (size, sha) = warden::backup::hash_file(&p).unwrap();
+        let (size, sha) = warden::ops::backup::hash_file(&p).unwrap();
         e["size"] = size.into();
         e["sha256"] = sha.into();
     }

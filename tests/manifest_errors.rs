@@ -82,7 +82,7 @@ fn secret_values(case: &Path) -> Vec<String> {
         for line in text.lines() {
             if let Some((k, v)) = line.split_once('=') {
                 let v = v.trim_matches(['"', '\'']);
-                if (secrets_file || warden::manifest::is_secret_key(k)) && v.len() >= 4 {
+                if (secrets_file || warden::spec::manifest::is_secret_key(k)) && v.len() >= 4 {
                     values.push(v.to_string());
                 }
             }
@@ -215,7 +215,7 @@ fn library_and_binary_agree() {
         // Paths as the binary sees them: relative to the case directory.
         let rel = |p: &Path| p.strip_prefix(&case).unwrap().to_path_buf();
         // warden.toml and the manifests together, as `check` loads them.
-        let diags = match warden::workflow::load(&case.join("warden.toml")) {
+        let diags = match warden::ops::workflow::load(&case.join("warden.toml")) {
             Err(warden::error::Error::Invalid(d)) => d,
             Err(e) => panic!("{name}: {e}"),
             Ok(_) => panic!("{name}: the library accepts the fleet"),

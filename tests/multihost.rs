@@ -1,7 +1,7 @@
 //! `multihost::check_hosts`: a fleet repository of several hosts, validated together.
 
 use std::path::{Path, PathBuf};
-use warden::multihost::{check_hosts, summary_text, HostSummary};
+use warden::ops::fleet_check::{check_hosts, summary_text, HostSummary};
 
 /// A fleet directory built file by file: `host(name, toml)`, `agent(host, file, text)`.
 struct Fleet {

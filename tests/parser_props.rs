@@ -3,12 +3,12 @@
 
 use proptest::prelude::*;
 use std::path::Path;
-use warden::config::HostConfig;
-use warden::envfile;
-use warden::fleet::{self, Fleet};
-use warden::manifest::{self, KEYS};
+use warden::render::templates::Templates;
 use warden::render::{self, Recorded};
-use warden::templates::Templates;
+use warden::spec::config::HostConfig;
+use warden::spec::envfile;
+use warden::spec::fleet::{self, Fleet};
+use warden::spec::manifest::{self, KEYS};
 
 const FILE: &str = "agents/atlas.env";
 

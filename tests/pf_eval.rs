@@ -485,12 +485,12 @@ fn render_anchor(manifests: &[(&str, &str)]) -> String {
             p
         })
         .collect();
-    let fleet = warden::fleet::load_files(&paths).unwrap_or_else(|d| panic!("fleet: {d}"));
+    let fleet = warden::spec::fleet::load_files(&paths).unwrap_or_else(|d| panic!("fleet: {d}"));
     let desired = warden::render::render(
         &fleet,
-        &warden::config::HostConfig::default(),
+        &warden::spec::config::HostConfig::default(),
         &warden::render::Recorded::default(),
-        &warden::templates::Templates::embedded().unwrap(),
+        &warden::render::templates::Templates::embedded().unwrap(),
     )
     .unwrap();
     let anchors: Vec<String> = desired

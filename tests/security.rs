@@ -159,13 +159,13 @@ fn a_value_that_slipped_past_validation_cannot_add_a_bastillefile_line() {
     let dir = TempDir::new().unwrap();
     let path: &Path = &dir.path().join("atlas.env");
     std::fs::write(path, format!("{ATLAS}WARDEN_ROLES=llama-cpp\n").as_bytes()).unwrap();
-    let mut fleet = warden::fleet::load_files(&[path]).unwrap();
+    let mut fleet = warden::spec::fleet::load_files(&[path]).unwrap();
     fleet.agents[0].llama.model_path =
         "/m /x nullfs ro 0 0\nMOUNT / /hostroot nullfs rw 0 0\nCMD touch /PWNED\n#".into();
-    let t = warden::templates::Templates::embedded().unwrap();
+    let t = warden::render::templates::Templates::embedded().unwrap();
     let err = render(
         &fleet,
-        &warden::config::HostConfig::default(),
+        &warden::spec::config::HostConfig::default(),
         &Recorded::default(),
         &t,
     )
@@ -183,7 +183,7 @@ fn a_value_that_slipped_past_validation_cannot_add_a_bastillefile_line() {
     fleet.agents[0].llama.model_path = "/var/db/warden/models".into();
     let desired = render(
         &fleet,
-        &warden::config::HostConfig::default(),
+        &warden::spec::config::HostConfig::default(),
         &Recorded::default(),
         &t,
     )

@@ -1,4 +1,4 @@
-//! Integration tests for soul bundle validation (`warden::soul`).
+//! Integration tests for soul bundle validation (`warden::spec::soul_bundle`).
 //!
 //! Planted credentials are assembled at run time from pieces so this file
 //! never contains a complete token-shaped string itself.
@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
-use warden::soul::{check_bundle, soul_file_name, SoulLimits, SoulReport};
+use warden::spec::soul_bundle::{check_bundle, soul_file_name, SoulLimits, SoulReport};
 
 const REDACTED: &str = "(redacted: it looks like a secret)";
 

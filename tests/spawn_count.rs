@@ -1,9 +1,9 @@
 //! The number of commands `plan` runs does not grow with the number of agents.
 
 use std::path::Path;
+use warden::engine::plan::Filter;
 use warden::host::LocalHost;
-use warden::plan::Filter;
-use warden::templates::Templates;
+use warden::render::templates::Templates;
 
 fn write_fleet(dir: &Path, n: usize) -> std::path::PathBuf {
     let agents = dir.join("agents");
@@ -86,25 +86,25 @@ fn commands_for_10_and_250(zfs: bool) -> usize {
 
     // Apply ten agents, so that rc.conf, the bridge, jails and pidfiles exist.
     let ten = write_fleet(&tmp.path().join("ten"), 10);
-    let (cfg, fleet) = warden::workflow::load(&ten).unwrap();
-    let req = warden::workflow::ApplyRequest {
+    let (cfg, fleet) = warden::ops::workflow::load(&ten).unwrap();
+    let req = warden::ops::workflow::ApplyRequest {
         yes: true,
         command: "test".into(),
         ..Default::default()
     };
     struct Quiet;
-    impl warden::progress::Progress for Quiet {
+    impl warden::engine::progress::Progress for Quiet {
         fn line(&mut self, _: &str) {}
         fn start(&mut self, _: usize) {}
         fn begin(&mut self, _: &str) {}
         fn end(&mut self, _: &str) {}
         fn finish(&mut self) {}
     }
-    warden::workflow::apply(&cfg, &fleet, &host, &t, &req, &mut |_| true, &mut Quiet).unwrap();
+    warden::ops::workflow::apply(&cfg, &fleet, &host, &t, &req, &mut |_| true, &mut Quiet).unwrap();
 
     let count = |config: &Path| {
-        let (cfg, fleet) = warden::workflow::load(config).unwrap();
-        let p = warden::workflow::plan(&cfg, &fleet, &host, &t, &Filter::default()).unwrap();
+        let (cfg, fleet) = warden::ops::workflow::load(config).unwrap();
+        let p = warden::ops::workflow::plan(&cfg, &fleet, &host, &t, &Filter::default()).unwrap();
         (p.host_state.commands, p.plan.changes.len())
     };
     let (c10, changes10) = count(&ten);
@@ -114,7 +114,7 @@ fn commands_for_10_and_250(zfs: bool) -> usize {
     assert_eq!(c10, c250, "commands for 10 agents: {c10}, for 250: {c250}");
     assert!(c250 <= 10, "at most about ten commands, ran {c250}");
     if zfs {
-        let listed = warden::zfs::list_argv().join(" ");
+        let listed = warden::kinds::zfs::list_argv().join(" ");
         assert!(
             std::fs::read_to_string(root.join("var/log/fakebsd.log"))
                 .unwrap_or_default()

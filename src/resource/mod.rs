@@ -3,17 +3,6 @@
 //! Each kind has a module of its own below: how it is observed inside the batched
 //! probe, how each action on it is applied, which programs it needs.
 
-pub(crate) mod files;
-pub(crate) mod jail;
-pub(crate) mod network;
-pub(crate) mod pf;
-pub(crate) mod rctl;
-pub(crate) mod service;
-pub mod soul;
-pub(crate) mod sysrc;
-pub mod user;
-pub(crate) mod vm;
-
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -85,8 +74,8 @@ impl Step {
     pub fn parse(s: &str) -> Option<Step> {
         Step::ALL.into_iter().find(|x| x.as_str() == s)
     }
-    pub fn for_role(role: crate::manifest::Role) -> Step {
-        use crate::manifest::Role;
+    pub fn for_role(role: crate::spec::manifest::Role) -> Step {
+        use crate::spec::manifest::Role;
         match role {
             Role::Git => Step::Git,
             Role::Cms => Step::Cms,
@@ -273,7 +262,7 @@ pub struct BlockRes {
     pub path: String,
     #[serde(skip, default)]
     pub block: String,
-    pub placement: crate::pfconf::Placement,
+    pub placement: crate::kinds::blocks::Placement,
     pub phase: Phase,
     /// Validate the whole new file with this command (the file's path appended)
     /// before it replaces the old one, e.g. `pfctl -nf`.
@@ -326,7 +315,7 @@ impl RctlRes {
     }
     /// The whole rule as rctl(8) prints it.
     pub fn rule(&self) -> String {
-        crate::limits::rule(&self.subject, &self.name, &self.resource, self.amount)
+        crate::spec::limits::rule(&self.subject, &self.name, &self.resource, self.amount)
     }
 }
 
@@ -534,8 +523,8 @@ impl Item {
 /// across changes): a service restart when its rc.d script, run script or env file
 /// changed, `service devfs restart` when devfs.rules changed. The plan lists them
 /// and apply runs them, from this one function.
-pub fn triggers(r: &Resource, action: crate::plan::Action) -> &[Vec<String>] {
-    use crate::plan::Action;
+pub fn triggers(r: &Resource, action: crate::engine::plan::Action) -> &[Vec<String>] {
+    use crate::engine::plan::Action;
     match (r, action) {
         (Resource::File(f), Action::Update) => &f.notify,
         // A command fed from the file itself has not consumed a new file yet.
@@ -625,15 +614,15 @@ pub fn command_label(argv: &[String]) -> (String, String) {
 /// restarts, reloads and rebuilds inside the change itself.
 pub fn change_notes(
     r: &Resource,
-    action: crate::plan::Action,
+    action: crate::engine::plan::Action,
     before: Option<&str>,
 ) -> Vec<String> {
-    use crate::plan::Action;
+    use crate::engine::plan::Action;
     match (r, action) {
         (Resource::Jail(j), Action::Update) => {
             let want = j.shape(true).repr();
             let before = before.unwrap_or("");
-            let d = crate::jailchange::delta(before, j);
+            let d = crate::kinds::jailchange::delta(before, j);
             let mut notes = Vec::new();
             if d.release.is_some() {
                 notes.push(

@@ -1,4 +1,4 @@
-//! The PF evaluator lives in the library (`warden::pfeval`); the tests that judge
+//! The PF evaluator lives in the library (`warden::ops::pfeval`); the tests that judge
 //! rendered rules include this file with `#[path = "support/pfeval.rs"]`.
 #![allow(unused_imports)]
-pub use warden::pfeval::*;
+pub use warden::ops::pfeval::*;

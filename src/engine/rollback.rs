@@ -1,0 +1,479 @@
+//! ZFS snapshots on the host: the snapshot apply takes of each jail (and agent
+//! home) before its first change, the rollback of a jail whose chain failed, the
+//! pruning `snapshot_keep` asks for, and `warden rollback` / `warden snapshots`.
+//! What to snapshot and roll back is decided by the pure functions in `zfs`.
+
+use crate::engine::apply::ApplyError;
+use crate::engine::executor::Lane;
+use crate::engine::plan::Change;
+use crate::engine::probe::HostState;
+use crate::host::Host;
+use crate::kinds::zfs::{Listing, Rollback, Storage};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+/// One dataset tree a run snapshots before its first change.
+#[derive(Debug, Clone)]
+struct Target {
+    /// `jail atlasdb`, `home of atlas`.
+    what: String,
+    /// The dataset `zfs snapshot -r` is given.
+    top: String,
+    /// The jail to restart after a rollback (a jail's target only).
+    jail: Option<String>,
+    /// The datasets of the tree as the probe saw them, parent first.
+    tree: Vec<String>,
+}
+
+/// The snapshots of one apply run.
+#[derive(Debug)]
+pub struct RunSnapshots {
+    /// `warden-run-42`.
+    pub snap: String,
+    targets: Vec<Target>,
+    /// Plan index → the target to snapshot before that change runs.
+    first: BTreeMap<usize, usize>,
+    /// Jail lane → its target, for the rollback when a change of it fails.
+    lanes: BTreeMap<Lane, usize>,
+    taken: Mutex<BTreeSet<usize>>,
+    rolled: Mutex<Vec<String>>,
+}
+
+impl RunSnapshots {
+    /// What `changes` will change that lies on ZFS: each existing jail's dataset
+    /// (before the first change of its chain), and each agent's home dataset
+    /// (before the first change of its user or soul). `None` with the reason when
+    /// an existing jail will change but cannot be snapshotted.
+    pub fn plan(
+        run: i64,
+        changes: &[Change],
+        state: &HostState,
+        homes: &BTreeMap<String, String>,
+        bastille_prefix: &str,
+    ) -> (Option<RunSnapshots>, Option<String>) {
+        let mut targets: Vec<Target> = Vec::new();
+        let mut index: BTreeMap<String, usize> = BTreeMap::new();
+        let mut first = BTreeMap::new();
+        let mut lanes = BTreeMap::new();
+        let mut unprotected: BTreeSet<String> = BTreeSet::new();
+        let jails_root = match &state.storage {
+            Some(Storage::Zfs { jails }) => Some(jails.as_str()),
+            _ => None,
+        };
+        for (i, c) in changes.iter().enumerate() {
+            let lane = crate::engine::executor::lane(c, bastille_prefix);
+            let (what, top, jail) = match &lane {
+                Lane::Jail(j) if state.jails.contains_key(j) => {
+                    let top = jails_root
+                        .map(|root| format!("{root}/{j}"))
+                        .filter(|d| state.zfs.datasets.contains_key(d));
+                    let Some(top) = top else {
+                        unprotected.insert(j.clone());
+                        continue;
+                    };
+                    (format!("jail {j}"), top, Some(j.clone()))
+                }
+                Lane::Agent(a) if touches_home(c) => {
+                    let Some(top) = homes.get(a).and_then(|h| state.zfs.mounted_at(h)) else {
+                        continue;
+                    };
+                    (format!("home of {a}"), top, None)
+                }
+                _ => continue,
+            };
+            let t = *index.entry(top.clone()).or_insert_with(|| {
+                targets.push(Target {
+                    what,
+                    tree: state.zfs.tree(&top),
+                    top,
+                    jail: jail.clone(),
+                });
+                first.insert(i, targets.len() - 1);
+                targets.len() - 1
+            });
+            if jail.is_some() {
+                lanes.insert(lane, t);
+            }
+        }
+        let note = (!unprotected.is_empty()).then(|| {
+            let why = match &state.storage {
+                Some(Storage::Directories(why)) => {
+                    format!("Bastille keeps jails in plain directories here ({why})")
+                }
+                _ => "they have no ZFS dataset of their own".to_string(),
+            };
+            format!(
+                "Note: cannot snapshot {} before changing {}: {why}; apply goes on without snapshots.",
+                unprotected
+                    .iter()
+                    .map(|j| format!("jail {j}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if unprotected.len() == 1 { "it" } else { "them" }
+            )
+        });
+        let snaps = (!targets.is_empty()).then(|| RunSnapshots {
+            snap: crate::kinds::zfs::run_snapshot(run),
+            targets,
+            first,
+            lanes,
+            taken: Mutex::new(BTreeSet::new()),
+            rolled: Mutex::new(Vec::new()),
+        });
+        (snaps, note)
+    }
+
+    /// Before change `index` runs: snapshot the tree it is the first to change.
+    pub fn before(&self, host: &dyn Host, index: usize, id: &str) -> Result<(), ApplyError> {
+        let Some(&t) = self.first.get(&index) else {
+            return Ok(());
+        };
+        let target = &self.targets[t];
+        let full = format!("{}@{}", target.top, self.snap);
+        let argv = vec![
+            "zfs".to_string(),
+            "snapshot".into(),
+            "-r".into(),
+            full.clone(),
+        ];
+        let out = host.run(&argv).map_err(|source| ApplyError::Host {
+            resource: id.to_string(),
+            source,
+        })?;
+        if !out.ok() {
+            return Err(ApplyError::Check {
+                resource: id.to_string(),
+                message: format!(
+                    "could not snapshot {} ({full}) before changing it, so it was not changed:\n{}",
+                    target.what,
+                    out.stderr.trim_end()
+                ),
+            });
+        }
+        self.taken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(t);
+        Ok(())
+    }
+
+    /// After change `index` failed: when it belongs to a jail's chain and that
+    /// jail was snapshotted in this run, stop the jail, roll every dataset of its
+    /// tree back to the run's snapshot and start it again. The chain's later
+    /// changes do not run (they depend on the failed one).
+    pub fn after_failure(&self, host: &dyn Host, change: &Change, bastille_prefix: &str) {
+        let lane = crate::engine::executor::lane(change, bastille_prefix);
+        let Some(&t) = self.lanes.get(&lane) else {
+            return;
+        };
+        if !self
+            .taken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&t)
+        {
+            return;
+        }
+        let target = &self.targets[t];
+        let step = Rollback {
+            what: target.what.clone(),
+            jail: target.jail.clone(),
+            targets: target
+                .tree
+                .iter()
+                .map(|d| format!("{d}@{}", self.snap))
+                .collect(),
+            destroys: Vec::new(),
+            taken: 0,
+        };
+        let line = match roll_back(host, &step) {
+            Ok(()) => format!(
+                "  {} rolled back to @{} (as it was before this run changed it) and started",
+                target.what, self.snap
+            ),
+            Err(e) => format!(
+                "  {}: rolling back to @{} failed: {e}\n    the snapshot is kept: warden rollback --run {} returns to it",
+                target.what,
+                self.snap,
+                self.snap.trim_start_matches("warden-run-")
+            ),
+        };
+        self.rolled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(line);
+    }
+
+    /// What was snapshotted, for the run's summary.
+    pub fn taken(&self) -> Vec<String> {
+        let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        taken
+            .iter()
+            .map(|&t| self.targets[t].what.clone())
+            .collect()
+    }
+
+    /// What was rolled back, one line each.
+    pub fn rolled_back(&self) -> Vec<String> {
+        self.rolled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Whether a change of an agent's chain writes into the agent's home.
+fn touches_home(c: &Change) -> bool {
+    use crate::resource::Resource;
+    matches!(c.item.resource, Resource::User { .. } | Resource::Soul(_))
+}
+
+/// Stop the jail, `zfs rollback -r` each dataset, start the jail. The jail is
+/// started again even when a rollback fails, so it is not left stopped.
+pub fn roll_back(host: &dyn Host, step: &Rollback) -> Result<(), String> {
+    let run = |argv: Vec<String>| -> Result<(), String> {
+        let out = host.run(&argv).map_err(|e| e.to_string())?;
+        if out.ok() {
+            Ok(())
+        } else {
+            Err(format!("{}: {}", argv.join(" "), out.stderr.trim_end()))
+        }
+    };
+    let running = |j: &str| {
+        host.run(&["jls".into(), "-j".into(), j.into(), "name".into()])
+            .map(|o| o.ok())
+            .unwrap_or(false)
+    };
+    if let Some(j) = &step.jail {
+        if running(j) {
+            run(vec!["bastille".into(), "stop".into(), j.clone()])?;
+        }
+    }
+    let mut result = Ok(());
+    for t in &step.targets {
+        if let Err(e) = run(vec![
+            "zfs".into(),
+            "rollback".into(),
+            "-r".into(),
+            t.clone(),
+        ]) {
+            result = Err(e);
+            break;
+        }
+    }
+    if let Some(j) = &step.jail {
+        if !running(j) {
+            run(vec!["bastille".into(), "start".into(), j.clone()])?;
+        }
+    }
+    result
+}
+
+/// Why snapshots cannot be listed or a rollback did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("Bastille keeps jails in plain directories here ({0}): there are no snapshots")]
+    NoZfs(String),
+    #[error("zfs(8) is not on this system")]
+    NoZfsTool,
+    #[error("zfs list failed: {0}")]
+    List(String),
+    #[error("run {run} took no snapshot{of}; `warden snapshots` lists the ones there are")]
+    NoSnapshot { run: i64, of: String },
+    #[error("{what}: {why}\n{done} of {total} rolled back before this one")]
+    Rollback {
+        what: String,
+        why: String,
+        done: usize,
+        total: usize,
+    },
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
+}
+
+/// Read bastille.conf and `zfs list` (for the commands that do not probe).
+pub fn read(host: &dyn Host) -> Result<(Storage, Listing), SnapshotError> {
+    let conf = host
+        .read(crate::kinds::zfs::BASTILLE_CONF)?
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    let storage = crate::kinds::zfs::storage(conf.as_deref());
+    if let Storage::Directories(why) = &storage {
+        return Err(SnapshotError::NoZfs(why.clone()));
+    }
+    if !host.have("zfs") {
+        return Err(SnapshotError::NoZfsTool);
+    }
+    let out = host.run(&crate::kinds::zfs::list_argv())?;
+    if !out.ok() {
+        return Err(SnapshotError::List(out.stderr.trim_end().to_string()));
+    }
+    Ok((storage, crate::kinds::zfs::parse_list(&out.stdout)))
+}
+
+/// Destroy the run snapshots of the `known` runs beyond the newest `keep` per
+/// dataset. Returns the
+/// snapshots destroyed, or why pruning stopped.
+pub fn prune(
+    host: &dyn Host,
+    keep: usize,
+    known: &std::collections::BTreeSet<i64>,
+) -> Result<Vec<String>, String> {
+    let (_, listing) = read(host).map_err(|e| e.to_string())?;
+    let mut gone = Vec::new();
+    for s in listing.prunable(keep, known) {
+        let out = host
+            .run(&["zfs".into(), "destroy".into(), "-r".into(), s.clone()])
+            .map_err(|e| e.to_string())?;
+        if !out.ok() {
+            return Err(format!("zfs destroy -r {s}: {}", out.stderr.trim_end()));
+        }
+        gone.push(s);
+    }
+    Ok(gone)
+}
+
+/// The rollbacks `warden rollback --run N [--agent NAME]…` would do.
+pub fn rollback_plan(
+    fleet: &crate::spec::fleet::Fleet,
+    listing: &Listing,
+    storage: &Storage,
+    run: i64,
+    agents: &[String],
+) -> Vec<Rollback> {
+    let snap = crate::kinds::zfs::run_snapshot(run);
+    let Storage::Zfs { jails } = storage else {
+        return Vec::new();
+    };
+    let mut steps = Vec::new();
+    for a in fleet.jail_agents() {
+        if !agents.is_empty() && !agents.contains(&a.name) {
+            continue;
+        }
+        for jail in a.jails.iter().map(|j| &j.name) {
+            if let Some(r) = crate::kinds::zfs::rollback_of(
+                listing,
+                format!("jail {jail}"),
+                Some(jail.clone()),
+                &format!("{jails}/{jail}"),
+                &snap,
+            ) {
+                steps.push(r);
+            }
+        }
+        if let Some(top) = listing.mounted_at(&a.home) {
+            if let Some(r) = crate::kinds::zfs::rollback_of(
+                listing,
+                format!("home of {}", a.name),
+                None,
+                &top,
+                &snap,
+            ) {
+                steps.push(r);
+            }
+        }
+    }
+    steps
+}
+
+/// `warden snapshots`: the snapshots of the `known` runs (the state DB's), one
+/// line each; those only named like warden's are counted apart.
+pub fn snapshots_text(listing: &Listing, known: &BTreeSet<i64>) -> String {
+    let (runs, others): (Vec<_>, Vec<_>) = listing
+        .runs()
+        .into_iter()
+        .partition(|(run, _, _)| known.contains(run));
+    let mut out = String::new();
+    if runs.is_empty() {
+        out.push_str("No warden snapshots.\n");
+    } else {
+        out.push_str("RUN  TAKEN                 DATASET\n");
+        for (run, dataset, creation) in runs {
+            out.push_str(&format!(
+                "{run:<4} {}  {dataset}\n",
+                crate::engine::state::format_epoch(creation)
+            ));
+        }
+    }
+    if !others.is_empty() {
+        let names: Vec<String> = others
+            .iter()
+            .map(|(run, d, _)| format!("{d}@{}", crate::kinds::zfs::run_snapshot(*run)))
+            .collect();
+        out.push_str(&format!(
+            "Not warden's (named like its snapshots, but of no run the state DB recorded; never pruned): {}\n",
+            names.join(", ")
+        ));
+    }
+    out
+}
+
+/// What `warden rollback` did.
+#[derive(Debug, Default)]
+pub struct RollbackOutcome {
+    pub declined: bool,
+    /// One line per jail or home returned to its snapshot.
+    pub done: Vec<String>,
+}
+
+/// `warden rollback --run N [--agent NAME]…`: show what returning to run N's
+/// snapshots does, ask (unless `yes`), then do it, holding the apply lock and
+/// recording the rollback as a run of its own.
+#[allow(clippy::too_many_arguments)]
+pub fn rollback_run(
+    cfg: &crate::spec::config::Config,
+    fleet: &crate::spec::fleet::Fleet,
+    host: &dyn Host,
+    run: i64,
+    agents: &[String],
+    yes: bool,
+    confirm: &mut dyn FnMut(&str) -> bool,
+    out: &mut dyn FnMut(&str),
+) -> Result<RollbackOutcome, crate::error::Error> {
+    let db = host.local(&cfg.host.state_db);
+    let _lock = crate::engine::state::lock(&db)?;
+    let (storage, listing) = read(host)?;
+    let steps = rollback_plan(fleet, &listing, &storage, run, agents);
+    if steps.is_empty() {
+        return Err(SnapshotError::NoSnapshot {
+            run,
+            of: if agents.is_empty() {
+                String::new()
+            } else {
+                format!(" of {}", agents.join(", "))
+            },
+        }
+        .into());
+    }
+    let text = crate::kinds::zfs::rollback_text(run, &steps);
+    if yes {
+        out(&text);
+    } else if !confirm(&text) {
+        return Ok(RollbackOutcome {
+            declined: true,
+            ..Default::default()
+        });
+    }
+    let rt = crate::engine::state::runtime();
+    let mut st = rt.block_on(crate::engine::state::State::open(&db))?;
+    let id = rt.block_on(st.begin_run(&format!("rollback --run {run}"), ""))?;
+    let mut outcome = RollbackOutcome::default();
+    for step in &steps {
+        if let Err(e) = roll_back(host, step) {
+            rt.block_on(st.end_run(id, "failed", (0, outcome.done.len(), 0), Some(&e)))?;
+            rt.block_on(st.close());
+            return Err(SnapshotError::Rollback {
+                what: step.what.clone(),
+                why: e,
+                done: outcome.done.len(),
+                total: steps.len(),
+            }
+            .into());
+        }
+        outcome
+            .done
+            .push(format!("{} is back at run {run}", step.what));
+    }
+    rt.block_on(st.end_run(id, "ok", (0, outcome.done.len(), 0), None))?;
+    rt.block_on(st.close());
+    Ok(outcome)
+}

@@ -1,0 +1,439 @@
+//! Bastille jails: create, configure (jail(8) parameters, devfs ruleset), stop or
+//! destroy, and the templates applied to them (checked by their marker file).
+//!
+//! `observe` reads this kind's part of the host inside the batched probe; the
+//! `Applier` methods carry out each action; `programs` names what they need.
+
+use crate::engine::apply::prelude::*;
+use crate::engine::probe::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+impl Applier<'_> {
+    /// Apply a change to a Jail/JailTemplate resource.
+    pub(crate) fn apply_jail(
+        &mut self,
+        change: &Change,
+        state: Option<&mut Records>,
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<(), ApplyError> {
+        let id = change.id();
+        let id = id.as_str();
+        let host = self.host;
+        match (&change.item.resource, change.action) {
+            (Resource::Jail(j), Action::Delete) if self.opts.data == DataPolicy::Keep => {
+                // Kept with its data (a database, repositories, a site): only stopped.
+                let running = host
+                    .run(&[s("jls"), s("-j"), j.name.clone(), s("name")])
+                    .map(|o| o.ok())
+                    .unwrap_or(false);
+                if running {
+                    self.run(id, vec![s("bastille"), s("stop"), j.name.clone()])?;
+                }
+            }
+            (Resource::Jail(j), Action::Delete) => {
+                if host
+                    .list_dir(&format!("{}/jails", self.cfg.host.bastille_prefix))
+                    .contains(&j.name)
+                {
+                    self.run(
+                        id,
+                        vec![
+                            s("bastille"),
+                            s("destroy"),
+                            s("-a"),
+                            s("-y"),
+                            j.name.clone(),
+                        ],
+                    )?;
+                }
+                if let Some(st) = state {
+                    rt.block_on(st.set_fact(&format!("jail_devfs:{}", j.name), None))
+                        .map_err(|e| check(id, e))?;
+                }
+            }
+            (Resource::Jail(j), Action::Create) => {
+                // `bastille create` fails on an existing jail: check the host first.
+                let exists = host
+                    .read(&format!(
+                        "{}/jails/{}/jail.conf",
+                        self.cfg.host.bastille_prefix, j.name
+                    ))
+                    .map_err(Self::host_err(id))?
+                    .is_some();
+                if !exists {
+                    // create.sh starts the new jail under ruleset 13 at once.
+                    self.require_ruleset(id, &j.name, crate::render::VNET_RULESET)?;
+                    self.run(
+                        id,
+                        vec![
+                            s("bastille"),
+                            s("create"),
+                            s("-B"),
+                            s("-g"),
+                            j.gateway.clone(),
+                            j.name.clone(),
+                            j.release.clone(),
+                            j.ip.clone(),
+                            j.bridge.clone(),
+                        ],
+                    )?;
+                }
+                self.configure_jail(id, j, None, state, rt)?;
+            }
+            (Resource::Jail(j), Action::Update) => {
+                self.configure_jail(id, j, change.before.as_deref(), state, rt)?;
+            }
+            (Resource::JailTemplate(t), Action::Delete) => {
+                let _ = t;
+            }
+            (Resource::JailTemplate(t), _) => {
+                let out = self.run(
+                    id,
+                    vec![
+                        s("bastille"),
+                        s("template"),
+                        t.jail.clone(),
+                        t.template.clone(),
+                    ],
+                )?;
+                // Bastille may exit 0 when a hook failed: check the template's last effect.
+                let root = format!("{}/jails/{}/root", self.cfg.host.bastille_prefix, t.jail);
+                let found = host
+                    .read_confined(&root, &t.marker, MARKER_MAX)
+                    .map_err(Self::host_err(id))?;
+                let found = found.map(|b| marker_text(&b));
+                if found.as_deref() != Some(t.hash.as_str()) {
+                    let tail: Vec<&str> = out
+                        .stdout
+                        .lines()
+                        .chain(out.stderr.lines())
+                        .rev()
+                        .take(8)
+                        .collect();
+                    return Err(ApplyError::Check {
+                        resource: id.to_string(),
+                        message: format!(
+                            "bastille template {} {} exited 0 but did not complete: {} in the jail {}\n  last output:\n{}",
+                            t.jail,
+                            t.template,
+                            t.marker,
+                            if found.is_some() { "holds another hash" } else { "is missing or not a plain file (links in a jail's root are not followed)" },
+                            indent_block(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+                        ),
+                    });
+                }
+            }
+            (other, _) => unreachable!("{} is not a jail resource", other.id()),
+        }
+        Ok(())
+    }
+
+    /// A new release for an existing thin jail, keeping its data: `bastille
+    /// upgrade` on the stopped jail (see `jailchange`); a thick jail is refused
+    /// with the manual steps.
+    fn change_release(
+        &self,
+        id: &str,
+        j: &crate::resource::JailRes,
+        d: &crate::kinds::jailchange::JailDelta,
+    ) -> Result<(), ApplyError> {
+        let jails = format!("{}/jails/{}", self.cfg.host.bastille_prefix, j.name);
+        if let Some((from, to)) = &d.release {
+            let fstab = self
+                .host
+                .read(&format!("{jails}/fstab"))
+                .map_err(Self::host_err(id))?
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            if crate::kinds::jailchange::thin_release(&fstab).is_none() {
+                return Err(ApplyError::Check {
+                    resource: id.to_string(),
+                    message: crate::kinds::jailchange::thick_release_steps(&j.name, from, to),
+                });
+            }
+            // upgrade.sh needs the new release bootstrapped: say so before stopping.
+            let releases = format!("{}/releases", self.cfg.host.bastille_prefix);
+            if !self.host.list_dir(&releases).contains(to) {
+                return Err(ApplyError::Check {
+                    resource: id.to_string(),
+                    message: format!(
+                        "release {to} is not bootstrapped; run `bastille bootstrap {to}`, then apply again (jail {} is left running {from})",
+                        j.name
+                    ),
+                });
+            }
+            if self.jail_running(&j.name) {
+                self.run(id, vec![s("bastille"), s("stop"), j.name.clone()])?;
+            }
+            self.run(
+                id,
+                vec![s("bastille"), s("upgrade"), j.name.clone(), to.clone()],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A jail starts only under a devfs ruleset the kernel has: for a number nobody
+    /// loaded, the kernel makes an empty ruleset and the jail sees every device
+    /// (`devfs_ruleset_use`, sys/fs/devfs/devfs_rule.c). FreeBSD's own rulesets
+    /// (1-5) are loaded at boot by rc.d/devfs.
+    fn require_ruleset(&self, id: &str, jail: &str, n: u32) -> Result<(), ApplyError> {
+        if n <= 5 {
+            return Ok(());
+        }
+        let out = self
+            .host
+            .run(&[s("devfs"), s("rule"), s("-s"), n.to_string(), s("show")])
+            .map_err(Self::host_err(id))?;
+        if out.ok() && out.stdout.lines().any(|l| !l.trim().is_empty()) {
+            return Ok(());
+        }
+        Err(ApplyError::Check {
+            resource: id.to_string(),
+            message: format!(
+                "devfs ruleset {n} is not loaded, and jail {jail} would start with an unfiltered /dev; \
+                 warden's block in /etc/devfs.rules defines it and `service devfs restart` loads it \
+                 (apply the network step first)"
+            ),
+        })
+    }
+
+    fn jail_running(&self, name: &str) -> bool {
+        self.host
+            .run(&[s("jls"), s("-j"), name.to_string(), s("name")])
+            .map(|o| o.ok())
+            .unwrap_or(false)
+    }
+
+    /// Converge an existing jail to `before`'s differences (a new jail: set
+    /// everything): a new release through `bastille upgrade`, the jail parameters
+    /// through `bastille config`, a new address through `bastille sysrc` inside the
+    /// jail, then restart the jail so they take effect: jail(8) reads its
+    /// parameters, devfs applies a ruleset's rules to the jail's /dev and rc(8)
+    /// configures vnet0, only when the jail starts. A jail that only stopped is
+    /// started.
+    fn configure_jail(
+        &self,
+        id: &str,
+        j: &crate::resource::JailRes,
+        before: Option<&str>,
+        state: Option<&mut Records>,
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<(), ApplyError> {
+        let delta = before.map(|b| crate::kinds::jailchange::delta(b, j));
+        if let Some(d) = &delta {
+            self.change_release(id, j, d)?;
+        }
+        let network = delta.as_ref().is_some_and(|d| d.network());
+        // A jail just created: what its jail.conf already says (Bastille writes
+        // devfs_ruleset 13) needs no `bastille config` and no restart.
+        let conf = match before {
+            Some(_) => String::new(),
+            None => self
+                .host
+                .read(&format!(
+                    "{}/jails/{}/jail.conf",
+                    self.cfg.host.bastille_prefix, j.name
+                ))
+                .map_err(Self::host_err(id))?
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default(),
+        };
+        let differs = |key: &str, want: &str| match before {
+            Some(b) => crate::resource::repr_field(b, key) != want,
+            None => jail_conf_value(&conf, key).as_deref() != Some(want),
+        };
+        let mut sets: Vec<(String, String)> = Vec::new();
+        if let Some(n) = j.devfs_ruleset {
+            if differs("devfs_ruleset", &n.to_string()) {
+                sets.push((s("devfs_ruleset"), n.to_string()));
+            }
+        }
+        for (k, v) in &j.params {
+            if differs(k, v) {
+                sets.push((k.clone(), v.clone()));
+            }
+        }
+        let rules_changed = j
+            .devfs_rules
+            .as_deref()
+            .is_some_and(|d| differs("devfs_rules", d));
+        for (k, v) in &sets {
+            self.run(
+                id,
+                vec![
+                    s("bastille"),
+                    s("config"),
+                    j.name.clone(),
+                    s("set"),
+                    k.clone(),
+                    v.clone(),
+                ],
+            )?;
+        }
+        if let Some(n) = j.devfs_ruleset {
+            self.require_ruleset(id, &j.name, n)?;
+        }
+        let mut running = self.jail_running(&j.name);
+        if network {
+            // bastille sysrc runs sysrc(8) through jexec: the jail must run.
+            if !running {
+                self.run(id, vec![s("bastille"), s("start"), j.name.clone()])?;
+                running = true;
+            }
+            self.run(
+                id,
+                vec![
+                    s("bastille"),
+                    s("sysrc"),
+                    j.name.clone(),
+                    format!("ifconfig_vnet0=inet {}", j.ip),
+                    format!("defaultrouter={}", j.gateway),
+                ],
+            )?;
+        }
+        if running && (network || !sets.is_empty() || rules_changed) {
+            self.run(id, vec![s("bastille"), s("restart"), j.name.clone()])?;
+        } else if !running {
+            self.run(id, vec![s("bastille"), s("start"), j.name.clone()])?;
+        }
+        if let (Some(d), Some(st)) = (&j.devfs_rules, state) {
+            rt.block_on(st.set_fact(&format!("jail_devfs:{}", j.name), Some(d)))
+                .map_err(|e| check(id, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The programs a change of this kind needs, with the package that brings each.
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+    let _ = change;
+    vec![("bastille", "sysutils/bastille"), ("devfs", BASE)]
+}
+
+/// Jails: Bastille's jail directories, and one `jls name` for which run; the
+/// templates' marker files.
+pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
+    let all = p.all.clone();
+    let wants_jails = all
+        .iter()
+        .any(|r| matches!(r, Resource::Jail(_) | Resource::JailTemplate(_)));
+    if wants_jails {
+        let jails_dir = format!("{}/jails", p.cfg.bastille_prefix);
+        let names = p.host.list_dir(&jails_dir);
+        // One `jls` for every running jail and the parameters that take effect
+        // only when a jail starts: a lost restart shows as a difference between
+        // these and jail.conf.
+        let mut live_keys: BTreeSet<String> = ["devfs_ruleset".to_string()].into();
+        for r in &all {
+            if let Resource::Jail(j) = r {
+                live_keys.extend(j.params.iter().map(|(k, _)| k.clone()));
+            }
+        }
+        let live_keys: Vec<String> = live_keys.into_iter().collect();
+        let mut live: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        if !names.is_empty() && p.need("jls") {
+            let mut argv = vec!["jls".to_string(), "name".to_string()];
+            argv.extend(live_keys.iter().cloned());
+            let out = p.host.run(&argv)?;
+            for line in out.stdout.lines() {
+                let mut words = line.split_whitespace();
+                let Some(name) = words.next() else { continue };
+                let values = live_keys
+                    .iter()
+                    .cloned()
+                    .zip(words.map(str::to_string))
+                    .collect();
+                live.insert(name.to_string(), values);
+            }
+        }
+        for name in names {
+            let conf = p.host.read(&format!("{jails_dir}/{name}/jail.conf"))?;
+            let Some(conf) = conf else { continue };
+            let conf = String::from_utf8_lossy(&conf);
+            let text = |path: String| -> Result<String, crate::host::HostError> {
+                Ok(p.host
+                    .read(&path)?
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default())
+            };
+            let fstab = text(format!("{jails_dir}/{name}/fstab"))?;
+            // The jail's own rc.conf is in its root, which the jail controls: read
+            // without following links, a regular file of bounded size only.
+            let rc_conf = p
+                .host
+                .read_confined(
+                    &format!("{jails_dir}/{name}/root"),
+                    "/etc/rc.conf",
+                    JAIL_RC_CONF_MAX,
+                )?
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            // An address read from nothing names the file and why it was not read.
+            let unread = rc_conf.is_none().then(|| {
+                format!(
+                    "(unknown: {jails_dir}/{name}/root/etc/rc.conf is not a regular file of at most {} KiB, not read)",
+                    JAIL_RC_CONF_MAX / 1024
+                )
+            });
+            let rc_conf = rc_conf.unwrap_or_default();
+            let unknown = || unread.clone().unwrap_or_else(|| "(unknown)".to_string());
+            p.st.jails.insert(
+                name.clone(),
+                ObservedJail {
+                    devfs_ruleset: jail_conf_value(&conf, "devfs_ruleset")
+                        .and_then(|v| v.parse().ok()),
+                    running: live.contains_key(&name),
+                    release: crate::kinds::jailchange::thin_release(&fstab)
+                        .or_else(|| jail_conf_value(&conf, "osrelease"))
+                        .unwrap_or_else(unknown),
+                    ip: crate::kinds::jailchange::vnet_address(&rc_conf).unwrap_or_else(unknown),
+                    gateway: crate::kinds::jailchange::rc_value(&rc_conf, "defaultrouter")
+                        .unwrap_or_else(unknown),
+                    conf: conf.into_owned(),
+                    live: live.get(&name).cloned().unwrap_or_default(),
+                },
+            );
+        }
+        // ZFS: bastille.conf says whether jails are datasets; one `zfs list` for
+        // every filesystem (jails' and homes') and snapshot.
+        let conf = p
+            .host
+            .read(crate::kinds::zfs::BASTILLE_CONF)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let storage = crate::kinds::zfs::storage(conf.as_deref());
+        if matches!(storage, crate::kinds::zfs::Storage::Zfs { .. }) && p.need("zfs") {
+            let out = p.host.run(&crate::kinds::zfs::list_argv())?;
+            if out.ok() {
+                p.st.zfs = crate::kinds::zfs::parse_list(&out.stdout);
+            }
+        }
+        p.st.storage = Some(storage);
+        for r in &all {
+            if let Resource::JailTemplate(t) = r {
+                let root = format!("{jails_dir}/{}/root", t.jail);
+                if let Some(m) = p.host.read_confined(&root, &t.marker, MARKER_MAX)? {
+                    p.st.markers.insert(t.jail.clone(), marker_text(&m));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The largest jail rc.conf read to learn the jail's address and gateway.
+const JAIL_RC_CONF_MAX: u64 = 64 * 1024;
+
+/// A template marker is one SHA-256 hex digest and a newline.
+const MARKER_MAX: u64 = 65;
+
+/// What the plan shows of a marker read from a jail: the jail writes that file,
+/// so anything but a digest is shown as such, never as its content.
+fn marker_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        text.to_string()
+    } else {
+        "(not a warden marker)".into()
+    }
+}

@@ -1,0 +1,67 @@
+//! The agents' rc.d services.
+//!
+//! `observe` reads this kind's part of the host inside the batched probe; the
+//! `Applier` methods carry out each action; `programs` names what they need.
+
+use crate::engine::apply::prelude::*;
+use crate::engine::probe::*;
+use std::collections::BTreeMap;
+
+impl Applier<'_> {
+    /// Apply a change to a Service resource.
+    pub(crate) fn apply_service(
+        &mut self,
+        change: &Change,
+        _state: Option<&mut Records>,
+        _rt: &tokio::runtime::Runtime,
+    ) -> Result<(), ApplyError> {
+        let id = change.id();
+        let id = id.as_str();
+        let host = self.host;
+        match (&change.item.resource, change.action) {
+            (Resource::Service { name }, Action::Delete) => {
+                // Stopping a service that is not running is not an error here.
+                let _ = host.run(&[s("service"), name.clone(), s("stop")]);
+            }
+            (Resource::Service { name }, _) => {
+                self.run(id, vec![s("service"), name.clone(), s("start")])?;
+            }
+            (other, _) => unreachable!("{} is not a service resource", other.id()),
+        }
+        Ok(())
+    }
+}
+
+/// The programs a change of this kind needs, with the package that brings each.
+pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
+    let _ = change;
+    vec![("service", BASE)]
+}
+
+/// Services: pidfiles, then one `ps -p` for all of them.
+pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
+    let all = p.all.clone();
+    let mut pids: BTreeMap<String, String> = BTreeMap::new();
+    for r in &all {
+        if let Resource::Service { name } = r {
+            if let Some(p) = p.host.read(&format!("/var/run/warden/{name}.pid"))? {
+                let pid = String::from_utf8_lossy(&p).trim().to_string();
+                if !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit()) {
+                    pids.insert(pid, name.clone());
+                }
+            }
+        }
+    }
+    if !pids.is_empty() && p.need("ps") {
+        let list = pids.keys().cloned().collect::<Vec<_>>().join(",");
+        let out = p
+            .host
+            .run(&["ps".into(), "-p".into(), list, "-o".into(), "pid=".into()])?;
+        for l in out.stdout.lines() {
+            if let Some(name) = pids.get(l.trim()) {
+                p.st.running_services.insert(name.clone());
+            }
+        }
+    }
+    Ok(())
+}
