@@ -30,12 +30,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use warden::engine::plan::Filter;
-use warden::host::{FileMeta, Host, HostError, LocalHost, Output};
-use warden::render::templates::Templates;
-use warden::render::Recorded;
 use warden::engine::{probe, state};
+use warden::host::{FileMeta, Host, HostError, LocalHost, Output};
 use warden::ops::workflow;
 use warden::render;
+use warden::render::templates::Templates;
+use warden::render::Recorded;
 
 /// The target from the issue: a no-op apply of 250 agents.
 const TARGET_NOOP_250: Duration = Duration::from_secs(1);
@@ -356,7 +356,7 @@ fn noop_phases(config: &Path, root: &Path, templates: &Templates) -> ([Duration;
         devfs: view.devfs.clone(),
         devfs_taken: workflow::devfs_taken(&host).expect("devfs"),
         models_present: workflow::models_present(&fleet, &host),
-        egress: workflow::egress_resolution(&cfg, &fleet, &host),
+        egress: warden::ops::resolve::egress_resolution(&cfg, &fleet, &host),
     };
     lap(&mut t);
     let desired = render::render(&fleet, &cfg.host, &recorded, templates).expect("render");

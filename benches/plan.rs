@@ -16,12 +16,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use warden::engine::plan::Filter;
-use warden::host::{Host, LocalHost};
-use warden::render::templates::Templates;
-use warden::render::Recorded;
 use warden::engine::{probe, state};
+use warden::host::{Host, LocalHost};
 use warden::ops::workflow;
 use warden::render;
+use warden::render::templates::Templates;
+use warden::render::Recorded;
 use warden::spec::fleet;
 
 /// The target for 250 agents.
@@ -152,7 +152,7 @@ fn stages(config: &Path, root: &Path, templates: &Templates) -> [Duration; 6] {
         devfs: view.devfs.clone(),
         devfs_taken: workflow::devfs_taken(&host).expect("devfs"),
         models_present: workflow::models_present(&fleet, &host),
-        egress: workflow::egress_resolution(&cfg, &fleet, &host),
+        egress: warden::ops::resolve::egress_resolution(&cfg, &fleet, &host),
     };
     let state_t = t.elapsed();
 

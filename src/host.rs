@@ -7,6 +7,25 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+/// Limits on how long one command may run, in seconds.
+#[derive(Debug, Clone, Copy, serde::Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Commands that only read the host (the probe).
+    pub probe: u64,
+    /// Commands that change the host.
+    pub change: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            probe: 120,
+            change: 3600,
+        }
+    }
+}
+
 /// The result of one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
@@ -271,17 +290,17 @@ fn remove_stale_temps(dir: &Path, name: &str) {
 pub struct LocalHost {
     root: PathBuf,
     spawned: AtomicUsize,
-    timeouts: crate::spec::config::Timeouts,
+    timeouts: Timeouts,
     probing: AtomicBool,
 }
 
 impl LocalHost {
     /// With the default timeouts.
     pub fn new(root: &Path) -> Self {
-        Self::with_timeouts(root, crate::spec::config::Timeouts::default())
+        Self::with_timeouts(root, Timeouts::default())
     }
 
-    pub fn with_timeouts(root: &Path, timeouts: crate::spec::config::Timeouts) -> Self {
+    pub fn with_timeouts(root: &Path, timeouts: Timeouts) -> Self {
         LocalHost {
             root: root.to_path_buf(),
             spawned: AtomicUsize::new(0),

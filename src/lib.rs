@@ -20,3 +20,4 @@ pub mod output;
 pub mod render;
 pub mod resource;
 pub mod spec;
+pub mod time;

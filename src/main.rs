@@ -913,8 +913,8 @@ fn man(a: ManArgs) -> Result<ExitCode, Error> {
 fn history(ctx: &Ctx, a: HistoryArgs) -> Result<ExitCode, Error> {
     let cfg = workflow::load_config(&ctx.config)?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
-    let runs = cli_support::history(&host.local(&cfg.host.state_db), a.limit)?;
-    out!("{}", cli_support::format_history(&runs, a.json));
+    let runs = warden::ops::history::history(&host.local(&cfg.host.state_db), a.limit)?;
+    out!("{}", warden::ops::history::format_history(&runs, a.json));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -922,7 +922,7 @@ fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<ExitCode, Error> {
     let cfg = workflow::load_config(&ctx.config)?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
     let (_, listing) = warden::engine::rollback::read(&host)?;
-    let known = cli_support::history(&host.local(&cfg.host.state_db), u32::MAX)?
+    let known = warden::ops::history::history(&host.local(&cfg.host.state_db), u32::MAX)?
         .iter()
         .map(|r| r.id)
         .collect();

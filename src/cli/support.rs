@@ -1,7 +1,6 @@
 //! Small pieces the command line needs: confirmation, plan files, history output.
 
 use crate::engine::plan::Filter;
-use crate::engine::state::{self, RunRecord};
 use crate::error::{Error, Result, UsageError};
 use crate::resource::Step;
 use crate::{out, outln};
@@ -143,53 +142,4 @@ pub fn read_planfile(path: &Path) -> Result<SavedPlan> {
         digest,
         filter: Filter { steps, agents },
     })
-}
-
-/// The latest runs (an absent DB has none).
-pub fn history(db: &Path, limit: u32) -> Result<Vec<RunRecord>> {
-    if !db.exists() {
-        return Ok(vec![]);
-    }
-    let rt = state::runtime();
-    let mut st = rt.block_on(state::State::open(db))?;
-    let mut runs = rt.block_on(st.history(limit))?;
-    rt.block_on(st.close());
-    // A run still "running" while nobody holds the apply lock was killed.
-    if runs.iter().any(|r| r.outcome == "running") && state::lock_is_free(db) {
-        for r in runs.iter_mut().filter(|r| r.outcome == "running") {
-            r.outcome = "interrupted".into();
-        }
-    }
-    Ok(runs)
-}
-
-/// `warden history` output.
-pub fn format_history(runs: &[RunRecord], json: bool) -> String {
-    if json {
-        return serde_json::to_string_pretty(runs).expect("runs serialize") + "\n";
-    }
-    if runs.is_empty() {
-        return "No runs recorded.\n".into();
-    }
-    let mut out = format!(
-        "{:>4}  {:<20}  {:<11}  {:>5} {:>5} {:>5}  {}\n",
-        "RUN", "STARTED", "OUTCOME", "ADD", "CHG", "DEL", "COMMAND"
-    );
-    for r in runs {
-        out.push_str(&format!(
-            "{:>4}  {:<20}  {:<11}  {:>5} {:>5} {:>5}  {}{}\n",
-            r.id,
-            r.started_at,
-            r.outcome,
-            r.added,
-            r.changed,
-            r.destroyed,
-            r.command,
-            r.error
-                .as_ref()
-                .map(|e| format!("  ({e})"))
-                .unwrap_or_default()
-        ));
-    }
-    out
 }

@@ -50,7 +50,7 @@ pub struct Refreshed {
 /// ones the manifests render (that takes `warden apply`).
 pub fn refresh(cfg: &Config, fleet: &Fleet, host: &dyn Host, t: &Templates) -> Result<Refreshed> {
     let recorded = crate::render::Recorded {
-        egress: crate::ops::workflow::egress_resolution(cfg, fleet, host),
+        egress: crate::ops::resolve::egress_resolution(cfg, fleet, host),
         ..Default::default()
     };
     let desired = crate::render::render(fleet, &cfg.host, &recorded, t)?;

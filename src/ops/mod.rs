@@ -4,8 +4,10 @@
 pub mod backup;
 pub mod containment;
 pub mod fleet_check;
+pub mod history;
 pub mod pfeval;
 pub mod reach;
+pub mod resolve;
 pub mod scaffold;
 pub mod soul_check;
 pub mod status;

@@ -18,7 +18,8 @@ use crate::ops::pfeval::{Action, Dir, Packet, Ruleset};
 use crate::spec::config::HostConfig;
 use crate::spec::egress::{Dest, Entry, Policy, Resolution};
 use crate::spec::fleet::Fleet;
-use crate::spec::manifest::{AgentSpec, JailSpec, Role};
+use crate::spec::manifest::{AgentSpec, JailSpec};
+use crate::spec::role::Role;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 

@@ -6,7 +6,8 @@ use crate::host::Host;
 use crate::render::{AgentPaths, PF_ANCHOR};
 use crate::spec::config::Config;
 use crate::spec::fleet::Fleet;
-use crate::spec::manifest::{AgentSpec, JailSpec, Role};
+use crate::spec::manifest::{AgentSpec, JailSpec};
+use crate::spec::role::Role;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -112,7 +113,7 @@ pub fn service_checks(
             let (what, argv) = service_probe(a, j);
             if j.role == Role::LlamaCpp {
                 // llama-server waits for its model: say which file, not a failed fetch.
-                let file = crate::ops::workflow::model_file(a);
+                let file = a.model_file();
                 if !host.local(&file).is_file() {
                     out.insert(
                         j.name.clone(),

@@ -249,52 +249,6 @@ fn foreign_jails<'a>(
     out
 }
 
-/// The host names of every `EGRESS` of the fleet's jail agents.
-pub fn egress_names(fleet: &Fleet) -> std::collections::BTreeSet<String> {
-    fleet
-        .jail_agents()
-        .flat_map(|a| {
-            std::iter::once(&a.egress)
-                .chain(a.jails.iter().map(|j| &j.egress))
-                .flat_map(crate::spec::egress::names)
-                .map(String::from)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// Resolve the fleet's `EGRESS` host names on the host (`host -t A NAME`, one call
-/// per name; none when no manifest names a host) and read its resolvers from
-/// /etc/resolv.conf. A name that does not resolve keeps the addresses the installed
-/// anchor file records for it.
-pub fn egress_resolution(
-    cfg: &Config,
-    fleet: &Fleet,
-    host: &dyn Host,
-) -> crate::spec::egress::Resolution {
-    let text = |p: &str| {
-        host.read(p)
-            .ok()
-            .flatten()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    };
-    let names = egress_names(fleet);
-    let previous = if names.is_empty() {
-        Default::default()
-    } else {
-        crate::spec::egress::recorded(&text(&cfg.host.pf_include))
-    };
-    let dns = crate::spec::egress::resolv_conf_servers(&text("/etc/resolv.conf"));
-    crate::spec::egress::resolve(&names, &previous, dns, |n| {
-        let out = host
-            .run(&["host".into(), "-t".into(), "A".into(), n.into()])
-            .ok()?;
-        out.ok()
-            .then(|| crate::spec::egress::parse_host_output(&out.stdout))
-    })
-}
-
 /// Render the desired state and diff it against the host.
 pub fn plan(
     cfg: &Config,
@@ -315,7 +269,7 @@ fn recorded(cfg: &Config, fleet: &Fleet, host: &dyn Host, view: &StateView) -> R
         devfs: view.devfs.clone(),
         devfs_taken: devfs_taken(host)?,
         models_present: models_present(fleet, host),
-        egress: egress_resolution(cfg, fleet, host),
+        egress: crate::ops::resolve::egress_resolution(cfg, fleet, host),
     })
 }
 
@@ -419,21 +373,12 @@ pub fn plan_with_view(
     })
 }
 
-/// The host path of an agent's llama.cpp model file.
-pub fn model_file(a: &crate::spec::manifest::AgentSpec) -> String {
-    format!(
-        "{}/{}",
-        a.llama.model_path.trim_end_matches('/'),
-        a.llama.model
-    )
-}
-
 /// The llama.cpp agents whose model file is on the host.
 pub fn models_present(fleet: &Fleet, host: &dyn Host) -> std::collections::BTreeSet<String> {
     fleet
         .jail_agents()
-        .filter(|a| a.jail(crate::spec::manifest::Role::LlamaCpp).is_some())
-        .filter(|a| host.local(&model_file(a)).is_file())
+        .filter(|a| a.jail(crate::spec::role::Role::LlamaCpp).is_some())
+        .filter(|a| host.local(&a.model_file()).is_file())
         .map(|a| a.name.clone())
         .collect()
 }
@@ -513,7 +458,7 @@ pub fn reach(
     templates: &Templates,
 ) -> Result<std::collections::BTreeSet<String>> {
     let recorded = Recorded {
-        egress: egress_resolution(cfg, fleet, host),
+        egress: crate::ops::resolve::egress_resolution(cfg, fleet, host),
         ..Default::default()
     };
     let desired = render::render(fleet, &cfg.host, &recorded, templates)?;
@@ -575,8 +520,8 @@ pub fn missing_models(fleet: &Fleet, host: &dyn Host, filter: &Filter) -> Vec<St
         .jail_agents()
         .filter(|a| filter.agents.is_empty() || filter.agents.contains(&a.name))
         .filter_map(|a| {
-            let jail = a.jail(crate::spec::manifest::Role::LlamaCpp)?;
-            let file = model_file(a);
+            let jail = a.jail(crate::spec::role::Role::LlamaCpp)?;
+            let file = a.model_file();
             if host.local(&file).is_file() {
                 return None;
             }
@@ -1074,7 +1019,7 @@ pub fn status(
     let planned = plan(cfg, fleet, host, templates, &Filter::default())?;
     let table = crate::ops::status::pf_table(host);
     let services = crate::ops::status::service_checks(host, fleet, &planned.host_state, agents);
-    let last = crate::cli::support::history(&host.local(&cfg.host.state_db), 1)?
+    let last = crate::ops::history::history(&host.local(&cfg.host.state_db), 1)?
         .into_iter()
         .next();
     let mut report = crate::ops::status::report(

@@ -19,8 +19,7 @@
 use crate::render::templates::Templates;
 use crate::spec::config::HostConfig;
 use crate::spec::manifest::{AgentSpec, VmSpec};
-use std::collections::HashMap;
-use tera::{Context, Tera, Value};
+use tera::Context;
 
 /// The vm-bhyve template (`$vm_dir/.templates/warden-NAME.conf`), by its name in
 /// `templates::EMBEDDED` (overridable with `--templates DIR` like every other).
@@ -54,67 +53,9 @@ pub const SWITCH_MAX: usize = 12;
 
 /// The filters the bhyve templates use: `vmq` (a vm-bhyve config value) and `yq` (a
 /// YAML scalar both PyYAML and nuageinit read the same way).
-pub fn register_filters(tera: &mut Tera) {
-    tera.register_filter("vmq", vmq_filter);
-    tera.register_filter("yq", yq_filter);
-}
-
 fn render(t: &Templates, name: &str, ctx: serde_json::Value) -> Result<String, String> {
     let ctx = Context::from_value(ctx).map_err(|e| crate::render::templates::error_chain(&e))?;
     t.render(name, &ctx).map_err(|e| e.to_string())
-}
-
-fn value_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn vmq_filter(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
-    vm_conf_quote(&value_str(v))
-        .map(Value::String)
-        .map_err(tera::Error::msg)
-}
-
-fn yq_filter(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
-    yaml_quote(&value_str(v))
-        .map(Value::String)
-        .map_err(tera::Error::msg)
-}
-
-/// Quote a value for a vm-bhyve config file: `"value"`. vm-bhyve cuts lines at `#` and
-/// strips `"`, and warden edits the VM's copy with sysrc(8), so anything a shell or
-/// that parser would read differently is refused.
-pub fn vm_conf_quote(s: &str) -> Result<String, String> {
-    if s.is_empty() {
-        return Err("empty value for a vm-bhyve setting".into());
-    }
-    if let Some(c) = s
-        .chars()
-        .find(|c| c.is_control() || "\"#\\$`'".contains(*c))
-    {
-        return Err(format!(
-            "{s:?} holds {c:?}, which a vm-bhyve config value cannot carry"
-        ));
-    }
-    Ok(format!("\"{s}\""))
-}
-
-/// Quote a YAML scalar so that PyYAML and nuageinit's reader agree on it: always in
-/// double quotes. nuageinit's reader takes everything up to the next `"` literally and
-/// knows no escapes, so a `"`, a backslash or a control character cannot be expressed
-/// and is refused (file contents go in base64 instead).
-pub fn yaml_quote(s: &str) -> Result<String, String> {
-    if let Some(c) = s
-        .chars()
-        .find(|c| c.is_control() || *c == '"' || *c == '\\')
-    {
-        return Err(format!(
-            "{s:?} holds {c:?}, which cannot be written as a YAML string nuageinit reads the same way"
-        ));
-    }
-    Ok(format!("\"{s}\""))
 }
 
 /// Standard base64 with padding (RFC 4648), for `write_files` with `encoding: b64`.
@@ -569,6 +510,7 @@ pub fn needs_restart(old_cpus: u32, old_mem: &str, new_cpus: u32, new_mem: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::templates::{vm_conf_quote, yaml_quote};
     use std::path::Path;
 
     fn agent(src: &str) -> AgentSpec {

@@ -12,7 +12,8 @@ use crate::resource::{
 };
 use crate::spec::config::HostConfig;
 use crate::spec::fleet::{alias_indices, Fleet};
-use crate::spec::manifest::{AgentSpec, JailSpec, Role};
+use crate::spec::manifest::{AgentSpec, JailSpec};
+use crate::spec::role::Role;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 

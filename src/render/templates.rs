@@ -135,7 +135,7 @@ impl Templates {
         tera.register_filter("sh", sh_filter);
         tera.register_filter("pfq", pf_quote_filter);
         tera.register_filter("bastille", bastille_filter);
-        crate::render::bhyve::register_filters(&mut tera);
+        register_bhyve_filters(&mut tera);
         tera.add_raw_templates(set)
             .map_err(|e| TemplateError::Template {
                 name: "(set)".into(),
@@ -231,6 +231,58 @@ fn pf_quote_filter(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value>
         )));
     }
     Ok(Value::String(format!("\"{s}\"")))
+}
+
+// bhyve's filters: a vm-bhyve config value (`vmq`) and a cloud-init YAML scalar (`yq`).
+fn register_bhyve_filters(tera: &mut Tera) {
+    tera.register_filter("vmq", vmq_filter);
+    tera.register_filter("yq", yq_filter);
+}
+
+fn vmq_filter(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    vm_conf_quote(&value_str(v))
+        .map(Value::String)
+        .map_err(tera::Error::msg)
+}
+
+fn yq_filter(v: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    yaml_quote(&value_str(v))
+        .map(Value::String)
+        .map_err(tera::Error::msg)
+}
+
+/// Quote a value for a vm-bhyve config file: `"value"`. vm-bhyve cuts lines at `#` and
+/// strips `"`, and warden edits the VM's copy with sysrc(8), so anything a shell or
+/// that parser would read differently is refused.
+pub fn vm_conf_quote(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("empty value for a vm-bhyve setting".into());
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| c.is_control() || "\"#\\$`'".contains(*c))
+    {
+        return Err(format!(
+            "{s:?} holds {c:?}, which a vm-bhyve config value cannot carry"
+        ));
+    }
+    Ok(format!("\"{s}\""))
+}
+
+/// Quote a YAML scalar so that PyYAML and nuageinit's reader agree on it: always in
+/// double quotes. nuageinit's reader takes everything up to the next `"` literally and
+/// knows no escapes, so a `"`, a backslash or a control character cannot be expressed
+/// and is refused (file contents go in base64 instead).
+pub fn yaml_quote(s: &str) -> Result<String, String> {
+    if let Some(c) = s
+        .chars()
+        .find(|c| c.is_control() || *c == '"' || *c == '\\')
+    {
+        return Err(format!(
+            "{s:?} holds {c:?}, which cannot be written as a YAML string nuageinit reads the same way"
+        ));
+    }
+    Ok(format!("\"{s}\""))
 }
 
 #[cfg(test)]

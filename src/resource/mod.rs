@@ -74,8 +74,8 @@ impl Step {
     pub fn parse(s: &str) -> Option<Step> {
         Step::ALL.into_iter().find(|x| x.as_str() == s)
     }
-    pub fn for_role(role: crate::spec::manifest::Role) -> Step {
-        use crate::spec::manifest::Role;
+    pub fn for_role(role: crate::spec::role::Role) -> Step {
+        use crate::spec::role::Role;
         match role {
             Role::Git => Step::Git,
             Role::Cms => Step::Cms,

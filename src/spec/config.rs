@@ -51,24 +51,7 @@ pub struct HostConfig {
     pub timeouts: Timeouts,
 }
 
-/// Limits on how long one command may run, in seconds.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Timeouts {
-    /// Commands that only read the host (the probe).
-    pub probe: u64,
-    /// Commands that change the host.
-    pub change: u64,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            probe: 120,
-            change: 3600,
-        }
-    }
-}
+pub use crate::host::Timeouts;
 
 /// vm-bhyve host settings.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

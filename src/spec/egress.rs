@@ -221,8 +221,8 @@ pub fn parse(value: &str) -> Result<Policy, Vec<String>> {
 }
 
 /// The manifest key of a jail role's egress (`LLAMA_CPP_EGRESS`).
-pub fn role_key(role: crate::spec::manifest::Role) -> String {
-    format!("{}_EGRESS", crate::spec::limits::role_prefix(role))
+pub fn role_key(role: crate::spec::role::Role) -> String {
+    format!("{}_EGRESS", crate::spec::role::role_prefix(role))
 }
 
 /// What the names resolved to, and the host's resolvers.

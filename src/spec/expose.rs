@@ -4,7 +4,7 @@
 //! `rdr on IF proto P from any to (IF) port N -> ADDR port M`, translation before
 //! filtering, so the pass rule names the jail's address and port).
 
-use crate::spec::manifest::Role;
+use crate::spec::role::Role;
 use std::fmt;
 
 /// At most this many forwards per agent, and this many bytes in the value.

@@ -115,7 +115,7 @@ pub fn place_under_roots(agents: &mut [AgentSpec], config: &Config) -> Diagnosti
     }
     let gpu_jails = agents
         .iter()
-        .filter(|a| !a.is_bhyve() && a.has_role(manifest::Role::LlamaCpp))
+        .filter(|a| !a.is_bhyve() && a.has_role(crate::spec::role::Role::LlamaCpp))
         .count() as u32;
     if gpu_jails > 0
         && host.devfs_ruleset_base + (gpu_jails - 1) > crate::spec::config::MAX_DEVFS_RULESET
@@ -174,7 +174,7 @@ pub fn check(agents: &[AgentSpec], broken: &[String]) -> Diagnostics {
     // First holder of each name, subnet and jail name: linear in the fleet's size.
     let mut names: HashMap<&str, &AgentSpec> = HashMap::new();
     let mut subnets: HashMap<&str, &AgentSpec> = HashMap::new();
-    let mut jail_names: HashMap<&str, (&AgentSpec, manifest::Role)> = HashMap::new();
+    let mut jail_names: HashMap<&str, (&AgentSpec, crate::spec::role::Role)> = HashMap::new();
     let mut host_ports: HashMap<(u16, Proto), (&AgentSpec, Expose)> = HashMap::new();
     for a in agents {
         if let Some(b) = names.get(a.name.as_str()) {

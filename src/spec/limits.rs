@@ -8,7 +8,7 @@
 //! them in the jail's `rctl.conf` and applies them again when the jail starts),
 //! users' rules through `/etc/rctl.conf` (read by `/etc/rc.d/rctl` at boot).
 
-use crate::spec::manifest::Role;
+use crate::spec::role::{role_prefix, Role};
 
 /// What a limit applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,17 +46,6 @@ pub struct Limit {
     pub amount: u64,
     /// As written in the manifest (`2G`, `150`).
     pub written: String,
-}
-
-/// The manifest key prefix of a role (`LLAMA_CPP`).
-pub fn role_prefix(role: Role) -> &'static str {
-    match role {
-        Role::Git => "GIT",
-        Role::Cms => "CMS",
-        Role::Db => "DB",
-        Role::LlamaCpp => "LLAMA_CPP",
-        Role::Ollama => "OLLAMA",
-    }
 }
 
 /// Every limit key with the subject and kind it sets.

@@ -10,5 +10,6 @@ pub mod fleet;
 pub mod grammar;
 pub mod limits;
 pub mod manifest;
+pub mod role;
 pub mod soul_bundle;
 pub mod soul_copy;
