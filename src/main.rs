@@ -937,7 +937,7 @@ fn rollback(ctx: &Ctx, a: RollbackArgs) -> Result<ExitCode, Error> {
     let (cfg, fleet) = ctx.load()?;
     check_agents(&fleet, &a.agents)?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
-    let o = warden::engine::rollback::rollback_run(
+    let o = warden::ops::rollback::rollback_run(
         &cfg,
         &fleet,
         &host,

@@ -114,7 +114,7 @@ fn commands_for_10_and_250(zfs: bool) -> usize {
     assert_eq!(c10, c250, "commands for 10 agents: {c10}, for 250: {c250}");
     assert!(c250 <= 10, "at most about ten commands, ran {c250}");
     if zfs {
-        let listed = warden::kinds::zfs::list_argv().join(" ");
+        let listed = warden::resource::zfs::list_argv().join(" ");
         assert!(
             std::fs::read_to_string(root.join("var/log/fakebsd.log"))
                 .unwrap_or_default()

@@ -17,93 +17,16 @@
 //! with the reason next to each lock.
 
 use crate::engine::apply::{Applier, ApplyError, Options};
+pub use crate::engine::lane::{lane, Lane};
 use crate::engine::plan::{Action, Change};
 use crate::engine::progress::Progress;
-use crate::engine::state::{SoulRecord, StateError};
 use crate::host::Host;
-use crate::resource::{Phase, Resource};
+pub use crate::resource::records::Records;
+use crate::resource::Resource;
 use crate::spec::config::Config;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-/// What a change leaves to record in the state DB besides its change row. The
-/// change code records into this as it would into the DB (same signatures as
-/// `State`'s); the coordinating thread writes it.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Records {
-    /// Facts set (`Some`) or removed (`None`).
-    pub facts: Vec<(String, Option<String>)>,
-    /// Soul checkouts recorded (`Some`) or forgotten (`None`).
-    pub souls: Vec<(String, Option<SoulRecord>)>,
-}
-
-impl Records {
-    pub async fn set_fact(&mut self, key: &str, value: Option<&str>) -> Result<(), StateError> {
-        self.facts
-            .push((key.to_string(), value.map(str::to_string)));
-        Ok(())
-    }
-
-    pub async fn record_soul(
-        &mut self,
-        dest: &str,
-        rec: Option<&SoulRecord>,
-    ) -> Result<(), StateError> {
-        self.souls.push((dest.to_string(), rec.cloned()));
-        Ok(())
-    }
-}
-
-/// Which chain a change belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Lane {
-    /// Runs alone, after everything before it and before everything after it.
-    Barrier,
-    /// A jail's (or VM's) chain.
-    Jail(String),
-    /// An agent's users, soul, env files, rc.d script and service.
-    Agent(String),
-}
-
-/// The jail a Bastille path belongs to: `PREFIX/templates/warden/JAIL/...` (the
-/// template warden renders for that jail) or `PREFIX/jails/JAIL/...`.
-fn jail_of_path(path: &str, prefix: &str) -> Option<String> {
-    let rest = path.strip_prefix(prefix)?;
-    let rest = rest
-        .strip_prefix("/templates/warden/")
-        .or_else(|| rest.strip_prefix("/jails/"))?;
-    let (jail, _) = rest.split_once('/')?;
-    (!jail.is_empty()).then(|| jail.to_string())
-}
-
-/// The lane of one change.
-pub fn lane(change: &Change, bastille_prefix: &str) -> Lane {
-    if change.action == Action::Delete {
-        // Deletes keep their reverse order: services stop before users go, jails
-        // before the alias they use.
-        return Lane::Barrier;
-    }
-    let r = &change.item.resource;
-    match r.phase() {
-        Phase::Network | Phase::Pf | Phase::Devfs => Lane::Barrier,
-        Phase::Jails | Phase::JailTemplates => match r {
-            Resource::Jail(j) => Lane::Jail(j.name.clone()),
-            Resource::JailTemplate(t) => Lane::Jail(t.jail.clone()),
-            Resource::Vm(v) => Lane::Jail(v.name.clone()),
-            Resource::File(f) => {
-                jail_of_path(&f.path, bastille_prefix).map_or(Lane::Barrier, Lane::Jail)
-            }
-            _ => Lane::Barrier,
-        },
-        Phase::Users | Phase::Souls | Phase::EnvFiles | Phase::RcD | Phase::Services => {
-            match &change.item.agent {
-                Some(a) => Lane::Agent(a.clone()),
-                None => Lane::Barrier,
-            }
-        }
-    }
-}
 
 /// The changes each change waits for, by index into the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,9 +181,9 @@ pub trait Recorder {
         ok: bool,
         records: Records,
         chain_done: bool,
-    ) -> Result<(), crate::error::Error>;
+    ) -> Result<(), crate::engine::state::StateError>;
     /// Called at least every second while changes run.
-    fn tick(&mut self) -> Result<(), crate::error::Error>;
+    fn tick(&mut self) -> Result<(), crate::engine::state::StateError>;
 }
 
 /// What a run did.
@@ -342,6 +265,114 @@ pub struct Run<'a> {
     pub snapshots: Option<&'a crate::engine::rollback::RunSnapshots>,
 }
 
+/// Which changes may start, and what each finished change settles: its
+/// dependants become ready, or are skipped behind a failure.
+struct Schedule<'g> {
+    report: Report,
+    dependants: Vec<Vec<usize>>,
+    /// Per change, how many of the changes it waits for are still open.
+    waiting: Vec<usize>,
+    /// Per lane, how many of its changes are still open.
+    lane_left: HashMap<&'g Lane, usize>,
+    /// The failed change each change waits behind, if any.
+    blocked: Vec<Option<usize>>,
+    ready: BinaryHeap<std::cmp::Reverse<usize>>,
+}
+
+impl<'g> Schedule<'g> {
+    fn new(graph: &'g Graph, n: usize) -> Self {
+        let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, d) in graph.deps.iter().enumerate() {
+            for &p in d {
+                dependants[p].push(i);
+            }
+        }
+        let waiting: Vec<usize> = graph.deps.iter().map(Vec::len).collect();
+        let mut lane_left: HashMap<&Lane, usize> = HashMap::new();
+        for l in &graph.lanes {
+            *lane_left.entry(l).or_default() += 1;
+        }
+        let ready = (0..n)
+            .filter(|&i| waiting[i] == 0)
+            .map(std::cmp::Reverse)
+            .collect();
+        Schedule {
+            report: Report {
+                outcomes: vec![None; n],
+                failures: Vec::new(),
+            },
+            dependants,
+            waiting,
+            lane_left,
+            blocked: vec![None; n],
+            ready,
+        }
+    }
+
+    /// Record a finished change and settle what waited for it. Returns whether
+    /// its chain is done (no change of its lane is left to run).
+    fn finished(
+        &mut self,
+        f: Finished,
+        graph: &'g Graph,
+        changes: &[Change],
+        progress: &mut dyn Progress,
+    ) -> bool {
+        let i = f.index;
+        let change = &changes[i];
+        self.report.outcomes[i] = Some(if f.result.is_ok() {
+            progress.end(&label(change));
+            Outcome::Done(f.took)
+        } else {
+            progress.failed(&label(change));
+            Outcome::Failed(f.took)
+        });
+        let left = self
+            .lane_left
+            .get_mut(&graph.lanes[i])
+            .expect("lane counted");
+        *left -= 1;
+        let mut chain_done = *left == 0;
+        if let Err(e) = f.result {
+            self.report.failures.push((i, e));
+        }
+        // Dependants of a failure are skipped, and so are theirs; a skipped change
+        // that was its chain's last also ends the chain.
+        let mut settled = vec![i];
+        while let Some(p) = settled.pop() {
+            let cause = match self.report.outcomes[p] {
+                Some(Outcome::Failed(_)) => Some(p),
+                Some(Outcome::Skipped(by)) => Some(by),
+                _ => None,
+            };
+            for d in self.dependants[p].clone() {
+                if let Some(c) = cause {
+                    self.blocked[d].get_or_insert(c);
+                }
+                self.waiting[d] -= 1;
+                if self.waiting[d] > 0 {
+                    continue;
+                }
+                match self.blocked[d] {
+                    Some(by) => {
+                        self.report.outcomes[d] = Some(Outcome::Skipped(by));
+                        progress.skipped(&label(&changes[d]));
+                        let l = self
+                            .lane_left
+                            .get_mut(&graph.lanes[d])
+                            .expect("lane counted");
+                        *l -= 1;
+                        chain_done |= *l == 0 && graph.lanes[d] == graph.lanes[i];
+                        settled.push(d);
+                    }
+                    None => self.ready.push(std::cmp::Reverse(d)),
+                }
+            }
+        }
+        chain_done
+    }
+}
+
 impl Run<'_> {
     /// Execute `changes` along `graph`. Returns what happened; an error only when
     /// recording failed (the run then stops handing out changes). The plan's
@@ -352,32 +383,12 @@ impl Run<'_> {
         graph: &Graph,
         progress: &mut dyn Progress,
         recorder: &mut dyn Recorder,
-    ) -> Result<Report, crate::error::Error> {
+    ) -> Result<Report, crate::engine::state::StateError> {
         let n = changes.len();
-        let mut report = Report {
-            outcomes: vec![None; n],
-            failures: Vec::new(),
-        };
-        let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); n];
-        let mut waiting: Vec<usize> = graph.deps.iter().map(Vec::len).collect();
-        for (i, d) in graph.deps.iter().enumerate() {
-            for &p in d {
-                dependants[p].push(i);
-            }
-        }
-        let mut lane_left: HashMap<&Lane, usize> = HashMap::new();
-        for l in &graph.lanes {
-            *lane_left.entry(l).or_default() += 1;
-        }
-        // The failed change each change waits behind, if any.
-        let mut blocked: Vec<Option<usize>> = vec![None; n];
-        let mut ready: BinaryHeap<std::cmp::Reverse<usize>> = (0..n)
-            .filter(|&i| waiting[i] == 0)
-            .map(std::cmp::Reverse)
-            .collect();
+        let mut sched = Schedule::new(graph, n);
         let locks = Locks::default();
         let jobs = self.jobs.clamp(1, n.max(1));
-        let mut aborted: Option<crate::error::Error> = None;
+        let mut aborted: Option<crate::engine::state::StateError> = None;
 
         progress.start(n);
         let (work_tx, work_rx) = std::sync::mpsc::channel::<usize>();
@@ -387,15 +398,12 @@ impl Run<'_> {
             for _ in 0..jobs {
                 let done_tx = done_tx.clone();
                 let (work_rx, locks) = (&work_rx, &locks);
-                scope.spawn(move || {
-                    let rt = crate::engine::state::runtime();
-                    loop {
-                        let next = work_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok(index) = next else { break };
-                        let f = self.one(&changes[index], index, locks, &rt);
-                        if done_tx.send(f).is_err() {
-                            break;
-                        }
+                scope.spawn(move || loop {
+                    let next = work_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(index) = next else { break };
+                    let f = self.one(&changes[index], index, locks);
+                    if done_tx.send(f).is_err() {
+                        break;
                     }
                 });
             }
@@ -403,7 +411,7 @@ impl Run<'_> {
             let mut in_flight = 0usize;
             loop {
                 while aborted.is_none() && in_flight < jobs {
-                    let Some(std::cmp::Reverse(i)) = ready.pop() else {
+                    let Some(std::cmp::Reverse(i)) = sched.ready.pop() else {
                         break;
                     };
                     progress.begin(&label(&changes[i]));
@@ -413,7 +421,7 @@ impl Run<'_> {
                 if in_flight == 0 {
                     break;
                 }
-                let f = match done_rx.recv_timeout(Duration::from_secs(1)) {
+                let mut f = match done_rx.recv_timeout(Duration::from_secs(1)) {
                     Ok(f) => f,
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                         if let Err(e) = recorder.tick() {
@@ -424,53 +432,10 @@ impl Run<'_> {
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 };
                 in_flight -= 1;
-                let i = f.index;
-                let change = &changes[i];
-                let ok = f.result.is_ok();
-                report.outcomes[i] = Some(if ok {
-                    progress.end(&label(change));
-                    Outcome::Done(f.took)
-                } else {
-                    progress.failed(&label(change));
-                    Outcome::Failed(f.took)
-                });
-                let left = lane_left.get_mut(&graph.lanes[i]).expect("lane counted");
-                *left -= 1;
-                let mut chain_done = *left == 0;
-                if let Err(e) = f.result {
-                    report.failures.push((i, e));
-                }
-                // Dependants of a failure are skipped, and so are theirs; a skipped
-                // change that was its chain's last also ends the chain.
-                let mut settled = vec![i];
-                while let Some(p) = settled.pop() {
-                    let cause = match report.outcomes[p] {
-                        Some(Outcome::Failed(_)) => Some(p),
-                        Some(Outcome::Skipped(by)) => Some(by),
-                        _ => None,
-                    };
-                    for &d in &dependants[p] {
-                        if let Some(c) = cause {
-                            blocked[d].get_or_insert(c);
-                        }
-                        waiting[d] -= 1;
-                        if waiting[d] > 0 {
-                            continue;
-                        }
-                        match blocked[d] {
-                            Some(by) => {
-                                report.outcomes[d] = Some(Outcome::Skipped(by));
-                                progress.skipped(&label(&changes[d]));
-                                let l = lane_left.get_mut(&graph.lanes[d]).expect("lane counted");
-                                *l -= 1;
-                                chain_done |= *l == 0 && graph.lanes[d] == graph.lanes[i];
-                                settled.push(d);
-                            }
-                            None => ready.push(std::cmp::Reverse(d)),
-                        }
-                    }
-                }
-                if let Err(e) = recorder.finished(change, ok, f.records, chain_done) {
+                let change = &changes[f.index];
+                let (ok, records) = (f.result.is_ok(), std::mem::take(&mut f.records));
+                let chain_done = sched.finished(f, graph, changes, progress);
+                if let Err(e) = recorder.finished(change, ok, records, chain_done) {
                     aborted.get_or_insert(e);
                 }
             }
@@ -478,18 +443,12 @@ impl Run<'_> {
         });
         match aborted {
             Some(e) => Err(e),
-            None => Ok(report),
+            None => Ok(sched.report),
         }
     }
 
     /// Run one change on a worker thread, holding the locks it needs.
-    fn one(
-        &self,
-        change: &Change,
-        index: usize,
-        locks: &Locks,
-        rt: &tokio::runtime::Runtime,
-    ) -> Finished {
+    fn one(&self, change: &Change, index: usize, locks: &Locks) -> Finished {
         let mutexes: Vec<Arc<Mutex<()>>> =
             serial_keys(change).iter().map(|k| locks.get(k)).collect();
         let _held: Vec<MutexGuard<'_, ()>> = mutexes.iter().map(|m| hold(m)).collect();
@@ -507,7 +466,7 @@ impl Run<'_> {
         let mut applier = Applier::new(self.host, self.cfg, self.opts.clone());
         let mut records = Records::default();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            applier.execute(change, Some(&mut records), rt)
+            applier.execute(change, Some(&mut records))
         }))
         .unwrap_or_else(|panic| {
             let what = panic
@@ -535,7 +494,7 @@ impl Run<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resource::{Item, JailRes, JailTemplateRes, Step};
+    use crate::resource::{Item, JailRes, JailTemplateRes, Phase, Step};
 
     fn change(agent: Option<&str>, resource: Resource) -> Change {
         Change::new(

@@ -23,8 +23,8 @@
 use crate::engine::apply::managed_of;
 use crate::engine::executor::{Recorder, Records};
 use crate::engine::plan::{Action, Change};
+use crate::engine::state::StateError as Error;
 use crate::engine::state::{ChangeRecord, State};
-use crate::error::Error;
 use std::time::{Duration, Instant};
 
 /// How long finished changes may wait in memory before they are written.

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod executor;
 pub mod journal;
+pub mod lane;
 pub mod plan;
 pub mod probe;
 pub mod progress;

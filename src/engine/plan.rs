@@ -3,79 +3,22 @@
 use crate::digest::digest;
 use crate::engine::probe::HostState;
 use crate::engine::state::StateView;
+pub use crate::resource::change::{Action, Change, DataPolicy, FollowUp};
+pub use crate::resource::short_digest;
 use crate::resource::{Item, Resource, Step};
 use serde::Serialize;
 use std::fmt::Write;
 
-/// What happens to one resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Create,
-    Update,
-    Delete,
-}
-
-impl Action {
-    pub fn symbol(self) -> char {
-        match self {
-            Action::Create => '+',
-            Action::Update => '~',
-            Action::Delete => '-',
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Create => "create",
-            Action::Update => "update",
-            Action::Delete => "delete",
-        }
-    }
-}
-
-/// One planned change.
-#[derive(Debug, Clone)]
-pub struct Change {
-    pub item: Item,
-    pub action: Action,
-    /// The host's side, canonical text (None when absent).
-    pub before: Option<String>,
-    /// The desired side (None for deletes).
-    pub after: Option<String>,
-    /// What else this change does or means, shown in parentheses after its id:
-    /// `restart: devfs ruleset changed`, `deletes data`, `ip 10.0.1.5 -> 10.0.2.5`.
-    pub notes: Vec<String>,
-    /// Whether applying it destroys data (a jail, a home, a soul checkout, a disk).
-    pub deletes_data: bool,
-}
-
 /// The note of a change that destroys data.
 pub const DELETES_DATA: &str = "deletes data";
-
-/// What a run does with data when a resource holding it goes away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DataPolicy {
-    /// A plain plan or apply: jails are destroyed, so their deletes are marked and
-    /// apply refuses them unless `--allow-data-loss`; homes, souls and disks stay.
-    #[default]
-    Ask,
-    /// `destroy` without `--purge`: jails are stopped and kept, and so are the user,
-    /// its home, the soul checkout and a VM's disk.
-    Keep,
-    /// `destroy --purge` or `apply --allow-data-loss`: all of it is removed.
-    Delete,
-}
 
 /// Whether a change destroys data under a policy.
 pub fn deletes_data(c: &Change, policy: DataPolicy) -> bool {
     c.action == Action::Delete
-        && match &c.item.resource {
-            Resource::Jail(_) => policy != DataPolicy::Keep,
-            Resource::User { .. } | Resource::Soul(_) | Resource::Vm(_) => {
-                policy == DataPolicy::Delete
-            }
-            _ => false,
-        }
+        && c.item
+            .resource
+            .kind()
+            .deletes_data(&c.item.resource, policy)
 }
 
 /// Text of more than one line (a file), whose change is worth a diff.
@@ -93,16 +36,16 @@ fn is_digest(text: &str) -> bool {
 /// Mark every change that destroys data under `policy`, and say what a delete
 /// keeps.
 pub fn mark_data_loss(plan: &mut Plan, policy: DataPolicy) {
-    const KEPT: [&str; 5] = [
-        "stopped, kept with its data",
-        "kept, with its home",
-        "checkout kept",
-        "disk kept",
-        "kept, with what it holds",
-    ];
     for c in &mut plan.changes {
+        let r = &c.item.resource;
+        let kind = r.kind();
+        let kept_under = |p| kind.kept(r, p);
+        let earlier: Vec<&str> = [DataPolicy::Ask, DataPolicy::Keep, DataPolicy::Delete]
+            .into_iter()
+            .filter_map(kept_under)
+            .collect();
         c.notes
-            .retain(|a| a != DELETES_DATA && !KEPT.contains(&a.as_str()));
+            .retain(|a| a != DELETES_DATA && !earlier.contains(&a.as_str()));
         c.deletes_data = deletes_data(c, policy);
         if c.deletes_data {
             c.note(DELETES_DATA);
@@ -111,68 +54,21 @@ pub fn mark_data_loss(plan: &mut Plan, policy: DataPolicy) {
         if c.action != Action::Delete {
             continue;
         }
-        let kept = match &c.item.resource {
-            Resource::Jail(_) => Some(KEPT[0]),
-            Resource::User { .. } if policy == DataPolicy::Keep => Some(KEPT[1]),
-            Resource::Soul(_) => Some(KEPT[2]),
-            Resource::Vm(_) => Some(KEPT[3]),
-            // A directory (the models) is never removed: apply only forgets it.
-            Resource::Dir { .. } => Some(KEPT[4]),
-            _ => None,
-        };
-        if let Some(k) = kept {
+        if let Some(k) = c.item.resource.kind().kept(&c.item.resource, policy) {
             c.note(k);
         }
     }
 }
 
-impl Change {
-    pub fn new(item: Item, action: Action, before: Option<String>, after: Option<String>) -> Self {
-        let mut c = Change {
-            item,
-            action,
-            before,
-            after,
-            notes: vec![],
-            deletes_data: false,
-        };
-        c.notes = crate::resource::change_notes(&c.item.resource, c.action, c.before.as_deref());
-        c
-    }
-    /// Add a note shown after the change's id.
-    pub fn note(&mut self, text: impl Into<String>) {
-        let text = text.into();
-        if !self.notes.contains(&text) {
-            self.notes.push(text);
-        }
-    }
-    /// The host's side, unless the resource is sensitive.
-    pub fn before_value(&self) -> Option<&str> {
-        (!self.item.resource.sensitive())
-            .then_some(self.before.as_deref())
-            .flatten()
-    }
-    /// The desired side, unless the resource is sensitive.
-    pub fn after_value(&self) -> Option<&str> {
-        (!self.item.resource.sensitive())
-            .then_some(self.after.as_deref())
-            .flatten()
-    }
-    pub fn id(&self) -> String {
-        self.item.id()
-    }
-    pub fn before_digest(&self) -> Option<String> {
-        if self.item.resource.sensitive() {
-            return None;
-        }
-        self.before.as_deref().map(digest)
-    }
-    pub fn after_digest(&self) -> Option<String> {
-        if self.item.resource.sensitive() {
-            return None;
-        }
-        self.after.as_deref().map(digest)
-    }
+/// A change with its kind's notes.
+fn noted(item: Item, action: Action, before: Option<String>, after: Option<String>) -> Change {
+    let mut c = Change::new(item, action, before, after);
+    c.notes = c
+        .item
+        .resource
+        .kind()
+        .notes(&c.item.resource, action, c.before.as_deref());
+    c
 }
 
 /// Which resources a run looks at.
@@ -197,20 +93,6 @@ impl Filter {
             && (self.agents.is_empty()
                 || item.agent.as_ref().is_none_or(|a| self.agents.contains(a)))
     }
-}
-
-/// Something apply runs once after every change because changes asked for it: a
-/// service restart after its rc.d script changed, `service devfs restart`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FollowUp {
-    /// What it acts on, in the plan's id style (`service:atlas`).
-    pub id: String,
-    /// `restart`, `reload`, `set`, `run psql`.
-    pub action: String,
-    /// The command apply runs.
-    pub command: Vec<String>,
-    /// Why: one entry per change that asked for it (`rc.d script changed`).
-    pub reasons: Vec<String>,
 }
 
 /// The plan: changes in apply order (deletes last, in reverse order), then what
@@ -248,7 +130,7 @@ impl Plan {
                     Action::Delete => "removed",
                 }
             );
-            for cmd in crate::resource::triggers(&c.item.resource, c.action) {
+            for cmd in c.item.resource.kind().triggers(&c.item.resource, c.action) {
                 match out.iter_mut().find(|f| &f.command == cmd) {
                     Some(f) => {
                         if !f.reasons.contains(&reason) {
@@ -307,13 +189,11 @@ pub fn diff(items: &[Item], host: &HostState, view: &StateView, filter: &Filter)
         match host.observe(&item.resource, view) {
             None => plan
                 .changes
-                .push(Change::new(item.clone(), Action::Create, None, Some(want))),
-            Some(have) if have != want => plan.changes.push(Change::new(
-                item.clone(),
-                Action::Update,
-                Some(have),
-                Some(want),
-            )),
+                .push(noted(item.clone(), Action::Create, None, Some(want))),
+            Some(have) if have != want => {
+                plan.changes
+                    .push(noted(item.clone(), Action::Update, Some(have), Some(want)))
+            }
             Some(_) => plan.unchanged += 1,
         }
     }
@@ -332,16 +212,12 @@ pub fn diff(items: &[Item], host: &HostState, view: &StateView, filter: &Filter)
         }
         // Already gone from the host: nothing to do but forget it.
         let before = host.observe(&item.resource, view);
-        deletes.push(Change::new(item, Action::Delete, before, None));
+        deletes.push(noted(item, Action::Delete, before, None));
     }
     // Within a phase: a user's rctl rule goes before the user (rctl(8) refuses an
     // unknown user, and a rule left on the uid would bind the next user that gets
     // it); an interface's aliases go before the interface itself.
-    let rank = |c: &Change| match &c.item.resource {
-        Resource::Rctl(_) => 0,
-        Resource::Bridge { .. } => 2,
-        _ => 1,
-    };
+    let rank = |c: &Change| c.item.resource.kind().delete_rank(&c.item.resource);
     deletes.sort_by(|a, b| {
         b.item
             .resource
@@ -507,123 +383,10 @@ fn summary(c: &Change) -> String {
     if r.sensitive() {
         return " (sensitive)".into();
     }
-    match (c.action, r) {
-        (Action::Delete, _) => String::new(),
-        (_, Resource::File(f)) => format!(
-            "  ({:04o} {}:{}, {} lines)",
-            f.mode,
-            f.owner,
-            f.group,
-            f.content.lines().count()
-        ),
-        (_, Resource::RcConf(rc)) if rc.mode == crate::resource::RcMode::Word => {
-            format!("  (sysrc {}+={})", rc.key, rc.value)
-        }
-        (Action::Create, Resource::RcConf(rc)) => format!("  = \"{}\"", rc.value),
-        (Action::Update, Resource::RcConf(rc)) => format!(
-            "  \"{}\" -> \"{}\"",
-            c.before.as_deref().unwrap_or(""),
-            rc.value
-        ),
-        (Action::Update, Resource::Jail(j))
-            if !crate::kinds::jailchange::delta(c.before.as_deref().unwrap_or(""), j)
-                .summary()
-                .is_empty() =>
-        {
-            let d = crate::kinds::jailchange::delta(c.before.as_deref().unwrap_or(""), j);
-            format!("  ({})", d.summary())
-        }
-        (_, Resource::Jail(j)) => format!(
-            "  ({} on {}, {}, gateway {}{})",
-            j.release,
-            j.bridge,
-            j.ip,
-            j.gateway,
-            j.devfs_ruleset
-                .map(|n| format!(", devfs ruleset {n}"))
-                .unwrap_or_default()
-        ),
-        (_, Resource::JailTemplate(t)) => {
-            format!("  (bastille template {} {})", t.jail, t.template)
-        }
-        (_, Resource::User { home, .. }) => format!("  (home {home}, mode 0700)"),
-        (_, Resource::Soul(s)) => match &s.pinned {
-            Some(d) => format!("  ({}, a copy pinned to {})", s.repo, short_digest(d)),
-            None => format!(
-                "  ({} at {})",
-                s.repo,
-                s.reference.as_deref().unwrap_or("the default branch")
-            ),
-        },
-        (_, Resource::Service { .. }) => {
-            format!("  ({} -> running)", c.before.as_deref().unwrap_or("absent"))
-        }
-        (Action::Update, Resource::Vm(v)) => {
-            let before = c.before.as_deref().unwrap_or("");
-            let field = |k: &str| crate::resource::repr_field(before, k);
-            if field("disk") != v.disk {
-                format!(
-                    "  (disk {} -> {}: refused, growing a disk is a manual step)",
-                    field("disk"),
-                    v.disk
-                )
-            } else if field("cpu") != v.cpus.to_string() || field("memory") != v.memory {
-                format!(
-                    "  (cpu {} -> {}, memory {} -> {}: restarts the VM)",
-                    field("cpu"),
-                    v.cpus,
-                    field("memory"),
-                    v.memory
-                )
-            } else {
-                "  (start)".into()
-            }
-        }
-        (_, Resource::Vm(v)) => {
-            format!("  ({} CPUs, {} memory, {} disk)", v.cpus, v.memory, v.disk)
-        }
-        (_, Resource::VmSwitch { iface, .. }) => format!("  (vm switch create -i {iface})"),
-        (_, Resource::PfAnchor { path, .. }) => format!("  ({path}, checked with pfctl -nf first)"),
-        (_, Resource::Block(_)) => "  (warden's block)".into(),
-        (_, Resource::PfEnabled) => format!(
-            "  ({} -> {})",
-            c.before.as_deref().unwrap_or("not probed"),
-            crate::resource::PF_RUNNING
-        ),
-        (Action::Create, Resource::Rctl(r)) if r.subject == "jail" => format!(
-            "  (bastille limits {} add {} {})",
-            r.name, r.resource, r.written
-        ),
-        (Action::Create, Resource::Rctl(r)) => {
-            format!("  (rctl -a {}:deny={})", r.filter(), r.written)
-        }
-        (Action::Update, Resource::Rctl(r)) => format!(
-            "  ({} {} -> {})",
-            r.resource,
-            c.before
-                .as_deref()
-                .and_then(|b| b.strip_prefix("deny="))
-                .unwrap_or("?"),
-            c.after
-                .as_deref()
-                .and_then(|b| b.strip_prefix("deny="))
-                .unwrap_or("?"),
-        ),
-        (Action::Update, Resource::Sysctl { name, value }) => format!(
-            "  (sysctl {name}: {} -> {value})",
-            c.before.as_deref().unwrap_or("")
-        ),
-        (_, Resource::Sysctl { name, value }) => format!("  (sysctl {name}={value})"),
-        _ => String::new(),
+    if c.action == Action::Delete {
+        return String::new();
     }
-}
-
-/// `sha256:` and the first 16 hex digits: enough to tell copies apart.
-/// A digest or commit as plan and status show it: `sha256:` and 16 hex digits
-/// for a soul copy's digest, 12 hex digits for a git commit.
-pub fn short_digest(d: &str) -> &str {
-    let n = if d.starts_with("sha256:") { 7 + 16 } else { 12 };
-    d.get(..n).unwrap_or(d)
+    r.kind().detail(c)
 }
 
 /// A unified diff of two texts.
@@ -680,25 +443,7 @@ struct JsonSummary {
 }
 
 pub fn kind(r: &Resource) -> &'static str {
-    match r {
-        Resource::File(_) => "file",
-        Resource::RcConf(_) => "sysrc",
-        Resource::Dir { .. } => "directory",
-        Resource::Bridge { .. } => "bridge",
-        Resource::Sysctl { .. } => "sysctl",
-        Resource::VmSwitch { .. } => "vm_switch",
-        Resource::BridgeAlias { .. } => "bridge_alias",
-        Resource::PfAnchor { .. } => "pf_anchor",
-        Resource::PfEnabled => "pf_enabled",
-        Resource::Block(_) => "managed_block",
-        Resource::Jail(_) => "jail",
-        Resource::JailTemplate(_) => "jail_template",
-        Resource::User { .. } => "user",
-        Resource::Soul(_) => "soul",
-        Resource::Service { .. } => "service",
-        Resource::Vm(_) => "vm",
-        Resource::Rctl(_) => "rctl_rule",
-    }
+    r.kind().json_name(r)
 }
 
 /// The stable machine format.

@@ -4,11 +4,11 @@
 //! What to snapshot and roll back is decided by the pure functions in `zfs`.
 
 use crate::engine::apply::ApplyError;
-use crate::engine::executor::Lane;
+use crate::engine::lane::Lane;
 use crate::engine::plan::Change;
 use crate::engine::probe::HostState;
 use crate::host::Host;
-use crate::kinds::zfs::{Listing, Rollback, Storage};
+use crate::resource::zfs::{Listing, Rollback, Storage};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
@@ -61,7 +61,7 @@ impl RunSnapshots {
             _ => None,
         };
         for (i, c) in changes.iter().enumerate() {
-            let lane = crate::engine::executor::lane(c, bastille_prefix);
+            let lane = crate::engine::lane::lane(c, bastille_prefix);
             let (what, top, jail) = match &lane {
                 Lane::Jail(j) if state.jails.contains_key(j) => {
                     let top = jails_root
@@ -113,7 +113,7 @@ impl RunSnapshots {
             )
         });
         let snaps = (!targets.is_empty()).then(|| RunSnapshots {
-            snap: crate::kinds::zfs::run_snapshot(run),
+            snap: crate::resource::zfs::run_snapshot(run),
             targets,
             first,
             lanes,
@@ -162,7 +162,7 @@ impl RunSnapshots {
     /// tree back to the run's snapshot and start it again. The chain's later
     /// changes do not run (they depend on the failed one).
     pub fn after_failure(&self, host: &dyn Host, change: &Change, bastille_prefix: &str) {
-        let lane = crate::engine::executor::lane(change, bastille_prefix);
+        let lane = crate::engine::lane::lane(change, bastille_prefix);
         let Some(&t) = self.lanes.get(&lane) else {
             return;
         };
@@ -294,20 +294,20 @@ pub enum SnapshotError {
 /// Read bastille.conf and `zfs list` (for the commands that do not probe).
 pub fn read(host: &dyn Host) -> Result<(Storage, Listing), SnapshotError> {
     let conf = host
-        .read(crate::kinds::zfs::BASTILLE_CONF)?
+        .read(crate::resource::zfs::BASTILLE_CONF)?
         .map(|b| String::from_utf8_lossy(&b).into_owned());
-    let storage = crate::kinds::zfs::storage(conf.as_deref());
+    let storage = crate::resource::zfs::storage(conf.as_deref());
     if let Storage::Directories(why) = &storage {
         return Err(SnapshotError::NoZfs(why.clone()));
     }
     if !host.have("zfs") {
         return Err(SnapshotError::NoZfsTool);
     }
-    let out = host.run(&crate::kinds::zfs::list_argv())?;
+    let out = host.run(&crate::resource::zfs::list_argv())?;
     if !out.ok() {
         return Err(SnapshotError::List(out.stderr.trim_end().to_string()));
     }
-    Ok((storage, crate::kinds::zfs::parse_list(&out.stdout)))
+    Ok((storage, crate::resource::zfs::parse_list(&out.stdout)))
 }
 
 /// Destroy the run snapshots of the `known` runs beyond the newest `keep` per
@@ -340,7 +340,7 @@ pub fn rollback_plan(
     run: i64,
     agents: &[String],
 ) -> Vec<Rollback> {
-    let snap = crate::kinds::zfs::run_snapshot(run);
+    let snap = crate::resource::zfs::run_snapshot(run);
     let Storage::Zfs { jails } = storage else {
         return Vec::new();
     };
@@ -350,7 +350,7 @@ pub fn rollback_plan(
             continue;
         }
         for jail in a.jails.iter().map(|j| &j.name) {
-            if let Some(r) = crate::kinds::zfs::rollback_of(
+            if let Some(r) = crate::resource::zfs::rollback_of(
                 listing,
                 format!("jail {jail}"),
                 Some(jail.clone()),
@@ -361,7 +361,7 @@ pub fn rollback_plan(
             }
         }
         if let Some(top) = listing.mounted_at(&a.home) {
-            if let Some(r) = crate::kinds::zfs::rollback_of(
+            if let Some(r) = crate::resource::zfs::rollback_of(
                 listing,
                 format!("home of {}", a.name),
                 None,
@@ -397,7 +397,7 @@ pub fn snapshots_text(listing: &Listing, known: &BTreeSet<i64>) -> String {
     if !others.is_empty() {
         let names: Vec<String> = others
             .iter()
-            .map(|(run, d, _)| format!("{d}@{}", crate::kinds::zfs::run_snapshot(*run)))
+            .map(|(run, d, _)| format!("{d}@{}", crate::resource::zfs::run_snapshot(*run)))
             .collect();
         out.push_str(&format!(
             "Not warden's (named like its snapshots, but of no run the state DB recorded; never pruned): {}\n",
@@ -405,75 +405,4 @@ pub fn snapshots_text(listing: &Listing, known: &BTreeSet<i64>) -> String {
         ));
     }
     out
-}
-
-/// What `warden rollback` did.
-#[derive(Debug, Default)]
-pub struct RollbackOutcome {
-    pub declined: bool,
-    /// One line per jail or home returned to its snapshot.
-    pub done: Vec<String>,
-}
-
-/// `warden rollback --run N [--agent NAME]…`: show what returning to run N's
-/// snapshots does, ask (unless `yes`), then do it, holding the apply lock and
-/// recording the rollback as a run of its own.
-#[allow(clippy::too_many_arguments)]
-pub fn rollback_run(
-    cfg: &crate::spec::config::Config,
-    fleet: &crate::spec::fleet::Fleet,
-    host: &dyn Host,
-    run: i64,
-    agents: &[String],
-    yes: bool,
-    confirm: &mut dyn FnMut(&str) -> bool,
-    out: &mut dyn FnMut(&str),
-) -> Result<RollbackOutcome, crate::error::Error> {
-    let db = host.local(&cfg.host.state_db);
-    let _lock = crate::engine::state::lock(&db)?;
-    let (storage, listing) = read(host)?;
-    let steps = rollback_plan(fleet, &listing, &storage, run, agents);
-    if steps.is_empty() {
-        return Err(SnapshotError::NoSnapshot {
-            run,
-            of: if agents.is_empty() {
-                String::new()
-            } else {
-                format!(" of {}", agents.join(", "))
-            },
-        }
-        .into());
-    }
-    let text = crate::kinds::zfs::rollback_text(run, &steps);
-    if yes {
-        out(&text);
-    } else if !confirm(&text) {
-        return Ok(RollbackOutcome {
-            declined: true,
-            ..Default::default()
-        });
-    }
-    let rt = crate::engine::state::runtime();
-    let mut st = rt.block_on(crate::engine::state::State::open(&db))?;
-    let id = rt.block_on(st.begin_run(&format!("rollback --run {run}"), ""))?;
-    let mut outcome = RollbackOutcome::default();
-    for step in &steps {
-        if let Err(e) = roll_back(host, step) {
-            rt.block_on(st.end_run(id, "failed", (0, outcome.done.len(), 0), Some(&e)))?;
-            rt.block_on(st.close());
-            return Err(SnapshotError::Rollback {
-                what: step.what.clone(),
-                why: e,
-                done: outcome.done.len(),
-                total: steps.len(),
-            }
-            .into());
-        }
-        outcome
-            .done
-            .push(format!("{} is back at run {run}", step.what));
-    }
-    rt.block_on(st.end_run(id, "ok", (0, outcome.done.len(), 0), None))?;
-    rt.block_on(st.close());
-    Ok(outcome)
 }

@@ -1,6 +1,7 @@
 //! The state DB (SQLite through sqlx): runs, changes, what warden manages, and the
 //! numbering it must keep stable. No secret ever goes in.
 
+pub use crate::resource::records::{Managed, SoulRecord, StateView, JAIL_MADE, SOUL_TREE};
 use crate::resource::{Resource, Step};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
@@ -32,15 +33,6 @@ pub enum StateError {
     Locked { pid: String },
 }
 
-/// A resource warden applied earlier.
-#[derive(Debug, Clone)]
-pub struct Managed {
-    pub agent: Option<String>,
-    pub step: Step,
-    pub resource: Resource,
-    pub digest: Option<String>,
-}
-
 /// One executed change as the state DB records it.
 #[derive(Debug, Clone)]
 pub struct ChangeRecord {
@@ -60,14 +52,6 @@ pub struct ChangeRecord {
     pub souls: Vec<(String, Option<SoulRecord>)>,
 }
 
-/// A soul checkout warden made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SoulRecord {
-    pub repo: String,
-    pub reference: Option<String>,
-    pub commit: String,
-}
-
 /// One row of `warden history`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunRecord {
@@ -80,28 +64,6 @@ pub struct RunRecord {
     pub changed: i64,
     pub destroyed: i64,
     pub error: Option<String>,
-}
-
-/// What the state DB says, read in one go.
-#[derive(Debug, Clone, Default)]
-pub struct StateView {
-    /// Follow-up commands (service restarts…) of a run that did not get to them.
-    pub pending_follow_ups: Vec<Vec<String>>,
-    pub managed: BTreeMap<String, Managed>,
-    pub aliases: BTreeMap<String, u32>,
-    pub devfs: BTreeMap<String, u32>,
-    pub souls: BTreeMap<String, SoulRecord>,
-    /// Digest of the PF file content last loaded.
-    pub pf_loaded: Option<String>,
-    /// VM → disk size it was created with.
-    pub vm_disks: BTreeMap<String, String>,
-    /// Jail → digest of the devfs rules it was last (re)started with.
-    pub jail_devfs: BTreeMap<String, String>,
-    /// Jails warden set out to create (`jail_made:NAME`, written before the
-    /// create runs): warden's own even when a kill lost the rest of the record.
-    pub jails_made: std::collections::BTreeSet<String>,
-    /// Soul checkout → digest of its files (`.git` aside) as warden checked it out.
-    pub soul_trees: BTreeMap<String, String>,
 }
 
 /// An open state DB.
@@ -225,12 +187,6 @@ async fn load_view(path: &Path, conn: &mut SqliteConnection) -> Result<StateView
     }
     Ok(v)
 }
-
-/// Prefix of the facts naming the jails warden created (value: the run).
-pub const JAIL_MADE: &str = "jail_made:";
-/// The prefix of the facts holding, per soul checkout, the digest of its files as
-/// warden checked them out.
-pub const SOUL_TREE: &str = "soul_tree:";
 
 /// The fact holding the follow-up commands of the run in progress, as JSON,
 /// until they have run.

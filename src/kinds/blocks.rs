@@ -6,17 +6,7 @@ pub const BEGIN: &str = "# BEGIN warden";
 /// Last line of every managed block.
 pub const END: &str = "# END warden";
 
-/// Where a new block goes when the file has none yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Placement {
-    /// At the end of the file.
-    End,
-    /// Before the first filter rule: after the operator's own translation rules and
-    /// before any filtering, so pfctl's required order (options, normalization,
-    /// queueing, translation, filtering) holds for a block holding both `nat-anchor`
-    /// and `anchor`.
-    BeforePfFilter,
-}
+pub use crate::resource::Placement;
 
 /// The block currently in `text`, if any (from BEGIN through END, with newline).
 pub fn current_block(text: &str) -> Option<String> {

@@ -4,8 +4,7 @@
 //! `observe` reads this kind's part of the host inside the batched probe; the
 //! `Applier` methods carry out each action; `programs` names what they need.
 
-use crate::engine::apply::prelude::*;
-use crate::engine::probe::*;
+use crate::resource::kind::prelude::*;
 use std::collections::BTreeSet;
 
 impl Applier<'_> {
@@ -14,7 +13,6 @@ impl Applier<'_> {
         &mut self,
         change: &Change,
         _state: Option<&mut Records>,
-        _rt: &tokio::runtime::Runtime,
     ) -> Result<(), ApplyError> {
         let id = change.id();
         let id = id.as_str();
@@ -141,4 +139,118 @@ pub(crate) fn observe_dirs(p: &mut Probe) -> Result<(), HostError> {
         }
     }
     Ok(())
+}
+
+/// Files warden owns and directories it creates.
+pub(crate) struct Files;
+
+impl Kind for Files {
+    fn owns(&self, r: &Resource) -> bool {
+        matches!(r, Resource::File(_) | Resource::Dir { .. })
+    }
+    fn json_name(&self, r: &Resource) -> &'static str {
+        match r {
+            Resource::File(_) => "file",
+            _ => "directory",
+        }
+    }
+    fn id(&self, r: &Resource) -> String {
+        match r {
+            Resource::File(f) => format!("file:{}", f.path),
+            Resource::Dir { path, .. } => format!("dir:{path}"),
+            other => unreachable!("{other:?}"),
+        }
+    }
+    fn phase(&self, r: &Resource) -> Phase {
+        match r {
+            Resource::File(f) => f.phase,
+            _ => Phase::Devfs,
+        }
+    }
+    fn repr(&self, r: &Resource) -> String {
+        match r {
+            Resource::File(f) => crate::resource::file_repr(&f.content, f.mode, &f.owner, &f.group),
+            Resource::Dir { mode, .. } => format!("directory, mode {mode:04o}"),
+            other => unreachable!("{other:?}"),
+        }
+    }
+    fn observe(&self, p: &mut Probe) -> Result<(), HostError> {
+        observe(p)?;
+        observe_dirs(p)
+    }
+    fn actual(&self, st: &HostState, r: &Resource, _view: &StateView) -> Option<String> {
+        match r {
+            Resource::File(f) => st.files.get(&f.path)?.as_ref().map(|o| {
+                crate::resource::file_repr(
+                    &o.content,
+                    o.mode,
+                    &st.name_of_uid(o.uid),
+                    &st.name_of_gid(o.gid),
+                )
+            }),
+            Resource::Dir { path, .. } => st
+                .dirs
+                .get(path)
+                .map(|m| format!("directory, mode {m:04o}")),
+            _ => None,
+        }
+    }
+    fn triggers<'r>(&self, r: &'r Resource, action: Action) -> &'r [Vec<String>] {
+        match (r, action) {
+            (Resource::File(f), Action::Update) => &f.notify,
+            // A command fed from the file itself has not consumed a new file yet.
+            (Resource::File(f), Action::Create)
+                if f.notify
+                    .iter()
+                    .any(|c| crate::resource::feed_of(c) == Some(f.path.as_str())) =>
+            {
+                &f.notify
+            }
+            _ => &[],
+        }
+    }
+    fn detail(&self, c: &Change) -> String {
+        match &c.item.resource {
+            Resource::File(f) => format!(
+                "  ({:04o} {}:{}, {} lines)",
+                f.mode,
+                f.owner,
+                f.group,
+                f.content.lines().count()
+            ),
+            _ => String::new(),
+        }
+    }
+    fn kept(&self, r: &Resource, _policy: DataPolicy) -> Option<&'static str> {
+        // A directory (the models) is never removed: apply only forgets it.
+        matches!(r, Resource::Dir { .. }).then_some("kept, with what it holds")
+    }
+    fn jail_lane(&self, r: &Resource, bastille_prefix: &str) -> Option<String> {
+        match r {
+            Resource::File(f) => jail_of_path(&f.path, bastille_prefix),
+            _ => None,
+        }
+    }
+    fn programs(&self, change: &Change) -> Vec<(&'static str, &'static str)> {
+        programs(change)
+    }
+    fn apply(
+        &self,
+        a: &mut Applier,
+        change: &Change,
+        records: Option<&mut Records>,
+    ) -> Result<(), ApplyError> {
+        a.apply_files(change, records)
+    }
+}
+
+/// The jail a Bastille path belongs to: `PREFIX/templates/warden/JAIL/...` (the
+/// template warden renders for that jail) or `PREFIX/jails/JAIL/...`.
+fn jail_of_path(path: &str, prefix: &str) -> Option<String> {
+    let rest = path.strip_prefix(prefix)?;
+    let rest = rest
+        .strip_prefix("/templates/warden/")
+        .or_else(|| rest.strip_prefix("/jails/"))?;
+    let (jail, _) = rest.split_once('/')?;
+    (!jail.is_empty()).then(|| jail.to_string())
 }

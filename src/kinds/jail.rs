@@ -4,8 +4,7 @@
 //! `observe` reads this kind's part of the host inside the batched probe; the
 //! `Applier` methods carry out each action; `programs` names what they need.
 
-use crate::engine::apply::prelude::*;
-use crate::engine::probe::*;
+use crate::resource::kind::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Applier<'_> {
@@ -14,7 +13,6 @@ impl Applier<'_> {
         &mut self,
         change: &Change,
         state: Option<&mut Records>,
-        rt: &tokio::runtime::Runtime,
     ) -> Result<(), ApplyError> {
         let id = change.id();
         let id = id.as_str();
@@ -47,8 +45,7 @@ impl Applier<'_> {
                     )?;
                 }
                 if let Some(st) = state {
-                    rt.block_on(st.set_fact(&format!("jail_devfs:{}", j.name), None))
-                        .map_err(|e| check(id, e))?;
+                    st.set_fact(&format!("jail_devfs:{}", j.name), None);
                 }
             }
             (Resource::Jail(j), Action::Create) => {
@@ -62,7 +59,7 @@ impl Applier<'_> {
                     .is_some();
                 if !exists {
                     // create.sh starts the new jail under ruleset 13 at once.
-                    self.require_ruleset(id, &j.name, crate::render::VNET_RULESET)?;
+                    self.require_ruleset(id, &j.name, crate::kinds::pf::VNET_RULESET)?;
                     self.run(
                         id,
                         vec![
@@ -78,10 +75,10 @@ impl Applier<'_> {
                         ],
                     )?;
                 }
-                self.configure_jail(id, j, None, state, rt)?;
+                self.configure_jail(id, j, None, state)?;
             }
             (Resource::Jail(j), Action::Update) => {
-                self.configure_jail(id, j, change.before.as_deref(), state, rt)?;
+                self.configure_jail(id, j, change.before.as_deref(), state)?;
             }
             (Resource::JailTemplate(t), Action::Delete) => {
                 let _ = t;
@@ -218,7 +215,6 @@ impl Applier<'_> {
         j: &crate::resource::JailRes,
         before: Option<&str>,
         state: Option<&mut Records>,
-        rt: &tokio::runtime::Runtime,
     ) -> Result<(), ApplyError> {
         let delta = before.map(|b| crate::kinds::jailchange::delta(b, j));
         if let Some(d) = &delta {
@@ -298,8 +294,7 @@ impl Applier<'_> {
             self.run(id, vec![s("bastille"), s("start"), j.name.clone()])?;
         }
         if let (Some(d), Some(st)) = (&j.devfs_rules, state) {
-            rt.block_on(st.set_fact(&format!("jail_devfs:{}", j.name), Some(d)))
-                .map_err(|e| check(id, e))?;
+            st.set_fact(&format!("jail_devfs:{}", j.name), Some(d));
         }
         Ok(())
     }
@@ -398,13 +393,13 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
         // every filesystem (jails' and homes') and snapshot.
         let conf = p
             .host
-            .read(crate::kinds::zfs::BASTILLE_CONF)?
+            .read(crate::resource::zfs::BASTILLE_CONF)?
             .map(|b| String::from_utf8_lossy(&b).into_owned());
-        let storage = crate::kinds::zfs::storage(conf.as_deref());
-        if matches!(storage, crate::kinds::zfs::Storage::Zfs { .. }) && p.need("zfs") {
-            let out = p.host.run(&crate::kinds::zfs::list_argv())?;
+        let storage = crate::resource::zfs::storage(conf.as_deref());
+        if matches!(storage, crate::resource::zfs::Storage::Zfs { .. }) && p.need("zfs") {
+            let out = p.host.run(&crate::resource::zfs::list_argv())?;
             if out.ok() {
-                p.st.zfs = crate::kinds::zfs::parse_list(&out.stdout);
+                p.st.zfs = crate::resource::zfs::parse_list(&out.stdout);
             }
         }
         p.st.storage = Some(storage);
@@ -436,4 +431,237 @@ fn marker_text(bytes: &[u8]) -> String {
     } else {
         "(not a warden marker)".into()
     }
+}
+
+/// The value of `key = value;` in a jail.conf block.
+pub fn jail_conf_value(conf: &str, key: &str) -> Option<String> {
+    conf.lines().find_map(|l| {
+        let l = l.trim();
+        let rest = l.strip_prefix(key)?.trim_start();
+        let v = rest.strip_prefix('=')?.trim().trim_end_matches(';').trim();
+        Some(v.trim_matches('"').to_string())
+    })
+}
+
+/// Bastille VNET jails and the templates applied to them.
+pub(crate) struct Jail;
+
+impl Kind for Jail {
+    fn owns(&self, r: &Resource) -> bool {
+        matches!(r, Resource::Jail(_) | Resource::JailTemplate(_))
+    }
+    fn json_name(&self, r: &Resource) -> &'static str {
+        match r {
+            Resource::Jail(_) => "jail",
+            _ => "jail_template",
+        }
+    }
+    fn id(&self, r: &Resource) -> String {
+        match r {
+            Resource::Jail(j) => format!("jail:{}", j.name),
+            Resource::JailTemplate(t) => format!("template:{}:{}", t.jail, t.template),
+            other => unreachable!("{other:?}"),
+        }
+    }
+    fn phase(&self, r: &Resource) -> Phase {
+        match r {
+            Resource::Jail(_) => Phase::Jails,
+            _ => Phase::JailTemplates,
+        }
+    }
+    fn repr(&self, r: &Resource) -> String {
+        match r {
+            Resource::Jail(j) => j.shape(true).repr(),
+            Resource::JailTemplate(t) => t.hash.clone(),
+            other => unreachable!("{other:?}"),
+        }
+    }
+    fn probe_tools(&self, all: &[&Resource]) -> Vec<&'static str> {
+        if all.iter().any(|r| matches!(r, Resource::Jail(_))) {
+            vec!["bastille", "jls"]
+        } else {
+            vec![]
+        }
+    }
+    fn observe(&self, p: &mut Probe) -> Result<(), HostError> {
+        observe(p)
+    }
+    fn actual(&self, st: &HostState, r: &Resource, view: &StateView) -> Option<String> {
+        match r {
+            Resource::Jail(j) => st
+                .jails
+                .get(&j.name)
+                .map(|o| observed_shape(st, j, o, view).repr()),
+            Resource::JailTemplate(t) => {
+                st.jails.get(&t.jail)?;
+                Some(
+                    st.markers
+                        .get(&t.jail)
+                        .cloned()
+                        .unwrap_or_else(|| "(not applied)".into()),
+                )
+            }
+            _ => None,
+        }
+    }
+    fn notes(&self, r: &Resource, action: Action, before: Option<&str>) -> Vec<String> {
+        match (r, action) {
+            (Resource::Jail(j), Action::Update) => update_notes(j, before.unwrap_or("")),
+            (Resource::JailTemplate(_), Action::Update) => vec![
+                "rebuild: the template or its arguments changed, bastille template runs again"
+                    .into(),
+            ],
+            _ => vec![],
+        }
+    }
+    fn triggers<'r>(&self, r: &'r Resource, action: Action) -> &'r [Vec<String>] {
+        match (r, action) {
+            (Resource::JailTemplate(t), Action::Create | Action::Update) => &t.notify,
+            _ => &[],
+        }
+    }
+    fn detail(&self, c: &Change) -> String {
+        match &c.item.resource {
+            Resource::Jail(j) => {
+                let d = crate::kinds::jailchange::delta(c.before.as_deref().unwrap_or(""), j);
+                if c.action == Action::Update && !d.summary().is_empty() {
+                    return format!("  ({})", d.summary());
+                }
+                format!(
+                    "  ({} on {}, {}, gateway {}{})",
+                    j.release,
+                    j.bridge,
+                    j.ip,
+                    j.gateway,
+                    j.devfs_ruleset
+                        .map(|n| format!(", devfs ruleset {n}"))
+                        .unwrap_or_default()
+                )
+            }
+            Resource::JailTemplate(t) => {
+                format!("  (bastille template {} {})", t.jail, t.template)
+            }
+            _ => String::new(),
+        }
+    }
+    fn deletes_data(&self, r: &Resource, policy: DataPolicy) -> bool {
+        matches!(r, Resource::Jail(_)) && policy != DataPolicy::Keep
+    }
+    fn kept(&self, r: &Resource, _policy: DataPolicy) -> Option<&'static str> {
+        matches!(r, Resource::Jail(_)).then_some("stopped, kept with its data")
+    }
+    fn jail_lane(&self, r: &Resource, _bastille_prefix: &str) -> Option<String> {
+        match r {
+            Resource::Jail(j) => Some(j.name.clone()),
+            Resource::JailTemplate(t) => Some(t.jail.clone()),
+            _ => None,
+        }
+    }
+    fn programs(&self, change: &Change) -> Vec<(&'static str, &'static str)> {
+        programs(change)
+    }
+    fn apply(
+        &self,
+        a: &mut Applier,
+        change: &Change,
+        records: Option<&mut Records>,
+    ) -> Result<(), ApplyError> {
+        a.apply_jail(change, records)
+    }
+}
+
+/// What the host shows of a jail, as the desired [`crate::resource::JailShape`]
+/// compares.
+fn observed_shape(
+    st: &HostState,
+    j: &crate::resource::JailRes,
+    o: &crate::resource::observed::ObservedJail,
+    view: &StateView,
+) -> crate::resource::JailShape {
+    crate::resource::JailShape {
+        release: o.release.clone(),
+        ip: o.ip.clone(),
+        gateway: o.gateway.clone(),
+        // A running jail's value when it differs from the desired one (what it was
+        // started with), else jail.conf's (what the next start gives it): either
+        // difference needs a (re)start.
+        devfs_ruleset: j.devfs_ruleset.and({
+            let live = o
+                .live
+                .get("devfs_ruleset")
+                .and_then(|v| v.parse::<u32>().ok())
+                // Running under a ruleset the kernel lacks: an empty one, an
+                // unfiltered /dev, shown as no ruleset at all (0).
+                .map(|n| match &st.devfs_loaded {
+                    Some(loaded) if n > 5 && !loaded.contains(&n) => 0,
+                    _ => n,
+                });
+            match live {
+                Some(n) if o.running && Some(n) != j.devfs_ruleset => Some(n),
+                _ => o.devfs_ruleset,
+            }
+        }),
+        // What the jail was last (re)started with, as warden recorded it.
+        devfs_rules: j.devfs_rules.as_ref().map(|_| {
+            view.jail_devfs
+                .get(&j.name)
+                .cloned()
+                .unwrap_or_else(|| "(not recorded)".into())
+        }),
+        params: j
+            .params
+            .iter()
+            .map(|(k, want)| {
+                let v = match o.live.get(k) {
+                    Some(live) if o.running && live != want => live.clone(),
+                    _ => jail_conf_value(&o.conf, k).unwrap_or_else(|| "(not set)".into()),
+                };
+                (k.clone(), v)
+            })
+            .collect(),
+        running: o.running,
+    }
+}
+
+/// The notes of a jail's update: what stops, restarts or starts it, and why.
+fn update_notes(j: &crate::resource::JailRes, before: &str) -> Vec<String> {
+    use crate::resource::repr_field;
+    let want = j.shape(true).repr();
+    let d = crate::kinds::jailchange::delta(before, j);
+    let mut notes = Vec::new();
+    if d.release.is_some() {
+        notes
+            .push("stop: bastille upgrade runs on the stopped thin jail, which then starts".into());
+    }
+    if d.network() {
+        notes.push("restart: bastille sysrc sets the new address inside the jail".into());
+    }
+    // Jail parameters and a devfs ruleset's rules take effect only when the jail
+    // starts (jail(8)): a difference restarts it.
+    let changed: Vec<String> = want
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            let old = repr_field(before, k);
+            if matches!(k, "state" | "release" | "ip" | "gateway") || old == v {
+                return None;
+            }
+            Some(match (k, j.devfs_ruleset) {
+                ("devfs_rules", Some(n)) => format!("devfs ruleset {n}'s rules changed"),
+                ("devfs_ruleset", Some(n)) if old == "0" => format!(
+                    "devfs ruleset {n} was not loaded when the jail started (its /dev is unfiltered)"
+                ),
+                _ => format!(
+                    "{k} {} -> {v}",
+                    if old.is_empty() { "(not set)" } else { &old }
+                ),
+            })
+        })
+        .collect();
+    if !changed.is_empty() {
+        notes.push(format!("restart: {}", changed.join(", ")));
+    } else if notes.is_empty() && repr_field(before, "state") != "running" {
+        notes.push("start: the jail is stopped".into());
+    }
+    notes
 }

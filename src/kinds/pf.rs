@@ -4,8 +4,7 @@
 //! `observe` reads this kind's part of the host inside the batched probe; the
 //! `Applier` methods carry out each action; `programs` names what they need.
 
-use crate::engine::apply::prelude::*;
-use crate::engine::probe::*;
+use crate::resource::kind::prelude::*;
 use std::collections::BTreeSet;
 
 impl Applier<'_> {
@@ -14,7 +13,6 @@ impl Applier<'_> {
         &mut self,
         change: &Change,
         state: Option<&mut Records>,
-        rt: &tokio::runtime::Runtime,
     ) -> Result<(), ApplyError> {
         let id = change.id();
         let id = id.as_str();
@@ -40,8 +38,7 @@ impl Applier<'_> {
                 )?;
                 host.remove(path).map_err(Self::host_err(id))?;
                 if let Some(st) = state {
-                    rt.block_on(st.set_fact("pf_loaded", None))
-                        .map_err(|e| check(id, e))?;
+                    st.set_fact("pf_loaded", None);
                 }
             }
             (
@@ -81,8 +78,7 @@ impl Applier<'_> {
                     ],
                 )?;
                 if let Some(st) = state {
-                    rt.block_on(st.set_fact("pf_loaded", Some(&digest(content))))
-                        .map_err(|e| check(id, e))?;
+                    st.set_fact("pf_loaded", Some(&digest(content)));
                 }
             }
             (Resource::Block(b), action) => {
@@ -169,7 +165,7 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
     }
     let devfs = all
         .iter()
-        .any(|r| matches!(r, Resource::Block(b) if b.path == crate::render::DEVFS_RULES));
+        .any(|r| matches!(r, Resource::Block(b) if b.path == DEVFS_RULES));
     if devfs && p.need("devfs") {
         let out = p
             .host
@@ -202,4 +198,178 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
         }
     }
     Ok(())
+}
+
+pub const DEVFS_RULES: &str = "/etc/devfs.rules";
+/// Bastille's VNET jail ruleset (`bastille_vnet`, setup.sh), which every jail
+/// that is not a GPU jail runs under and the GPU rulesets include.
+pub const VNET_RULESET: u32 = 13;
+
+/// The ruleset numbers a devfs.rules text defines (`[name=number]` headers).
+pub fn ruleset_numbers(text: &str) -> Vec<u32> {
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix('[')?
+                .strip_suffix(']')?
+                .rsplit_once('=')?
+                .1
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// warden's PF anchor, PF itself, and warden's blocks in shared files.
+pub(crate) struct Pf;
+
+impl Kind for Pf {
+    fn owns(&self, r: &Resource) -> bool {
+        matches!(
+            r,
+            Resource::PfAnchor { .. } | Resource::PfEnabled | Resource::Block(_)
+        )
+    }
+    fn json_name(&self, r: &Resource) -> &'static str {
+        match r {
+            Resource::PfAnchor { .. } => "pf_anchor",
+            Resource::PfEnabled => "pf_enabled",
+            _ => "managed_block",
+        }
+    }
+    fn id(&self, r: &Resource) -> String {
+        match r {
+            Resource::PfAnchor { anchor, .. } => format!("pf:anchor:{anchor}"),
+            Resource::PfEnabled => "pf:enabled".into(),
+            Resource::Block(b) => format!("block:{}", b.path),
+            other => unreachable!("{other:?}"),
+        }
+    }
+    fn phase(&self, r: &Resource) -> Phase {
+        match r {
+            Resource::Block(b) => b.phase,
+            _ => Phase::Pf,
+        }
+    }
+    fn repr(&self, r: &Resource) -> String {
+        match r {
+            Resource::PfAnchor { content, .. } => content.clone(),
+            Resource::PfEnabled => crate::resource::PF_RUNNING.into(),
+            Resource::Block(b) => b.block.clone(),
+            other => unreachable!("{other:?}"),
+        }
+    }
+    fn probe_tools(&self, all: &[&Resource]) -> Vec<&'static str> {
+        if all
+            .iter()
+            .any(|r| matches!(r, Resource::PfAnchor { .. } | Resource::PfEnabled))
+        {
+            vec!["pfctl"]
+        } else {
+            vec![]
+        }
+    }
+    fn observe(&self, p: &mut Probe) -> Result<(), HostError> {
+        observe(p)
+    }
+    fn actual(&self, st: &HostState, r: &Resource, view: &StateView) -> Option<String> {
+        match r {
+            Resource::PfAnchor { anchor, path, .. } => {
+                let f = st.files.get(path)?.as_ref()?;
+                if st.anchors_loaded.contains(anchor)
+                    && view.pf_loaded.as_deref() == Some(&digest(&f.content))
+                {
+                    Some(f.content.clone())
+                } else {
+                    Some(format!(
+                        "# (this file is not what PF has loaded)\n{}",
+                        f.content
+                    ))
+                }
+            }
+            Resource::PfEnabled => st.pf_state.clone(),
+            Resource::Block(b) => block_actual(st, b),
+            _ => None,
+        }
+    }
+    fn notes(&self, r: &Resource, action: Action, before: Option<&str>) -> Vec<String> {
+        match (r, action) {
+            (Resource::PfEnabled, Action::Create | Action::Update) => {
+                let before = before.unwrap_or("");
+                let mut steps = Vec::new();
+                if !before.starts_with("pf.ko loaded") {
+                    steps.push("kldload pf");
+                }
+                steps.push("pfctl -e");
+                vec![format!(
+                    "{}: pf_enable=YES acts only at boot (rc.d/pf)",
+                    steps.join(", then ")
+                )]
+            }
+            (Resource::PfAnchor { anchor, path, .. }, Action::Create | Action::Update) => {
+                vec![format!("reload: pfctl -a {anchor} -f {path}")]
+            }
+            (Resource::Block(b), _) if !b.reload.is_empty() => {
+                vec![format!("reload: {} {}", b.reload.join(" "), b.path)]
+            }
+            // A block's commands run at once when it is written (devfs rules must be
+            // loaded before the jails that use them start), not after every change.
+            (Resource::Block(b), _) => b
+                .notify
+                .iter()
+                .map(|c| format!("then at once: {}", c.join(" ")))
+                .collect(),
+            _ => vec![],
+        }
+    }
+    fn detail(&self, c: &Change) -> String {
+        match &c.item.resource {
+            Resource::PfAnchor { path, .. } => {
+                format!("  ({path}, checked with pfctl -nf first)")
+            }
+            Resource::Block(_) => "  (warden's block)".into(),
+            Resource::PfEnabled => format!(
+                "  ({} -> {})",
+                c.before.as_deref().unwrap_or("not probed"),
+                crate::resource::PF_RUNNING
+            ),
+            _ => String::new(),
+        }
+    }
+    fn programs(&self, change: &Change) -> Vec<(&'static str, &'static str)> {
+        programs(change)
+    }
+    fn apply(
+        &self,
+        a: &mut Applier,
+        change: &Change,
+        records: Option<&mut Records>,
+    ) -> Result<(), ApplyError> {
+        a.apply_pf(change, records)
+    }
+}
+
+/// A block as the host's file holds it; a ruleset the file defines but the
+/// kernel lacks (the `service devfs restart` after the file was written was
+/// lost) is said in a first line, so that the plan writes and loads it again.
+fn block_actual(st: &HostState, b: &crate::resource::BlockRes) -> Option<String> {
+    let f = st.files.get(&b.path)?.as_ref()?;
+    let block = crate::kinds::blocks::current_block(&f.content)?;
+    let missing: Vec<String> = match &st.devfs_loaded {
+        Some(loaded) if b.path == DEVFS_RULES => ruleset_numbers(&block)
+            .into_iter()
+            .filter(|n| !loaded.contains(n))
+            .map(|n| n.to_string())
+            .collect(),
+        _ => vec![],
+    };
+    if missing.is_empty() {
+        Some(block)
+    } else {
+        Some(format!(
+            "# (devfs ruleset {} not loaded: rc.d/devfs has not read this file)\n{block}",
+            missing.join(", ")
+        ))
+    }
 }

@@ -3,8 +3,7 @@
 //! `observe` reads this kind's part of the host inside the batched probe; the
 //! `Applier` methods carry out each action; `programs` names what they need.
 
-use crate::engine::apply::prelude::*;
-use crate::engine::probe::*;
+use crate::resource::kind::prelude::*;
 use std::collections::BTreeMap;
 
 impl Applier<'_> {
@@ -13,7 +12,6 @@ impl Applier<'_> {
         &mut self,
         change: &Change,
         _state: Option<&mut Records>,
-        _rt: &tokio::runtime::Runtime,
     ) -> Result<(), ApplyError> {
         let id = change.id();
         let id = id.as_str();
@@ -64,4 +62,58 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
         }
     }
     Ok(())
+}
+
+/// An agent's rc.d service, running.
+pub(crate) struct Service;
+
+impl Kind for Service {
+    fn owns(&self, r: &Resource) -> bool {
+        matches!(r, Resource::Service { .. })
+    }
+    fn json_name(&self, _r: &Resource) -> &'static str {
+        "service"
+    }
+    fn id(&self, r: &Resource) -> String {
+        match r {
+            Resource::Service { name } => format!("service:{name}"),
+            other => unreachable!("{other:?}"),
+        }
+    }
+    fn phase(&self, _r: &Resource) -> Phase {
+        Phase::Services
+    }
+    fn repr(&self, _r: &Resource) -> String {
+        "running".into()
+    }
+    fn observe(&self, p: &mut Probe) -> Result<(), HostError> {
+        observe(p)
+    }
+    fn actual(&self, st: &HostState, r: &Resource, _view: &StateView) -> Option<String> {
+        let Resource::Service { name } = r else {
+            return None;
+        };
+        if st.running_services.contains(name) {
+            return Some("running".into());
+        }
+        // No rc.d script, no service.
+        st.files
+            .get(&format!("/usr/local/etc/rc.d/{name}"))?
+            .as_ref()?;
+        Some("stopped".into())
+    }
+    fn detail(&self, c: &Change) -> String {
+        format!("  ({} -> running)", c.before.as_deref().unwrap_or("absent"))
+    }
+    fn programs(&self, change: &Change) -> Vec<(&'static str, &'static str)> {
+        programs(change)
+    }
+    fn apply(
+        &self,
+        a: &mut Applier,
+        change: &Change,
+        records: Option<&mut Records>,
+    ) -> Result<(), ApplyError> {
+        a.apply_service(change, records)
+    }
 }

@@ -4,8 +4,7 @@
 //! `observe` reads this kind's part of the host inside the batched probe; the
 //! `Applier` methods carry out each action; `programs` names what they need.
 
-use crate::engine::apply::prelude::*;
-use crate::engine::probe::*;
+use crate::resource::kind::prelude::*;
 use std::collections::BTreeMap;
 
 impl Applier<'_> {
@@ -14,7 +13,6 @@ impl Applier<'_> {
         &mut self,
         change: &Change,
         state: Option<&mut Records>,
-        rt: &tokio::runtime::Runtime,
     ) -> Result<(), ApplyError> {
         let id = change.id();
         let id = id.as_str();
@@ -25,10 +23,8 @@ impl Applier<'_> {
                     self.run(id, vec![s("rm"), s("-rf"), host.arg_path(&sr.dest)])?;
                 }
                 if let Some(st) = state {
-                    rt.block_on(st.record_soul(&sr.dest, None))
-                        .map_err(|e| check(id, e))?;
-                    rt.block_on(st.set_fact(&soul_tree_fact(&sr.dest), None))
-                        .map_err(|e| check(id, e))?;
+                    st.record_soul(&sr.dest, None);
+                    st.set_fact(&soul_tree_fact(&sr.dest), None);
                 }
             }
             (Resource::Soul(sr), _) => {
@@ -39,16 +35,14 @@ impl Applier<'_> {
                         reference: sr.reference.clone(),
                         commit,
                     };
-                    rt.block_on(st.record_soul(&sr.dest, Some(&rec)))
-                        .map_err(|e| check(id, e))?;
+                    st.record_soul(&sr.dest, Some(&rec));
                     // The digest of the files checked out (a copy's commit is one).
                     let tree = if sr.pinned.is_none() {
                         crate::spec::soul_copy::checkout_digest(&host.local(&sr.dest)).ok()
                     } else {
                         None
                     };
-                    rt.block_on(st.set_fact(&soul_tree_fact(&sr.dest), tree.as_deref()))
-                        .map_err(|e| check(id, e))?;
+                    st.set_fact(&soul_tree_fact(&sr.dest), tree.as_deref());
                 }
             }
             (other, _) => unreachable!("{} is not a soul resource", other.id()),
@@ -67,7 +61,7 @@ impl Applier<'_> {
     ) -> Result<String, ApplyError> {
         let dest = self.host.arg_path(&sr.dest);
         let source = if sr.source.is_empty() {
-            crate::render::soul_source(&sr.repo, &self.cfg.agents_dir())
+            crate::spec::soul_copy::soul_source(&sr.repo, &self.cfg.agents_dir())
         } else {
             sr.source.clone()
         };
@@ -86,7 +80,7 @@ impl Applier<'_> {
                     ),
                 });
             }
-            crate::engine::probe::read_git_head(self.host, &sr.dest).map_err(Self::host_err(id))?
+            read_git_head(self.host, &sr.dest).map_err(Self::host_err(id))?
         } else {
             None
         };
@@ -255,7 +249,7 @@ pub fn root_only_tree(host: &dyn Host, dir: &str) -> Result<(), String> {
 /// The state DB fact that holds the digest of a checkout's files as warden left
 /// them (`StateView::soul_trees`).
 pub fn soul_tree_fact(dest: &str) -> String {
-    format!("{}{dest}", crate::engine::state::SOUL_TREE)
+    format!("{}{dest}", crate::resource::records::SOUL_TREE)
 }
 
 /// Whether a soul checkout may be believed and worked in: [`root_only_tree`], and
@@ -419,4 +413,228 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
         }
     }
     Ok(())
+}
+
+/// The commit of `wanted` (a branch, tag or HEAD) in `git ls-remote` output.
+pub fn ref_in_listing(listing: &str, wanted: &str) -> Option<String> {
+    let names = [
+        wanted.to_string(),
+        format!("refs/heads/{wanted}"),
+        format!("refs/tags/{wanted}^{{}}"),
+        format!("refs/tags/{wanted}"),
+    ];
+    names.iter().find_map(|n| {
+        listing
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .find(|(_, name)| name == n)
+            .map(|(c, _)| c.to_string())
+    })
+}
+
+/// Where a branch (or HEAD) of a local repository points, from its files: the
+/// working repository's `.git` or a bare one. Tags are fixed, so they are not read.
+pub(crate) fn local_ref(repo: &std::path::Path, wanted: &str) -> Option<String> {
+    let git = if repo.join(".git").is_dir() {
+        repo.join(".git")
+    } else {
+        repo.to_path_buf()
+    };
+    let read = |p: std::path::PathBuf| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|t| t.trim().to_string())
+    };
+    let name = if wanted == "HEAD" {
+        let head = read(git.join("HEAD"))?;
+        match head.strip_prefix("ref: ") {
+            Some(r) => r.to_string(),
+            None => return Some(head),
+        }
+    } else {
+        format!("refs/heads/{wanted}")
+    };
+    read(git.join(&name)).or_else(|| {
+        read(git.join("packed-refs"))?.lines().find_map(|l| {
+            let (c, n) = l.split_once(' ')?;
+            (n == name).then(|| c.to_string())
+        })
+    })
+}
+
+/// A full commit id (nothing to look up).
+pub(crate) fn is_commit(r: &str) -> bool {
+    r.len() == 40 && r.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The commit a checkout's HEAD is at, read from its files. The checkout sits in
+/// the agent's home, so the caller first checks it is root's alone
+/// ([`crate::kinds::soul::root_only_tree`]); even then nothing is read through a
+/// link or `..`, nothing larger than a ref file can be, and only a commit id is
+/// believed: `None` when HEAD, or the ref it names, is anything else.
+pub fn read_git_head(host: &dyn Host, dest: &str) -> Result<Option<String>, HostError> {
+    let Some(head) = host.read_confined(dest, ".git/HEAD", REF_MAX)? else {
+        return Ok(None);
+    };
+    let head = String::from_utf8_lossy(&head).trim().to_string();
+    let Some(r) = head.strip_prefix("ref: ") else {
+        return Ok(is_object_id(&head).then_some(head));
+    };
+    if !is_ref_name(r) {
+        return Ok(None);
+    }
+    if let Some(c) = host.read_confined(dest, &format!(".git/{r}"), REF_MAX)? {
+        let c = String::from_utf8_lossy(&c).trim().to_string();
+        return Ok(is_object_id(&c).then_some(c));
+    }
+    if let Some(packed) = host.read_confined(dest, ".git/packed-refs", PACKED_REFS_MAX)? {
+        for l in String::from_utf8_lossy(&packed).lines() {
+            if let Some((c, name)) = l.split_once(' ') {
+                if name == r && is_object_id(c) {
+                    return Ok(Some(c.to_string()));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A git object id: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
+pub(crate) fn is_object_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64)
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A ref HEAD may name: `refs/…`, plain path components (no `.` or `..`, no
+/// empty one), printable ASCII of git's ref grammar only.
+fn is_ref_name(r: &str) -> bool {
+    r.len() <= 255
+        && r.starts_with("refs/")
+        && r.split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.starts_with('.'))
+        && r.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'))
+}
+
+/// The most a HEAD or loose ref file holds (`ref: refs/heads/NAME`, or an id).
+const REF_MAX: u64 = 1024;
+
+/// The most of a checkout's `packed-refs` warden reads.
+const PACKED_REFS_MAX: u64 = 1 << 20;
+
+/// Soul checkouts.
+pub(crate) struct Soul;
+
+impl Kind for Soul {
+    fn owns(&self, r: &Resource) -> bool {
+        matches!(r, Resource::Soul(_))
+    }
+    fn json_name(&self, _r: &Resource) -> &'static str {
+        "soul"
+    }
+    fn id(&self, r: &Resource) -> String {
+        match r {
+            Resource::Soul(s) => format!("soul:{}", s.dest),
+            other => unreachable!("{other:?}"),
+        }
+    }
+    fn phase(&self, _r: &Resource) -> Phase {
+        Phase::Souls
+    }
+    fn repr(&self, r: &Resource) -> String {
+        match r {
+            Resource::Soul(s) => match &s.pinned {
+                Some(d) => format!("{} copy {d}", s.repo),
+                None => format!("{} {}", s.repo, s.reference.as_deref().unwrap_or("HEAD")),
+            },
+            other => unreachable!("{other:?}"),
+        }
+    }
+    fn observe(&self, p: &mut Probe) -> Result<(), HostError> {
+        observe(p)
+    }
+    fn actual(&self, st: &HostState, r: &Resource, view: &StateView) -> Option<String> {
+        let Resource::Soul(s) = r else { return None };
+        if s.pinned.is_some() {
+            let head = st.soul_heads.get(&s.dest)?;
+            return Some(format!("{} copy {head}", s.repo));
+        }
+        if let Some(why) = st.soul_untrusted.get(&s.dest) {
+            return Some(format!("(checkout not trusted: {why})"));
+        }
+        let head = st.soul_heads.get(&s.dest)?;
+        let wanted = s.reference.as_deref().unwrap_or("HEAD");
+        if let (Some(want), Some(got)) = (view.soul_trees.get(&s.dest), st.soul_trees.get(&s.dest))
+        {
+            if want != got {
+                return Some(format!(
+                    "(checkout at {head}, but its files are not what warden checked out)"
+                ));
+            }
+        }
+        Some(
+            match (view.souls.get(&s.dest), st.soul_remote.get(&s.dest)) {
+                (Some(rec), Some(remote)) if &rec.commit == head && remote != head => format!(
+                    "{} {} (checkout at {head}; {wanted} has moved to {remote})",
+                    rec.repo,
+                    rec.reference.as_deref().unwrap_or("HEAD")
+                ),
+                (Some(rec), _) if &rec.commit == head => format!(
+                    "{} {}",
+                    rec.repo,
+                    rec.reference.as_deref().unwrap_or("HEAD")
+                ),
+                _ => format!("(checkout at {head}, not applied by warden)"),
+            },
+        )
+    }
+    fn notes(&self, r: &Resource, action: Action, _before: Option<&str>) -> Vec<String> {
+        match (r, action) {
+            (Resource::Soul(s), Action::Create | Action::Update) if s.pinned.is_some() => {
+                match &s.reference {
+                    Some(r) => vec![format!(
+                        "SOUL_REF {r} does not apply: {} is not a git repository",
+                        s.repo
+                    )],
+                    None => vec![],
+                }
+            }
+            _ => vec![],
+        }
+    }
+    fn detail(&self, c: &Change) -> String {
+        let Resource::Soul(s) = &c.item.resource else {
+            return String::new();
+        };
+        match &s.pinned {
+            Some(d) => format!(
+                "  ({}, a copy pinned to {})",
+                s.repo,
+                crate::resource::short_digest(d)
+            ),
+            None => format!(
+                "  ({} at {})",
+                s.repo,
+                s.reference.as_deref().unwrap_or("the default branch")
+            ),
+        }
+    }
+    fn deletes_data(&self, _r: &Resource, policy: DataPolicy) -> bool {
+        policy == DataPolicy::Delete
+    }
+    fn kept(&self, _r: &Resource, _policy: DataPolicy) -> Option<&'static str> {
+        Some("checkout kept")
+    }
+    fn programs(&self, change: &Change) -> Vec<(&'static str, &'static str)> {
+        programs(change)
+    }
+    fn apply(
+        &self,
+        a: &mut Applier,
+        change: &Change,
+        records: Option<&mut Records>,
+    ) -> Result<(), ApplyError> {
+        a.apply_soul(change, records)
+    }
 }

@@ -4,8 +4,7 @@
 //! `observe` reads this kind's part of the host inside the batched probe; the
 //! `Applier` methods carry out each action; `programs` names what they need.
 
-use crate::engine::apply::prelude::*;
-use crate::engine::probe::*;
+use crate::resource::kind::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Applier<'_> {
@@ -14,7 +13,6 @@ impl Applier<'_> {
         &mut self,
         change: &Change,
         _state: Option<&mut Records>,
-        _rt: &tokio::runtime::Runtime,
     ) -> Result<(), ApplyError> {
         let id = change.id();
         let id = id.as_str();
@@ -114,4 +112,157 @@ pub(crate) fn observe_sysctl(p: &mut Probe) -> Result<(), HostError> {
         }
     }
     Ok(())
+}
+
+/// rc.conf-style variables, changed only through sysrc(8).
+pub(crate) struct RcConf;
+
+impl Kind for RcConf {
+    fn owns(&self, r: &Resource) -> bool {
+        matches!(r, Resource::RcConf(_))
+    }
+    fn json_name(&self, _r: &Resource) -> &'static str {
+        "sysrc"
+    }
+    fn id(&self, r: &Resource) -> String {
+        match r {
+            Resource::RcConf(r) if r.mode == RcMode::Word => {
+                format!("sysrc:{}:{}+={}", r.file, r.key, r.value)
+            }
+            Resource::RcConf(r) if r.file == "/etc/rc.conf" => format!("sysrc:{}", r.key),
+            Resource::RcConf(r) => format!("sysrc:{}:{}", r.file, r.key),
+            other => unreachable!("{other:?}"),
+        }
+    }
+    fn phase(&self, r: &Resource) -> Phase {
+        match r {
+            Resource::RcConf(rc) => rc.phase,
+            other => unreachable!("{other:?}"),
+        }
+    }
+    fn repr(&self, r: &Resource) -> String {
+        match r {
+            Resource::RcConf(rc) => rc.value.clone(),
+            other => unreachable!("{other:?}"),
+        }
+    }
+    fn probe_tools(&self, all: &[&Resource]) -> Vec<&'static str> {
+        if all.iter().any(|r| self.owns(r)) {
+            vec!["sysrc"]
+        } else {
+            vec![]
+        }
+    }
+    fn observe(&self, p: &mut Probe) -> Result<(), HostError> {
+        observe_rc(p)
+    }
+    fn actual(&self, st: &HostState, r: &Resource, _view: &StateView) -> Option<String> {
+        let Resource::RcConf(rc) = r else { return None };
+        let v = st.rc.get(&rc.file)?.get(&rc.key)?;
+        match rc.mode {
+            RcMode::Set => Some(v.clone()),
+            RcMode::Word => v
+                .split_whitespace()
+                .any(|w| w == rc.value)
+                .then(|| rc.value.clone()),
+        }
+    }
+    fn triggers<'r>(&self, r: &'r Resource, action: Action) -> &'r [Vec<String>] {
+        match (r, action) {
+            (Resource::RcConf(rc), Action::Create | Action::Update) => &rc.notify,
+            _ => &[],
+        }
+    }
+    fn detail(&self, c: &Change) -> String {
+        let Resource::RcConf(rc) = &c.item.resource else {
+            return String::new();
+        };
+        match c.action {
+            _ if rc.mode == RcMode::Word => format!("  (sysrc {}+={})", rc.key, rc.value),
+            Action::Create => format!("  = \"{}\"", rc.value),
+            Action::Update => format!(
+                "  \"{}\" -> \"{}\"",
+                c.before.as_deref().unwrap_or(""),
+                rc.value
+            ),
+            Action::Delete => String::new(),
+        }
+    }
+    fn programs(&self, change: &Change) -> Vec<(&'static str, &'static str)> {
+        programs(change)
+    }
+    fn apply(
+        &self,
+        a: &mut Applier,
+        change: &Change,
+        records: Option<&mut Records>,
+    ) -> Result<(), ApplyError> {
+        a.apply_sysrc(change, records)
+    }
+}
+
+/// A kernel variable's live value, set with `sysctl NAME=VALUE`.
+pub(crate) struct Sysctl;
+
+impl Kind for Sysctl {
+    fn owns(&self, r: &Resource) -> bool {
+        matches!(r, Resource::Sysctl { .. })
+    }
+    fn json_name(&self, _r: &Resource) -> &'static str {
+        "sysctl"
+    }
+    fn id(&self, r: &Resource) -> String {
+        match r {
+            Resource::Sysctl { name, .. } => format!("sysctl:{name}"),
+            other => unreachable!("{other:?}"),
+        }
+    }
+    fn phase(&self, _r: &Resource) -> Phase {
+        Phase::Network
+    }
+    fn repr(&self, r: &Resource) -> String {
+        match r {
+            Resource::Sysctl { value, .. } => value.clone(),
+            other => unreachable!("{other:?}"),
+        }
+    }
+    fn probe_tools(&self, all: &[&Resource]) -> Vec<&'static str> {
+        if all.iter().any(|r| self.owns(r)) {
+            vec!["sysctl"]
+        } else {
+            vec![]
+        }
+    }
+    fn observe(&self, p: &mut Probe) -> Result<(), HostError> {
+        observe_sysctl(p)
+    }
+    fn actual(&self, st: &HostState, r: &Resource, _view: &StateView) -> Option<String> {
+        let Resource::Sysctl { name, .. } = r else {
+            return None;
+        };
+        st.sysctls.get(name).cloned()
+    }
+    fn detail(&self, c: &Change) -> String {
+        let Resource::Sysctl { name, value } = &c.item.resource else {
+            return String::new();
+        };
+        match c.action {
+            Action::Update => format!(
+                "  (sysctl {name}: {} -> {value})",
+                c.before.as_deref().unwrap_or("")
+            ),
+            _ => format!("  (sysctl {name}={value})"),
+        }
+    }
+    fn programs(&self, change: &Change) -> Vec<(&'static str, &'static str)> {
+        programs(change)
+    }
+    fn apply(
+        &self,
+        a: &mut Applier,
+        change: &Change,
+        records: Option<&mut Records>,
+    ) -> Result<(), ApplyError> {
+        a.apply_sysrc(change, records)
+    }
 }

@@ -3,8 +3,7 @@
 //! `observe` reads this kind's part of the host inside the batched probe; the
 //! `Applier` methods carry out each action; `programs` names what they need.
 
-use crate::engine::apply::prelude::*;
-use crate::engine::probe::*;
+use crate::resource::kind::prelude::*;
 
 impl Applier<'_> {
     /// Apply a change to a User resource.
@@ -12,7 +11,6 @@ impl Applier<'_> {
         &mut self,
         change: &Change,
         _state: Option<&mut Records>,
-        _rt: &tokio::runtime::Runtime,
     ) -> Result<(), ApplyError> {
         let id = change.id();
         let id = id.as_str();
@@ -107,4 +105,65 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
         }
     }
     Ok(())
+}
+
+/// An agent's user and its home.
+pub(crate) struct User;
+
+impl Kind for User {
+    fn owns(&self, r: &Resource) -> bool {
+        matches!(r, Resource::User { .. })
+    }
+    fn json_name(&self, _r: &Resource) -> &'static str {
+        "user"
+    }
+    fn id(&self, r: &Resource) -> String {
+        match r {
+            Resource::User { name, .. } => format!("user:{name}"),
+            other => unreachable!("{other:?}"),
+        }
+    }
+    fn phase(&self, _r: &Resource) -> Phase {
+        Phase::Users
+    }
+    fn repr(&self, r: &Resource) -> String {
+        match r {
+            Resource::User { home, .. } => format!("home {home}"),
+            other => unreachable!("{other:?}"),
+        }
+    }
+    fn observe(&self, p: &mut Probe) -> Result<(), HostError> {
+        observe(p)
+    }
+    fn actual(&self, st: &HostState, r: &Resource, _view: &StateView) -> Option<String> {
+        let Resource::User { name, .. } = r else {
+            return None;
+        };
+        st.users
+            .get(name)
+            .map(|(_, _, home)| format!("home {home}"))
+    }
+    fn detail(&self, c: &Change) -> String {
+        match &c.item.resource {
+            Resource::User { home, .. } => format!("  (home {home}, mode 0700)"),
+            _ => String::new(),
+        }
+    }
+    fn deletes_data(&self, _r: &Resource, policy: DataPolicy) -> bool {
+        policy == DataPolicy::Delete
+    }
+    fn kept(&self, _r: &Resource, policy: DataPolicy) -> Option<&'static str> {
+        (policy == DataPolicy::Keep).then_some("kept, with its home")
+    }
+    fn programs(&self, change: &Change) -> Vec<(&'static str, &'static str)> {
+        programs(change)
+    }
+    fn apply(
+        &self,
+        a: &mut Applier,
+        change: &Change,
+        records: Option<&mut Records>,
+    ) -> Result<(), ApplyError> {
+        a.apply_user(change, records)
+    }
 }

@@ -8,6 +8,7 @@ pub mod history;
 pub mod pfeval;
 pub mod reach;
 pub mod resolve;
+pub mod rollback;
 pub mod scaffold;
 pub mod soul_check;
 pub mod status;

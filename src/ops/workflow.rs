@@ -832,7 +832,7 @@ fn execute(
         (Ok(r), Ok(())) => r,
         (Err(e), _) | (_, Err(e)) => {
             rt.block_on(st.end_run(run, "failed", (0, 0, 0), Some(&first_line(&e.to_string()))))?;
-            return Err(e);
+            return Err(e.into());
         }
     };
     let done = report.counts(&plan.changes);

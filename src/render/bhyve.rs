@@ -37,8 +37,7 @@ pub const GUEST_AGENTS_DIR: &str = "/usr/local/etc/warden/agents";
 pub const GUEST_PACKAGES: &[&str] = &["bastille", "git", "tmux"];
 /// The guest's network interface: bhyve's virtio-net is vtnet(4) in a FreeBSD guest.
 pub const GUEST_EXT_IF: &str = "vtnet0";
-/// The guest's disk as FreeBSD names it: `disk0_type="virtio-blk"` is vtbd(4).
-pub const GUEST_DISK: &str = "vtbd0";
+pub use crate::kinds::vm::GUEST_DISK;
 
 /// The longest `pptdevs` value we write. vmm(4) speaks of the 128-character limit of
 /// loader.conf variables; older kernels counted the terminating NUL in it (`vallen =
@@ -78,18 +77,6 @@ pub fn base64(data: &[u8]) -> String {
         }
     }
     out
-}
-
-/// A size as the manifest writes it (`512M`, `8G`, `1T`) in bytes.
-pub fn size_bytes(s: &str) -> Option<u64> {
-    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
-    let shift = match unit {
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => return None,
-    };
-    num.parse::<u64>().ok()?.checked_mul(1u64 << shift)
 }
 
 /// A PCI function `bus/slot/function` as numbers.
@@ -265,7 +252,7 @@ pub fn vm_template(
     check_switch_name(&cfg.bhyve.switch)?;
     check_vm_name(&agent.name)?;
     for (key, v) in [("VM_MEMORY", &vm.memory), ("VM_DISK", &vm.disk)] {
-        if size_bytes(v).is_none() {
+        if crate::spec::grammar::size_bytes(v).is_none() {
             return Err(format!("{key}={v:?} is not a size such as 8G"));
         }
     }
@@ -454,62 +441,10 @@ pub fn check_vm_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// [`disk_change_refusal_for`] without the VM's name and directory (they read `NAME`
-/// and `$vm_dir` in the commands).
-pub fn disk_change_refusal(old: &str, new: &str) -> Option<String> {
-    disk_change_refusal_for("NAME", "$vm_dir", old, new)
-}
-
-/// `None` when the disk keeps its size; otherwise why warden will not change it and,
-/// for growth, the manual steps.
-pub fn disk_change_refusal_for(name: &str, vm_dir: &str, old: &str, new: &str) -> Option<String> {
-    let (o, n) = match (size_bytes(old), size_bytes(new)) {
-        (Some(o), Some(n)) => (o, n),
-        _ if old == new => return None,
-        _ => {
-            return Some(format!(
-                "VM_DISK of {name} changed from {old} to {new}, and one of them is not a size; warden does not change VM disks"
-            ))
-        }
-    };
-    if o == n {
-        return None;
-    }
-    if n < o {
-        return Some(format!(
-            "VM_DISK of {name} changed from {old} to {new}: warden never shrinks a VM disk, that would cut off the end of the guest's file system. Put VM_DISK={old} back, or back the VM up, destroy it (vm destroy -f {name}) and let warden create it anew."
-        ));
-    }
-    Some(format!(
-        "VM_DISK of {name} changed from {old} to {new}: warden does not grow VM disks itself, the guest has to take part. By hand:\n\
-         \x20 on the host:\n\
-         \x20   vm stop {name}    (wait until vm list shows it Stopped)\n\
-         \x20   truncate -s {new} {vm_dir}/{name}/disk0.img\n\
-         \x20   vm start {name}\n\
-         \x20 inside the guest, as root:\n\
-         \x20   gpart recover {GUEST_DISK}\n\
-         \x20   gpart show {GUEST_DISK}    (the root file system is the last partition: note its index N)\n\
-         \x20   gpart resize -i N {GUEST_DISK}\n\
-         \x20   growfs /    (UFS; on ZFS: zpool online -e zroot {GUEST_DISK}pN)\n\
-         \x20 (/etc/rc.d/growfs onestart does the guest's part in one go, see growfs(7).)\n\
-         Then run warden apply again."
-    ))
-}
-
-/// Whether a change of CPUs or memory needs the VM stopped and started: bhyve fixes
-/// both when it starts, and `vm restart` reuses the options of the running instance,
-/// so it takes `vm stop`, waiting for the guest to go down, then `vm start`.
-pub fn needs_restart(old_cpus: u32, old_mem: &str, new_cpus: u32, new_mem: &str) -> bool {
-    let mem_changed = match (size_bytes(old_mem), size_bytes(new_mem)) {
-        (Some(o), Some(n)) => o != n,
-        _ => old_mem != new_mem,
-    };
-    old_cpus != new_cpus || mem_changed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::vm::{disk_change_refusal, disk_change_refusal_for, needs_restart};
     use crate::render::templates::{vm_conf_quote, yaml_quote};
     use std::path::Path;
 
@@ -547,13 +482,13 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(size_bytes("512M"), Some(512 << 20));
-        assert_eq!(size_bytes("8G"), Some(8 << 30));
-        assert_eq!(size_bytes("1T"), Some(1 << 40));
-        assert_eq!(size_bytes("8"), None);
-        assert_eq!(size_bytes("G"), None);
-        assert_eq!(size_bytes(""), None);
-        assert_eq!(size_bytes("8g"), None);
+        assert_eq!(crate::spec::grammar::size_bytes("512M"), Some(512 << 20));
+        assert_eq!(crate::spec::grammar::size_bytes("8G"), Some(8 << 30));
+        assert_eq!(crate::spec::grammar::size_bytes("1T"), Some(1 << 40));
+        assert_eq!(crate::spec::grammar::size_bytes("8"), None);
+        assert_eq!(crate::spec::grammar::size_bytes("G"), None);
+        assert_eq!(crate::spec::grammar::size_bytes(""), None);
+        assert_eq!(crate::spec::grammar::size_bytes("8g"), None);
     }
 
     #[test]

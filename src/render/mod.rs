@@ -1,5 +1,7 @@
 //! Fleet + host config → the desired resources. Pure: no command runs, no file is read.
 
+pub use crate::kinds::pf::{ruleset_numbers, DEVFS_RULES, VNET_RULESET};
+
 pub mod bhyve;
 pub mod dbsql;
 pub mod templates;
@@ -44,12 +46,8 @@ pub struct Desired {
 }
 
 pub const RC_CONF: &str = "/etc/rc.conf";
-pub const DEVFS_RULES: &str = "/etc/devfs.rules";
 /// How long an agent's rc.d script waits at start for its database, in seconds.
 pub const AGENT_DB_WAIT: u32 = 60;
-/// Bastille's VNET jail ruleset (`bastille_vnet`, setup.sh), which every jail
-/// that is not a GPU jail runs under and the GPU rulesets include.
-pub const VNET_RULESET: u32 = 13;
 /// The secret that becomes the agent's PostgreSQL password.
 pub const DB_PASSWORD_KEY: &str = "DB_PASSWORD";
 pub const PF_ANCHOR: &str = "warden";
@@ -119,17 +117,7 @@ impl AgentPaths {
     }
 }
 
-/// A soul repository as git is given it: URLs and absolute paths as written, a
-/// relative path joined to the manifest's directory.
-pub fn soul_source(repo: &str, manifest_dir: &std::path::Path) -> String {
-    let is_url = repo.contains("://")
-        || (repo.contains(':') && !repo.starts_with('/') && !repo.starts_with('.'));
-    if is_url || repo.starts_with('/') {
-        return repo.to_string();
-    }
-    manifest_dir.join(repo).display().to_string()
-}
-
+pub use crate::spec::soul_copy::soul_source;
 /// Render everything the host needs for this fleet.
 pub fn render(
     fleet: &Fleet,
@@ -203,22 +191,6 @@ pub fn render(
         aliases,
         devfs,
     })
-}
-
-/// The ruleset numbers a devfs.rules text defines (`[name=number]` headers).
-pub fn ruleset_numbers(text: &str) -> Vec<u32> {
-    text.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            l.strip_prefix('[')?
-                .strip_suffix(']')?
-                .rsplit_once('=')?
-                .1
-                .trim()
-                .parse()
-                .ok()
-        })
-        .collect()
 }
 
 /// The lines of ruleset `number` in a devfs.rules text: from its `[name=number]`

@@ -3,6 +3,13 @@
 //! Each kind has a module of its own below: how it is observed inside the batched
 //! probe, how each action on it is applied, which programs it needs.
 
+pub mod applier;
+pub mod change;
+pub mod kind;
+pub mod observed;
+pub mod records;
+pub mod zfs;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -256,13 +263,25 @@ pub struct SoulRes {
     pub pinned: Option<String>,
 }
 
+/// Where a new block goes when the file has none yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Placement {
+    /// At the end of the file.
+    End,
+    /// Before the first filter rule: after the operator's own translation rules and
+    /// before any filtering, so pfctl's required order (options, normalization,
+    /// queueing, translation, filtering) holds for a block holding both `nat-anchor`
+    /// and `anchor`.
+    BeforePfFilter,
+}
+
 /// A managed block (see `pfconf`) in a shared file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockRes {
     pub path: String,
     #[serde(skip, default)]
     pub block: String,
-    pub placement: crate::kinds::blocks::Placement,
+    pub placement: Placement,
     pub phase: Phase,
     /// Validate the whole new file with this command (the file's path appended)
     /// before it replaces the old one, e.g. `pfctl -nf`.
@@ -375,85 +394,9 @@ pub enum Resource {
 }
 
 impl Resource {
-    /// The stable id the plan, the state DB and `--json` use.
-    pub fn id(&self) -> String {
-        match self {
-            Resource::File(f) => format!("file:{}", f.path),
-            Resource::RcConf(r) if r.mode == RcMode::Word => {
-                format!("sysrc:{}:{}+={}", r.file, r.key, r.value)
-            }
-            Resource::RcConf(r) if r.file == "/etc/rc.conf" => format!("sysrc:{}", r.key),
-            Resource::RcConf(r) => format!("sysrc:{}:{}", r.file, r.key),
-            Resource::Dir { path, .. } => format!("dir:{path}"),
-            Resource::Bridge { name } => format!("bridge:{name}"),
-            Resource::Sysctl { name, .. } => format!("sysctl:{name}"),
-            Resource::VmSwitch { name, .. } => format!("vm-switch:{name}"),
-            Resource::BridgeAlias { bridge, addr } => format!("alias:{bridge}:{addr}"),
-            Resource::PfAnchor { anchor, .. } => format!("pf:anchor:{anchor}"),
-            Resource::Block(b) => format!("block:{}", b.path),
-            Resource::PfEnabled => "pf:enabled".into(),
-            Resource::Jail(j) => format!("jail:{}", j.name),
-            Resource::JailTemplate(t) => format!("template:{}:{}", t.jail, t.template),
-            Resource::User { name, .. } => format!("user:{name}"),
-            Resource::Soul(s) => format!("soul:{}", s.dest),
-            Resource::Service { name } => format!("service:{name}"),
-            Resource::Vm(v) => format!("vm:{}", v.name),
-            Resource::Rctl(r) => format!("rctl:{}", r.filter()),
-        }
-    }
-
-    pub fn phase(&self) -> Phase {
-        match self {
-            Resource::File(f) => f.phase,
-            Resource::RcConf(r) => r.phase,
-            Resource::Bridge { .. } | Resource::BridgeAlias { .. } | Resource::Sysctl { .. } => {
-                Phase::Network
-            }
-            Resource::Dir { .. } => Phase::Devfs,
-            Resource::VmSwitch { .. } => Phase::Jails,
-            Resource::PfAnchor { .. } | Resource::PfEnabled => Phase::Pf,
-            Resource::Block(b) => b.phase,
-            Resource::Jail(_) | Resource::Vm(_) => Phase::Jails,
-            Resource::JailTemplate(_) => Phase::JailTemplates,
-            Resource::User { .. } => Phase::Users,
-            Resource::Soul(_) => Phase::Souls,
-            Resource::Service { .. } => Phase::Services,
-            // A jail's rule needs the jail; a user's, the user (rctl resolves the name).
-            Resource::Rctl(r) if r.subject == "jail" => Phase::JailTemplates,
-            Resource::Rctl(_) => Phase::Users,
-        }
-    }
-
     /// Whether the plan must hide this resource's values.
     pub fn sensitive(&self) -> bool {
         matches!(self, Resource::File(f) if f.sensitive)
-    }
-
-    /// The desired state as canonical text; the plan compares it with what the host
-    /// shows for the same resource and diffs it for files.
-    pub fn repr(&self) -> String {
-        match self {
-            Resource::File(f) => file_repr(&f.content, f.mode, &f.owner, &f.group),
-            Resource::RcConf(r) => r.value.clone(),
-            Resource::Dir { mode, .. } => format!("directory, mode {mode:04o}"),
-            Resource::Bridge { .. } => "up".into(),
-            Resource::Sysctl { value, .. } => value.clone(),
-            Resource::VmSwitch { iface, .. } => format!("interface {iface}"),
-            Resource::BridgeAlias { addr, .. } => addr.clone(),
-            Resource::PfAnchor { content, .. } => content.clone(),
-            Resource::Block(b) => b.block.clone(),
-            Resource::PfEnabled => PF_RUNNING.into(),
-            Resource::Jail(j) => j.shape(true).repr(),
-            Resource::JailTemplate(t) => t.hash.clone(),
-            Resource::User { home, .. } => format!("home {home}"),
-            Resource::Soul(s) => match &s.pinned {
-                Some(d) => format!("{} copy {d}", s.repo),
-                None => format!("{} {}", s.repo, s.reference.as_deref().unwrap_or("HEAD")),
-            },
-            Resource::Service { .. } => "running".into(),
-            Resource::Vm(v) => vm_repr(v.cpus, &v.memory, &v.disk, true),
-            Resource::Rctl(r) => rctl_repr(&r.resource, r.amount),
-        }
     }
 }
 
@@ -513,32 +456,6 @@ impl Item {
             agent: agent.map(str::to_string),
             resource,
         }
-    }
-    pub fn id(&self) -> String {
-        self.resource.id()
-    }
-}
-
-/// The commands a change asks apply to run once after every change (deduplicated
-/// across changes): a service restart when its rc.d script, run script or env file
-/// changed, `service devfs restart` when devfs.rules changed. The plan lists them
-/// and apply runs them, from this one function.
-pub fn triggers(r: &Resource, action: crate::engine::plan::Action) -> &[Vec<String>] {
-    use crate::engine::plan::Action;
-    match (r, action) {
-        (Resource::File(f), Action::Update) => &f.notify,
-        // A command fed from the file itself has not consumed a new file yet.
-        (Resource::File(f), Action::Create)
-            if f.notify.iter().any(|c| feed_of(c) == Some(f.path.as_str())) =>
-        {
-            &f.notify
-        }
-        (Resource::JailTemplate(t), Action::Create | Action::Update) => &t.notify,
-        (Resource::RcConf(rc), Action::Create | Action::Update) => &rc.notify,
-        // A block's commands run at once when it is written (devfs rules must be
-        // loaded before the jails that use them start), not after every change.
-        (Resource::Block(_), _) => &[],
-        _ => &[],
     }
 }
 
@@ -610,99 +527,10 @@ pub fn command_label(argv: &[String]) -> (String, String) {
     }
 }
 
-/// What a change does besides making its resource match, as the plan's notes:
-/// restarts, reloads and rebuilds inside the change itself.
-pub fn change_notes(
-    r: &Resource,
-    action: crate::engine::plan::Action,
-    before: Option<&str>,
-) -> Vec<String> {
-    use crate::engine::plan::Action;
-    match (r, action) {
-        (Resource::Jail(j), Action::Update) => {
-            let want = j.shape(true).repr();
-            let before = before.unwrap_or("");
-            let d = crate::kinds::jailchange::delta(before, j);
-            let mut notes = Vec::new();
-            if d.release.is_some() {
-                notes.push(
-                    "stop: bastille upgrade runs on the stopped thin jail, which then starts"
-                        .into(),
-                );
-            }
-            if d.network() {
-                notes.push("restart: bastille sysrc sets the new address inside the jail".into());
-            }
-            // Jail parameters and a devfs ruleset's rules take effect only when the
-            // jail starts (jail(8)): a difference restarts it.
-            let changed: Vec<String> = want
-                .lines()
-                .filter_map(|l| {
-                    let (k, v) = l.split_once(' ')?;
-                    let old = repr_field(before, k);
-                    if matches!(k, "state" | "release" | "ip" | "gateway") || old == v {
-                        return None;
-                    }
-                    Some(match (k, j.devfs_ruleset) {
-                        ("devfs_rules", Some(n)) => format!("devfs ruleset {n}'s rules changed"),
-                        ("devfs_ruleset", Some(n)) if old == "0" => format!(
-                            "devfs ruleset {n} was not loaded when the jail started (its /dev is unfiltered)"
-                        ),
-                        _ => format!(
-                            "{k} {} -> {v}",
-                            if old.is_empty() { "(not set)" } else { &old }
-                        ),
-                    })
-                })
-                .collect();
-            if !changed.is_empty() {
-                notes.push(format!("restart: {}", changed.join(", ")));
-            } else if notes.is_empty() && repr_field(before, "state") != "running" {
-                notes.push("start: the jail is stopped".into());
-            }
-            notes
-        }
-        (Resource::Rctl(r), Action::Update) if r.subject == "jail" => {
-            vec!["replace: bastille limits remove, then add".into()]
-        }
-        (Resource::Soul(s), Action::Create | Action::Update) if s.pinned.is_some() => {
-            match &s.reference {
-                Some(r) => vec![format!(
-                    "SOUL_REF {r} does not apply: {} is not a git repository",
-                    s.repo
-                )],
-                None => vec![],
-            }
-        }
-        (Resource::JailTemplate(_), Action::Update) => {
-            vec![
-                "rebuild: the template or its arguments changed, bastille template runs again"
-                    .into(),
-            ]
-        }
-        (Resource::PfEnabled, Action::Create | Action::Update) => {
-            let before = before.unwrap_or("");
-            let mut steps = Vec::new();
-            if !before.starts_with("pf.ko loaded") {
-                steps.push("kldload pf");
-            }
-            steps.push("pfctl -e");
-            vec![format!(
-                "{}: pf_enable=YES acts only at boot (rc.d/pf)",
-                steps.join(", then ")
-            )]
-        }
-        (Resource::PfAnchor { anchor, path, .. }, Action::Create | Action::Update) => {
-            vec![format!("reload: pfctl -a {anchor} -f {path}")]
-        }
-        (Resource::Block(b), _) if !b.reload.is_empty() => {
-            vec![format!("reload: {} {}", b.reload.join(" "), b.path)]
-        }
-        (Resource::Block(b), _) if !b.notify.is_empty() => b
-            .notify
-            .iter()
-            .map(|c| format!("then at once: {}", c.join(" ")))
-            .collect(),
-        _ => vec![],
-    }
+/// `sha256:` and the first 16 hex digits: enough to tell copies apart.
+/// A digest or commit as plan and status show it: `sha256:` and 16 hex digits
+/// for a soul copy's digest, 12 hex digits for a git commit.
+pub fn short_digest(d: &str) -> &str {
+    let n = if d.starts_with("sha256:") { 7 + 16 } else { 12 };
+    d.get(..n).unwrap_or(d)
 }

@@ -473,6 +473,18 @@ pub fn system_dir_reason(path: &str, own: &str) -> Option<String> {
         .map(|t| format!("{t} is a system tree; name a directory of its own below it"))
 }
 
+/// A size as the manifest writes it (`512M`, `8G`, `1T`) in bytes.
+pub fn size_bytes(s: &str) -> Option<u64> {
+    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let shift = match unit {
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    num.parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,8 @@
 //! The `Host` trait: the only way warden touches a machine. Files live under a
 //! target root; commands run as argument vectors (never through a shell).
 
+pub mod tree;
+
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -229,7 +231,7 @@ pub trait Host: Sync {
     /// executable), symlinks as they are, owned by warden's user (root).
     fn copy_tree_in(&self, from: &Path, to: &str) -> Result<(), HostError> {
         let dest = self.local(to);
-        crate::spec::soul_copy::copy_tree(from, &dest).map_err(|e| io(&dest, e))
+        tree::copy_tree(from, &dest).map_err(|e| io(&dest, e))
     }
     /// Number of commands run so far.
     fn spawned(&self) -> usize;

@@ -297,7 +297,7 @@ pub fn rollback_text(run: i64, steps: &[Rollback]) -> String {
         out.push_str(&format!(
             "\n  < {}  (taken {})\n",
             r.what,
-            crate::engine::state::format_epoch(r.taken)
+            crate::time::format_epoch(r.taken)
         ));
         if let Some(j) = &r.jail {
             out.push_str(&format!("      bastille stop {j}\n"));
