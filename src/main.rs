@@ -737,7 +737,7 @@ fn fleet_check(dir: &Path) -> Result<ExitCode, Error> {
 fn backup(ctx: &Ctx, a: BackupArgs) -> Result<ExitCode, Error> {
     let (cfg, fleet) = ctx.load()?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
-    let _lock = warden::state::lock(&host.local(&cfg.host.state_db))?;
+    let _lock = warden::state::lock(&host, &cfg.host.state_db)?;
     let now = warden::state::now();
     let to = &a.to;
     let results = match a.agent {
@@ -800,7 +800,6 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
     let host = LocalHost::with_timeouts(&target.root, cfg.host.timeouts);
     // The apply lock is taken once the archive is verified and the operator said
     // yes: a dry-run or a refused archive leaves the lock file as it is.
-    let db = host.local(&cfg.host.state_db);
     let mut lock = None;
     // The env file, rc.d script and run script are rendered from the manifests,
     // as apply writes them; an archive is never trusted for a program root runs.
@@ -834,12 +833,12 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
         {
             return stop("not confirmed");
         }
-        lock = Some(
-            warden::state::lock(&db).map_err(|e| warden::backup::BackupError::Check {
+        lock = Some(warden::state::lock(&host, &cfg.host.state_db).map_err(|e| {
+            warden::backup::BackupError::Check {
                 agent: agent.clone(),
                 message: format!("{e}; nothing was restored"),
-            })?,
-        );
+            }
+        })?);
         Ok(())
     };
     let report = match cli_support::restore_with_service_stopped(

@@ -690,7 +690,7 @@ pub fn apply(
 ) -> Result<ApplyOutcome> {
     use crate::apply::{preflight, Applier, Options};
     let db_path = host.local(&cfg.host.state_db);
-    let _lock = state::lock(&db_path)?;
+    let _lock = state::lock(host, &cfg.host.state_db)?;
     let rt = state::runtime();
     let mut st = OpenState::open(&rt, &db_path)?;
     rt.block_on(st.close_interrupted())?;
@@ -1117,7 +1117,7 @@ pub fn destroy(
             for name in &req.agents {
                 let Some(a) = fleet.get(name) else { continue };
                 let archive = {
-                    let _lock = state::lock(&host.local(&cfg.host.state_db))?;
+                    let _lock = state::lock(host, &cfg.host.state_db)?;
                     crate::backup::backup_agent(host, cfg, a, &to, &now)
                 }
                 .map_err(|e| Refusal::BackupBeforePurge(e.to_string()))?;
