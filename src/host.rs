@@ -210,7 +210,7 @@ pub trait Host: Sync {
     /// executable), symlinks as they are, owned by warden's user (root).
     fn copy_tree_in(&self, from: &Path, to: &str) -> Result<(), HostError> {
         let dest = self.local(to);
-        crate::soulcopy::copy_tree(from, &dest).map_err(|e| io(&dest, e))
+        copy_tree(from, &dest).map_err(|e| io(&dest, e))
     }
     /// Number of commands run so far.
     fn spawned(&self) -> usize;
@@ -230,6 +230,32 @@ pub trait Host: Sync {
         too_large(argv, output, max, key)?;
         Ok(out)
     }
+}
+
+/// What `Host::copy_tree_in` does on a local tree: copy `from` into the new
+/// directory `to` (which must not exist): directories 0755, files 0644 (0755 when
+/// executable), symlinks as they are. The caller's owner (root) owns the copy.
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir(to)?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))?;
+    crate::soulcopy::walk(from, from, &mut |rel, meta, abs| {
+        let dest = to.join(rel);
+        if meta.is_dir() {
+            std::fs::create_dir(&dest)?;
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
+        } else if meta.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(abs)?, &dest)
+        } else {
+            std::fs::copy(abs, &dest)?;
+            let mode = if meta.permissions().mode() & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            };
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))
+        }
+    })
 }
 
 /// The error for an output file past its cap, if it is.

@@ -8,6 +8,10 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+// The copy is a write to the target, made by `Host::copy_tree_in` (host.rs).
+#[cfg(test)]
+use crate::host::copy_tree;
+
 /// Whether `source` is a local directory that is not a git repository.
 pub fn is_plain_dir(source: &str) -> bool {
     let p = Path::new(source);
@@ -64,7 +68,7 @@ fn digest_of(dir: &Path, skip_git: bool) -> io::Result<String> {
 
 /// Visit every entry below `dir` (not following symlinks), sorted by name, a
 /// directory before what it holds. Special files are an error.
-fn walk(
+pub(crate) fn walk(
     base: &Path,
     dir: &Path,
     f: &mut dyn FnMut(&str, &fs::Metadata, &Path) -> io::Result<()>,
@@ -90,32 +94,6 @@ fn walk(
         }
     }
     Ok(())
-}
-
-/// Copy `from` into the new directory `to` (which must not exist): directories
-/// 0755, files 0644 (0755 when executable), symlinks as they are. The caller's
-/// owner (root) owns the copy.
-pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::create_dir(to)?;
-    fs::set_permissions(to, fs::Permissions::from_mode(0o755))?;
-    walk(from, from, &mut |rel, meta, abs| {
-        let dest = to.join(rel);
-        if meta.is_dir() {
-            fs::create_dir(&dest)?;
-            fs::set_permissions(&dest, fs::Permissions::from_mode(0o755))
-        } else if meta.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(abs)?, &dest)
-        } else {
-            fs::copy(abs, &dest)?;
-            let mode = if meta.permissions().mode() & 0o111 != 0 {
-                0o755
-            } else {
-                0o644
-            };
-            fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
-        }
-    })
 }
 
 #[cfg(test)]
