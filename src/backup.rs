@@ -39,6 +39,16 @@
 //!
 //! Archives are built and read with the system `tar` (base system on FreeBSD),
 //! through [`Host::run`], with argument vectors only.
+//!
+//! Which files go through `Host`: the agent's files on the target are read and
+//! put back through it (`read`, `list_dir`, `meta`; the restore writes with
+//! `write_atomic` and `rename`, and runs tar and rm on `arg_path`s). Two local
+//! directories are warden's own and handled with `std::fs`: the archive
+//! directory with its staging directory (the operator's output: `backup --to
+//! DIR`, or destroy's backup directory already placed under `--root`), where
+//! archives are staged, linked into place and pruned; and the restore's private
+//! work directory beside the state DB, where members are unpacked, checked and
+//! removed again.
 
 use crate::config::Config;
 use crate::dbsql;
@@ -920,6 +930,7 @@ pub fn archives_of(dir: &Path, agent: &str) -> Vec<PathBuf> {
 }
 
 /// Keep the newest `keep` archives of `agent` in `dir`; returns those removed.
+/// `dir` is the operator's own archive directory (`backup --to`), not the target's.
 pub fn prune(dir: &Path, agent: &str, keep: usize) -> Result<Vec<PathBuf>, BackupError> {
     let all = archives_of(dir, agent);
     let excess = all.len().saturating_sub(keep);
