@@ -341,7 +341,7 @@ fn noop_phases(config: &Path, root: &Path, templates: &Templates) -> ([Duration;
     lap(&mut t);
     let host = LocalHost::new(root);
     let db_path = host.local(&cfg.host.state_db);
-    let lock = state::lock(&db_path).expect("lock");
+    let lock = state::lock(&host, &cfg.host.state_db).expect("lock");
     lap(&mut t);
     let rt = state::runtime();
     let mut st = rt.block_on(state::State::open(&db_path)).expect("open");

@@ -742,7 +742,7 @@ fn fleet_check(dir: &Path) -> Result<ExitCode, Error> {
 fn backup(ctx: &Ctx, a: BackupArgs) -> Result<ExitCode, Error> {
     let (cfg, fleet) = ctx.load()?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
-    let _lock = warden::engine::state::lock(&host.local(&cfg.host.state_db))?;
+    let _lock = warden::engine::state::lock(&host, &cfg.host.state_db)?;
     let now = warden::engine::state::now();
     let to = &a.to;
     let results = match a.agent {
@@ -805,7 +805,6 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
     let host = LocalHost::with_timeouts(&target.root, cfg.host.timeouts);
     // The apply lock is taken once the archive is verified and the operator said
     // yes: a dry-run or a refused archive leaves the lock file as it is.
-    let db = host.local(&cfg.host.state_db);
     let mut lock = None;
     // The env file, rc.d script and run script are rendered from the manifests,
     // as apply writes them; an archive is never trusted for a program root runs.
@@ -839,12 +838,14 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode, Error> {
         {
             return stop("not confirmed");
         }
-        lock = Some(warden::engine::state::lock(&db).map_err(|e| {
-            warden::ops::backup::BackupError::Check {
-                agent: agent.clone(),
-                message: format!("{e}; nothing was restored"),
-            }
-        })?);
+        lock = Some(
+            warden::engine::state::lock(&host, &cfg.host.state_db).map_err(|e| {
+                warden::ops::backup::BackupError::Check {
+                    agent: agent.clone(),
+                    message: format!("{e}; nothing was restored"),
+                }
+            })?,
+        );
         Ok(())
     };
     let report = match cli_support::restore_with_service_stopped(

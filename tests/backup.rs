@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use warden::host::{FileMeta, Host, HostError, LocalHost, Output};
+use warden::host::{Host, HostError, LocalHost, Output};
 use warden::ops::backup::{
     backup_agent, backup_agent_with, restore, restore_with, BackupError, DbDumper, DbTarget,
     Manifest,
@@ -28,17 +28,19 @@ const SECRET: &str = "sk-live-7f3a9c2e51d04b8a";
 
 /// A `LocalHost` whose commands see the fakes first on PATH and `FAKEBSD_ROOT`,
 /// without changing this process's environment (tests run in parallel).
-struct FakeBsd {
-    inner: LocalHost,
+type FakeBsd = support::Forwarding<LocalHost, FakeCommands>;
+
+/// Every command run with the fakes first on PATH and `FAKEBSD_ROOT` set.
+struct FakeCommands {
     root: PathBuf,
 }
 
-impl FakeBsd {
-    fn new(root: &Path) -> Self {
-        FakeBsd {
-            inner: LocalHost::new(root),
+fn fake_bsd(root: &Path) -> FakeBsd {
+    support::Forwarding {
+        inner: LocalHost::new(root),
+        over: FakeCommands {
             root: root.to_path_buf(),
-        }
+        },
     }
 }
 
@@ -83,58 +85,28 @@ fn run_with_env(
     })
 }
 
-impl Host for FakeBsd {
-    fn local(&self, p: &str) -> PathBuf {
-        self.inner.local(p)
+impl support::Overrides for FakeCommands {
+    fn have(&self, inner: &dyn Host, program: &str) -> Option<bool> {
+        Some(support::fakebsd_dir().join(program).exists() || inner.have(program))
     }
-    fn is_live_root(&self) -> bool {
-        false
-    }
-    fn read(&self, p: &str) -> Result<Option<Vec<u8>>, HostError> {
-        self.inner.read(p)
-    }
-    fn meta(&self, p: &str) -> Option<FileMeta> {
-        self.inner.meta(p)
-    }
-    fn list_dir(&self, p: &str) -> Vec<String> {
-        self.inner.list_dir(p)
-    }
-    fn have(&self, program: &str) -> bool {
-        support::fakebsd_dir().join(program).exists() || self.inner.have(program)
-    }
-    fn run(&self, argv: &[String]) -> Result<Output, HostError> {
-        self.run_io(argv, None, None)
+    fn run(&self, inner: &dyn Host, argv: &[String]) -> Option<Result<Output, HostError>> {
+        self.run_io(inner, argv, None, None)
     }
     fn run_io(
         &self,
+        _inner: &dyn Host,
         argv: &[String],
         input: Option<&Path>,
         output: Option<&Path>,
-    ) -> Result<Output, HostError> {
+    ) -> Option<Result<Output, HostError>> {
         let path = support::fake_path();
         let root = self.root.display().to_string();
-        run_with_env(
+        Some(run_with_env(
             argv,
             &[("PATH", &path), ("FAKEBSD_ROOT", &root)],
             input,
             output,
-        )
-    }
-    fn write_atomic(
-        &self,
-        p: &str,
-        content: &[u8],
-        mode: u32,
-        uid: u32,
-        gid: u32,
-    ) -> Result<(), HostError> {
-        self.inner.write_atomic(p, content, mode, uid, gid)
-    }
-    fn remove(&self, p: &str) -> Result<(), HostError> {
-        self.inner.remove(p)
-    }
-    fn spawned(&self) -> usize {
-        0
+        ))
     }
 }
 
@@ -191,7 +163,7 @@ impl Site {
         Site { site, cfg, agents }
     }
     fn host(&self) -> FakeBsd {
-        FakeBsd::new(&self.root)
+        fake_bsd(&self.root)
     }
     fn agent(&self, name: &str) -> &AgentSpec {
         &self.agents[name]
@@ -1078,55 +1050,35 @@ fn databases_are_dumped_and_restored_with_real_postgres() {
 /// the db jail runs, and `bastille cmd JAIL pg_dump|pg_restore ...` runs the real
 /// program against the test server, streaming as `bastille cmd` does (its header first).
 struct JailedPg<'a> {
-    inner: LocalHost,
     dumper: PgDumper<'a>,
     calls: Mutex<Vec<String>>,
 }
 
-impl Host for JailedPg<'_> {
-    fn local(&self, p: &str) -> PathBuf {
-        self.inner.local(p)
-    }
-    fn is_live_root(&self) -> bool {
-        false
-    }
-    fn read(&self, p: &str) -> Result<Option<Vec<u8>>, HostError> {
-        self.inner.read(p)
-    }
-    fn meta(&self, p: &str) -> Option<FileMeta> {
-        self.inner.meta(p)
-    }
-    fn list_dir(&self, p: &str) -> Vec<String> {
-        self.inner.list_dir(p)
-    }
-    fn have(&self, program: &str) -> bool {
-        self.inner.have(program)
-    }
-    fn run(&self, argv: &[String]) -> Result<Output, HostError> {
+impl support::Overrides for JailedPg<'_> {
+    fn run(&self, _inner: &dyn Host, argv: &[String]) -> Option<Result<Output, HostError>> {
         let a: Vec<&str> = argv.iter().map(String::as_str).collect();
-        match a.as_slice() {
-            ["jls", "-j", "atlasdb", "name"] => {
-                self.calls.lock().unwrap().push(argv.join(" "));
-                Ok(Output {
-                    status: 0,
-                    stdout: "atlasdb\n".into(),
-                    stderr: String::new(),
-                })
-            }
-            _ => self.inner.run(argv),
-        }
+        let ["jls", "-j", "atlasdb", "name"] = a.as_slice() else {
+            return None;
+        };
+        self.calls.lock().unwrap().push(argv.join(" "));
+        Some(Ok(Output {
+            status: 0,
+            stdout: "atlasdb\n".into(),
+            stderr: String::new(),
+        }))
     }
     fn run_io(
         &self,
+        _inner: &dyn Host,
         argv: &[String],
         input: Option<&Path>,
         output: Option<&Path>,
-    ) -> Result<Output, HostError> {
+    ) -> Option<Result<Output, HostError>> {
         let a: Vec<&str> = argv.iter().map(String::as_str).collect();
         let ["bastille", "cmd", "atlasdb", program @ ("pg_dump" | "pg_restore"), rest @ ..] =
             a.as_slice()
         else {
-            return self.inner.run_io(argv, input, output);
+            return None;
         };
         self.calls.lock().unwrap().push(argv.join(" "));
         let mut c = self.dumper.command(program);
@@ -1142,27 +1094,11 @@ impl Host for JailedPg<'_> {
             bytes.extend_from_slice(&out.stdout);
             std::fs::write(o, bytes).unwrap();
         }
-        Ok(Output {
+        Some(Ok(Output {
             status: out.status.code().unwrap_or(128),
             stdout: String::new(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
-    }
-    fn write_atomic(
-        &self,
-        p: &str,
-        content: &[u8],
-        mode: u32,
-        uid: u32,
-        gid: u32,
-    ) -> Result<(), HostError> {
-        self.inner.write_atomic(p, content, mode, uid, gid)
-    }
-    fn remove(&self, p: &str) -> Result<(), HostError> {
-        self.inner.remove(p)
-    }
-    fn spawned(&self) -> usize {
-        0
+        }))
     }
 }
 
@@ -1173,10 +1109,12 @@ fn the_bastille_dumper_streams_real_databases_through_the_jail() {
         return;
     };
     let (root, cfg, atlas) = pg_fixture(&pg);
-    let host = JailedPg {
+    let host = support::Forwarding {
         inner: LocalHost::new(root.path()),
-        dumper: PgDumper { pg: &pg },
-        calls: Mutex::new(Vec::new()),
+        over: JailedPg {
+            dumper: PgDumper { pg: &pg },
+            calls: Mutex::new(Vec::new()),
+        },
     };
     let out = tempfile::tempdir().unwrap();
     let archive = backup_agent(&host, &cfg, &atlas, out.path(), NOW).unwrap();
@@ -1187,7 +1125,7 @@ fn the_bastille_dumper_streams_real_databases_through_the_jail() {
         !root.path().join("usr/local/bastille").exists(),
         "nothing was read or written in the jail's tree"
     );
-    let calls = host.calls.lock().unwrap().clone();
+    let calls = host.over.calls.lock().unwrap().clone();
     let expected: Vec<String> = ["ops", "brain", "skills"]
         .iter()
         .map(|s| {

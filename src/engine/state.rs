@@ -1,6 +1,7 @@
 //! The state DB (SQLite through sqlx): runs, changes, what warden manages, and the
 //! numbering it must keep stable. No secret ever goes in.
 
+use crate::host::Host;
 pub use crate::resource::records::{Managed, SoulRecord, StateView, JAIL_MADE, SOUL_TREE};
 use crate::resource::{Resource, Step};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
@@ -31,6 +32,8 @@ pub enum StateError {
     },
     #[error("another apply is running (pid {pid})")]
     Locked { pid: String },
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
 }
 
 /// One executed change as the state DB records it.
@@ -197,16 +200,17 @@ pub struct ApplyLock {
     _file: std::fs::File,
 }
 
-/// Take the apply lock beside the DB, or say who holds it.
-pub fn lock(db_path: &Path) -> Result<ApplyLock, StateError> {
+/// Take the apply lock beside the DB (`state_db`, a host path), or say who holds
+/// it. The DB's directory is made through `Host` when missing; the lock file and
+/// the DB are then opened at their local paths (flock and SQLite need real files).
+pub fn lock(host: &dyn Host, state_db: &str) -> Result<ApplyLock, StateError> {
     use std::io::{Read, Seek, Write};
-    let lock_path = PathBuf::from(format!("{}.lock", db_path.display()));
-    if let Some(dir) = lock_path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
+    if let Some(dir) = Path::new(state_db).parent().and_then(Path::to_str) {
+        if host.meta(dir).is_none() {
+            host.make_dir(dir, 0o755)?;
+        }
     }
+    let lock_path = PathBuf::from(format!("{}.lock", host.local(state_db).display()));
     let io_err = |source| StateError::Io {
         path: lock_path.display().to_string(),
         source,
@@ -256,13 +260,8 @@ pub fn lock_is_free(db_path: &Path) -> bool {
 
 impl State {
     /// Open (creating and migrating) the state DB in WAL mode.
+    /// Its directory is there already: made by [`lock`], which a writer holds.
     pub async fn open(path: &Path) -> Result<State, StateError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        }
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

@@ -39,6 +39,16 @@
 //!
 //! Archives are built and read with the system `tar` (base system on FreeBSD),
 //! through [`Host::run`], with argument vectors only.
+//!
+//! Which files go through `Host`: the agent's files on the target are read and
+//! put back through it (`read`, `list_dir`, `meta`; the restore writes with
+//! `write_atomic` and `rename`, and runs tar and rm on `arg_path`s). Two local
+//! directories are warden's own and handled with `std::fs`: the archive
+//! directory with its staging directory (the operator's output: `backup --to
+//! DIR`, or destroy's backup directory already placed under `--root`), where
+//! archives are staged, linked into place and pruned; and the restore's private
+//! work directory beside the state DB, where members are unpacked, checked and
+//! removed again.
 
 use crate::host::{Host, HostError, Output};
 use crate::render::dbsql;
@@ -49,7 +59,7 @@ use crate::spec::manifest::AgentSpec;
 use crate::spec::role::Role;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -655,6 +665,12 @@ pub fn backup_all_with(
 }
 
 /// [`backup_agent`] with another way of dumping databases.
+///
+/// The archive directory is a local path: the operator's own output (`warden
+/// backup --to DIR`), or `destroy --purge`'s backup directory, which the caller has
+/// already placed under `--root` with `Host::local`. Staging it, linking the
+/// archive into place and pruning old ones are plain file operations there, not
+/// writes to the target through `Host`; the agent's data is read through `Host`.
 pub fn backup_agent_with(
     host: &dyn Host,
     cfg: &Config,
@@ -672,16 +688,10 @@ pub fn backup_agent_with(
         message: format!("{now:?} is not a UTC time like 2025-01-31T12:00:00Z"),
     })?;
     let to = std::path::absolute(to).map_err(io_err(name, &to.display().to_string()))?;
+    let archive = |n: u32| archive_path(&to, name, &stamp, n);
     // Unique names: a second archive in the same second gets -2, then -3…
-    let candidate = |n: u32| {
-        to.join(if n == 1 {
-            format!("{name}-{stamp}.tar.xz")
-        } else {
-            format!("{name}-{stamp}-{n}.tar.xz")
-        })
-    };
     let mut n = 1;
-    while candidate(n).symlink_metadata().is_ok() {
+    while archive(n).symlink_metadata().is_ok() {
         n += 1;
     }
     std::fs::DirBuilder::new()
@@ -693,48 +703,97 @@ pub fn backup_agent_with(
         .map_err(io_err(name, &to.display().to_string()))?;
     let dir = staging.path();
     let paths = AgentPaths::new(agent, &cfg.host);
+    let mut entries = vec![stage_env(host, name, dir, &paths)?];
+    entries.extend(stage_soul(host, name, dir, &paths)?);
+    entries.extend(stage_jail_dirs(host, cfg, agent, dir)?);
+    entries.extend(stage_databases(host, cfg, agent, dir, dumper)?);
+    let manifest = Manifest {
+        format: FORMAT,
+        agent: name.into(),
+        created: now.into(),
+        warden_version: env!("CARGO_PKG_VERSION").into(),
+        entries,
+    };
+    let built = build_archive(host, name, dir, &manifest, &archive(n))?;
+    let target = link_into_place(name, &built, archive, n)?;
+    std::fs::File::open(&to)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(name, &to.display().to_string()))?;
+    tracing::info!(agent = name, archive = %target.display(), "backup written");
+    Ok(target)
+}
+
+/// `DIR/NAME-STAMP.tar.xz`, and from the second one on `DIR/NAME-STAMP-N.tar.xz`.
+fn archive_path(to: &Path, name: &str, stamp: &str, n: u32) -> PathBuf {
+    to.join(if n == 1 {
+        format!("{name}-{stamp}.tar.xz")
+    } else {
+        format!("{name}-{stamp}-{n}.tar.xz")
+    })
+}
+
+/// The env file, read through the host and staged 0600: for its secrets, as
+/// data. A restore never installs it (nor an rc.d script, which older archives
+/// hold): both are rendered again from the manifests.
+fn stage_env(
+    host: &dyn Host,
+    name: &str,
+    dir: &Path,
+    paths: &AgentPaths,
+) -> Result<Entry, BackupError> {
+    let (src, rel) = (&paths.envfile, format!("env/{name}.env"));
+    let Some(bytes) = host.read(src).map_err(host_err(name))? else {
+        return Err(BackupError::Missing {
+            agent: name.into(),
+            file: src.clone(),
+        });
+    };
+    let dest = dir.join(&rel);
+    write_private(&dest, &bytes).map_err(io_err(name, &dest.display().to_string()))?;
+    entry(name, dir, rel, EntryKind::Env, Some(src.clone()))
+}
+
+/// The soul checkout, as a nested tar (none when there is no checkout).
+fn stage_soul(
+    host: &dyn Host,
+    name: &str,
+    dir: &Path,
+    paths: &AgentPaths,
+) -> Result<Option<Entry>, BackupError> {
+    if host.list_dir(&paths.soul_dir).is_empty() {
+        return Ok(None);
+    }
+    let dest = dir.join("soul.tar");
+    write_private(&dest, b"").map_err(io_err(name, &dest.display().to_string()))?;
+    let argv = vec![
+        s("tar"),
+        s("-cf"),
+        dest.display().to_string(),
+        s("-C"),
+        host.arg_path(&paths.soul_dir),
+        s("."),
+    ];
+    let out = host.run(&argv).map_err(host_err(name))?;
+    check_output(name, &paths.soul_dir, &argv, &out)?;
+    entry(
+        name,
+        dir,
+        "soul.tar".into(),
+        EntryKind::Soul,
+        Some(paths.soul_dir.clone()),
+    )
+    .map(Some)
+}
+
+/// The git jail's repositories and the CMS content, archived inside each jail.
+fn stage_jail_dirs(
+    host: &dyn Host,
+    cfg: &Config,
+    agent: &AgentSpec,
+    dir: &Path,
+) -> Result<Vec<Entry>, BackupError> {
+    let name = agent.name.as_str();
     let mut entries = Vec::new();
-
-    // The env file, read through the host and staged 0600: for its secrets, as
-    // data. A restore never installs it (nor an rc.d script, which older archives
-    // hold): both are rendered again from the manifests.
-    {
-        let (src, rel) = (&paths.envfile, format!("env/{name}.env"));
-        let Some(bytes) = host.read(src).map_err(host_err(name))? else {
-            return Err(BackupError::Missing {
-                agent: name.into(),
-                file: src.clone(),
-            });
-        };
-        let dest = dir.join(&rel);
-        write_private(&dest, &bytes).map_err(io_err(name, &dest.display().to_string()))?;
-        entries.push(entry(name, dir, rel, EntryKind::Env, Some(src.clone()))?);
-    }
-
-    // The soul checkout, as a nested tar.
-    if !host.list_dir(&paths.soul_dir).is_empty() {
-        let dest = dir.join("soul.tar");
-        write_private(&dest, b"").map_err(io_err(name, &dest.display().to_string()))?;
-        let argv = vec![
-            s("tar"),
-            s("-cf"),
-            dest.display().to_string(),
-            s("-C"),
-            host.arg_path(&paths.soul_dir),
-            s("."),
-        ];
-        let out = host.run(&argv).map_err(host_err(name))?;
-        check_output(name, &paths.soul_dir, &argv, &out)?;
-        entries.push(entry(
-            name,
-            dir,
-            "soul.tar".into(),
-            EntryKind::Soul,
-            Some(paths.soul_dir.clone()),
-        )?);
-    }
-
-    // The git jail's repositories and the CMS content, archived inside each jail.
     for kind in [EntryKind::Git, EntryKind::Cms] {
         let role = kind.jail_role().expect("a jail entry");
         let (Some(jail), Some(inside)) = (agent.jail(role), jail_data_dir(role, name)) else {
@@ -754,44 +813,57 @@ pub fn backup_agent_with(
             entries.push(e);
         }
     }
+    Ok(entries)
+}
 
-    // Databases, dumped in the db jail.
-    if let Some(jail) = agent.jail(Role::Db) {
-        let db_dir = dir.join("db");
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&db_dir)
-            .map_err(io_err(name, &db_dir.display().to_string()))?;
-        for db in dbsql::database_names(name) {
-            let rel = format!("db/{db}.dump");
-            let dest = dir.join(&rel);
-            let target = DbTarget {
-                agent: name,
-                jail: &jail.name,
-                database: &db,
-            };
-            dumper.dump(host, cfg, &target, &dest)?;
-            let mut e = entry(name, dir, rel, EntryKind::Database, None)?;
-            e.jail = Some(jail.name.clone());
-            e.database = Some(db.clone());
-            entries.push(e);
-        }
-    }
-
-    let manifest = Manifest {
-        format: FORMAT,
-        agent: name.into(),
-        created: now.into(),
-        warden_version: env!("CARGO_PKG_VERSION").into(),
-        entries,
+/// Databases, dumped in the db jail (none without one).
+fn stage_databases(
+    host: &dyn Host,
+    cfg: &Config,
+    agent: &AgentSpec,
+    dir: &Path,
+    dumper: &dyn DbDumper,
+) -> Result<Vec<Entry>, BackupError> {
+    let name = agent.name.as_str();
+    let Some(jail) = agent.jail(Role::Db) else {
+        return Ok(Vec::new());
     };
-    let mut json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+    let db_dir = dir.join("db");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&db_dir)
+        .map_err(io_err(name, &db_dir.display().to_string()))?;
+    let mut entries = Vec::new();
+    for db in dbsql::database_names(name) {
+        let rel = format!("db/{db}.dump");
+        let dest = dir.join(&rel);
+        let target = DbTarget {
+            agent: name,
+            jail: &jail.name,
+            database: &db,
+        };
+        dumper.dump(host, cfg, &target, &dest)?;
+        let mut e = entry(name, dir, rel, EntryKind::Database, None)?;
+        e.jail = Some(jail.name.clone());
+        e.database = Some(db.clone());
+        entries.push(e);
+    }
+    Ok(entries)
+}
+
+/// The manifest and the staged entries as one xz tar, built inside the private
+/// staging directory (`archive` names it in errors) and synced.
+fn build_archive(
+    host: &dyn Host,
+    name: &str,
+    dir: &Path,
+    manifest: &Manifest,
+    archive: &Path,
+) -> Result<PathBuf, BackupError> {
+    let mut json = serde_json::to_vec_pretty(manifest).expect("a manifest serializes");
     json.push(b'\n');
     let mpath = dir.join(MANIFEST);
     write_private(&mpath, &json).map_err(io_err(name, &mpath.display().to_string()))?;
-
-    // The archive is built inside the private staging directory, then linked into
-    // place (a link never replaces an existing file).
     let built = dir.join("archive.tar.xz");
     write_private(&built, b"").map_err(io_err(name, &built.display().to_string()))?;
     let mut argv = vec![
@@ -804,16 +876,25 @@ pub fn backup_agent_with(
     ];
     argv.extend(manifest.entries.iter().map(|e| e.path.clone()));
     let out = host.run(&argv).map_err(host_err(name))?;
-    check_output(name, &candidate(n).display().to_string(), &argv, &out)?;
+    check_output(name, &archive.display().to_string(), &argv, &out)?;
     std::fs::set_permissions(&built, std::fs::Permissions::from_mode(0o600))
         .and_then(|()| std::fs::File::open(&built)?.sync_all())
         .map_err(io_err(name, &built.display().to_string()))?;
-    // A link never replaces a file: another backup taking this name meanwhile
-    // moves this one to the next number.
-    let target = loop {
-        let target = candidate(n);
-        match std::fs::hard_link(&built, &target) {
-            Ok(()) => break target,
+    Ok(built)
+}
+
+/// Link the built archive in as `archive(n)`. A link never replaces a file:
+/// another backup taking this name meanwhile moves this one to the next number.
+fn link_into_place(
+    name: &str,
+    built: &Path,
+    archive: impl Fn(u32) -> PathBuf,
+    mut n: u32,
+) -> Result<PathBuf, BackupError> {
+    loop {
+        let target = archive(n);
+        match std::fs::hard_link(built, &target) {
+            Ok(()) => return Ok(target),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 10_000 => n += 1,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(BackupError::Exists {
@@ -823,12 +904,7 @@ pub fn backup_agent_with(
             }
             Err(e) => return Err(io_err(name, &target.display().to_string())(e)),
         }
-    };
-    std::fs::File::open(&to)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(name, &to.display().to_string()))?;
-    tracing::info!(agent = name, archive = %target.display(), "backup written");
-    Ok(target)
+    }
 }
 
 /// The archives of `agent` in `dir`, oldest first (by time, then number).
@@ -859,6 +935,7 @@ pub fn archives_of(dir: &Path, agent: &str) -> Vec<PathBuf> {
 }
 
 /// Keep the newest `keep` archives of `agent` in `dir`; returns those removed.
+/// `dir` is the operator's own archive directory (`backup --to`), not the target's.
 pub fn prune(dir: &Path, agent: &str, keep: usize) -> Result<Vec<PathBuf>, BackupError> {
     let all = archives_of(dir, agent);
     let excess = all.len().saturating_sub(keep);
@@ -907,96 +984,126 @@ pub fn restore_verified(
     }
     let archive =
         std::path::absolute(archive).map_err(io_err(name, &archive.display().to_string()))?;
-    let shown = archive.display().to_string();
-    let invalid = |message: String| BackupError::Invalid {
-        agent: name.into(),
-        archive: shown.clone(),
-        message,
+    let src = Source {
+        name,
+        shown: archive.display().to_string(),
+        archive,
     };
-    if !archive.is_file() {
+    if !src.archive.is_file() {
         return Err(BackupError::Missing {
             agent: name.into(),
-            file: shown.clone(),
+            file: src.shown.clone(),
         });
     }
-
-    // 1. Look before extracting: only relative names without `..`, each once.
-    let argv = vec![s("tar"), s("-tf"), shown.clone()];
-    let out = host.run(&argv).map_err(host_err(name))?;
-    if !out.ok() {
-        return Err(invalid(format!(
-            "not a readable tar archive ({})",
-            out.stderr.trim()
-        )));
-    }
-    // File member → its name as the archive spells it (`./` or not).
-    let mut present: std::collections::BTreeMap<String, String> = Default::default();
-    for member in out.stdout.lines() {
-        let rel = member.trim_start_matches("./");
-        if member.starts_with('/') || rel.split('/').any(|c| c == "..") {
-            return Err(invalid(format!(
-                "{member}: unsafe path in the archive (absolute or with ..)"
-            )));
-        }
-        let dir = rel.trim_end_matches('/');
-        if rel.is_empty() || rel == "." || (rel.ends_with('/') && ARCHIVE_DIRS.contains(&dir)) {
-            continue;
-        }
-        if present
-            .insert(rel.to_string(), member.to_string())
-            .is_some()
-        {
-            return Err(invalid(format!("{rel}: in the archive twice")));
-        }
-    }
-
-    // 2. Unpack member by member into a private directory of warden's own (beside
-    //    the state DB), each streamed and cut off at the size MANIFEST.json gives
-    //    it: an archive never writes more than it declares.
-    let own = host.local(
-        Path::new(&cfg.host.state_db)
-            .parent()
-            .and_then(Path::to_str)
-            .unwrap_or("/var/db/warden"),
-    );
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&own)
-        .map_err(io_err(name, &own.display().to_string()))?;
-    let work = Scratch::new(&own.join(format!(
-        ".restore-{name}-{}-{}",
-        std::process::id(),
-        unique()
-    )))
-    .map_err(io_err(name, &own.display().to_string()))?;
+    let present = src.members(host)?;
+    let work = restore_workdir(host, cfg, name)?;
     let dir = work.path();
-    let Some(member) = present.get(MANIFEST) else {
-        return Err(invalid(format!(
-            "{MANIFEST} is missing: not a warden backup"
-        )));
-    };
-    extract_capped(host, &archive, member, &dir.join(MANIFEST), MANIFEST_MAX).map_err(
-        |e| match e {
-            Capped::Larger => invalid(format!("{MANIFEST}: larger than {MANIFEST_MAX} bytes")),
-            Capped::Failed(why) => invalid(format!("{MANIFEST}: cannot extract ({why})")),
-        },
-    )?;
+    let manifest = src.extract_verified(host, dir, &present)?;
+    let paths = AgentPaths::new(agent, &cfg.host);
+    let targets = restore_targets(host, agent, &paths, &manifest, dir, &src)?;
+    before_changes(&targets)?;
+    let report = put_back(host, cfg, agent, &paths, &manifest, dir, dumper)?;
+    tracing::info!(agent = name, archive = %src.shown, "restore complete");
+    Ok(report)
+}
 
-    // 3. Verify everything.
-    let manifest = read_manifest(dir, name).map_err(invalid)?;
-    let listed: BTreeSet<&str> = manifest.entries.iter().map(|e| e.path.as_str()).collect();
-    for f in present.keys() {
-        if f != MANIFEST && !listed.contains(f.as_str()) {
-            return Err(invalid(format!(
-                "{f}: unexpected file, not in MANIFEST.json"
-            )));
+/// The archive a restore reads, and how its problems are reported.
+struct Source<'a> {
+    name: &'a str,
+    archive: PathBuf,
+    shown: String,
+}
+
+impl Source<'_> {
+    fn invalid(&self, message: String) -> BackupError {
+        BackupError::Invalid {
+            agent: self.name.into(),
+            archive: self.shown.clone(),
+            message,
         }
     }
-    for e in &manifest.entries {
+
+    /// Look before extracting: only relative names without `..`, each once. File
+    /// member → its name as the archive spells it (`./` or not).
+    fn members(&self, host: &dyn Host) -> Result<BTreeMap<String, String>, BackupError> {
+        let argv = vec![s("tar"), s("-tf"), self.shown.clone()];
+        let out = host.run(&argv).map_err(host_err(self.name))?;
+        if !out.ok() {
+            return Err(self.invalid(format!(
+                "not a readable tar archive ({})",
+                out.stderr.trim()
+            )));
+        }
+        let mut present = BTreeMap::new();
+        for member in out.stdout.lines() {
+            let rel = member.trim_start_matches("./");
+            if member.starts_with('/') || rel.split('/').any(|c| c == "..") {
+                return Err(self.invalid(format!(
+                    "{member}: unsafe path in the archive (absolute or with ..)"
+                )));
+            }
+            let dir = rel.trim_end_matches('/');
+            if rel.is_empty() || rel == "." || (rel.ends_with('/') && ARCHIVE_DIRS.contains(&dir)) {
+                continue;
+            }
+            if present
+                .insert(rel.to_string(), member.to_string())
+                .is_some()
+            {
+                return Err(self.invalid(format!("{rel}: in the archive twice")));
+            }
+        }
+        Ok(present)
+    }
+
+    /// Unpack member by member into `dir`, each streamed and cut off at the size
+    /// MANIFEST.json gives it (an archive never writes more than it declares), and
+    /// verify every member against the manifest.
+    fn extract_verified(
+        &self,
+        host: &dyn Host,
+        dir: &Path,
+        present: &BTreeMap<String, String>,
+    ) -> Result<Manifest, BackupError> {
+        let Some(member) = present.get(MANIFEST) else {
+            return Err(self.invalid(format!("{MANIFEST} is missing: not a warden backup")));
+        };
+        extract_capped(
+            host,
+            &self.archive,
+            member,
+            &dir.join(MANIFEST),
+            MANIFEST_MAX,
+        )
+        .map_err(|e| match e {
+            Capped::Larger => self.invalid(format!("{MANIFEST}: larger than {MANIFEST_MAX} bytes")),
+            Capped::Failed(why) => self.invalid(format!("{MANIFEST}: cannot extract ({why})")),
+        })?;
+        let manifest = read_manifest(dir, self.name).map_err(|m| self.invalid(m))?;
+        let listed: BTreeSet<&str> = manifest.entries.iter().map(|e| e.path.as_str()).collect();
+        for f in present.keys() {
+            if f != MANIFEST && !listed.contains(f.as_str()) {
+                return Err(self.invalid(format!("{f}: unexpected file, not in MANIFEST.json")));
+            }
+        }
+        for e in &manifest.entries {
+            self.extract_entry(host, dir, present, e)?;
+        }
+        Ok(manifest)
+    }
+
+    /// One listed entry, extracted within its size and checked against its digest.
+    fn extract_entry(
+        &self,
+        host: &dyn Host,
+        dir: &Path,
+        present: &BTreeMap<String, String>,
+        e: &Entry,
+    ) -> Result<(), BackupError> {
+        let name = self.name;
         let path = dir.join(&e.path);
         let Some(member) = present.get(&e.path) else {
-            return Err(invalid(format!(
+            return Err(self.invalid(format!(
                 "{}: listed in MANIFEST.json but missing from the archive",
                 e.path
             )));
@@ -1008,23 +1115,23 @@ pub fn restore_verified(
                 .create(parent)
                 .map_err(io_err(name, &e.path))?;
         }
-        match extract_capped(host, &archive, member, &path, e.size) {
+        match extract_capped(host, &self.archive, member, &path, e.size) {
             Ok(()) => {}
             Err(Capped::Larger) => {
-                return Err(invalid(format!(
+                return Err(self.invalid(format!(
                     "{}: larger than the {} bytes MANIFEST.json gives it; stopped reading there",
                     e.path, e.size
                 )))
             }
             Err(Capped::Failed(why)) => {
-                return Err(invalid(format!("{}: cannot extract ({why})", e.path)))
+                return Err(self.invalid(format!("{}: cannot extract ({why})", e.path)))
             }
         }
         let (size, sha) = hash_file(&path).map_err(io_err(name, &e.path))?;
         if size != e.size || sha != e.sha256 {
             return Err(BackupError::Checksum {
                 agent: name.into(),
-                archive: shown.clone(),
+                archive: self.shown.clone(),
                 file: e.path.clone(),
                 found: Box::new(Mismatch {
                     expected: e.sha256.clone(),
@@ -1034,10 +1141,44 @@ pub fn restore_verified(
                 }),
             });
         }
+        Ok(())
     }
+}
 
-    // 4. Check the host can take it, still without changing anything.
-    let paths = AgentPaths::new(agent, &cfg.host);
+/// A private directory of warden's own to unpack into, beside the state DB (a
+/// local path: `Host::local` places it under `--root`), removed when dropped.
+fn restore_workdir(host: &dyn Host, cfg: &Config, name: &str) -> Result<Scratch, BackupError> {
+    let own = host.local(
+        Path::new(&cfg.host.state_db)
+            .parent()
+            .and_then(Path::to_str)
+            .unwrap_or("/var/db/warden"),
+    );
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&own)
+        .map_err(io_err(name, &own.display().to_string()))?;
+    Scratch::new(&own.join(format!(
+        ".restore-{name}-{}-{}",
+        std::process::id(),
+        unique()
+    )))
+    .map_err(io_err(name, &own.display().to_string()))
+}
+
+/// Check the host can take the archive, still without changing anything; what
+/// each entry would restore, one line each.
+fn restore_targets(
+    host: &dyn Host,
+    agent: &AgentSpec,
+    paths: &AgentPaths,
+    manifest: &Manifest,
+    dir: &Path,
+    src: &Source<'_>,
+) -> Result<Vec<String>, BackupError> {
+    let name = agent.name.as_str();
+    let invalid = |m: String| src.invalid(m);
     let has = |k: EntryKind| manifest.entries.iter().any(|e| e.kind == k);
     let db_jail = agent.jail(Role::Db);
     if has(EntryKind::Database) && db_jail.is_none() {
@@ -1053,7 +1194,7 @@ pub fn restore_verified(
             // Checked like every file, never installed: warden renders these.
             EntryKind::Env | EntryKind::RcD => continue,
             EntryKind::Soul => {
-                check_soul_tar(host, name, dir, &dir.join(&e.path)).map_err(&invalid)?;
+                check_soul_tar(host, name, dir, &dir.join(&e.path)).map_err(invalid)?;
                 format!("soul {}", paths.soul_dir)
             }
             EntryKind::Database => format!(
@@ -1061,33 +1202,54 @@ pub fn restore_verified(
                 e.database.as_deref().unwrap_or_default(),
                 db_jail.map_or("", |j| j.name.as_str())
             ),
-            EntryKind::Git | EntryKind::Cms => {
-                let role = e.kind.jail_role().expect("a jail entry");
-                let Some(jail) = agent.jail(role) else {
-                    return Err(invalid(format!(
-                        "{}: the archive holds a {} jail's data but agent {name} runs no {} jail (WARDEN_ROLES)",
-                        e.path,
-                        role.as_str(),
-                        role.as_str()
-                    )));
-                };
-                let inside = jail_data_dir(role, name).expect("a jail role with data");
-                let file = format!("{}:{inside}", jail.name);
-                check_jail_tar(host, name, &file, &dir.join(&e.path)).map_err(&invalid)?;
-                require_running(host, name, &jail.name, "jail", &file)?;
-                let what = if role == Role::Git {
-                    "git repositories"
-                } else {
-                    "CMS content"
-                };
-                format!("{what} {inside} in jail {}", jail.name)
-            }
+            EntryKind::Git | EntryKind::Cms => jail_dir_target(host, agent, dir, e, src)?,
         };
         targets.push(target);
     }
+    Ok(targets)
+}
 
-    // 5. Restore: files, soul, jail directories, databases.
-    before_changes(&targets)?;
+/// A git or CMS entry: its jail runs and its tar holds only what that jail takes.
+fn jail_dir_target(
+    host: &dyn Host,
+    agent: &AgentSpec,
+    dir: &Path,
+    e: &Entry,
+    src: &Source<'_>,
+) -> Result<String, BackupError> {
+    let name = agent.name.as_str();
+    let role = e.kind.jail_role().expect("a jail entry");
+    let Some(jail) = agent.jail(role) else {
+        return Err(src.invalid(format!(
+            "{}: the archive holds a {} jail's data but agent {name} runs no {} jail (WARDEN_ROLES)",
+            e.path,
+            role.as_str(),
+            role.as_str()
+        )));
+    };
+    let inside = jail_data_dir(role, name).expect("a jail role with data");
+    let file = format!("{}:{inside}", jail.name);
+    check_jail_tar(host, name, &file, &dir.join(&e.path)).map_err(|m| src.invalid(m))?;
+    require_running(host, name, &jail.name, "jail", &file)?;
+    let what = if role == Role::Git {
+        "git repositories"
+    } else {
+        "CMS content"
+    };
+    Ok(format!("{what} {inside} in jail {}", jail.name))
+}
+
+/// Restore: files, soul, jail directories, databases.
+fn put_back(
+    host: &dyn Host,
+    cfg: &Config,
+    agent: &AgentSpec,
+    paths: &AgentPaths,
+    manifest: &Manifest,
+    dir: &Path,
+    dumper: &dyn DbDumper,
+) -> Result<RestoreReport, BackupError> {
+    let name = agent.name.as_str();
     let mut report = RestoreReport {
         agent: name.into(),
         created: manifest.created.clone(),
@@ -1112,7 +1274,7 @@ pub fn restore_verified(
             EntryKind::Database => {}
         }
     }
-    if let Some(jail) = db_jail {
+    if let Some(jail) = agent.jail(Role::Db) {
         for e in manifest
             .entries
             .iter()
@@ -1128,7 +1290,6 @@ pub fn restore_verified(
             report.databases.push(db.to_string());
         }
     }
-    tracing::info!(agent = name, archive = %shown, "restore complete");
     Ok(report)
 }
 

@@ -111,7 +111,7 @@ pub fn refresh(cfg: &Config, fleet: &Fleet, host: &dyn Host, t: &Templates) -> R
         let rt = crate::engine::state::runtime();
         let view = rt.block_on(crate::engine::state::read_view(&db))?;
         if view.pf_loaded.as_deref() == Some(&crate::digest::digest(&installed)) {
-            let _lock = crate::engine::state::lock(&db)?;
+            let _lock = crate::engine::state::lock(host, &cfg.host.state_db)?;
             rt.block_on(async {
                 let mut st = crate::engine::state::State::open(&db).await?;
                 st.set_fact("pf_loaded", Some(&crate::digest::digest(&content)))
@@ -384,7 +384,7 @@ fn record(
     let db = host.local(&cfg.host.state_db);
     let rt = crate::engine::state::runtime();
     // An apply running now would load its own anchor over this one: say so.
-    let _lock = crate::engine::state::lock(&db).map_err(|e| e.to_string())?;
+    let _lock = crate::engine::state::lock(host, &cfg.host.state_db).map_err(|e| e.to_string())?;
     rt.block_on(async {
         let mut st = crate::engine::state::State::open(&db).await?;
         let view = st.view().await?;

@@ -27,7 +27,7 @@ pub fn rollback_run(
     out: &mut dyn FnMut(&str),
 ) -> Result<RollbackOutcome, crate::error::Error> {
     let db = host.local(&cfg.host.state_db);
-    let _lock = crate::engine::state::lock(&db)?;
+    let _lock = crate::engine::state::lock(host, &cfg.host.state_db)?;
     let (storage, listing) = read(host)?;
     let steps = rollback_plan(fleet, &listing, &storage, run, agents);
     if steps.is_empty() {

@@ -163,108 +163,18 @@ pub fn report(
         if !only.is_empty() && !only.contains(&a.name) {
             continue;
         }
-        let mut checks = Vec::new();
-        let mut check =
-            |what: String, ok: bool, detail: String| checks.push(Check { what, ok, detail });
         let paths = AgentPaths::new(a, &cfg.host);
-        // A bhyve agent runs inside its VM: the host renders no rc.d service for it.
-        if !a.is_bhyve() {
-            let running = st.running_services.contains(&a.name);
-            check(
-                format!("service {}", a.name),
-                running,
-                if running {
-                    "running".into()
-                } else {
-                    format!("not running (pidfile {})", paths.pidfile)
-                },
-            );
-        }
+        let mut checks = Vec::new();
         if a.is_bhyve() {
-            let vm = st.vms.get(&a.name);
-            check(
-                format!("vm {}", a.name),
-                vm.is_some_and(|v| v.running),
-                match vm {
-                    Some(v) if v.running => "running".into(),
-                    Some(_) => "stopped (vm start NAME)".replace("NAME", &a.name),
-                    None => "absent".into(),
-                },
-            );
-        }
-        if !a.is_bhyve() {
-            for j in &a.jails {
-                let up = st.jails.get(&j.name).is_some_and(|o| o.running);
-                let exists = st.jails.contains_key(&j.name);
-                check(
-                    format!("jail {}", j.name),
-                    up,
-                    if up {
-                        "running".into()
-                    } else if exists {
-                        "stopped".into()
-                    } else {
-                        "absent".into()
-                    },
-                );
-                if let Some(c) = services.get(&j.name) {
-                    check(c.what.clone(), c.ok, c.detail.clone());
-                }
-            }
-            let alias = format!("{}/24", a.gateway);
-            let has = st
-                .bridges
-                .get(&cfg.host.bridge)
-                .is_some_and(|b| b.contains(&alias));
-            check(
-                format!("alias {alias}"),
-                has,
-                if has {
-                    "present".into()
-                } else {
-                    format!("missing on {}", cfg.host.bridge)
-                },
-            );
-            let subnet = a.subnet().to_string();
-            let loaded = table.contains(&subnet);
-            check(
-                format!("pf {subnet}"),
-                loaded,
-                if loaded {
-                    "in <warden_net>".into()
-                } else {
-                    "not in the loaded <warden_net> table".into()
-                },
-            );
+            // A bhyve agent runs inside its VM: the host renders no rc.d service for it.
+            checks.push(vm_check(a, st));
+        } else {
+            checks.push(service_check(a, st, &paths));
+            checks.extend(jail_checks(a, st, services));
+            checks.extend(network_checks(cfg, a, st, table));
         }
         if a.soul_repo.is_some() {
-            let head = st.soul_heads.get(&paths.soul_dir);
-            let rec = view.souls.get(&paths.soul_dir);
-            let untrusted = st.soul_untrusted.get(&paths.soul_dir);
-            let changed = matches!(
-                (view.soul_trees.get(&paths.soul_dir), st.soul_trees.get(&paths.soul_dir)),
-                (Some(want), Some(got)) if want != got
-            );
-            let ok = untrusted.is_none()
-                && !changed
-                && matches!((head, rec), (Some(h), Some(r)) if *h == r.commit);
-            let detail = match (head, rec) {
-                _ if untrusted.is_some() => {
-                    format!("not trusted: {}", untrusted.map_or("", |w| w.as_str()))
-                }
-                _ if changed => "its files are not what warden checked out".to_string(),
-                (Some(h), Some(r)) if *h == r.commit => {
-                    format!("at {}", crate::engine::plan::short_digest(h))
-                }
-                (Some(h), Some(r)) => format!(
-                    "at {} but warden installed {}",
-                    crate::engine::plan::short_digest(h),
-                    crate::engine::plan::short_digest(&r.commit)
-                ),
-                (None, _) => "no checkout".into(),
-                (Some(_), None) => "checkout not made by warden".into(),
-            };
-            check("soul".into(), ok, detail);
+            checks.push(soul_check(st, view, &paths));
         }
         let healthy = checks.iter().all(|c| c.ok);
         agents.push(AgentStatus {
@@ -284,6 +194,127 @@ pub fn report(
         agents,
         last_run,
         notes: st.notes.clone(),
+    }
+}
+
+fn service_check(a: &AgentSpec, st: &HostState, paths: &AgentPaths) -> Check {
+    let running = st.running_services.contains(&a.name);
+    Check {
+        what: format!("service {}", a.name),
+        ok: running,
+        detail: if running {
+            "running".into()
+        } else {
+            format!("not running (pidfile {})", paths.pidfile)
+        },
+    }
+}
+
+fn vm_check(a: &AgentSpec, st: &HostState) -> Check {
+    let vm = st.vms.get(&a.name);
+    Check {
+        what: format!("vm {}", a.name),
+        ok: vm.is_some_and(|v| v.running),
+        detail: match vm {
+            Some(v) if v.running => "running".into(),
+            Some(_) => "stopped (vm start NAME)".replace("NAME", &a.name),
+            None => "absent".into(),
+        },
+    }
+}
+
+/// Each jail running, and its service's in-jail check when there is one.
+fn jail_checks(a: &AgentSpec, st: &HostState, services: &BTreeMap<String, Check>) -> Vec<Check> {
+    let mut out = Vec::new();
+    for j in &a.jails {
+        let up = st.jails.get(&j.name).is_some_and(|o| o.running);
+        let exists = st.jails.contains_key(&j.name);
+        out.push(Check {
+            what: format!("jail {}", j.name),
+            ok: up,
+            detail: if up {
+                "running".into()
+            } else if exists {
+                "stopped".into()
+            } else {
+                "absent".into()
+            },
+        });
+        if let Some(c) = services.get(&j.name) {
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
+/// The gateway alias on the bridge and the subnet in PF's loaded table.
+fn network_checks(
+    cfg: &Config,
+    a: &AgentSpec,
+    st: &HostState,
+    table: &BTreeSet<String>,
+) -> [Check; 2] {
+    let alias = format!("{}/24", a.gateway);
+    let has = st
+        .bridges
+        .get(&cfg.host.bridge)
+        .is_some_and(|b| b.contains(&alias));
+    let subnet = a.subnet().to_string();
+    let loaded = table.contains(&subnet);
+    [
+        Check {
+            what: format!("alias {alias}"),
+            ok: has,
+            detail: if has {
+                "present".into()
+            } else {
+                format!("missing on {}", cfg.host.bridge)
+            },
+        },
+        Check {
+            what: format!("pf {subnet}"),
+            ok: loaded,
+            detail: if loaded {
+                "in <warden_net>".into()
+            } else {
+                "not in the loaded <warden_net> table".into()
+            },
+        },
+    ]
+}
+
+/// The soul checkout: trusted, unchanged, at the commit warden installed.
+fn soul_check(st: &HostState, view: &StateView, paths: &AgentPaths) -> Check {
+    let head = st.soul_heads.get(&paths.soul_dir);
+    let rec = view.souls.get(&paths.soul_dir);
+    let untrusted = st.soul_untrusted.get(&paths.soul_dir);
+    let changed = matches!(
+        (view.soul_trees.get(&paths.soul_dir), st.soul_trees.get(&paths.soul_dir)),
+        (Some(want), Some(got)) if want != got
+    );
+    let ok = untrusted.is_none()
+        && !changed
+        && matches!((head, rec), (Some(h), Some(r)) if *h == r.commit);
+    let detail = match (head, rec) {
+        _ if untrusted.is_some() => {
+            format!("not trusted: {}", untrusted.map_or("", |w| w.as_str()))
+        }
+        _ if changed => "its files are not what warden checked out".to_string(),
+        (Some(h), Some(r)) if *h == r.commit => {
+            format!("at {}", crate::engine::plan::short_digest(h))
+        }
+        (Some(h), Some(r)) => format!(
+            "at {} but warden installed {}",
+            crate::engine::plan::short_digest(h),
+            crate::engine::plan::short_digest(&r.commit)
+        ),
+        (None, _) => "no checkout".into(),
+        (Some(_), None) => "checkout not made by warden".into(),
+    };
+    Check {
+        what: "soul".into(),
+        ok,
+        detail,
     }
 }
 

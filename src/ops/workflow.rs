@@ -588,6 +588,41 @@ pub struct ApplyOutcome {
     pub declined: bool,
 }
 
+/// The state DB opened for one command, closed when the command ends, whichever
+/// way it ends.
+struct OpenState<'r> {
+    rt: &'r tokio::runtime::Runtime,
+    st: Option<state::State>,
+}
+
+impl<'r> OpenState<'r> {
+    fn open(rt: &'r tokio::runtime::Runtime, db_path: &Path) -> Result<Self> {
+        let st = rt.block_on(state::State::open(db_path))?;
+        Ok(OpenState { rt, st: Some(st) })
+    }
+}
+
+impl std::ops::Deref for OpenState<'_> {
+    type Target = state::State;
+    fn deref(&self) -> &state::State {
+        self.st.as_ref().expect("open until dropped")
+    }
+}
+
+impl std::ops::DerefMut for OpenState<'_> {
+    fn deref_mut(&mut self) -> &mut state::State {
+        self.st.as_mut().expect("open until dropped")
+    }
+}
+
+impl Drop for OpenState<'_> {
+    fn drop(&mut self) {
+        if let Some(st) = self.st.take() {
+            self.rt.block_on(st.close());
+        }
+    }
+}
+
 /// Plan, confirm, execute in order, record, and check the host converged.
 pub fn apply(
     cfg: &Config,
@@ -600,63 +635,17 @@ pub fn apply(
 ) -> Result<ApplyOutcome> {
     use crate::engine::apply::{preflight, Applier, Options};
     let db_path = host.local(&cfg.host.state_db);
-    let _lock = state::lock(&db_path)?;
+    let _lock = state::lock(host, &cfg.host.state_db)?;
     let rt = state::runtime();
-    let mut st = rt.block_on(state::State::open(&db_path))?;
+    let mut st = OpenState::open(&rt, &db_path)?;
     rt.block_on(st.close_interrupted())?;
     let view = rt.block_on(st.view())?;
     let planned = plan_with_view(cfg, fleet, host, templates, &req.filter, view)?;
-    let mut plan = planned.plan;
-    if !req.destroying.is_empty() {
-        // Only the destroyed agents' resources, and the host-wide ones that follow
-        // (renumbered aliases, PF): other agents stay as they are.
-        plan.changes.retain(|c| {
-            c.item
-                .agent
-                .as_ref()
-                .is_none_or(|a| req.destroying.contains(a))
-                || c.item.step == crate::resource::Step::Network
-                || c.item.step == crate::resource::Step::Pf
-        });
-    }
-    plan::mark_data_loss(&mut plan, req.data);
-    let lossy: Vec<String> = plan
-        .changes
-        .iter()
-        .filter(|c| c.deletes_data)
-        .map(|c| format!("  {} {}", c.action.symbol(), c.id()))
-        .collect();
-    if req.data == plan::DataPolicy::Ask && !lossy.is_empty() {
-        rt.block_on(st.close());
-        return Err(Refusal::DataLoss {
-            changes: lossy.join("\n"),
-        }
-        .into());
-    }
-    if let Some(expected) = &req.expected_plan {
-        if &plan.digest() != expected {
-            return Err(Refusal::StalePlan.into());
-        }
-    }
+    let plan = requested_plan(planned.plan, req)?;
     progress.note(&crate::engine::plan::notes_text(&plan));
     if plan.is_empty() {
         progress.line(&crate::engine::plan::human_styled(&plan, req.style));
-        // Still remember what is in place (a run killed before recording it).
-        record_managed(&rt, &mut st, &planned.desired, &req.filter)?;
-        // After a run that failed, this one records that the host has converged.
-        let last = rt.block_on(st.history(1))?;
-        if last.first().is_some_and(|r| r.outcome != "ok") {
-            let run = rt.block_on(st.begin_run(&req.command, &plan.digest()))?;
-            // Until they have run, the follow-ups are remembered: a run that stops
-            // halfway leaves them to the next plan.
-            let pending: Vec<&Vec<String>> = plan.follow_ups.iter().map(|f| &f.command).collect();
-            if !pending.is_empty() {
-                let json = serde_json::to_string(&pending).expect("commands serialize");
-                rt.block_on(st.set_fact(state::PENDING_FOLLOW_UPS, Some(&json)))?;
-            }
-            rt.block_on(st.end_run(run, "ok", (0, 0, 0), None))?;
-        }
-        rt.block_on(st.close());
+        record_converged(&rt, &mut st, &planned.desired, req, &plan)?;
         return Ok(ApplyOutcome {
             nothing_to_do: true,
             ..Default::default()
@@ -665,7 +654,6 @@ pub fn apply(
     preflight(host, &plan).map_err(Refusal::Preflight)?;
     let shown = crate::engine::plan::human_styled(&plan, req.style);
     if !req.yes && !confirm(&shown) {
-        rt.block_on(st.close());
         return Ok(ApplyOutcome {
             declined: true,
             ..Default::default()
@@ -674,33 +662,14 @@ pub fn apply(
     if req.yes {
         progress.line(&shown);
     }
-    // Above every `@warden-run-N` on the host, so that snapshot names stay
-    // unique even when the state DB was lost and made afresh.
-    let floor = planned.host_state.zfs.highest_run();
-    let run = rt.block_on(st.begin_run_after(&req.command, &plan.digest(), floor))?;
-    // Until they have run, the follow-ups are remembered: a run that stops
-    // halfway leaves them to the next plan.
-    let pending: Vec<&Vec<String>> = plan.follow_ups.iter().map(|f| &f.command).collect();
-    if !pending.is_empty() {
-        let json = serde_json::to_string(&pending).expect("commands serialize");
-        rt.block_on(st.set_fact(state::PENDING_FOLLOW_UPS, Some(&json)))?;
-    }
-    // The jails this run creates are warden's from before the create runs, so
-    // that a kill between create and record does not make one look hand-made.
-    let made: Vec<(String, String)> = plan
-        .changes
-        .iter()
-        .filter(|c| c.action == plan::Action::Create)
-        .filter_map(|c| match &c.item.resource {
-            crate::resource::Resource::Jail(j) => {
-                Some((format!("{}{}", state::JAIL_MADE, j.name), run.to_string()))
-            }
-            _ => None,
-        })
-        .collect();
-    rt.block_on(st.set_facts(&made))?;
-    // Numbering first: a run killed halfway resumes with the same numbers.
-    rt.block_on(st.record_numbering(&planned.desired.aliases, &planned.desired.devfs))?;
+    let run = begin_run(
+        &rt,
+        &mut st,
+        req,
+        &plan,
+        &planned.desired,
+        &planned.host_state,
+    )?;
     // ZFS: each existing jail (and home) is snapshotted before its first change.
     let homes = fleet
         .agents
@@ -729,48 +698,176 @@ pub fn apply(
         progress,
     );
     if let Some(s) = &snapshots {
-        let taken = s.taken();
-        if !taken.is_empty() {
-            progress.line(&format!(
-                "Snapshot @{} taken of: {}.",
-                s.snap,
-                taken.join(", ")
-            ));
-            let known = rt.block_on(st.run_ids()).unwrap_or_default();
-            match crate::engine::rollback::prune(host, cfg.host.snapshot_keep as usize, &known) {
-                Ok(gone) if !gone.is_empty() => progress.line(&format!(
-                    "Destroyed {} older snapshot(s) beyond snapshot_keep = {}: {}",
-                    gone.len(),
-                    cfg.host.snapshot_keep,
-                    gone.join(", ")
-                )),
-                Ok(_) => {}
-                Err(e) => progress.note(&format!("Note: pruning old snapshots failed: {e}\n")),
-            }
-        }
+        report_snapshots(cfg, host, &rt, &mut st, s, progress);
     }
-    let done = match executed {
-        Ok(done) => done,
-        Err(e) => {
-            rt.block_on(st.close());
-            return Err(e);
-        }
-    };
+    let done = executed?;
     if let Err(e) = Applier::new(host, cfg, Options { data: req.data })
         .run_follow_ups(&plan.follow_ups, progress)
     {
         rt.block_on(st.end_run(run, "failed", done, Some(&first_line(&e.to_string()))))?;
-        rt.block_on(st.close());
         return Err(Incomplete::FollowUps(e).into());
     }
-    if !pending.is_empty() {
+    if !plan.follow_ups.is_empty() {
         rt.block_on(st.set_fact(state::PENDING_FOLLOW_UPS, None))?;
     }
     // Probe again: anything still differing is an error.
     let view = rt.block_on(st.view())?;
     let again = plan_with_view(cfg, fleet, host, templates, &req.filter, view)?;
-    let mut left: Vec<String> = again
-        .plan
+    let left = still_differing(&again.plan, req);
+    if !left.is_empty() {
+        rt.block_on(st.end_run(run, "failed", done, Some("host did not converge")))?;
+        return Err(Incomplete::NotConverged {
+            left: left.join("\n"),
+        }
+        .into());
+    }
+    record_managed(&rt, &mut st, &again.desired, &req.filter)?;
+    rt.block_on(st.end_run(run, "ok", done, None))?;
+    Ok(ApplyOutcome {
+        counts: done,
+        ..Default::default()
+    })
+}
+
+/// The plan as the request has it: a destroy keeps only the destroyed agents'
+/// changes; refused when it deletes data unasked or is not the plan the operator saw.
+fn requested_plan(mut plan: Plan, req: &ApplyRequest) -> Result<Plan> {
+    if !req.destroying.is_empty() {
+        // Only the destroyed agents' resources, and the host-wide ones that follow
+        // (renumbered aliases, PF): other agents stay as they are.
+        plan.changes.retain(|c| {
+            c.item
+                .agent
+                .as_ref()
+                .is_none_or(|a| req.destroying.contains(a))
+                || c.item.step == crate::resource::Step::Network
+                || c.item.step == crate::resource::Step::Pf
+        });
+    }
+    plan::mark_data_loss(&mut plan, req.data);
+    let lossy: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.deletes_data)
+        .map(|c| format!("  {} {}", c.action.symbol(), c.id()))
+        .collect();
+    if req.data == plan::DataPolicy::Ask && !lossy.is_empty() {
+        return Err(Refusal::DataLoss {
+            changes: lossy.join("\n"),
+        }
+        .into());
+    }
+    if let Some(expected) = &req.expected_plan {
+        if &plan.digest() != expected {
+            return Err(Refusal::StalePlan.into());
+        }
+    }
+    Ok(plan)
+}
+
+/// Nothing to change: remember what is in place (a run killed before recording
+/// it), and after a run that failed, record that the host has converged.
+fn record_converged(
+    rt: &tokio::runtime::Runtime,
+    st: &mut state::State,
+    desired: &Desired,
+    req: &ApplyRequest,
+    plan: &Plan,
+) -> Result<()> {
+    record_managed(rt, st, desired, &req.filter)?;
+    let last = rt.block_on(st.history(1))?;
+    if last.first().is_some_and(|r| r.outcome != "ok") {
+        let run = rt.block_on(st.begin_run(&req.command, &plan.digest()))?;
+        remember_follow_ups(rt, st, plan)?;
+        rt.block_on(st.end_run(run, "ok", (0, 0, 0), None))?;
+    }
+    Ok(())
+}
+
+/// Until they have run, the follow-ups are remembered: a run that stops halfway
+/// leaves them to the next plan.
+fn remember_follow_ups(
+    rt: &tokio::runtime::Runtime,
+    st: &mut state::State,
+    plan: &Plan,
+) -> Result<()> {
+    let pending: Vec<&Vec<String>> = plan.follow_ups.iter().map(|f| &f.command).collect();
+    if !pending.is_empty() {
+        let json = serde_json::to_string(&pending).expect("commands serialize");
+        rt.block_on(st.set_fact(state::PENDING_FOLLOW_UPS, Some(&json)))?;
+    }
+    Ok(())
+}
+
+/// Start the run in the state DB with what a run killed halfway must find there:
+/// the follow-ups, the jails it creates, the numbering.
+fn begin_run(
+    rt: &tokio::runtime::Runtime,
+    st: &mut state::State,
+    req: &ApplyRequest,
+    plan: &Plan,
+    desired: &Desired,
+    host_state: &HostState,
+) -> Result<i64> {
+    // Above every `@warden-run-N` on the host, so that snapshot names stay
+    // unique even when the state DB was lost and made afresh.
+    let floor = host_state.zfs.highest_run();
+    let run = rt.block_on(st.begin_run_after(&req.command, &plan.digest(), floor))?;
+    remember_follow_ups(rt, st, plan)?;
+    // The jails this run creates are warden's from before the create runs, so
+    // that a kill between create and record does not make one look hand-made.
+    let made: Vec<(String, String)> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == plan::Action::Create)
+        .filter_map(|c| match &c.item.resource {
+            crate::resource::Resource::Jail(j) => {
+                Some((format!("{}{}", state::JAIL_MADE, j.name), run.to_string()))
+            }
+            _ => None,
+        })
+        .collect();
+    rt.block_on(st.set_facts(&made))?;
+    // Numbering first: a run killed halfway resumes with the same numbers.
+    rt.block_on(st.record_numbering(&desired.aliases, &desired.devfs))?;
+    Ok(run)
+}
+
+/// Say which snapshots the run took, and prune those beyond `snapshot_keep`.
+fn report_snapshots(
+    cfg: &Config,
+    host: &dyn Host,
+    rt: &tokio::runtime::Runtime,
+    st: &mut state::State,
+    s: &crate::engine::rollback::RunSnapshots,
+    progress: &mut dyn crate::engine::progress::Progress,
+) {
+    let taken = s.taken();
+    if taken.is_empty() {
+        return;
+    }
+    progress.line(&format!(
+        "Snapshot @{} taken of: {}.",
+        s.snap,
+        taken.join(", ")
+    ));
+    let known = rt.block_on(st.run_ids()).unwrap_or_default();
+    match crate::engine::rollback::prune(host, cfg.host.snapshot_keep as usize, &known) {
+        Ok(gone) if !gone.is_empty() => progress.line(&format!(
+            "Destroyed {} older snapshot(s) beyond snapshot_keep = {}: {}",
+            gone.len(),
+            cfg.host.snapshot_keep,
+            gone.join(", ")
+        )),
+        Ok(_) => {}
+        Err(e) => progress.note(&format!("Note: pruning old snapshots failed: {e}\n")),
+    }
+}
+
+/// What the probe after the run still finds to change (of the destroyed agents,
+/// when destroying).
+fn still_differing(plan: &Plan, req: &ApplyRequest) -> Vec<String> {
+    let mut left: Vec<String> = plan
         .changes
         .iter()
         .filter(|c| {
@@ -783,21 +880,7 @@ pub fn apply(
         .map(|c| format!("  {} {}", c.action.symbol(), c.id()))
         .collect();
     left.dedup();
-    if !left.is_empty() {
-        rt.block_on(st.end_run(run, "failed", done, Some("host did not converge")))?;
-        rt.block_on(st.close());
-        return Err(Incomplete::NotConverged {
-            left: left.join("\n"),
-        }
-        .into());
-    }
-    record_managed(&rt, &mut st, &again.desired, &req.filter)?;
-    rt.block_on(st.end_run(run, "ok", done, None))?;
-    rt.block_on(st.close());
-    Ok(ApplyOutcome {
-        counts: done,
-        ..Default::default()
-    })
+    left
 }
 
 /// Run the plan's changes through the executor, recording them; on failures,
@@ -979,7 +1062,7 @@ pub fn destroy(
             for name in &req.agents {
                 let Some(a) = fleet.get(name) else { continue };
                 let archive = {
-                    let _lock = state::lock(&host.local(&cfg.host.state_db))?;
+                    let _lock = state::lock(host, &cfg.host.state_db)?;
                     crate::ops::backup::backup_agent(host, cfg, a, &to, &now)
                 }
                 .map_err(|e| Refusal::BackupBeforePurge(e.to_string()))?;

@@ -588,55 +588,9 @@ fn render_jail(
         "model_present": model_present,
         "devfs_ruleset": devfs_ruleset.map_or(String::new(), |n| n.to_string()),
     }));
-    let role = j.role.as_str();
+    let mut files = template_files(a, j.role, &c, t)?;
+    let (hash, marker) = mark_template(&mut files, j.role);
     let dir = format!("{}/templates/warden/{}", host.bastille_prefix, j.name);
-    let mut files = vec![(
-        "Bastillefile".to_string(),
-        t.render(&format!("templates/{role}/Bastillefile.tera"), &c)?,
-    )];
-    match j.role {
-        Role::Cms => files.push((
-            "usr/local/etc/nginx/nginx.conf".into(),
-            t.render("templates/cms/nginx.conf.tera", &c)?,
-        )),
-        Role::LlamaCpp => files.push((
-            "usr/local/etc/rc.d/warden_llama".into(),
-            t.render("templates/llama-cpp/warden_llama.tera", &c)?,
-        )),
-        Role::Db => {
-            files.push((
-                format!("usr/local/share/warden/{}.sql", a.name),
-                crate::render::dbsql::agent_sql(&a.name),
-            ));
-            // The agent connects from its own subnet, to its own databases only.
-            let dbs = crate::render::dbsql::database_names(&a.name).join(",");
-            files.push((
-                "usr/local/share/warden/pg_hba.conf".into(),
-                format!(
-                    "host {dbs} {} {} scram-sha-256 # warden:{}\n",
-                    a.name,
-                    a.subnet(),
-                    a.name
-                ),
-            ));
-        }
-        _ => {}
-    }
-    let hash = digest(
-        &files
-            .iter()
-            .map(|(p, c)| format!("{p}\n{}\n{c}", c.len()))
-            .collect::<String>(),
-    );
-    // The last hook writes the marker inside the jail (template.sh runs CMD as
-    // `sh -c` under jexec), where links the jail planted resolve within it. A `CP`
-    // of the marker would be `cp -a` on the host into the jail's root (cp.sh), and
-    // would follow such a link out of the jail.
-    let marker = format!("/var/db/warden/template-{role}.sha256");
-    let (dir_of_marker, _) = marker.rsplit_once('/').unwrap_or(("/", ""));
-    files[0].1.push_str(&format!(
-        "CMD mkdir -p {dir_of_marker} && echo {hash} > {marker}\n"
-    ));
     for (rel, content) in files {
         // rc.d scripts must be executable for service(8); `CP` keeps the mode.
         let mode = if rel.starts_with("usr/local/etc/rc.d/") {
@@ -657,48 +611,9 @@ fn render_jail(
             )),
         ));
     }
-    // The database role's password, from the agent's secrets. It never goes under
-    // the jail's root: root in the jail can replace any directory there by a link,
-    // and a host-side write (ours, or `CP` in the Bastillefile, which Bastille's
-    // cp.sh carries out as `cp -a` on the host into the jail's root) would follow
-    // it out of the jail. The SQL stays in a host file warden owns (0600,
-    // sensitive: no diff, no digest in the state DB), and `bastille cmd JAIL psql`
-    // reads it on its standard input, inside the jail (cmd.sh runs jexec, which
-    // keeps stdin). It runs when the file is new or changed, and after every run
-    // of the template (a new or rebuilt jail gets its password too).
     let mut template_notify = vec![];
-    if let (Role::Db, Some((_, password))) = (
-        j.role,
-        a.secrets.0.iter().find(|(k, _)| k == DB_PASSWORD_KEY),
-    ) {
-        let host_file = format!("/usr/local/etc/warden/{}-password.sql", a.name);
-        let feed = crate::resource::feed(
-            &host_file,
-            &[
-                "bastille",
-                "cmd",
-                &j.name,
-                "psql",
-                "-U",
-                "postgres",
-                "-X",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-f",
-                "-",
-            ],
-        );
-        let mut f = file(
-            host_file,
-            crate::render::dbsql::password_script(&a.name, password),
-            0o600,
-            "root",
-            "wheel",
-            Phase::JailTemplates,
-        );
-        f.sensitive = true;
-        f.notify = vec![feed.clone()];
-        template_notify.push(feed);
+    if let Some(f) = db_password_file(a, j) {
+        template_notify = f.notify.clone();
         items.push(Item::new(step, agent, Resource::File(f)));
     }
     items.push(Item::new(
@@ -718,19 +633,120 @@ fn render_jail(
         .iter()
         .filter(|l| l.subject == crate::spec::limits::Subject::Jail(j.role))
     {
-        items.push(Item::new(
-            step,
-            agent,
-            Resource::Rctl(RctlRes {
-                subject: "jail".into(),
-                name: j.name.clone(),
-                resource: l.kind.rctl_name().into(),
-                amount: l.amount,
-                written: l.written.clone(),
-            }),
-        ));
+        items.push(Item::new(step, agent, rctl("jail", &j.name, l)));
     }
     Ok(())
+}
+
+/// A role's Bastille template: its Bastillefile first, then the files it copies
+/// in, as (path inside the template, content).
+fn template_files(
+    a: &AgentSpec,
+    role: Role,
+    c: &tera::Context,
+    t: &Templates,
+) -> Result<Vec<(String, String)>, TemplateError> {
+    let name = role.as_str();
+    let mut files = vec![(
+        "Bastillefile".to_string(),
+        t.render(&format!("templates/{name}/Bastillefile.tera"), c)?,
+    )];
+    match role {
+        Role::Cms => files.push((
+            "usr/local/etc/nginx/nginx.conf".into(),
+            t.render("templates/cms/nginx.conf.tera", c)?,
+        )),
+        Role::LlamaCpp => files.push((
+            "usr/local/etc/rc.d/warden_llama".into(),
+            t.render("templates/llama-cpp/warden_llama.tera", c)?,
+        )),
+        Role::Db => {
+            files.push((
+                format!("usr/local/share/warden/{}.sql", a.name),
+                crate::render::dbsql::agent_sql(&a.name),
+            ));
+            // The agent connects from its own subnet, to its own databases only.
+            let dbs = crate::render::dbsql::database_names(&a.name).join(",");
+            files.push((
+                "usr/local/share/warden/pg_hba.conf".into(),
+                format!(
+                    "host {dbs} {} {} scram-sha-256 # warden:{}\n",
+                    a.name,
+                    a.subnet(),
+                    a.name
+                ),
+            ));
+        }
+        _ => {}
+    }
+    Ok(files)
+}
+
+/// The template's digest, and the marker its last hook writes inside the jail
+/// (appended to the Bastillefile); returns (digest, marker path).
+fn mark_template(files: &mut [(String, String)], role: Role) -> (String, String) {
+    let hash = digest(
+        &files
+            .iter()
+            .map(|(p, c)| format!("{p}\n{}\n{c}", c.len()))
+            .collect::<String>(),
+    );
+    // The last hook writes the marker inside the jail (template.sh runs CMD as
+    // `sh -c` under jexec), where links the jail planted resolve within it. A `CP`
+    // of the marker would be `cp -a` on the host into the jail's root (cp.sh), and
+    // would follow such a link out of the jail.
+    let marker = format!("/var/db/warden/template-{}.sha256", role.as_str());
+    let (dir_of_marker, _) = marker.rsplit_once('/').unwrap_or(("/", ""));
+    files[0].1.push_str(&format!(
+        "CMD mkdir -p {dir_of_marker} && echo {hash} > {marker}\n"
+    ));
+    (hash, marker)
+}
+
+/// The database role's password, from the agent's secrets, as a host file fed to
+/// `psql` in the jail (none for other roles or without the secret).
+///
+/// It never goes under the jail's root: root in the jail can replace any directory
+/// there by a link, and a host-side write (ours, or `CP` in the Bastillefile, which
+/// Bastille's cp.sh carries out as `cp -a` on the host into the jail's root) would
+/// follow it out of the jail. The SQL stays in a host file warden owns (0600,
+/// sensitive: no diff, no digest in the state DB), and `bastille cmd JAIL psql`
+/// reads it on its standard input, inside the jail (cmd.sh runs jexec, which keeps
+/// stdin). It runs when the file is new or changed, and after every run of the
+/// template (a new or rebuilt jail gets its password too).
+fn db_password_file(a: &AgentSpec, j: &JailSpec) -> Option<crate::resource::FileRes> {
+    if j.role != Role::Db {
+        return None;
+    }
+    let (_, password) = a.secrets.0.iter().find(|(k, _)| k == DB_PASSWORD_KEY)?;
+    let host_file = format!("/usr/local/etc/warden/{}-password.sql", a.name);
+    let feed = crate::resource::feed(
+        &host_file,
+        &[
+            "bastille",
+            "cmd",
+            &j.name,
+            "psql",
+            "-U",
+            "postgres",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+            "-",
+        ],
+    );
+    let mut f = file(
+        host_file,
+        crate::render::dbsql::password_script(&a.name, password),
+        0o600,
+        "root",
+        "wheel",
+        Phase::JailTemplates,
+    );
+    f.sensitive = true;
+    f.notify = vec![feed];
+    Some(f)
 }
 
 /// jail(8) parameters a role's jail needs, set through `bastille config` before
@@ -889,42 +905,111 @@ fn render_agent(
         .iter()
         .filter(|l| l.subject == crate::spec::limits::Subject::User)
     {
-        items.push(svc(Resource::Rctl(RctlRes {
-            subject: "user".into(),
-            name: a.name.clone(),
-            resource: l.kind.rctl_name().into(),
-            amount: l.amount,
-            written: l.written.clone(),
-        })));
+        items.push(svc(rctl("user", &a.name, l)));
     }
-    if let Some(repo) = &a.soul_repo {
-        let source = soul_source(repo, a.file.parent().unwrap_or(std::path::Path::new(".")));
-        // A plain directory of the fleet repository: a copy pinned by its digest.
-        let pinned = if crate::spec::soul_copy::is_plain_dir(&source) {
-            Some(
-                crate::spec::soul_copy::tree_digest(std::path::Path::new(&source)).map_err(
-                    |e| TemplateError::SoulSource {
-                        path: source.clone(),
-                        source: e,
-                    },
-                )?,
-            )
-        } else {
-            None
-        };
-        items.push(Item::new(
-            Step::Soul,
-            agent,
-            Resource::Soul(SoulRes {
-                repo: repo.clone(),
-                reference: a.soul_ref.clone(),
-                dest: paths.soul_dir.clone(),
-                user: a.name.clone(),
-                source,
-                pinned,
-            }),
-        ));
+    if let Some(soul) = soul_resource(a, &paths)? {
+        items.push(Item::new(Step::Soul, agent, soul));
     }
+    let c = agent_context(fleet, a, host, &paths);
+    let restart = || vec![argv(&["service", &a.name, "restart"])];
+    let mut env = file(
+        paths.envfile.clone(),
+        t.render("rc.d/agent.env.tera", &c)?,
+        0o600,
+        &a.name,
+        &a.name,
+        Phase::EnvFiles,
+    );
+    env.sensitive = !a.secrets.is_empty();
+    env.notify = restart();
+    items.push(svc(Resource::File(env)));
+    let mut runner = file(
+        paths.runner.clone(),
+        t.render("rc.d/agent-run.tera", &c)?,
+        0o755,
+        "root",
+        "wheel",
+        Phase::EnvFiles,
+    );
+    runner.notify = restart();
+    items.push(svc(Resource::File(runner)));
+    let mut rcd = file(
+        paths.rcd.clone(),
+        t.render("rc.d/agent.tera", &c)?,
+        0o755,
+        "root",
+        "wheel",
+        Phase::RcD,
+    );
+    rcd.notify = restart();
+    items.push(svc(Resource::File(rcd)));
+    items.push(svc(Resource::File(file(
+        format!("/usr/local/etc/newsyslog.conf.d/warden-{}.conf", a.name),
+        t.render("rc.d/newsyslog.conf.tera", &c)?,
+        0o644,
+        "root",
+        "wheel",
+        Phase::RcD,
+    ))));
+    items.push(svc(rc(
+        format!("{}_enable", a.name),
+        "YES".into(),
+        Phase::RcD,
+    )));
+    items.push(svc(Resource::Service {
+        name: a.name.clone(),
+    }));
+    Ok(())
+}
+
+/// One rctl limit of a jail or a user.
+fn rctl(subject: &str, name: &str, l: &crate::spec::limits::Limit) -> Resource {
+    Resource::Rctl(RctlRes {
+        subject: subject.into(),
+        name: name.to_string(),
+        resource: l.kind.rctl_name().into(),
+        amount: l.amount,
+        written: l.written.clone(),
+    })
+}
+
+/// The agent's soul checkout, when it names a soul; a plain directory of the
+/// fleet repository is a copy pinned by its digest.
+fn soul_resource(a: &AgentSpec, paths: &AgentPaths) -> Result<Option<Resource>, TemplateError> {
+    let Some(repo) = &a.soul_repo else {
+        return Ok(None);
+    };
+    let source = soul_source(repo, a.file.parent().unwrap_or(std::path::Path::new(".")));
+    let pinned = if crate::spec::soul_copy::is_plain_dir(&source) {
+        Some(
+            crate::spec::soul_copy::tree_digest(std::path::Path::new(&source)).map_err(|e| {
+                TemplateError::SoulSource {
+                    path: source.clone(),
+                    source: e,
+                }
+            })?,
+        )
+    } else {
+        None
+    };
+    Ok(Some(Resource::Soul(SoulRes {
+        repo: repo.clone(),
+        reference: a.soul_ref.clone(),
+        dest: paths.soul_dir.clone(),
+        user: a.name.clone(),
+        source,
+        pinned,
+    })))
+}
+
+/// What the agent's rc.d script, run script, env file and newsyslog entry are
+/// rendered from.
+fn agent_context(
+    fleet: &Fleet,
+    a: &AgentSpec,
+    host: &HostConfig,
+    paths: &AgentPaths,
+) -> tera::Context {
     let jails: Vec<_> = a
         .jails
         .iter()
@@ -947,7 +1032,7 @@ fn render_agent(
         .iter()
         .map(|(k, v)| json!({"key": k, "value": v}))
         .collect();
-    let c = ctx(json!({
+    ctx(json!({
         "agent": {
             "name": a.name, "assistant_name": a.assistant_name, "home": a.home,
             "display_locale": a.display_locale, "assistant_locale": a.assistant_locale,
@@ -962,53 +1047,5 @@ fn render_agent(
         "runner": paths.runner, "envfile": paths.envfile, "pidfile": paths.pidfile,
         "logfile": paths.logfile, "piddir": "/var/run/warden", "logdir": host.log_dir,
         "db_wait": AGENT_DB_WAIT,
-    }));
-    let mut env = file(
-        paths.envfile.clone(),
-        t.render("rc.d/agent.env.tera", &c)?,
-        0o600,
-        &a.name,
-        &a.name,
-        Phase::EnvFiles,
-    );
-    env.sensitive = !a.secrets.is_empty();
-    env.notify = vec![argv(&["service", &a.name, "restart"])];
-    items.push(svc(Resource::File(env)));
-    let mut runner = file(
-        paths.runner.clone(),
-        t.render("rc.d/agent-run.tera", &c)?,
-        0o755,
-        "root",
-        "wheel",
-        Phase::EnvFiles,
-    );
-    runner.notify = vec![argv(&["service", &a.name, "restart"])];
-    items.push(svc(Resource::File(runner)));
-    let mut rcd = file(
-        paths.rcd.clone(),
-        t.render("rc.d/agent.tera", &c)?,
-        0o755,
-        "root",
-        "wheel",
-        Phase::RcD,
-    );
-    rcd.notify = vec![argv(&["service", &a.name, "restart"])];
-    items.push(svc(Resource::File(rcd)));
-    items.push(svc(Resource::File(file(
-        format!("/usr/local/etc/newsyslog.conf.d/warden-{}.conf", a.name),
-        t.render("rc.d/newsyslog.conf.tera", &c)?,
-        0o644,
-        "root",
-        "wheel",
-        Phase::RcD,
-    ))));
-    items.push(svc(rc(
-        format!("{}_enable", a.name),
-        "YES".into(),
-        Phase::RcD,
-    )));
-    items.push(svc(Resource::Service {
-        name: a.name.clone(),
-    }));
-    Ok(())
+    }))
 }

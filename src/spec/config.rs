@@ -333,26 +333,40 @@ fn check_keys(one: &toml::Table, known: &[String]) -> Result<(), String> {
 fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
     let mut diags = Diagnostics::default();
     let line_of = |key: &str| key_line(text, key);
+    let located = |(key, message): (&'static str, String)| {
+        Diagnostic::new(path, line_of(key), Some(key), message)
+    };
+    for d in interface_problems(&host).into_iter().map(located) {
+        diags.push(d);
+    }
+    check_paths(path, &host, &line_of, &mut diags);
+    for d in number_problems(&host).into_iter().map(located) {
+        diags.push(d);
+    }
+    let cfg = Config {
+        path: path.to_path_buf(),
+        host,
+    };
+    (cfg, diags)
+}
+
+/// The bridge, the external interface and its address, the vm-bhyve switch:
+/// each failing key with its message.
+fn interface_problems(host: &HostConfig) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
     if !valid_ifname(&host.bridge) {
-        diags.push(Diagnostic::new(
-            path,
-            line_of("bridge"),
-            Some("bridge"),
-            format!(
-                "{:?} is not a usable interface name; use letters and digits ending in a digit, at most 15 characters (e.g. warden0)",
-                host.bridge
-            ),
-        ));
+        out.push(("bridge", format!(
+            "{:?} is not a usable interface name; use letters and digits ending in a digit, at most 15 characters (e.g. warden0)",
+            host.bridge
+        )));
     }
     if !host
         .bridge_clone
         .strip_prefix("bridge")
         .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
     {
-        diags.push(Diagnostic::new(
-            path,
-            line_of("bridge_clone"),
-            Some("bridge_clone"),
+        out.push((
+            "bridge_clone",
             format!(
                 "{:?} is not a bridge(4) unit; write bridgeN, e.g. bridge0",
                 host.bridge_clone
@@ -360,10 +374,8 @@ fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
         ));
     }
     if !valid_ifname(&host.ext_if) {
-        diags.push(Diagnostic::new(
-            path,
-            line_of("ext_if"),
-            Some("ext_if"),
+        out.push((
+            "ext_if",
             format!(
                 "{:?} is not an interface name (e.g. em0, igb0, vtnet0)",
                 host.ext_if
@@ -371,21 +383,17 @@ fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
         ));
     }
     if host.ext_if == host.bridge || host.ext_if == host.bridge_clone {
-        diags.push(Diagnostic::new(
-            path,
-            line_of("ext_if"),
-            Some("ext_if"),
+        out.push((
+            "ext_if",
             format!(
-                "{:?} is warden's own bridge; ext_if is the host's external interface (e.g. em0, igb0)",
-                host.ext_if
-            ),
+            "{:?} is warden's own bridge; ext_if is the host's external interface (e.g. em0, igb0)",
+            host.ext_if
+        ),
         ));
     }
     if !host.ext_addr.is_empty() && host.ext_addr.parse::<std::net::Ipv4Addr>().is_err() {
-        diags.push(Diagnostic::new(
-            path,
-            line_of("ext_addr"),
-            Some("ext_addr"),
+        out.push((
+            "ext_addr",
             format!(
                 "{:?} is not an IPv4 address (the public address of ext_if, e.g. 203.0.113.10)",
                 host.ext_addr
@@ -396,38 +404,32 @@ fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
         || host.bhyve.switch.len() > 12
         || !host.bhyve.switch.chars().all(|c| c.is_ascii_alphanumeric())
     {
-        diags.push(Diagnostic::new(
-            path,
-            line_of("switch"),
-            Some("switch"),
+        out.push((
+            "switch",
             format!(
                 "{:?} is not a usable vm-bhyve switch name; use at most 12 letters and digits",
                 host.bhyve.switch
             ),
         ));
     }
-    check_paths(path, &host, &line_of, &mut diags);
+    out
+}
+
+/// The numbers, sizes and the release: each failing key with its message.
+fn number_problems(host: &HostConfig) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
     if host.devfs_ruleset_base < 1000 || host.devfs_ruleset_base > MAX_DEVFS_RULESET {
-        diags.push(Diagnostic::new(
-            path,
-            line_of("devfs_ruleset_base"),
-            Some("devfs_ruleset_base"),
-            format!("must be from 1000 to {MAX_DEVFS_RULESET}: clear of the rulesets FreeBSD ships (1-4) and Bastille uses (13), and within devfs's 16-bit ruleset numbers"),
-        ));
+        out.push(("devfs_ruleset_base", format!("must be from 1000 to {MAX_DEVFS_RULESET}: clear of the rulesets FreeBSD ships (1-4) and Bastille uses (13), and within devfs's 16-bit ruleset numbers")));
     }
     if !(1..=MAX_JOBS).contains(&host.jobs) {
-        diags.push(Diagnostic::new(
-            path,
-            line_of("jobs"),
-            Some("jobs"),
+        out.push((
+            "jobs",
             format!("must be between 1 and {MAX_JOBS}, not {}", host.jobs),
         ));
     }
     if !(1..=MAX_SNAPSHOT_KEEP).contains(&host.snapshot_keep) {
-        diags.push(Diagnostic::new(
-            path,
-            line_of("snapshot_keep"),
-            Some("snapshot_keep"),
+        out.push((
+            "snapshot_keep",
             format!(
                 "must be between 1 and {MAX_SNAPSHOT_KEEP}, not {}",
                 host.snapshot_keep
@@ -435,22 +437,15 @@ fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
         ));
     }
     if let Err(why) = crate::spec::limits::parse_memory(&host.backup_max) {
-        diags.push(Diagnostic::new(
-            path,
-            line_of("backup_max"),
-            Some("backup_max"),
-            format!("{why} (a size such as 512M or 64G)"),
-        ));
+        out.push(("backup_max", format!("{why} (a size such as 512M or 64G)")));
     }
     for (key, value) in [
         ("probe", host.timeouts.probe),
         ("change", host.timeouts.change),
     ] {
         if !(1..=MAX_TIMEOUT).contains(&value) {
-            diags.push(Diagnostic::new(
-                path,
-                line_of(key),
-                Some(key),
+            out.push((
+                key,
                 format!("[timeouts] {key} = {value}: must be from 1 to {MAX_TIMEOUT} seconds"),
             ));
         }
@@ -459,21 +454,15 @@ fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
         && !host.release.contains("-STABLE")
         && !host.release.contains("-CURRENT")
     {
-        diags.push(Diagnostic::new(
-            path,
-            line_of("release"),
-            Some("release"),
+        out.push((
+            "release",
             format!(
                 "{:?} is not a FreeBSD release name (e.g. 15.0-RELEASE)",
                 host.release
             ),
         ));
     }
-    let cfg = Config {
-        path: path.to_path_buf(),
-        host,
-    };
-    (cfg, diags)
+    out
 }
 
 /// The largest devfs ruleset number (devfs(8) rulesets are 16-bit).

@@ -104,14 +104,7 @@ pub fn parse_partial(file: &Path, bytes: &[u8]) -> Parsed {
         let assignment = trimmed
             .strip_prefix("export ")
             .map_or(trimmed, |s| s.trim_start());
-        let key_len = assignment
-            .char_indices()
-            .find(|(i, c)| {
-                !(c.is_ascii_alphanumeric() || *c == '_') || (*i == 0 && c.is_ascii_digit())
-            })
-            .map_or(assignment.len(), |(i, _)| i);
-        let key = &assignment[..key_len];
-        let rest = &assignment[key_len..];
+        let (key, rest) = split_key(assignment);
         if key.is_empty() {
             diags.push(err(
                 None,
@@ -123,12 +116,7 @@ pub fn parse_partial(file: &Path, bytes: &[u8]) -> Parsed {
             continue;
         }
         let Some(value_src) = rest.strip_prefix('=') else {
-            let hint = if rest.trim_start().starts_with('=') {
-                format!("no blank allowed before '='; write {key}=...")
-            } else {
-                format!("expected '=' after the key; write {key}=value")
-            };
-            diags.push(err(Some(key), hint));
+            diags.push(err(Some(key), missing_equals(key, rest)));
             broken_keys.push(key.to_string());
             continue;
         };
@@ -158,6 +146,25 @@ pub fn parse_partial(file: &Path, bytes: &[u8]) -> Parsed {
         entries,
         diags,
         broken_keys,
+    }
+}
+
+/// An assignment's key (letters, digits and `_`, not starting with a digit) and
+/// what follows it.
+fn split_key(assignment: &str) -> (&str, &str) {
+    let key_len = assignment
+        .char_indices()
+        .find(|(i, c)| !(c.is_ascii_alphanumeric() || *c == '_') || (*i == 0 && c.is_ascii_digit()))
+        .map_or(assignment.len(), |(i, _)| i);
+    assignment.split_at(key_len)
+}
+
+/// What to write when `key` is not followed by `=`.
+fn missing_equals(key: &str, rest: &str) -> String {
+    if rest.trim_start().starts_with('=') {
+        format!("no blank allowed before '='; write {key}=...")
+    } else {
+        format!("expected '=' after the key; write {key}=value")
     }
 }
 

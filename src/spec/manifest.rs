@@ -363,17 +363,111 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// A manifest being read: the spec's fields as the keys set them, and what later
+/// keys derive from earlier ones.
+struct Draft {
+    spec: AgentSpec,
+    /// The key the subnet base was read from (`AGENT_SUBNET_BASE` or its alias).
+    base_key: &'static str,
+    /// Whether the subnet base passed its grammar; until then addresses are derived
+    /// from a placeholder and not checked against it.
+    base_ok: bool,
+    /// `WARDEN_ROLES`, sorted.
+    roles: Vec<Role>,
+}
+
+/// One row of the manifest's key table: the keys it reads, each through its
+/// grammar, into the spec's field, or the cross-key check it makes.
+struct KeyRule {
+    /// Read by the test that every documented key has exactly one rule.
+    #[cfg_attr(not(test), allow(dead_code))]
+    keys: &'static [&'static str],
+    read: fn(&mut Ctx<'_>, &mut Draft),
+}
+
+/// Every manifest key with the rule that reads it, in reading order: a rule reads
+/// only fields set by the rules above it.
+#[rustfmt::skip]
+const RULES: &[KeyRule] = &[
+    KeyRule { keys: &["AGENT_NAME"], read: agent_name },
+    KeyRule { keys: &["ASSISTANT_NAME"], read: assistant_name },
+    KeyRule { keys: &["AGENT_SUBNET_BASE", "WARDEN_SUBNET_BASE"], read: subnet_base },
+    KeyRule { keys: &["WARDEN_SUBNET"], read: subnet_agrees },
+    KeyRule { keys: &["WARDEN_GATEWAY"], read: gateway },
+    KeyRule { keys: &["WARDEN_ROLES"], read: roles },
+    KeyRule { keys: &["SHARED_LLM"], read: shared_llm },
+    KeyRule {
+        keys: &[
+            "GIT_JAIL_NAME", "CMS_JAIL_NAME", "DB_JAIL_NAME", "LLAMA_CPP_JAIL_NAME", "OLLAMA_JAIL_NAME",
+            "WARDEN_GIT_IP", "WARDEN_CMS_IP", "WARDEN_DB_IP", "WARDEN_LLAMA_CPP_IP", "WARDEN_OLLAMA_IP",
+        ],
+        read: jails,
+    },
+    KeyRule { keys: &[], read: jails_distinct },
+    KeyRule { keys: &["DISPLAY_LOCALE", "ASSISTANT_LOCALE", "SYSTEM_LOCALE"], read: locales },
+    KeyRule { keys: &["SOUL_REPO", "SOUL_REF"], read: soul },
+    KeyRule {
+        keys: &["LLAMA_MODEL", "LLAMA_MODEL_PATH", "LLAMA_DEVICE", "LLAMA_GPU_LAYERS", "LLAMA_PORT"],
+        read: llama,
+    },
+    KeyRule { keys: &["OLLAMA_PORT"], read: ollama_port },
+    KeyRule { keys: &["EXPOSE"], read: expose },
+    KeyRule { keys: &["ADOPT_JAILS"], read: adopt_jails },
+    KeyRule {
+        keys: &["GIT_EGRESS", "CMS_EGRESS", "DB_EGRESS", "LLAMA_CPP_EGRESS", "OLLAMA_EGRESS"],
+        read: role_egress_needs_role,
+    },
+    KeyRule { keys: &["EGRESS"], read: agent_egress },
+    KeyRule {
+        keys: &[
+            "GIT_MEMORY_LIMIT", "GIT_CPU_LIMIT", "CMS_MEMORY_LIMIT", "CMS_CPU_LIMIT",
+            "DB_MEMORY_LIMIT", "DB_CPU_LIMIT", "LLAMA_CPP_MEMORY_LIMIT", "LLAMA_CPP_CPU_LIMIT",
+            "OLLAMA_MEMORY_LIMIT", "OLLAMA_CPU_LIMIT", "AGENT_MEMORY_LIMIT",
+        ],
+        read: limits,
+    },
+    KeyRule {
+        keys: &["DEPLOY_MODE", "VM_CPUS", "VM_MEMORY", "VM_DISK", "VM_GPU_PASSTHRU"],
+        read: deploy,
+    },
+    KeyRule { keys: &["AGENT_HOME"], read: home },
+    KeyRule { keys: &["AGENT_COMMAND"], read: command },
+    KeyRule { keys: &[], read: shared_llm_name },
+];
+
 fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics> {
     let mut cx = Ctx {
         path,
         values: BTreeMap::new(),
         diags: Diagnostics::default(),
     };
-    let secrets_file = secrets_path(path);
+    known_keys(&mut cx, entries);
+    let mut draft = Draft {
+        spec: blank_spec(path),
+        base_key: "AGENT_SUBNET_BASE",
+        base_ok: false,
+        roles: Vec::new(),
+    };
+    for rule in RULES {
+        (rule.read)(&mut cx, &mut draft);
+    }
+    if !cx.diags.is_empty() {
+        let mut d = cx.diags;
+        d.sort();
+        return Err(d);
+    }
+    let mut spec = draft.spec;
+    spec.lines = entries.iter().map(|e| (e.key.clone(), e.line)).collect();
+    Ok(spec)
+}
+
+/// Keep the documented keys; refuse secrets and unknown keys.
+fn known_keys<'a>(cx: &mut Ctx<'a>, entries: &'a [Entry]) {
+    let secrets_file = secrets_path(cx.path);
     for e in entries {
         if is_secret_key(&e.key) {
             cx.diags.push(Diagnostic::new(
-                path,
+                cx.path,
                 e.line,
                 Some(&e.key),
                 format!(
@@ -386,7 +480,7 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
                 .map(|k| format!("; did you mean {k}?"))
                 .unwrap_or_else(|| "; `man warden` lists the manifest keys".into());
             cx.diags.push(Diagnostic::new(
-                path,
+                cx.path,
                 e.line,
                 Some(&e.key),
                 format!("unknown key{hint}"),
@@ -395,40 +489,78 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
             cx.values.insert(e.key.as_str(), e);
         }
     }
+}
 
-    // Identity.
-    let stem = path
+/// The spec before any key is read; every field is set by its rule.
+fn blank_spec(path: &Path) -> AgentSpec {
+    AgentSpec {
+        file: path.to_path_buf(),
+        name: String::new(),
+        assistant_name: String::new(),
+        subnet_base: String::new(),
+        gateway: Ipv4Addr::UNSPECIFIED,
+        jails: Vec::new(),
+        display_locale: String::new(),
+        assistant_locale: String::new(),
+        system_locale: String::new(),
+        soul_repo: None,
+        soul_ref: None,
+        llama: LlamaSpec {
+            model: String::new(),
+            model_path: String::new(),
+            device: String::new(),
+            gpu_layers: 0,
+            port: 0,
+        },
+        ollama_port: 0,
+        shared_llm: None,
+        expose: Vec::new(),
+        limits: Vec::new(),
+        egress: crate::spec::egress::Policy::Any,
+        deploy: DeployMode::Jail,
+        command: String::new(),
+        home: String::new(),
+        adopt_jails: Vec::new(),
+        lines: BTreeMap::new(),
+        secrets: Secrets::default(),
+        source: String::new(),
+    }
+}
+
+fn agent_name(cx: &mut Ctx<'_>, d: &mut Draft) {
+    let stem = cx
+        .path
         .file_name()
         .and_then(|n| n.to_str())
         .and_then(|n| n.strip_suffix(".env"))
         .unwrap_or("")
         .to_string();
-    let name = match cx.get("AGENT_NAME") {
-        None => {
-            cx.diags.push(Diagnostic::new(
-                path,
-                0,
-                Some("AGENT_NAME"),
-                format!("missing; add AGENT_NAME={stem}"),
-            ));
-            String::new()
-        }
-        Some(n) => {
-            if let Err(why) = check_agent_name(n) {
-                cx.err("AGENT_NAME", why);
-            } else if n != stem {
-                cx.err(
-                    "AGENT_NAME",
-                    format!("{n:?} does not match the file name; rename the file to {n}.env or set AGENT_NAME={stem}"),
-                );
-            }
-            n.to_string()
-        }
+    let Some(n) = cx.get("AGENT_NAME") else {
+        cx.diags.push(Diagnostic::new(
+            cx.path,
+            0,
+            Some("AGENT_NAME"),
+            format!("missing; add AGENT_NAME={stem}"),
+        ));
+        return;
     };
+    if let Err(why) = check_agent_name(n) {
+        cx.err("AGENT_NAME", why);
+    } else if n != stem {
+        cx.err(
+            "AGENT_NAME",
+            format!("{n:?} does not match the file name; rename the file to {n}.env or set AGENT_NAME={stem}"),
+        );
+    }
+    d.spec.name = n.to_string();
+}
+
+fn assistant_name(cx: &mut Ctx<'_>, d: &mut Draft) {
+    let name = &d.spec.name;
     let assistant_name = cx
         .get("ASSISTANT_NAME")
         .map(str::to_string)
-        .unwrap_or_else(|| capitalise(&name));
+        .unwrap_or_else(|| capitalise(name));
     if assistant_name.chars().any(|c| c.is_control())
         || assistant_name.is_empty() && !name.is_empty()
     {
@@ -442,9 +574,14 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
             ),
         );
     }
+    d.spec.assistant_name = assistant_name;
+}
 
-    // Network.
-    let base_key = if cx.get("AGENT_SUBNET_BASE").is_some() {
+/// The placeholder base addresses are derived from while the real one is unusable.
+const PLACEHOLDER_BASE: &str = "10.255.255";
+
+fn subnet_base(cx: &mut Ctx<'_>, d: &mut Draft) {
+    d.base_key = if cx.get("AGENT_SUBNET_BASE").is_some() {
         if cx.get("WARDEN_SUBNET_BASE").is_some() {
             cx.err(
                 "WARDEN_SUBNET_BASE",
@@ -455,45 +592,56 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
     } else {
         "WARDEN_SUBNET_BASE"
     };
-    let subnet_base = match cx.get(base_key) {
-        None => {
-            cx.diags.push(Diagnostic::new(
-                path,
-                0,
-                Some("AGENT_SUBNET_BASE"),
-                "missing; add the first three octets of a private /24, e.g. AGENT_SUBNET_BASE=10.0.1",
-            ));
-            None
-        }
+    d.spec.subnet_base = PLACEHOLDER_BASE.into();
+    match cx.get(d.base_key) {
+        None => cx.diags.push(Diagnostic::new(
+            cx.path,
+            0,
+            Some("AGENT_SUBNET_BASE"),
+            "missing; add the first three octets of a private /24, e.g. AGENT_SUBNET_BASE=10.0.1",
+        )),
         Some(b) => match check_subnet_base(b) {
-            Ok(()) => Some(b.to_string()),
-            Err(why) => {
-                cx.err(base_key, why);
-                None
+            Ok(()) => {
+                d.spec.subnet_base = b.to_string();
+                d.base_ok = true;
             }
+            Err(why) => cx.err(d.base_key, why),
         },
-    };
-    let base_for_ips = subnet_base.clone().unwrap_or_else(|| "10.255.255".into());
-    if let (Some(s), Some(base)) = (cx.get("WARDEN_SUBNET"), &subnet_base) {
-        let want = format!("{base}.0/24");
-        if s != want {
-            cx.err(
-                "WARDEN_SUBNET",
-                format!("{s:?} disagrees with {base_key}={base}; write {want} or leave it out"),
-            );
-        }
     }
-    let gateway = ip_key(
-        &mut cx,
+}
+
+fn subnet_agrees(cx: &mut Ctx<'_>, d: &mut Draft) {
+    let Some(s) = cx.get("WARDEN_SUBNET") else {
+        return;
+    };
+    if !d.base_ok {
+        return;
+    }
+    let base = &d.spec.subnet_base;
+    let want = format!("{base}.0/24");
+    if s != want {
+        cx.err(
+            "WARDEN_SUBNET",
+            format!(
+                "{s:?} disagrees with {}={base}; write {want} or leave it out",
+                d.base_key
+            ),
+        );
+    }
+}
+
+fn gateway(cx: &mut Ctx<'_>, d: &mut Draft) {
+    d.spec.gateway = ip_key(
+        cx,
         "WARDEN_GATEWAY",
-        &base_for_ips,
+        &d.spec.subnet_base,
         1,
-        subnet_base.is_some(),
+        d.base_ok,
         true,
     );
+}
 
-    // Roles and jails.
-    let mut roles = Vec::new();
+fn roles(cx: &mut Ctx<'_>, d: &mut Draft) {
     let roles_src = cx.get("WARDEN_ROLES").unwrap_or("git,cms,db").to_string();
     for word in roles_src
         .split(',')
@@ -501,10 +649,10 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
         .filter(|w| !w.is_empty())
     {
         match Role::parse(word) {
-            Some(r) if roles.contains(&r) => {
+            Some(r) if d.roles.contains(&r) => {
                 cx.err("WARDEN_ROLES", format!("{word:?} is listed twice"))
             }
-            Some(r) => roles.push(r),
+            Some(r) => d.roles.push(r),
             None => {
                 let hint = did_you_mean(word, Role::ALL.iter().map(|r| r.as_str()))
                     .map(|r| format!("did you mean {r:?}? "))
@@ -518,65 +666,81 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
             }
         }
     }
-    roles.sort();
-    let shared_llm = cx
+    d.roles.sort();
+}
+
+fn shared_llm(cx: &mut Ctx<'_>, d: &mut Draft) {
+    d.spec.shared_llm = cx
         .get("SHARED_LLM")
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    if let Some(other) = &shared_llm {
-        if other == &name {
-            cx.err(
-                "SHARED_LLM",
-                "names this agent itself; name another agent that runs llama-cpp or ollama",
-            );
-        } else if let Some(r) = roles.iter().find(|r| r.is_llm()) {
-            cx.err(
-                "SHARED_LLM",
-                format!("this agent also runs its own {r} jail; drop {r} from WARDEN_ROLES or drop SHARED_LLM"),
-            );
-        }
+    let Some(other) = &d.spec.shared_llm else {
+        return;
+    };
+    if other == &d.spec.name {
+        cx.err(
+            "SHARED_LLM",
+            "names this agent itself; name another agent that runs llama-cpp or ollama",
+        );
+    } else if let Some(r) = d.roles.iter().find(|r| r.is_llm()) {
+        cx.err(
+            "SHARED_LLM",
+            format!("this agent also runs its own {r} jail; drop {r} from WARDEN_ROLES or drop SHARED_LLM"),
+        );
     }
-    let mut jails = Vec::new();
-    for role in &roles {
-        let jail_key = role.jail_key();
-        let jname = cx
-            .get(jail_key)
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{name}{}", role.jail_suffix()));
-        let explicit = cx.get(jail_key).is_some();
-        if let Err(why) = check_jail_name(&jname) {
-            if explicit {
-                cx.err(jail_key, why);
-            } else if check_agent_name(&name).is_ok() {
-                cx.diags.push(Diagnostic::new(
-                    path,
-                    cx.line("AGENT_NAME"),
-                    Some(jail_key),
-                    format!("no usable default jail name: {why}; set {jail_key}"),
-                ));
-            }
-        }
+}
+
+/// Each role's jail: its name, address and egress.
+fn jails(cx: &mut Ctx<'_>, d: &mut Draft) {
+    for role in d.roles.clone() {
+        let name = jail_name(cx, &d.spec.name, role);
         let ip = ip_key(
-            &mut cx,
+            cx,
             role.ip_key(),
-            &base_for_ips,
+            &d.spec.subnet_base,
             role.default_host(),
-            subnet_base.is_some(),
+            d.base_ok,
             false,
         );
         let egress = egress_key(
-            &mut cx,
-            &crate::spec::egress::role_key(*role),
+            cx,
+            &crate::spec::egress::role_key(role),
             crate::spec::egress::JAIL_DEFAULT,
         );
-        jails.push(JailSpec {
-            role: *role,
-            name: jname,
+        d.spec.jails.push(JailSpec {
+            role,
+            name,
             ip,
             egress,
         });
     }
-    // Distinct addresses within the agent.
+}
+
+fn jail_name(cx: &mut Ctx<'_>, agent: &str, role: Role) -> String {
+    let jail_key = role.jail_key();
+    let jname = cx
+        .get(jail_key)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{agent}{}", role.jail_suffix()));
+    let explicit = cx.get(jail_key).is_some();
+    if let Err(why) = check_jail_name(&jname) {
+        if explicit {
+            cx.err(jail_key, why);
+        } else if check_agent_name(agent).is_ok() {
+            cx.diags.push(Diagnostic::new(
+                cx.path,
+                cx.line("AGENT_NAME"),
+                Some(jail_key),
+                format!("no usable default jail name: {why}; set {jail_key}"),
+            ));
+        }
+    }
+    jname
+}
+
+/// Distinct addresses and names within the agent.
+fn jails_distinct(cx: &mut Ctx<'_>, d: &mut Draft) {
+    let jails = &d.spec.jails;
     for (i, a) in jails.iter().enumerate() {
         if let Some(b) = jails[..i].iter().find(|b| b.ip == a.ip) {
             let key = if cx.get(a.role.ip_key()).is_some() || cx.get(b.role.ip_key()).is_none() {
@@ -602,11 +766,12 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
             );
         }
     }
+}
 
-    // Locales.
-    let display_locale = locale_tag(&mut cx, "DISPLAY_LOCALE", "en-US".to_string());
-    let assistant_locale = locale_tag(&mut cx, "ASSISTANT_LOCALE", display_locale.clone());
-    let system_locale = match cx.get("SYSTEM_LOCALE") {
+fn locales(cx: &mut Ctx<'_>, d: &mut Draft) {
+    let display_locale = locale_tag(cx, "DISPLAY_LOCALE", "en-US".to_string());
+    d.spec.assistant_locale = locale_tag(cx, "ASSISTANT_LOCALE", display_locale.clone());
+    d.spec.system_locale = match cx.get("SYSTEM_LOCALE") {
         Some(l) => {
             if let Err(why) = check_system_locale(l) {
                 cx.err("SYSTEM_LOCALE", why);
@@ -615,8 +780,10 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
         }
         None => posix_locale_for(&display_locale),
     };
+    d.spec.display_locale = display_locale;
+}
 
-    // Soul.
+fn soul(cx: &mut Ctx<'_>, d: &mut Draft) {
     let soul_repo = cx
         .get("SOUL_REPO")
         .filter(|s| !s.is_empty())
@@ -631,34 +798,13 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
                 "SOUL_REF",
                 "set without SOUL_REPO; add SOUL_REPO or drop SOUL_REF",
             );
-        } else if r.starts_with('-')
-            || r.contains("..")
-            || r.chars()
-                .any(|c| c.is_whitespace() || c == '~' || c == '^' || c == ':')
-        {
-            cx.err(
-                "SOUL_REF",
-                format!("{r:?} is not a valid git branch, tag or commit"),
-            );
+        } else if let Err(why) = check_soul_ref(r) {
+            cx.err("SOUL_REF", why);
         }
     }
     if let Some(r) = &soul_repo {
-        if r.starts_with('-') || r.chars().any(char::is_whitespace) {
-            cx.err("SOUL_REPO", format!("{r:?} is not a git URL or path"));
-        } else if let Some(scheme) = r.split_once("::").map(|(t, _)| t).or_else(|| {
-            r.split_once("://")
-                .map(|(t, _)| t)
-                .filter(|t| !["https", "http", "ssh", "git", "file"].contains(t))
-        }) {
-            cx.err(
-                "SOUL_REPO",
-                format!("{scheme:?} is not a transport warden uses; give an https://, ssh://, git:// or file:// URL, user@host:path or a path"),
-            );
-        } else if r.len() > grammar::MAX_PATH_BYTES {
-            cx.err(
-                "SOUL_REPO",
-                format!("is {} bytes; at most {}", r.len(), grammar::MAX_PATH_BYTES),
-            );
+        if let Err(why) = check_soul_repo(r) {
+            cx.err("SOUL_REPO", why);
         }
     }
     if let Some(r) = &soul_ref {
@@ -666,8 +812,44 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
             cx.err("SOUL_REF", format!("is {} bytes; at most 255", r.len()));
         }
     }
+    d.spec.soul_repo = soul_repo;
+    d.spec.soul_ref = soul_ref;
+}
 
-    // LLM settings.
+/// A git branch, tag or commit as `SOUL_REF` may name it.
+fn check_soul_ref(r: &str) -> Result<(), String> {
+    if r.starts_with('-')
+        || r.contains("..")
+        || r.chars()
+            .any(|c| c.is_whitespace() || c == '~' || c == '^' || c == ':')
+    {
+        return Err(format!("{r:?} is not a valid git branch, tag or commit"));
+    }
+    Ok(())
+}
+
+/// A git URL or path over a transport warden uses.
+fn check_soul_repo(r: &str) -> Result<(), String> {
+    if r.starts_with('-') || r.chars().any(char::is_whitespace) {
+        Err(format!("{r:?} is not a git URL or path"))
+    } else if let Some(scheme) = r.split_once("::").map(|(t, _)| t).or_else(|| {
+        r.split_once("://")
+            .map(|(t, _)| t)
+            .filter(|t| !["https", "http", "ssh", "git", "file"].contains(t))
+    }) {
+        Err(format!("{scheme:?} is not a transport warden uses; give an https://, ssh://, git:// or file:// URL, user@host:path or a path"))
+    } else if r.len() > grammar::MAX_PATH_BYTES {
+        Err(format!(
+            "is {} bytes; at most {}",
+            r.len(),
+            grammar::MAX_PATH_BYTES
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn llama(cx: &mut Ctx<'_>, d: &mut Draft) {
     let llama = LlamaSpec {
         model: cx.get("LLAMA_MODEL").unwrap_or("model.gguf").to_string(),
         model_path: cx
@@ -675,8 +857,8 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
             .unwrap_or("/var/db/warden/models")
             .to_string(),
         device: cx.get("LLAMA_DEVICE").unwrap_or("Vulkan0").to_string(),
-        gpu_layers: number(&mut cx, "LLAMA_GPU_LAYERS", 99, 0, 100_000),
-        port: number(&mut cx, "LLAMA_PORT", 8080, 1, 65535) as u16,
+        gpu_layers: number(cx, "LLAMA_GPU_LAYERS", 99, 0, 100_000),
+        port: number(cx, "LLAMA_PORT", 8080, 1, 65535) as u16,
     };
     if llama.model.contains('/') || llama.model.is_empty() {
         cx.err(
@@ -706,67 +888,81 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
             ),
         );
     }
-    let ollama_port = number(&mut cx, "OLLAMA_PORT", 11434, 1, 65535) as u16;
+    d.spec.llama = llama;
+}
 
-    // Exposed ports.
-    let expose = match cx.get("EXPOSE") {
-        None => Vec::new(),
-        Some(v) => crate::spec::expose::parse(v, &roles).unwrap_or_else(|errs| {
-            for e in errs {
-                cx.err("EXPOSE", e);
-            }
-            Vec::new()
-        }),
+fn ollama_port(cx: &mut Ctx<'_>, d: &mut Draft) {
+    d.spec.ollama_port = number(cx, "OLLAMA_PORT", 11434, 1, 65535) as u16;
+}
+
+fn expose(cx: &mut Ctx<'_>, d: &mut Draft) {
+    let Some(v) = cx.get("EXPOSE") else { return };
+    d.spec.expose = crate::spec::expose::parse(v, &d.roles).unwrap_or_else(|errs| {
+        for e in errs {
+            cx.err("EXPOSE", e);
+        }
+        Vec::new()
+    });
+}
+
+/// Hand-made jails taken over: only the agent's own.
+fn adopt_jails(cx: &mut Ctx<'_>, d: &mut Draft) {
+    let Some(v) = cx.get("ADOPT_JAILS") else {
+        return;
     };
-
-    // Hand-made jails taken over.
-    let mut adopt_jails = Vec::new();
-    if let Some(v) = cx.get("ADOPT_JAILS") {
-        for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if jails.iter().any(|j| j.name == name) {
-                if !adopt_jails.iter().any(|n| n == name) {
-                    adopt_jails.push(name.to_string());
-                }
-            } else {
-                let own: Vec<&str> = jails.iter().map(|j| j.name.as_str()).collect();
-                cx.err(
-                    "ADOPT_JAILS",
-                    format!(
-                        "{name:?} is not one of this agent's jails ({}); list only its own",
-                        if own.is_empty() {
-                            "it has none".to_string()
-                        } else {
-                            own.join(", ")
-                        }
-                    ),
-                );
+    let jails = &d.spec.jails;
+    for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if jails.iter().any(|j| j.name == name) {
+            if !d.spec.adopt_jails.iter().any(|n| n == name) {
+                d.spec.adopt_jails.push(name.to_string());
             }
+        } else {
+            let own: Vec<&str> = jails.iter().map(|j| j.name.as_str()).collect();
+            cx.err(
+                "ADOPT_JAILS",
+                format!(
+                    "{name:?} is not one of this agent's jails ({}); list only its own",
+                    if own.is_empty() {
+                        "it has none".to_string()
+                    } else {
+                        own.join(", ")
+                    }
+                ),
+            );
         }
     }
+}
+
+/// A jail's egress key needs the jail (its value was read with the jail).
+fn role_egress_needs_role(cx: &mut Ctx<'_>, d: &mut Draft) {
     for role in Role::ALL {
         let key = crate::spec::egress::role_key(role);
-        if cx.get(&key).is_some() && !roles.contains(&role) {
+        if cx.get(&key).is_some() && !d.roles.contains(&role) {
             cx.err(
                 &key,
                 format!("the agent runs no {role} jail (WARDEN_ROLES)"),
             );
         }
     }
-    let egress = egress_key(&mut cx, "EGRESS", crate::spec::egress::Policy::Any);
+}
 
-    // Resource limits.
-    let mut limits = Vec::new();
+fn agent_egress(cx: &mut Ctx<'_>, d: &mut Draft) {
+    d.spec.egress = egress_key(cx, "EGRESS", crate::spec::egress::Policy::Any);
+}
+
+fn limits(cx: &mut Ctx<'_>, d: &mut Draft) {
     for (key, subject, kind) in crate::spec::limits::keys() {
         if let Some(v) = cx.get(&key) {
-            match crate::spec::limits::parse(&key, v, subject, kind, &roles) {
-                Ok(l) => limits.push(l),
+            match crate::spec::limits::parse(&key, v, subject, kind, &d.roles) {
+                Ok(l) => d.spec.limits.push(l),
                 Err(e) => cx.err(&key, e),
             }
         }
     }
+}
 
-    // Deployment.
-    let deploy = match cx.get("DEPLOY_MODE").unwrap_or("jail") {
+fn deploy(cx: &mut Ctx<'_>, d: &mut Draft) {
+    d.spec.deploy = match cx.get("DEPLOY_MODE").unwrap_or("jail") {
         "jail" => {
             for key in ["VM_CPUS", "VM_MEMORY", "VM_DISK", "VM_GPU_PASSTHRU"] {
                 if cx.get(key).is_some() {
@@ -775,7 +971,7 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
             }
             DeployMode::Jail
         }
-        "bhyve" => DeployMode::Bhyve(vm_spec(&mut cx)),
+        "bhyve" => DeployMode::Bhyve(vm_spec(cx)),
         other => {
             cx.err(
                 "DEPLOY_MODE",
@@ -784,61 +980,38 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
             DeployMode::Jail
         }
     };
+}
 
-    let home = cx
+fn home(cx: &mut Ctx<'_>, d: &mut Draft) {
+    d.spec.home = cx
         .get("AGENT_HOME")
         .map(str::to_string)
-        .unwrap_or_else(|| format!("/home/{name}"));
+        .unwrap_or_else(|| format!("/home/{}", d.spec.name));
     if let Err(why) = cx.get("AGENT_HOME").map_or(Ok(()), grammar::check_path) {
         cx.err(
             "AGENT_HOME",
             format!("{why}; a home is a directory under the homes root"),
         );
     }
-    let command = cx
+}
+
+fn command(cx: &mut Ctx<'_>, d: &mut Draft) {
+    d.spec.command = cx
         .get("AGENT_COMMAND")
         .unwrap_or("/usr/local/bin/agent-runtime")
         .to_string();
-    if command.trim().is_empty() {
+    if d.spec.command.trim().is_empty() {
         cx.err("AGENT_COMMAND", "must name the program to run");
     }
-    if let Some(other) = &shared_llm {
+}
+
+/// `SHARED_LLM` names an agent (whether that agent runs an LLM is a fleet check).
+fn shared_llm_name(cx: &mut Ctx<'_>, d: &mut Draft) {
+    if let Some(other) = &d.spec.shared_llm {
         if let Err(why) = check_agent_name(other) {
             cx.err("SHARED_LLM", why);
         }
     }
-
-    if !cx.diags.is_empty() {
-        let mut d = cx.diags;
-        d.sort();
-        return Err(d);
-    }
-    Ok(AgentSpec {
-        file: path.to_path_buf(),
-        name,
-        assistant_name,
-        subnet_base: subnet_base.expect("checked"),
-        gateway,
-        jails,
-        display_locale,
-        assistant_locale,
-        system_locale,
-        soul_repo,
-        soul_ref,
-        llama,
-        ollama_port,
-        shared_llm,
-        expose,
-        limits,
-        egress,
-        deploy,
-        command,
-        home,
-        adopt_jails,
-        lines: entries.iter().map(|e| (e.key.clone(), e.line)).collect(),
-        secrets: Secrets::default(),
-        source: String::new(),
-    })
 }
 
 /// An egress key's policy, `default` when unset; each problem located at the key.
@@ -1153,6 +1326,21 @@ fn size_key(cx: &mut Ctx<'_>, key: &str, default: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_documented_key_has_exactly_one_rule() {
+        let mut ruled: Vec<&str> = RULES.iter().flat_map(|r| r.keys.iter().copied()).collect();
+        ruled.sort();
+        let mut documented: Vec<&str> = KEYS.iter().map(|k| k.key).collect();
+        documented.sort();
+        assert_eq!(ruled, documented);
+        for (key, _, _) in crate::spec::limits::keys() {
+            assert!(ruled.contains(&key.as_str()), "{key}");
+        }
+        for role in Role::ALL {
+            assert!(ruled.contains(&crate::spec::egress::role_key(role).as_str()));
+        }
+    }
 
     fn load_str(name: &str, src: &str) -> Result<AgentSpec, Vec<String>> {
         parse(Path::new(&format!("agents/{name}.env")), src.as_bytes())

@@ -868,6 +868,24 @@ fn check_manifest(
     problems: &mut Vec<SoulProblem>,
 ) -> Option<ManifestInfo> {
     let before = problems.len();
+    let map = manifest_object(data, problems)?;
+    let schema = schema_field(&map, problems);
+    let agent_id = agent_id_field(&map, expected_agent, problems);
+    let display_name = display_name_field(&map, problems);
+    sharing_field(&map, problems);
+    unknown_fields(&map, problems);
+    if problems.len() != before {
+        return None;
+    }
+    Some(ManifestInfo {
+        schema: schema?,
+        agent_id: agent_id?,
+        display_name: display_name?,
+    })
+}
+
+/// The manifest as a JSON object, or the problem that it is not one.
+fn manifest_object(data: &[u8], problems: &mut Vec<SoulProblem>) -> Option<Map<String, Value>> {
     let path = || MANIFEST_FILE.to_string();
     let value: Value = match serde_json::from_slice(data) {
         Ok(value) => value,
@@ -888,9 +906,12 @@ fn check_manifest(
         });
         return None;
     };
+    Some(map)
+}
 
+fn schema_field(map: &Map<String, Value>, problems: &mut Vec<SoulProblem>) -> Option<String> {
     let schema = string_field(
-        &map,
+        map,
         "schema",
         "a string such as \"warden.soul/v1\"",
         problems,
@@ -898,13 +919,22 @@ fn check_manifest(
     if let Some(schema) = &schema {
         if schema != SCHEMA_V1 {
             problems.push(SoulProblem::UnknownSchema {
-                path: path(),
+                path: MANIFEST_FILE.to_string(),
                 found: quoted(schema),
             });
         }
     }
+    schema
+}
 
-    let agent_id = string_field(&map, "agent_id", "a string such as \"clawdie\"", problems);
+/// `agent_id`: a valid id, and the expected agent's when one is expected.
+fn agent_id_field(
+    map: &Map<String, Value>,
+    expected_agent: Option<&str>,
+    problems: &mut Vec<SoulProblem>,
+) -> Option<String> {
+    let path = || MANIFEST_FILE.to_string();
+    let agent_id = string_field(map, "agent_id", "a string such as \"clawdie\"", problems);
     if let Some(agent_id) = &agent_id {
         if !is_valid_agent_id(agent_id) {
             problems.push(SoulProblem::InvalidAgentId {
@@ -921,9 +951,12 @@ fn check_manifest(
             }
         }
     }
+    agent_id
+}
 
+fn display_name_field(map: &Map<String, Value>, problems: &mut Vec<SoulProblem>) -> Option<String> {
     let display_name = string_field(
-        &map,
+        map,
         "display_name",
         "a string such as \"Clawdie\"",
         problems,
@@ -931,12 +964,16 @@ fn check_manifest(
     if let Some(name) = &display_name {
         if let Some(reason) = display_name_problem(name) {
             problems.push(SoulProblem::InvalidDisplayName {
-                path: path(),
+                path: MANIFEST_FILE.to_string(),
                 reason,
             });
         }
     }
+    display_name
+}
 
+fn sharing_field(map: &Map<String, Value>, problems: &mut Vec<SoulProblem>) {
+    let path = || MANIFEST_FILE.to_string();
     match map.get("sharing") {
         None => problems.push(SoulProblem::MissingField {
             path: path(),
@@ -951,7 +988,10 @@ fn check_manifest(
             found: json_type(other).to_string(),
         }),
     }
+}
 
+/// Every field beyond the four the schema has, in name order.
+fn unknown_fields(map: &Map<String, Value>, problems: &mut Vec<SoulProblem>) {
     let mut unknown: Vec<&String> = map
         .keys()
         .filter(|k| {
@@ -964,19 +1004,10 @@ fn check_manifest(
     unknown.sort();
     for field in unknown {
         problems.push(SoulProblem::UnknownField {
-            path: path(),
+            path: MANIFEST_FILE.to_string(),
             field: quoted(field),
         });
     }
-
-    if problems.len() != before {
-        return None;
-    }
-    Some(ManifestInfo {
-        schema: schema?,
-        agent_id: agent_id?,
-        display_name: display_name?,
-    })
 }
 
 const SHARING_EXPECTED: &str =

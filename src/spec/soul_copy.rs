@@ -8,6 +8,8 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+// The copy is a write to the target, made by `Host::copy_tree_in` (host::tree).
+
 /// Whether `source` is a local directory that is not a git repository.
 pub fn is_plain_dir(source: &str) -> bool {
     let p = Path::new(source);

@@ -461,3 +461,132 @@ impl Site {
             .exists()
     }
 }
+
+// ---------------------------------------------------------------- forwarding hosts
+
+use warden::host::{FileMeta, Host, HostError, Limit, Output};
+
+/// What a test's host answers itself; `None` (the default of each) hands the call
+/// to the inner host.
+pub trait Overrides: Sync {
+    fn have(&self, _inner: &dyn Host, _program: &str) -> Option<bool> {
+        None
+    }
+    fn run(&self, _inner: &dyn Host, _argv: &[String]) -> Option<Result<Output, HostError>> {
+        None
+    }
+    fn run_io(
+        &self,
+        _inner: &dyn Host,
+        _argv: &[String],
+        _input: Option<&Path>,
+        _output: Option<&Path>,
+    ) -> Option<Result<Output, HostError>> {
+        None
+    }
+}
+
+/// A host that forwards every [`Host`] method to `inner`, except the calls `over`
+/// answers: a test overrides one or two methods without writing out the rest.
+pub struct Forwarding<H, O> {
+    pub inner: H,
+    pub over: O,
+}
+
+impl<H: Host, O: Overrides> Host for Forwarding<H, O> {
+    fn local(&self, p: &str) -> PathBuf {
+        self.inner.local(p)
+    }
+    fn arg_path(&self, p: &str) -> String {
+        self.inner.arg_path(p)
+    }
+    fn is_live_root(&self) -> bool {
+        self.inner.is_live_root()
+    }
+    fn read(&self, p: &str) -> Result<Option<Vec<u8>>, HostError> {
+        self.inner.read(p)
+    }
+    fn meta(&self, p: &str) -> Option<FileMeta> {
+        self.inner.meta(p)
+    }
+    fn list_dir(&self, p: &str) -> Vec<String> {
+        self.inner.list_dir(p)
+    }
+    fn have(&self, program: &str) -> bool {
+        self.over
+            .have(&self.inner, program)
+            .unwrap_or_else(|| self.inner.have(program))
+    }
+    fn run(&self, argv: &[String]) -> Result<Output, HostError> {
+        self.over
+            .run(&self.inner, argv)
+            .unwrap_or_else(|| self.inner.run(argv))
+    }
+    fn run_io(
+        &self,
+        argv: &[String],
+        input: Option<&Path>,
+        output: Option<&Path>,
+    ) -> Result<Output, HostError> {
+        self.over
+            .run_io(&self.inner, argv, input, output)
+            .unwrap_or_else(|| self.inner.run_io(argv, input, output))
+    }
+    fn write_atomic(
+        &self,
+        p: &str,
+        content: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), HostError> {
+        self.inner.write_atomic(p, content, mode, uid, gid)
+    }
+    fn remove(&self, p: &str) -> Result<(), HostError> {
+        self.inner.remove(p)
+    }
+    fn make_dir(&self, p: &str, mode: u32) -> Result<(), HostError> {
+        self.inner.make_dir(p, mode)
+    }
+    fn read_confined(&self, root: &str, rel: &str, max: u64) -> Result<Option<Vec<u8>>, HostError> {
+        self.inner.read_confined(root, rel, max)
+    }
+    fn rename(&self, from: &str, to: &str) -> Result<(), HostError> {
+        self.inner.rename(from, to)
+    }
+    fn remove_tree(&self, p: &str) -> Result<(), HostError> {
+        self.inner.remove_tree(p)
+    }
+    fn copy_tree_in(&self, from: &Path, to: &str) -> Result<(), HostError> {
+        self.inner.copy_tree_in(from, to)
+    }
+    fn spawned(&self) -> usize {
+        self.inner.spawned()
+    }
+    fn set_limit(&self, limit: Limit) {
+        self.inner.set_limit(limit)
+    }
+    /// A command `over` runs is held to `max` once it has ended (as the trait's
+    /// default does); the others run capped by the inner host.
+    fn run_io_capped(
+        &self,
+        argv: &[String],
+        output: &Path,
+        max: u64,
+        key: &'static str,
+    ) -> Result<Output, HostError> {
+        let Some(out) = self.over.run_io(&self.inner, argv, None, Some(output)) else {
+            return self.inner.run_io_capped(argv, output, max, key);
+        };
+        let out = out?;
+        if std::fs::metadata(output).map_or(0, |m| m.len()) > max {
+            return Err(HostError::TooLarge {
+                command: argv.join(" "),
+                path: output.display().to_string(),
+                max,
+                key,
+            });
+        }
+        Ok(out)
+    }
+}
