@@ -337,8 +337,8 @@ pub struct Run<'a> {
     pub opts: Options,
     /// At most this many changes in flight (at least 1).
     pub jobs: usize,
-    /// ZFS snapshots taken before a jail's first change, and rolled back to
-    /// when its chain fails.
+    /// The run's ZFS snapshots (taken before the executor starts), rolled back
+    /// to when a jail's chain fails.
     pub snapshots: Option<&'a crate::rollback::RunSnapshots>,
 }
 
@@ -494,16 +494,6 @@ impl Run<'_> {
             serial_keys(change).iter().map(|k| locks.get(k)).collect();
         let _held: Vec<MutexGuard<'_, ()>> = mutexes.iter().map(|m| hold(m)).collect();
         let start = Instant::now();
-        if let Some(s) = self.snapshots {
-            if let Err(e) = s.before(self.host, index, &change.id()) {
-                return Finished {
-                    index,
-                    result: Err(e),
-                    took: start.elapsed(),
-                    records: Records::default(),
-                };
-            }
-        }
         let mut applier = Applier::new(self.host, self.cfg, self.opts.clone());
         let mut records = Records::default();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

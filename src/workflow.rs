@@ -756,7 +756,8 @@ pub fn apply(
     rt.block_on(st.set_facts(&made))?;
     // Numbering first: a run killed halfway resumes with the same numbers.
     rt.block_on(st.record_numbering(&planned.desired.aliases, &planned.desired.devfs))?;
-    // ZFS: each existing jail (and home) is snapshotted before its first change.
+    // ZFS: every existing jail (and home) the run changes is snapshotted first,
+    // all in one `zfs snapshot` (one per pool).
     let homes = fleet
         .agents
         .iter()
@@ -772,6 +773,24 @@ pub fn apply(
     if let Some(n) = unprotected {
         progress.note(&format!("{n}\n"));
     }
+    if let Some(s) = &snapshots {
+        if let Err(e) = s.take(host) {
+            let why =
+                format!("could not snapshot what this run changes, so nothing was changed: {e}");
+            rt.block_on(st.end_run(run, "failed", (0, 0, 0), Some(&first_line(&why))))?;
+            rt.block_on(st.close());
+            return Err(Refusal::Preflight(why).into());
+        }
+        progress.line(&format!(
+            "Snapshot @{} taken of: {} ({}).",
+            s.snap,
+            s.taken().join(", "),
+            match s.calls().len() {
+                1 => "in one zfs snapshot".to_string(),
+                n => format!("in {n} zfs snapshot calls, one per pool"),
+            }
+        ));
+    }
     let executed = execute(
         cfg,
         host,
@@ -784,15 +803,10 @@ pub fn apply(
         progress,
     );
     if let Some(s) = &snapshots {
-        let taken = s.taken();
-        if !taken.is_empty() {
-            progress.line(&format!(
-                "Snapshot @{} taken of: {}.",
-                s.snap,
-                taken.join(", ")
-            ));
+        if !s.taken().is_empty() {
             let known = rt.block_on(st.run_ids()).unwrap_or_default();
-            match crate::rollback::prune(host, cfg.host.snapshot_keep as usize, &known) {
+            let jobs = req.jobs.unwrap_or(cfg.host.jobs as usize);
+            match crate::rollback::prune(host, cfg.host.snapshot_keep as usize, &known, jobs) {
                 Ok(gone) if !gone.is_empty() => progress.line(&format!(
                     "Destroyed {} older snapshot(s) beyond snapshot_keep = {}: {}",
                     gone.len(),

@@ -547,6 +547,20 @@ t_rc "zfs rollback -r" 0 zfs rollback -r zroot/bastille/jails/zj/root@one
 t_eq "rollback restored the file" "$(cat "$B/jails/zj/root/etc/motd")" "before"
 t_eq "rollback -r destroyed the later snapshot" "$(zfs list -H -t snapshot -o name zroot/bastille/jails/zj/root@two 2>&1)" "cannot open 'zroot/bastille/jails/zj/root@two': dataset does not exist"
 t_err "destroy missing snapshot" 1 "could not find any snapshots to destroy; check snapshot names." zfs destroy zroot/bastille/jails/zj@nope
+# Several names in one call: all or nothing, one pool, one snapshot per filesystem.
+t_rc "zfs create a second tree" 0 zfs create -p zroot/home/zh
+t_err "one name that exists fails the call" 1 "cannot create snapshot 'zroot/bastille/jails/zj@one': dataset already exists" zfs snapshot -r zroot/home/zh@one zroot/bastille/jails/zj@one
+t_eq "and nothing of it was created" "$(zfs list -H -t snapshot -o name | grep -c zh@one)" "0"
+t_err "two snapshots of one filesystem" 1 "cannot create snapshots : multiple snapshots of same fs not allowed" zfs snapshot zroot/home/zh@a zroot/home/zh@b
+t_rc "several trees at once" 0 zfs snapshot -r zroot/home/zh@three zroot/bastille/jails/zj@three zroot/home/zh@three
+t_out "both trees have it" 0 "zroot/home/zh@three" zfs list -H -t snapshot -o name
+t_out "the child of the other too" 0 "zroot/bastille/jails/zj/root@three" zfs list -H -t snapshot -o name
+t_rc "zfs snapshot four" 0 zfs snapshot -r zroot/bastille/jails/zj@four
+t_err "destroy takes one argument" 2 "too many arguments" zfs destroy zroot/home/zh@three zroot/bastille/jails/zj@four
+t_rc "destroy a comma list, -r" 0 zfs destroy -r zroot/bastille/jails/zj@three,nope,four
+t_eq "the listed ones went, the rest stayed" "$(zfs list -H -t snapshot -o name | grep zj | tr '\n' ' ')" "zroot/bastille/jails/zj@one zroot/bastille/jails/zj@two zroot/bastille/jails/zj/root@one "
+t_rc "destroy a range" 0 zfs destroy zroot/home/zh@%three
+t_eq "the range went" "$(zfs list -H -t snapshot -o name | grep -c zh@)" "0"
 t_err "destroy with children" 1 "cannot destroy 'zroot/bastille/jails/zj': filesystem has children" zfs destroy zroot/bastille/jails/zj
 t_rc "bastille destroy on ZFS" 0 bastille destroy -a -y zj
 t_eq "the datasets went with it" "$(zfs list -H -o name | grep zj)" ""
