@@ -32,6 +32,7 @@ pub mod multihost;
 pub mod output;
 pub mod pfconf;
 pub mod pfeval;
+pub mod pflog;
 pub mod plan;
 pub mod probe;
 pub mod progress;

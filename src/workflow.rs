@@ -1108,7 +1108,34 @@ pub fn status(
         .flatten()
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    for q in crate::containment::quarantined(&anchor) {
+    let recorded =
+        crate::cli_support::quarantines(&host.local(&cfg.host.state_db), 1000).unwrap_or_default();
+    let current = crate::containment::quarantined(&anchor);
+    // The history: an agent quarantined before and released says when, and how often.
+    for a in report.agents.iter_mut() {
+        if current.iter().any(|q| q.agent == a.agent) {
+            continue;
+        }
+        let past: Vec<_> = recorded.iter().filter(|r| r.agent == a.agent).collect();
+        if let Some(last) = past.first() {
+            a.checks.push(crate::status::Check {
+                what: "quarantines".into(),
+                ok: true,
+                detail: format!(
+                    "{} in all; last: {}",
+                    past.len(),
+                    last.line().split_once("  ").map_or("", |(_, l)| l)
+                ),
+            });
+        }
+    }
+    for q in current {
+        let snap = recorded
+            .iter()
+            .find(|r| r.agent == q.agent && r.released.is_none())
+            .and_then(|r| r.snapshot.clone())
+            .map(|s| format!(", snapshot @{s}"))
+            .unwrap_or_default();
         if let Some(a) = report.agents.iter_mut().find(|a| a.agent == q.agent) {
             let why = q.reason.map(|r| format!(": {r}")).unwrap_or_default();
             a.checks.insert(
@@ -1117,7 +1144,7 @@ pub fn status(
                     what: "quarantine".into(),
                     ok: false,
                     detail: format!(
-                        "quarantined since {} by {}{why} (warden release {})",
+                        "quarantined since {} by {}{why}{snap} (warden release {})",
                         q.since, q.by, q.agent
                     ),
                 },
