@@ -124,8 +124,10 @@ pub fn table(
     only: Option<&str>,
     limit: usize,
 ) -> String {
+    // (agent, source, destination, port) → (last time, count)
     type Key = (String, String, Ipv4Addr, String);
-    let mut seen: BTreeMap<Key, (String, usize)> = BTreeMap::new();
+    type Seen = (String, usize);
+    let mut seen: BTreeMap<Key, Seen> = BTreeMap::new();
     for b in text.lines().filter_map(parse_line) {
         if b.anchor != crate::render::PF_ANCHOR {
             continue;
@@ -148,7 +150,7 @@ pub fn table(
         }
         e.1 += 1;
     }
-    let mut by_agent: BTreeMap<&str, Vec<(&Key, &(String, usize))>> = BTreeMap::new();
+    let mut by_agent: BTreeMap<&str, Vec<(&Key, &Seen)>> = BTreeMap::new();
     for (k, v) in &seen {
         by_agent.entry(k.0.as_str()).or_default().push((k, v));
     }
