@@ -745,10 +745,13 @@ pub fn quarantine(
             "PF: {agent}'s user and {net} are cut off (anchor {} reloaded)",
             crate::render::PF_ANCHOR
         )),
-        None => out.done.push(format!(
-            "PF: {agent}'s VM is cut off at its interfaces on the bridge (anchor {} reloaded); it keeps running for inspection (vm console {agent})",
-            crate::render::PF_ANCHOR
-        )),
+        None => {
+            out.done.push(format!(
+                "PF: {agent}'s VM is cut off at its interfaces on the bridge (anchor {} reloaded); it keeps running for inspection (vm console {agent})",
+                crate::render::PF_ANCHOR
+            ));
+            pfil_member_on(host, &mut out);
+        }
     }
     if subnet.is_some() {
         stop_service(host, agent, &mut out);
@@ -788,6 +791,30 @@ pub fn quarantine(
         ));
     }
     Ok(out)
+}
+
+/// if_bridge(4) runs PF on its member interfaces (the VM's taps) only with
+/// net.link.bridge.pfil_member=1. warden sets it (and at boot) for hosts with jail
+/// agents; on a host with VMs only it may be 0, and the taps' block would see
+/// nothing: turn it on now, and say so.
+fn pfil_member_on(host: &dyn Host, out: &mut Outcome) {
+    let oid = "net.link.bridge.pfil_member";
+    let now = host.run(&[s("sysctl"), s("-n"), s(oid)]);
+    if matches!(&now, Ok(o) if o.ok() && o.stdout.trim() == "1") {
+        return;
+    }
+    match host.run(&[s("sysctl"), format!("{oid}=1")]) {
+        Ok(o) if o.ok() => out.done.push(format!(
+            "sysctl {oid}=1 (it was off, so PF did not filter the VM's taps; /etc/sysctl.conf is not changed)"
+        )),
+        Ok(o) => out.warnings.push(format!(
+            "Warning: sysctl {oid}=1 failed ({}): PF may not see the VM's taps",
+            o.stderr.trim()
+        )),
+        Err(e) => out.warnings.push(format!(
+            "Warning: sysctl {oid}=1: {e}: PF may not see the VM's taps"
+        )),
+    }
 }
 
 fn stop_service(host: &dyn Host, agent: &str, out: &mut Outcome) {
