@@ -136,7 +136,8 @@ enum Command {
     /// Who can reach what (agents' users, jails, host, Internet), judged from the PF
     /// rules apply would load, one line each (`atlas -> atlasdb:5432`).
     Reach(ReachArgs),
-    /// Declared egress (EGRESS, ROLE_EGRESS): refresh the PF tables of host names.
+    /// Declared egress (EGRESS, ROLE_EGRESS): refresh the PF tables of host names,
+    /// or show what the rules blocked.
     Egress {
         #[command(subcommand)]
         command: EgressCommand,
@@ -152,6 +153,10 @@ struct QuarantineArgs {
     /// Why, for the record (one line, at most 200 characters).
     #[arg(long, value_name = "TEXT")]
     reason: Option<String>,
+    /// When an apply holds the apply lock, wait this many seconds for it to
+    /// finish, then refuse.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    wait: u64,
 }
 
 #[derive(Args)]
@@ -166,6 +171,10 @@ struct ReleaseArgs {
     target: Target,
     /// The quarantined agent.
     agent: String,
+    /// When an apply holds the apply lock, wait this many seconds for it to
+    /// finish, then refuse.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    wait: u64,
 }
 
 #[derive(Subcommand)]
@@ -174,6 +183,22 @@ enum EgressCommand {
     /// without touching the rules (cheap enough for a periodic job). A name that
     /// no longer resolves keeps its last addresses, with a warning.
     Refresh(RefreshArgs),
+    /// The latest destinations PF blocked for each agent (time, source,
+    /// destination, port), read from pflog (/var/log/pflog through tcpdump), not
+    /// from the state DB.
+    Log(EgressLogArgs),
+}
+
+#[derive(Args)]
+struct EgressLogArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Only this agent.
+    #[arg(long, value_name = "NAME")]
+    agent: Option<String>,
+    /// At most this many lines per agent, newest first.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
+    limit: u16,
 }
 
 #[derive(Args)]
@@ -503,6 +528,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Egress {
             command: EgressCommand::Refresh(a),
         } => egress_refresh(&ctx, a),
+        Command::Egress {
+            command: EgressCommand::Log(a),
+        } => egress_log(&ctx, a),
         Command::Quarantine(a) => quarantine(&ctx, a),
         Command::Reach(a) => reach(&ctx, a),
         Command::Release(a) => release(&ctx, a),
@@ -916,6 +944,10 @@ fn history(ctx: &Ctx, a: HistoryArgs) -> Result<ExitCode, Error> {
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
     let runs = warden::ops::history::history(&host.local(&cfg.host.state_db), a.limit)?;
     out!("{}", warden::ops::history::format_history(&runs, a.json));
+    if !a.json {
+        let q = warden::ops::history::quarantines(&host.local(&cfg.host.state_db), a.limit)?;
+        out!("{}", warden::ops::history::format_quarantines(&q));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -975,6 +1007,15 @@ fn egress_refresh(ctx: &Ctx, a: RefreshArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn egress_log(ctx: &Ctx, a: EgressLogArgs) -> Result<ExitCode, Error> {
+    let cfg = workflow::load_config(&ctx.config)?;
+    let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
+    let text =
+        warden::ops::containment::egress_log(&cfg, &host, a.agent.as_deref(), a.limit as usize)?;
+    out!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn print_outcome(o: &warden::ops::containment::Outcome) {
     for w in &o.warnings {
         eprintln!("{w}");
@@ -996,7 +1037,14 @@ fn reach(ctx: &Ctx, a: ReachArgs) -> Result<ExitCode, Error> {
 fn quarantine(ctx: &Ctx, a: QuarantineArgs) -> Result<ExitCode, Error> {
     let cfg = workflow::load_config(&ctx.config)?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
-    let o = warden::ops::containment::quarantine(&cfg, &host, &a.agent, a.reason.as_deref())?;
+    let o = warden::ops::containment::quarantine(
+        &cfg,
+        &host,
+        &a.agent,
+        a.reason.as_deref(),
+        std::time::Duration::from_secs(a.wait),
+        &mut |t| eprintln!("{t}"),
+    )?;
     print_outcome(&o);
     Ok(ExitCode::SUCCESS)
 }
@@ -1004,7 +1052,13 @@ fn quarantine(ctx: &Ctx, a: QuarantineArgs) -> Result<ExitCode, Error> {
 fn release(ctx: &Ctx, a: ReleaseArgs) -> Result<ExitCode, Error> {
     let cfg = workflow::load_config(&ctx.config)?;
     let host = LocalHost::with_timeouts(&a.target.root, cfg.host.timeouts);
-    let o = warden::ops::containment::release(&cfg, &host, &a.agent)?;
+    let o = warden::ops::containment::release(
+        &cfg,
+        &host,
+        &a.agent,
+        std::time::Duration::from_secs(a.wait),
+        &mut |t| eprintln!("{t}"),
+    )?;
     print_outcome(&o);
     Ok(ExitCode::SUCCESS)
 }

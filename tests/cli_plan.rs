@@ -168,6 +168,7 @@ fn step_filter_keeps_only_that_group() {
             "user:atlas",
             "user:clawdie",
             "sysrc:pf_enable",
+            "sysrc:pflog_enable",
             "pf:enabled",
             "pf:anchor:warden",
             "block:/etc/pf.conf"

@@ -364,3 +364,118 @@ fn plan_shows_what_names_resolved_to_and_refresh_replaces_only_tables() {
         site.mutating_calls()
     );
 }
+
+// ---------------------------------------------------------------------------------
+// What the policy blocked: pflog, read back by `warden egress log`.
+
+/// One packet as the fake's pflog capture holds it (tests/fakebsd/README.md,
+/// tcpdump): blocked by rule `line` of anchor warden, hooked by main rule 2.
+#[allow(clippy::too_many_arguments)]
+fn pflog_record(
+    epoch: &str,
+    line: usize,
+    uid: &str,
+    proto: &str,
+    src: &str,
+    sport: &str,
+    dst: &str,
+    dport: &str,
+) -> String {
+    format!("{epoch}\t2\twarden\t{line}\t0(match)\tblock\tout\tem0\t{uid}\t{proto}\t{src}\t{sport}\t{dst}\t{dport}\n")
+}
+
+#[test]
+fn what_the_egress_policy_blocks_is_logged_and_egress_log_shows_it_per_agent() {
+    let site = dns_site();
+    site.applied();
+    // pflogd runs: rc.conf enables it, and apply started it.
+    let rc = read(&site.root.join("etc/rc.conf"));
+    assert!(rc.contains("pflog_enable=\"YES\""), "{rc}");
+    assert_eq!(
+        read(&site.root.join("var/log/pflog")),
+        "# fakebsd pflog\n",
+        "pflogd's file, empty"
+    );
+    // The evaluator on the installed anchor: what atlas's user and its git jail
+    // may not reach is blocked by a rule that logs (with the user's uid for the
+    // user's sockets).
+    let anchor = read(&site.root.join("etc/pf.warden.conf"));
+    let rs = Ruleset::parse(&anchor);
+    let by_user = rs.eval(&user("192.0.2.99", 443, false, "atlas"));
+    assert_eq!(by_user.action, Action::Block, "{by_user}");
+    assert!(by_user.rule.contains("log (user)"), "{by_user}");
+    let by_jail = rs.eval(&jail("10.0.1.2", "e0a_atlasgit", "192.0.2.99", 80, false));
+    assert_eq!(by_jail.action, Action::Block, "{by_jail}");
+    assert!(by_jail.rule.contains(" log "), "{by_jail}");
+    // Allowed traffic is not blocked, so it is never logged.
+    let allowed = rs.eval(&user("198.51.100.10", 443, false, "atlas"));
+    assert_eq!(allowed.action, Action::Pass, "{allowed}");
+
+    // What pflogd wrote for those two blocks, three times for the user's.
+    let uid = read(&site.root.join("etc/passwd"))
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f[0] == "atlas").then(|| f[2].to_string())
+        })
+        .expect("atlas in /etc/passwd");
+    let mut log = read(&site.root.join("var/log/pflog"));
+    for (i, t) in ["1796306400.000001", "1796306401.5", "1796306460.25"]
+        .iter()
+        .enumerate()
+    {
+        log.push_str(&pflog_record(
+            t,
+            by_user.line.unwrap(),
+            &uid,
+            "tcp",
+            "203.0.113.100",
+            &format!("5123{i}"),
+            "192.0.2.99",
+            "443",
+        ));
+    }
+    log.push_str(&pflog_record(
+        "1796306430.0",
+        by_jail.line.unwrap(),
+        "-",
+        "tcp",
+        "10.0.1.2",
+        "40000",
+        "192.0.2.99",
+        "80",
+    ));
+    std::fs::write(site.root.join("var/log/pflog"), log).unwrap();
+
+    let text = out(&site.warden(&["egress", "log"]).assert().success());
+    assert_eq!(
+        text,
+        "AGENT        LAST BLOCKED         SOURCE          DESTINATION     PORT      COUNT\n\
+         atlas        2026-12-03 14:01:00  user atlas      192.0.2.99      443/tcp   3\n\
+         atlas        2026-12-03 14:00:30  10.0.1.2        192.0.2.99      80/tcp    1\n",
+    );
+    let log_cmd = site.log();
+    assert!(
+        log_cmd.contains("RO tcpdump -n -e -tttt -r /var/log/pflog"),
+        "{log_cmd}"
+    );
+    // --agent, and an agent the anchor does not know.
+    let only = out(&site
+        .warden(&["egress", "log", "--agent", "atlas", "--limit", "1"])
+        .assert()
+        .success());
+    assert_eq!(only.lines().count(), 2, "{only}");
+    let unknown = out(&site
+        .warden(&["egress", "log", "--agent", "nova"])
+        .assert()
+        .code(1));
+    assert!(unknown.contains("has no rules for nova"), "{unknown}");
+    // No pflogd file (pflog never started): tcpdump's error, and what to do.
+    std::fs::remove_file(site.root.join("var/log/pflog")).unwrap();
+    let missing = out(&site.warden(&["egress", "log"]).assert().code(1));
+    assert!(
+        missing.contains("tcpdump: /var/log/pflog: No such file or directory")
+            && missing.contains("pflog_enable=YES"),
+        "{missing}"
+    );
+}

@@ -275,7 +275,7 @@ fn evaluator_refuses_syntax_it_does_not_model() {
         ),
         ("pass from (em0) to any\n", "unsupported address"),
         ("anchor \"warden\"\n", "unsupported statement"),
-        ("pass in log from any to any\n", "unsupported syntax"),
+        ("pass in from any to any tag agent\n", "unsupported syntax"),
         ("nat on em0 inet6 from any to any -> (em0)\n", "inet6"),
         (
             "pass proto tcp from any to any flags S/SA keep state\n",

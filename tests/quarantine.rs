@@ -251,3 +251,242 @@ fn destroying_a_quarantined_agent_removes_it_and_its_block() {
     );
     assert!(text.contains("10.0.2.0/24"), "{text}");
 }
+
+/// Hold warden's apply lock (the file beside the state DB) as a running apply does.
+fn hold_apply_lock(site: &Site) -> std::fs::File {
+    let p = site.root.join("var/db/warden/state.db.lock");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&p)
+        .unwrap();
+    f.try_lock().unwrap();
+    std::fs::write(&p, "4242").unwrap();
+    f
+}
+
+#[test]
+fn a_quarantine_while_an_apply_holds_the_lock_waits_says_so_then_refuses_or_goes_on() {
+    let site = site();
+    let before = anchor(&site);
+    let lock = hold_apply_lock(&site);
+    site.clear_log();
+    let a = site
+        .warden(&["quarantine", "atlas", "--wait", "1"])
+        .assert()
+        .code(1);
+    let text = out(&a);
+    assert!(
+        text.contains("Waiting up to 1 s for the apply (pid 4242) that holds the apply lock to finish")
+            && text.contains("an apply (pid 4242) holds the apply lock and did not finish within 1 s; nothing was changed"),
+        "{text}"
+    );
+    assert_eq!(anchor(&site), before);
+    assert!(
+        site.mutating_calls().is_empty(),
+        "{:?}",
+        site.mutating_calls()
+    );
+    // The apply finishes while quarantine waits: the quarantine goes on after it.
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        drop(lock);
+    });
+    let a = site
+        .warden(&["quarantine", "atlas", "--wait", "20"])
+        .assert()
+        .success();
+    t.join().unwrap();
+    let text = out(&a);
+    assert!(
+        text.contains("Waiting up to 20 s") && text.contains("cut off"),
+        "{text}"
+    );
+    assert!(anchor(&site).contains("# BEGIN quarantine atlas\n"));
+    // Release waits the same way.
+    let _lock = hold_apply_lock(&site);
+    let a = site
+        .warden(&["release", "atlas", "--wait", "0"])
+        .assert()
+        .code(1);
+    assert!(out(&a).contains("holds the apply lock"), "{}", out(&a));
+    assert!(anchor(&site).contains("# BEGIN quarantine atlas\n"));
+}
+
+#[test]
+fn the_state_db_keeps_the_quarantine_history_and_history_and_status_show_it() {
+    let site = site();
+    site.warden(&["quarantine", "atlas", "--reason", "odd outbound traffic"])
+        .env("SUDO_USER", "alice")
+        .assert()
+        .success();
+    let h = out(&site.warden(&["history"]).assert().success());
+    assert!(
+        h.contains("Quarantines (newest first):")
+            && h.contains("atlas  quarantined ")
+            && h.contains(" by alice (odd outbound traffic), still quarantined"),
+        "{h}"
+    );
+    site.warden(&["release", "atlas"])
+        .env("SUDO_USER", "bob")
+        .assert()
+        .success();
+    site.applied();
+    let h = out(&site.warden(&["history"]).assert().success());
+    let line = h
+        .lines()
+        .find(|l| l.contains("atlas  quarantined"))
+        .unwrap_or_else(|| panic!("{h}"));
+    assert!(
+        line.contains("by alice (odd outbound traffic), released ") && line.ends_with(" by bob"),
+        "{line}"
+    );
+    let status = out(&site.warden(&["status"]).assert());
+    assert!(
+        status.contains("quarantines") && status.contains("1 in all; last: quarantined "),
+        "{status}"
+    );
+}
+
+#[test]
+fn on_zfs_a_quarantine_snapshots_the_agents_home_and_jails_in_one_call() {
+    let site = Site::new("ext_if = \"em0\"\n", &[("atlas", ATLAS), ("bravo", BRAVO)]);
+    let conf = site.root.join("usr/local/etc/bastille/bastille.conf");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    std::fs::write(
+        &conf,
+        "bastille_prefix=\"/usr/local/bastille\"\nbastille_zfs_enable=\"YES\"\nbastille_zfs_zpool=\"zroot\"\n",
+    )
+    .unwrap();
+    let zfs = |args: &[&str]| {
+        let o = std::process::Command::new(fakebsd_dir().join("zfs"))
+            .args(args)
+            .env("FAKEBSD_ROOT", &site.root)
+            .env("FAKEBSD_ZPOOLS", "zroot")
+            .env("FAKEBSD_INTERNAL", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "zfs {args:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    zfs(&[
+        "create",
+        "-o",
+        "mountpoint=/usr/local/bastille",
+        "zroot/bastille",
+    ]);
+    zfs(&["create", "zroot/bastille/jails"]);
+    zfs(&[
+        "create",
+        "-p",
+        "-o",
+        "mountpoint=/home/atlas",
+        "zroot/home/atlas",
+    ]);
+    site.applied();
+    site.clear_log();
+    let a = site
+        .warden(&["quarantine", "atlas", "--reason", "forensics"])
+        .assert()
+        .success();
+    let text = out(&a);
+    let calls: Vec<String> = site
+        .mutating_calls()
+        .into_iter()
+        .filter(|l| l.starts_with("MUT zfs snapshot"))
+        .collect();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    for d in [
+        "zroot/bastille/jails/atlasgit@warden-quarantine-",
+        "zroot/bastille/jails/atlasdb@warden-quarantine-",
+        "zroot/home/atlas@warden-quarantine-",
+    ] {
+        assert!(calls[0].contains(d), "{}", calls[0]);
+    }
+    assert!(!calls[0].contains("bravo"), "{}", calls[0]);
+    assert!(
+        text.contains("Snapshot @warden-quarantine-")
+            && text.contains("taken of: jail atlasgit, jail atlasdb, home of atlas (for forensics; never pruned)"),
+        "{text}"
+    );
+    let listed = zfs(&["list", "-H", "-t", "snapshot", "-o", "name"]);
+    assert!(
+        listed.contains("zroot/bastille/jails/atlasdb/root@warden-quarantine-"),
+        "{listed}"
+    );
+    // status names the snapshot; twice is once (no second snapshot).
+    let status = out(&site.warden(&["status"]).assert());
+    assert!(
+        status.contains(", snapshot @warden-quarantine-"),
+        "{status}"
+    );
+    site.clear_log();
+    site.warden(&["quarantine", "atlas"]).assert().success();
+    assert!(!site.log().contains("MUT zfs snapshot"), "{}", site.log());
+    // warden snapshots does not count them as runs; they are never pruned.
+    let snaps = out(&site.warden(&["snapshots"]).assert().success());
+    assert!(!snaps.contains("warden-quarantine"), "{snaps}");
+}
+
+#[test]
+fn a_quarantined_bhyve_agents_vm_is_cut_off_at_its_taps_and_the_evaluator_shows_it() {
+    let site = Site::examples_without_souls();
+    site.applied();
+    // vm-bhyve made hermes a tap on the switch's bridge (description vmnet/hermes/0/...).
+    let ifconfig = std::process::Command::new(fakebsd_dir().join("ifconfig"))
+        .env("FAKEBSD_ROOT", &site.root)
+        .env("FAKEBSD_INTERNAL", "1")
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&ifconfig.stdout).into_owned();
+    let mut tap = None;
+    let mut cur = "";
+    for l in listing.lines() {
+        if !l.starts_with(['\t', ' ']) {
+            cur = l.split(':').next().unwrap();
+        } else if l.contains("description: vmnet/hermes/") {
+            tap = Some(cur.to_string());
+        }
+    }
+    let tap = tap.unwrap_or_else(|| panic!("no tap of hermes:\n{listing}"));
+    // Before: the anchor leaves the VM's traffic alone.
+    let vm_out = |rs: &Ruleset| {
+        rs.eval(
+            &Packet::tcp("192.0.2.50", "198.51.100.9", 443)
+                .dir(Dir::In)
+                .on(&tap),
+        )
+    };
+    let before = vm_out(&Ruleset::parse(&anchor(&site)));
+    assert!(before.action == Action::Pass && !before.quick, "{before}");
+    let a = site
+        .warden(&["quarantine", "hermes", "--reason", "vm"])
+        .assert()
+        .success();
+    let text = out(&a);
+    assert!(
+        text.contains("hermes's VM is cut off at its interfaces"),
+        "{text}"
+    );
+    let rs = Ruleset::parse(&anchor(&site));
+    let after = vm_out(&rs);
+    assert!(after.action == Action::Block && after.quick, "{after}");
+    assert!(after.rule.contains(&format!("on {tap} ")), "{after}");
+    let inbound = rs.eval(
+        &Packet::tcp("198.51.100.9", "192.0.2.50", 22)
+            .dir(Dir::Out)
+            .on(&tap),
+    );
+    assert_eq!(inbound.action, Action::Block, "{inbound}");
+    // The jail agents are not touched by it.
+    let other = rs.eval(&from_jail("e0a_atlasgit", "10.0.1.2", "198.51.100.9", 443));
+    assert_eq!(other.action, Action::Pass, "{other}");
+    // plan leaves hermes alone and says so; release restores it.
+    let plan = out(&site.warden(&["plan"]).assert());
+    assert!(plan.contains("! hermes is quarantined since"), "{plan}");
+    site.warden(&["release", "hermes"]).assert().success();
+    let back = vm_out(&Ruleset::parse(&anchor(&site)));
+    assert!(back.action == Action::Pass && !back.quick, "{back}");
+}

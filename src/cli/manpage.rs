@@ -138,10 +138,16 @@ fn examples(name: &str) -> Vec<(&'static str, &'static str)> {
             "warden quarantine nova --reason exfiltration",
         )],
         "release" => vec![("Let nova back in:", "warden release nova && warden apply")],
-        "egress" => vec![(
-            "Re-resolve the EGRESS host names every ten minutes (cron):",
-            "warden egress refresh",
-        )],
+        "egress" => vec![
+            (
+                "Re-resolve the EGRESS host names every ten minutes (cron):",
+                "warden egress refresh",
+            ),
+            (
+                "Where did nova try to connect that its EGRESS does not allow?",
+                "warden egress log --agent nova",
+            ),
+        ],
         "man" => vec![("Install the pages:", "warden man --out /usr/local/man/man8")],
         "completions" => vec![(
             "zsh completion:",

@@ -453,16 +453,6 @@ impl Run<'_> {
             serial_keys(change).iter().map(|k| locks.get(k)).collect();
         let _held: Vec<MutexGuard<'_, ()>> = mutexes.iter().map(|m| hold(m)).collect();
         let start = Instant::now();
-        if let Some(s) = self.snapshots {
-            if let Err(e) = s.before(self.host, index, &change.id()) {
-                return Finished {
-                    index,
-                    result: Err(e),
-                    took: start.elapsed(),
-                    records: Records::default(),
-                };
-            }
-        }
         let mut applier = Applier::new(self.host, self.cfg, self.opts.clone());
         let mut records = Records::default();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

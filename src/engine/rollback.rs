@@ -1,9 +1,9 @@
-//! ZFS snapshots on the host: the snapshot apply takes of each jail (and agent
-//! home) before its first change, the rollback of a jail whose chain failed, the
-//! pruning `snapshot_keep` asks for, and `warden rollback` / `warden snapshots`.
+//! ZFS snapshots on the host: the snapshots apply takes, before its first change,
+//! of every jail (and agent home) it will change, all in one `zfs snapshot`; the
+//! rollback of a jail whose chain failed; the pruning `snapshot_keep` asks for,
+//! batched per dataset and run side by side; `warden rollback` / `warden snapshots`.
 //! What to snapshot and roll back is decided by the pure functions in `zfs`.
 
-use crate::engine::apply::ApplyError;
 use crate::engine::lane::Lane;
 use crate::engine::plan::Change;
 use crate::engine::probe::HostState;
@@ -12,7 +12,7 @@ use crate::resource::zfs::{Listing, Rollback, Storage};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-/// One dataset tree a run snapshots before its first change.
+/// One dataset tree a run snapshots before it changes anything.
 #[derive(Debug, Clone)]
 struct Target {
     /// `jail atlasdb`, `home of atlas`.
@@ -31,8 +31,6 @@ pub struct RunSnapshots {
     /// `warden-run-42`.
     pub snap: String,
     targets: Vec<Target>,
-    /// Plan index → the target to snapshot before that change runs.
-    first: BTreeMap<usize, usize>,
     /// Jail lane → its target, for the rollback when a change of it fails.
     lanes: BTreeMap<Lane, usize>,
     taken: Mutex<BTreeSet<usize>>,
@@ -41,9 +39,9 @@ pub struct RunSnapshots {
 
 impl RunSnapshots {
     /// What `changes` will change that lies on ZFS: each existing jail's dataset
-    /// (before the first change of its chain), and each agent's home dataset
-    /// (before the first change of its user or soul). `None` with the reason when
-    /// an existing jail will change but cannot be snapshotted.
+    /// tree, and each agent's home dataset when its user or soul changes. `None`
+    /// when there is nothing to snapshot; the note says which existing jails will
+    /// change without a snapshot, and why.
     pub fn plan(
         run: i64,
         changes: &[Change],
@@ -53,14 +51,13 @@ impl RunSnapshots {
     ) -> (Option<RunSnapshots>, Option<String>) {
         let mut targets: Vec<Target> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
-        let mut first = BTreeMap::new();
         let mut lanes = BTreeMap::new();
         let mut unprotected: BTreeSet<String> = BTreeSet::new();
         let jails_root = match &state.storage {
             Some(Storage::Zfs { jails }) => Some(jails.as_str()),
             _ => None,
         };
-        for (i, c) in changes.iter().enumerate() {
+        for c in changes {
             let lane = crate::engine::lane::lane(c, bastille_prefix);
             let (what, top, jail) = match &lane {
                 Lane::Jail(j) if state.jails.contains_key(j) => {
@@ -88,7 +85,6 @@ impl RunSnapshots {
                     top,
                     jail: jail.clone(),
                 });
-                first.insert(i, targets.len() - 1);
                 targets.len() - 1
             });
             if jail.is_some() {
@@ -115,7 +111,6 @@ impl RunSnapshots {
         let snaps = (!targets.is_empty()).then(|| RunSnapshots {
             snap: crate::resource::zfs::run_snapshot(run),
             targets,
-            first,
             lanes,
             taken: Mutex::new(BTreeSet::new()),
             rolled: Mutex::new(Vec::new()),
@@ -123,41 +118,36 @@ impl RunSnapshots {
         (snaps, note)
     }
 
-    /// Before change `index` runs: snapshot the tree it is the first to change.
-    pub fn before(&self, host: &dyn Host, index: usize, id: &str) -> Result<(), ApplyError> {
-        let Some(&t) = self.first.get(&index) else {
-            return Ok(());
-        };
-        let target = &self.targets[t];
-        let full = format!("{}@{}", target.top, self.snap);
-        let argv = vec![
-            "zfs".to_string(),
-            "snapshot".into(),
-            "-r".into(),
-            full.clone(),
-        ];
-        let out = host.run(&argv).map_err(|source| ApplyError::Host {
-            resource: id.to_string(),
-            source,
-        })?;
-        if !out.ok() {
-            return Err(ApplyError::Check {
-                resource: id.to_string(),
-                message: format!(
-                    "could not snapshot {} ({full}) before changing it, so it was not changed:\n{}",
-                    target.what,
-                    out.stderr.trim_end()
-                ),
-            });
+    /// The `zfs snapshot -r` calls of the run: one per pool (one on a host whose
+    /// jails and homes share a pool), whatever the number of jails.
+    pub fn calls(&self) -> Vec<Vec<String>> {
+        let tops: Vec<String> = self.targets.iter().map(|t| t.top.clone()).collect();
+        crate::resource::zfs::snapshot_calls(&tops, &self.snap)
+    }
+
+    /// Take the run's snapshots, before any change runs: every tree at once, so
+    /// an agent's jails and home are consistent with each other. zfs creates the
+    /// names of one call all or none; the error says what zfs refused.
+    pub fn take(&self, host: &dyn Host) -> Result<(), String> {
+        for argv in self.calls() {
+            let out = host.run(&argv).map_err(|e| e.to_string())?;
+            if !out.ok() {
+                return Err(format!("{}: {}", argv.join(" "), out.stderr.trim_end()));
+            }
+            // One call is one pool, created all or none.
+            let pool = |name: &str| name.split(['/', '@']).next().unwrap_or("").to_string();
+            let called = pool(&argv[3]);
+            let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+            for (i, t) in self.targets.iter().enumerate() {
+                if pool(&t.top) == called {
+                    taken.insert(i);
+                }
+            }
         }
-        self.taken
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(t);
         Ok(())
     }
 
-    /// After change `index` failed: when it belongs to a jail's chain and that
+    /// After a change failed: when it belongs to a jail's chain and that
     /// jail was snapshotted in this run, stop the jail, roll every dataset of its
     /// tree back to the run's snapshot and start it again. The chain's later
     /// changes do not run (they depend on the failed one).
@@ -311,25 +301,56 @@ pub fn read(host: &dyn Host) -> Result<(Storage, Listing), SnapshotError> {
 }
 
 /// Destroy the run snapshots of the `known` runs beyond the newest `keep` per
-/// dataset. Returns the
-/// snapshots destroyed, or why pruning stopped.
+/// dataset: one `zfs destroy -r DATASET@a,b` per dataset, up to `jobs` of them
+/// side by side. Returns the snapshots destroyed, or what failed (the other
+/// datasets' batches still run).
 pub fn prune(
     host: &dyn Host,
     keep: usize,
     known: &std::collections::BTreeSet<i64>,
+    jobs: usize,
 ) -> Result<Vec<String>, String> {
     let (_, listing) = read(host).map_err(|e| e.to_string())?;
-    let mut gone = Vec::new();
-    for s in listing.prunable(keep, known) {
-        let out = host
-            .run(&["zfs".into(), "destroy".into(), "-r".into(), s.clone()])
-            .map_err(|e| e.to_string())?;
-        if !out.ok() {
-            return Err(format!("zfs destroy -r {s}: {}", out.stderr.trim_end()));
+    let prunable = listing.prunable(keep, known);
+    let calls = crate::resource::zfs::destroy_calls(&prunable);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Result<(), String>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, calls.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(argv) = calls.get(i) else { break };
+                let r = match host.run(argv) {
+                    Ok(o) if o.ok() => Ok(()),
+                    Ok(o) => Err(format!("{}: {}", argv.join(" "), o.stderr.trim_end())),
+                    Err(e) => Err(format!("{}: {e}", argv.join(" "))),
+                };
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((i, r));
+            });
         }
-        gone.push(s);
+    });
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    let mut failed = Vec::new();
+    let mut gone_datasets = BTreeSet::new();
+    for (i, r) in results {
+        match r {
+            Ok(()) => {
+                gone_datasets.insert(calls[i][3].split('@').next().unwrap_or("").to_string());
+            }
+            Err(e) => failed.push(e),
+        }
     }
-    Ok(gone)
+    if !failed.is_empty() {
+        return Err(failed.join("; "));
+    }
+    Ok(prunable
+        .into_iter()
+        .filter(|s| gone_datasets.contains(s.split('@').next().unwrap_or("")))
+        .collect())
 }
 
 /// The rollbacks `warden rollback --run N [--agent NAME]…` would do.

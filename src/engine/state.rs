@@ -69,6 +69,44 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+/// One quarantine of an agent, as the state DB records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineRecord {
+    pub agent: String,
+    pub since: String,
+    pub by: String,
+    pub reason: Option<String>,
+    /// The forensic snapshot's name (`@warden-quarantine-…`), when one was taken.
+    pub snapshot: Option<String>,
+    /// When and by whom it was lifted; `None` while it lasts.
+    pub released: Option<(String, String)>,
+}
+
+impl QuarantineRecord {
+    /// `atlas  quarantined 2026-12-03 14:12:10 by root (exfiltration), released … by …`.
+    pub fn line(&self) -> String {
+        let why = self
+            .reason
+            .as_ref()
+            .filter(|r| !r.is_empty())
+            .map(|r| format!(" ({})", crate::spec::grammar::printable(r)))
+            .unwrap_or_default();
+        let snap = self
+            .snapshot
+            .as_ref()
+            .map(|s| format!(", snapshot @{s}"))
+            .unwrap_or_default();
+        let end = match &self.released {
+            Some((at, by)) => format!(", released {at} by {by}"),
+            None => ", still quarantined".to_string(),
+        };
+        format!(
+            "{}  quarantined {} by {}{why}{snap}{end}",
+            self.agent, self.since, self.by
+        )
+    }
+}
+
 /// An open state DB.
 pub struct State {
     path: PathBuf,
@@ -555,6 +593,74 @@ impl State {
                 changed: r.get(6),
                 destroyed: r.get(7),
                 error: r.get(8),
+            })
+            .collect())
+    }
+
+    /// A quarantine begins.
+    pub async fn record_quarantine(
+        &mut self,
+        agent: &str,
+        since: &str,
+        by: &str,
+        reason: Option<&str>,
+        snapshot: Option<&str>,
+    ) -> Result<(), StateError> {
+        sqlx::query(
+            "INSERT INTO quarantines (agent, since, by, reason, snapshot) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(agent)
+        .bind(since)
+        .bind(by)
+        .bind(reason)
+        .bind(snapshot)
+        .execute(&mut self.conn)
+        .await
+        .map_err(db_err(&self.path))?;
+        Ok(())
+    }
+
+    /// The agent's quarantines that last are released.
+    pub async fn record_release(
+        &mut self,
+        agent: &str,
+        at: &str,
+        by: &str,
+    ) -> Result<(), StateError> {
+        sqlx::query(
+            "UPDATE quarantines SET released_at = ?, released_by = ? WHERE agent = ? AND released_at IS NULL",
+        )
+        .bind(at)
+        .bind(by)
+        .bind(agent)
+        .execute(&mut self.conn)
+        .await
+        .map_err(db_err(&self.path))?;
+        Ok(())
+    }
+
+    /// The latest quarantines, newest first.
+    pub async fn quarantines(&mut self, limit: u32) -> Result<Vec<QuarantineRecord>, StateError> {
+        let rows = sqlx::query(
+            "SELECT agent, since, by, reason, snapshot, released_at, released_by FROM quarantines ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit as i64)
+        .fetch_all(&mut self.conn)
+        .await
+        .map_err(db_err(&self.path))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let at: Option<String> = r.get(5);
+                let by: Option<String> = r.get(6);
+                QuarantineRecord {
+                    agent: r.get(0),
+                    since: r.get(1),
+                    by: r.get(2),
+                    reason: r.get(3),
+                    snapshot: r.get(4),
+                    released: at.map(|a| (a, by.unwrap_or_default())),
+                }
             })
             .collect())
     }

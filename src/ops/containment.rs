@@ -1,6 +1,7 @@
 //! Containment operations that act on PF directly, outside a plan: `warden egress
 //! refresh` (the egress tables re-resolved and replaced in the loaded anchor, the
-//! rules untouched).
+//! rules untouched), `warden egress log` (what the rules blocked, from pflog),
+//! `warden quarantine` and `warden release`.
 
 use crate::error::{Refusal, Result};
 use crate::host::Host;
@@ -305,6 +306,77 @@ fn subnet_of(anchor: &str, agent: &str) -> Option<String> {
     })
 }
 
+/// Every agent the anchor has rules for, with its subnet.
+fn agents_of(anchor: &str) -> Vec<(String, ipnet::Ipv4Net)> {
+    anchor
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("pass quick inet proto { tcp, udp } from ")?;
+            let (net, rest) = rest.split_once(" to ")?;
+            let rest = rest.strip_prefix(net)?.strip_prefix(" user ")?;
+            let name = rest.strip_suffix(" keep state")?;
+            crate::spec::manifest::check_agent_name(name).ok()?;
+            Some((name.to_string(), net.parse().ok()?))
+        })
+        .collect()
+}
+
+/// `warden egress log [--agent NAME]`: the latest destinations PF blocked for each
+/// agent, read from pflogd's file with tcpdump (not from the state DB). Needs
+/// only warden.toml, the installed anchor (whose agents and subnets it names)
+/// and /etc/passwd (whose uids the `log (user)` rules record).
+pub fn egress_log(
+    cfg: &Config,
+    host: &dyn Host,
+    agent: Option<&str>,
+    limit: usize,
+) -> Result<String> {
+    if let Some(a) = agent {
+        crate::spec::manifest::check_agent_name(a).map_err(crate::error::UsageError::AgentName)?;
+    }
+    let installed = installed_anchor(cfg, host)?;
+    let agents = agents_of(&installed);
+    if let Some(a) = agent {
+        if !agents.iter().any(|(n, _)| n == a) {
+            return Err(Refusal::Preflight(format!(
+                "{} has no rules for {a}: no such agent on this host",
+                cfg.host.pf_include
+            ))
+            .into());
+        }
+    }
+    let passwd = host
+        .read("/etc/passwd")?
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let uids = passwd
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let name = *f.first()?;
+            agents.iter().any(|(a, _)| a == name).then_some(())?;
+            Some((f.get(2)?.parse().ok()?, name.to_string()))
+        })
+        .collect();
+    if !host.have("tcpdump") {
+        return Err(Refusal::Preflight("tcpdump(1) is not on this system".into()).into());
+    }
+    let o = host.run(&crate::ops::pflog::tcpdump_argv(
+        crate::ops::pflog::PFLOG_FILE,
+    ))?;
+    if !o.ok() {
+        return Err(Refusal::Preflight(format!(
+            "{}: {} (is pflog_enable=YES in /etc/rc.conf? warden apply sets it and starts pflogd)",
+            crate::ops::pflog::tcpdump_argv(crate::ops::pflog::PFLOG_FILE).join(" "),
+            o.stderr.trim()
+        ))
+        .into());
+    }
+    Ok(crate::ops::pflog::table(
+        &o.stdout, &agents, &uids, agent, limit,
+    ))
+}
+
 fn block_text(q: &Quarantine, subnet: &str) -> String {
     let a = &q.agent;
     let why = q
@@ -318,10 +390,10 @@ fn block_text(q: &Quarantine, subnet: &str) -> String {
          # warden release {a} lifts it. Root on the host still reaches {subnet} over tcp\n\
          # (inspection); nothing else reaches it or leaves it, and {a}'s user reaches nothing.\n\
          pass quick inet proto tcp from any to {subnet} user root keep state\n\
-         block drop quick inet proto {{ tcp, udp }} all user {a}\n\
-         block drop quick inet6 proto {{ tcp, udp }} all user {a}\n\
-         block drop quick inet from {subnet} to any\n\
-         block drop quick inet from any to {subnet}\n\
+         block drop log (user) quick inet proto {{ tcp, udp }} all user {a}\n\
+         block drop log (user) quick inet6 proto {{ tcp, udp }} all user {a}\n\
+         block drop log quick inet from {subnet} to any\n\
+         block drop log quick inet from any to {subnet}\n\
          {Q_END}{a}\n",
         q.since, q.by
     )
@@ -373,18 +445,25 @@ fn load_anchor(cfg: &Config, host: &dyn Host, content: &str) -> Result<()> {
     Ok(())
 }
 
+/// What the quarantines table gets.
+enum History<'a> {
+    Began(&'a Quarantine, Option<&'a str>),
+    Released { at: &'a str, by: &'a str },
+}
+
 /// Record in the state DB (best effort: a broken DB does not undo the quarantine).
+/// The caller holds the apply lock.
 fn record(
     cfg: &Config,
     host: &dyn Host,
     old: &str,
     new: &str,
     facts: &[(String, Option<String>)],
+    history: History<'_>,
+    agent: &str,
 ) -> std::result::Result<(), String> {
     let db = host.local(&cfg.host.state_db);
     let rt = crate::engine::state::runtime();
-    // An apply running now would load its own anchor over this one: say so.
-    let _lock = crate::engine::state::lock(host, &cfg.host.state_db).map_err(|e| e.to_string())?;
     rt.block_on(async {
         let mut st = crate::engine::state::State::open(&db).await?;
         let view = st.view().await?;
@@ -395,10 +474,197 @@ fn record(
         for (k, v) in facts {
             st.set_fact(k, v.as_deref()).await?;
         }
+        match history {
+            History::Began(q, snap) => {
+                st.record_quarantine(agent, &q.since, &q.by, q.reason.as_deref(), snap)
+                    .await?
+            }
+            History::Released { at, by } => st.record_release(agent, at, by).await?,
+        }
         st.close().await;
         Ok::<_, crate::engine::state::StateError>(())
     })
     .map_err(|e| e.to_string())
+}
+
+/// Hold the apply lock, so that an apply running now does not load its anchor
+/// over this one (nor one start after this began): when an apply holds it, wait
+/// up to `wait` for it, saying so, then refuse. The lock is a file beside the
+/// state DB, so a broken DB does not stop this; a lock that cannot be taken for
+/// another reason is a warning, not a refusal (an incident is no time for one).
+fn hold_lock(
+    cfg: &Config,
+    host: &dyn Host,
+    wait: std::time::Duration,
+    say: &mut dyn FnMut(&str),
+    warnings: &mut Vec<String>,
+) -> Result<Option<crate::engine::state::ApplyLock>> {
+    let start = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        match crate::engine::state::lock(host, &cfg.host.state_db) {
+            Ok(l) => return Ok(Some(l)),
+            Err(crate::engine::state::StateError::Locked { pid }) => {
+                if start.elapsed() >= wait {
+                    return Err(Refusal::Preflight(format!(
+                        "an apply (pid {pid}) holds the apply lock and did not finish within {} s; nothing was changed. Run this again when it has finished (or stop it: kill {pid}), or give --wait more seconds",
+                        wait.as_secs()
+                    ))
+                    .into());
+                }
+                if !said {
+                    say(&format!(
+                        "Waiting up to {} s for the apply (pid {pid}) that holds the apply lock to finish...",
+                        wait.as_secs()
+                    ));
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => {
+                warnings.push(format!(
+                    "Warning: the apply lock could not be taken ({e}); going on without it"
+                ));
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// The snapshot name of a quarantine: `warden-quarantine-20261203T141210Z`, from
+/// `since` (`2026-12-03 14:12:10`, UTC). Never a run's name, so never pruned.
+fn quarantine_snapshot(since: &str) -> String {
+    let compact: String = since
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == ' ')
+        .map(|c| if c == ' ' { 'T' } else { c })
+        .collect();
+    format!("warden-quarantine-{compact}Z")
+}
+
+/// The jails of the agent whose subnet is `subnet`, from the anchor's spoofing
+/// rules (`block drop in quick on e0a_JAIL inet from ! IP to any`).
+fn jails_in(anchor: &str, subnet: &ipnet::Ipv4Net) -> Vec<String> {
+    anchor
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("block drop in quick on e0a_")?;
+            let (jail, rest) = rest.split_once(" inet from ! ")?;
+            let ip: std::net::Ipv4Addr = rest.strip_suffix(" to any")?.parse().ok()?;
+            subnet.contains(&ip).then(|| jail.to_string())
+        })
+        .collect()
+}
+
+/// The home directory of `user` in /etc/passwd.
+fn home_of(host: &dyn Host, user: &str) -> Option<String> {
+    let passwd = host.read("/etc/passwd").ok()??;
+    String::from_utf8_lossy(&passwd).lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&user)).then(|| f.get(5).map(|h| h.to_string()))?
+    })
+}
+
+/// For forensics: one `zfs snapshot -r` of the agent's home and jails, where
+/// they are ZFS datasets. `Ok(None)` when there is nothing on ZFS to take.
+fn forensic_snapshot(
+    host: &dyn Host,
+    agent: &str,
+    jails: &[String],
+    name: &str,
+) -> std::result::Result<Option<(String, Vec<String>)>, String> {
+    if !host.have("zfs") {
+        return Ok(None);
+    }
+    let conf = host
+        .read(crate::resource::zfs::BASTILLE_CONF)
+        .map_err(|e| e.to_string())?
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    let storage = crate::resource::zfs::storage(conf.as_deref());
+    let o = host
+        .run(&crate::resource::zfs::list_argv())
+        .map_err(|e| e.to_string())?;
+    if !o.ok() {
+        return Err(format!("zfs list: {}", o.stderr.trim_end()));
+    }
+    let listing = crate::resource::zfs::parse_list(&o.stdout);
+    let mut tops = Vec::new();
+    let mut what = Vec::new();
+    if let crate::resource::zfs::Storage::Zfs { jails: root } = &storage {
+        for j in jails {
+            let d = format!("{root}/{j}");
+            if listing.datasets.contains_key(&d) {
+                tops.push(d);
+                what.push(format!("jail {j}"));
+            }
+        }
+    }
+    if let Some(home) = home_of(host, agent) {
+        if let Some(d) = listing.mounted_at(&home) {
+            tops.push(d);
+            what.push(format!("home of {agent}"));
+        }
+    }
+    if tops.is_empty() {
+        return Ok(None);
+    }
+    for argv in crate::resource::zfs::snapshot_calls(&tops, name) {
+        let o = host.run(&argv).map_err(|e| e.to_string())?;
+        if !o.ok() {
+            return Err(format!("{}: {}", argv.join(" "), o.stderr.trim_end()));
+        }
+    }
+    Ok(Some((name.to_string(), what)))
+}
+
+/// The host-side interfaces of a running bhyve VM: the taps vm-bhyve made for it
+/// (lib/vm-switch-standard `switch::standard::provision` describes each one
+/// `vmnet/NAME/N/SWITCH`), from one `ifconfig`.
+fn vm_taps(host: &dyn Host, agent: &str) -> Vec<String> {
+    let Ok(o) = host.run(&[s("ifconfig")]) else {
+        return Vec::new();
+    };
+    let mut taps = Vec::new();
+    let mut current: Option<&str> = None;
+    for l in o.stdout.lines() {
+        if !l.starts_with(['\t', ' ']) {
+            current = l.split_once(':').map(|(n, _)| n);
+            continue;
+        }
+        let Some(d) = l.trim().strip_prefix("description: vmnet/") else {
+            continue;
+        };
+        if d.split('/').next() == Some(agent) {
+            if let Some(c) = current.filter(|c| {
+                !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+            }) {
+                taps.push(c.to_string());
+            }
+        }
+    }
+    taps
+}
+
+fn vm_block_text(q: &Quarantine, taps: &[String]) -> String {
+    let a = &q.agent;
+    let why = q
+        .reason
+        .as_ref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    let mut out = format!(
+        "{Q_BEGIN}{a}\n\
+         # since {} by {}{why}\n\
+         # warden release {a} lifts it. {a} runs in a bhyve VM: nothing passes its\n\
+         # interfaces on the bridge (vm-bhyve's taps, filtered with pfil_member=1);\n\
+         # vm console {a} still reaches it. A restarted VM gets new taps: quarantine again.\n",
+        q.since, q.by
+    );
+    for t in taps {
+        out.push_str(&format!("block drop log quick on {t} all\n"));
+    }
+    out.push_str(&format!("{Q_END}{a}\n"));
+    out
 }
 
 fn installed_anchor(cfg: &Config, host: &dyn Host) -> Result<String> {
@@ -413,20 +679,27 @@ fn installed_anchor(cfg: &Config, host: &dyn Host) -> Result<String> {
 }
 
 /// Cut `agent` off: its quarantine block into the anchor (one load), its service
-/// stopped, the state DB told. Needs only warden.toml and the installed anchor;
-/// quarantining a quarantined agent changes nothing but stops its service again.
+/// stopped, its home and jails snapshotted for forensics where they are on ZFS
+/// (one `zfs snapshot`), the state DB told. Holds the apply lock throughout (an
+/// apply running now makes it wait up to `wait`, then refuse). Needs only
+/// warden.toml and the installed anchor; quarantining a quarantined agent
+/// changes nothing but stops its service again. A bhyve agent's VM keeps
+/// running, cut off at its taps on the bridge.
 pub fn quarantine(
     cfg: &Config,
     host: &dyn Host,
     agent: &str,
     reason: Option<&str>,
+    wait: std::time::Duration,
+    say: &mut dyn FnMut(&str),
 ) -> Result<Outcome> {
     crate::spec::manifest::check_agent_name(agent).map_err(crate::error::UsageError::AgentName)?;
     if let Some(r) = reason {
         check_reason(r).map_err(Refusal::Preflight)?;
     }
-    let installed = installed_anchor(cfg, host)?;
     let mut out = Outcome::default();
+    let _lock = hold_lock(cfg, host, wait, say, &mut out.warnings)?;
+    let installed = installed_anchor(cfg, host)?;
     if let Some(q) = quarantined(&installed)
         .into_iter()
         .find(|q| q.agent == agent)
@@ -435,46 +708,119 @@ pub fn quarantine(
             "{agent} is already quarantined since {} by {}",
             q.since, q.by
         ));
-    } else {
-        let Some(subnet) = subnet_of(&installed, agent) else {
-            return Err(Refusal::Preflight(format!(
-                "{} has no rules for {agent}: no such agent on this host (or it runs in a VM, which quarantine does not cover yet)",
-                cfg.host.pf_include
-            ))
-            .into());
-        };
-        let q = Quarantine {
-            agent: agent.to_string(),
-            since: crate::engine::state::now(),
-            by: operator(),
-            reason: reason.map(String::from),
-        };
-        let mut b = blocks(&installed);
-        b.push((agent.to_string(), block_text(&q, &subnet)));
-        let new = with_blocks(&installed, b);
-        load_anchor(cfg, host, &new)?;
-        out.done.push(format!(
-            "PF: {agent}'s user and {subnet} are cut off (anchor {} reloaded)",
+        if subnet_of(&installed, agent).is_some() {
+            stop_service(host, agent, &mut out);
+        }
+        return Ok(out);
+    }
+    let q = Quarantine {
+        agent: agent.to_string(),
+        since: crate::engine::state::now(),
+        by: operator(),
+        reason: reason.map(String::from),
+    };
+    let subnet = subnet_of(&installed, agent);
+    let (text, jails) = match &subnet {
+        Some(net) => {
+            let parsed: ipnet::Ipv4Net = net.parse().map_err(|_| {
+                Refusal::Preflight(format!("{}: {net} is not a subnet", cfg.host.pf_include))
+            })?;
+            (block_text(&q, net), jails_in(&installed, &parsed))
+        }
+        None => {
+            let taps = vm_taps(host, agent);
+            if taps.is_empty() {
+                return Err(Refusal::Preflight(format!(
+                    "{} has no rules for {agent}, and no running bhyve VM of that name has an interface on this host (ifconfig shows no vmnet/{agent}/ tap): no such agent on this host, or its VM is not running",
+                    cfg.host.pf_include
+                ))
+                .into());
+            }
+            (vm_block_text(&q, &taps), Vec::new())
+        }
+    };
+    let mut b = blocks(&installed);
+    b.push((agent.to_string(), text));
+    let new = with_blocks(&installed, b);
+    load_anchor(cfg, host, &new)?;
+    match &subnet {
+        Some(net) => out.done.push(format!(
+            "PF: {agent}'s user and {net} are cut off (anchor {} reloaded)",
             crate::render::PF_ANCHOR
-        ));
-        let rec = format!(
-            "since={} by={} reason={}",
-            q.since,
-            q.by,
-            q.reason.as_deref().unwrap_or("")
-        );
-        if let Err(e) = record(
-            cfg,
-            host,
-            &installed,
-            &new,
-            &[(format!("quarantine:{agent}"), Some(rec))],
-        ) {
-            out.warnings.push(format!(
-                "Warning: the state DB does not record the quarantine ({e}); the anchor does"
+        )),
+        None => {
+            out.done.push(format!(
+                "PF: {agent}'s VM is cut off at its interfaces on the bridge (anchor {} reloaded); it keeps running for inspection (vm console {agent})",
+                crate::render::PF_ANCHOR
             ));
+            pfil_member_on(host, &mut out);
         }
     }
+    if subnet.is_some() {
+        stop_service(host, agent, &mut out);
+    }
+    let snap = match forensic_snapshot(host, agent, &jails, &quarantine_snapshot(&q.since)) {
+        Ok(Some((name, what))) => {
+            out.done.push(format!(
+                "Snapshot @{name} taken of: {} (for forensics; never pruned)",
+                what.join(", ")
+            ));
+            Some(name)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            out.warnings
+                .push(format!("Warning: no forensic snapshot was taken: {e}"));
+            None
+        }
+    };
+    let rec = format!(
+        "since={} by={} reason={}",
+        q.since,
+        q.by,
+        q.reason.as_deref().unwrap_or("")
+    );
+    if let Err(e) = record(
+        cfg,
+        host,
+        &installed,
+        &new,
+        &[(format!("quarantine:{agent}"), Some(rec))],
+        History::Began(&q, snap.as_deref()),
+        agent,
+    ) {
+        out.warnings.push(format!(
+            "Warning: the state DB does not record the quarantine ({e}); the anchor does"
+        ));
+    }
+    Ok(out)
+}
+
+/// if_bridge(4) runs PF on its member interfaces (the VM's taps) only with
+/// net.link.bridge.pfil_member=1. warden sets it (and at boot) for hosts with jail
+/// agents; on a host with VMs only it may be 0, and the taps' block would see
+/// nothing: turn it on now, and say so.
+fn pfil_member_on(host: &dyn Host, out: &mut Outcome) {
+    let oid = "net.link.bridge.pfil_member";
+    let now = host.run(&[s("sysctl"), s("-n"), s(oid)]);
+    if matches!(&now, Ok(o) if o.ok() && o.stdout.trim() == "1") {
+        return;
+    }
+    match host.run(&[s("sysctl"), format!("{oid}=1")]) {
+        Ok(o) if o.ok() => out.done.push(format!(
+            "sysctl {oid}=1 (it was off, so PF did not filter the VM's taps; /etc/sysctl.conf is not changed)"
+        )),
+        Ok(o) => out.warnings.push(format!(
+            "Warning: sysctl {oid}=1 failed ({}): PF may not see the VM's taps",
+            o.stderr.trim()
+        )),
+        Err(e) => out.warnings.push(format!(
+            "Warning: sysctl {oid}=1: {e}: PF may not see the VM's taps"
+        )),
+    }
+}
+
+fn stop_service(host: &dyn Host, agent: &str, out: &mut Outcome) {
     let stop = host.run(&[s("service"), s(agent), s("onestop")]);
     match stop {
         Ok(o) if o.ok() => out.done.push(format!("service {agent} stopped")),
@@ -486,15 +832,22 @@ pub fn quarantine(
             .warnings
             .push(format!("Warning: service {agent} onestop: {e}")),
     }
-    Ok(out)
 }
 
 /// Lift `agent`'s quarantine: its block out of the anchor (one load), the state DB
-/// told. The next apply starts its service again.
-pub fn release(cfg: &Config, host: &dyn Host, agent: &str) -> Result<Outcome> {
+/// told. The next apply starts its service again. Holds the apply lock, as
+/// quarantine does.
+pub fn release(
+    cfg: &Config,
+    host: &dyn Host,
+    agent: &str,
+    wait: std::time::Duration,
+    say: &mut dyn FnMut(&str),
+) -> Result<Outcome> {
     crate::spec::manifest::check_agent_name(agent).map_err(crate::error::UsageError::AgentName)?;
-    let installed = installed_anchor(cfg, host)?;
     let mut out = Outcome::default();
+    let _lock = hold_lock(cfg, host, wait, say, &mut out.warnings)?;
+    let installed = installed_anchor(cfg, host)?;
     if !quarantined(&installed).iter().any(|q| q.agent == agent) {
         out.done.push(format!("{agent} is not quarantined"));
         return Ok(out);
@@ -509,7 +862,8 @@ pub fn release(cfg: &Config, host: &dyn Host, agent: &str) -> Result<Outcome> {
         "PF: {agent}'s quarantine rules removed (anchor {} reloaded); the next warden apply starts its service",
         crate::render::PF_ANCHOR
     ));
-    let rec = format!("at={} by={}", crate::engine::state::now(), operator());
+    let (at, by) = (crate::engine::state::now(), operator());
+    let rec = format!("at={at} by={by}");
     if let Err(e) = record(
         cfg,
         host,
@@ -519,6 +873,8 @@ pub fn release(cfg: &Config, host: &dyn Host, agent: &str) -> Result<Outcome> {
             (format!("quarantine:{agent}"), None),
             (format!("released:{agent}"), Some(rec)),
         ],
+        History::Released { at: &at, by: &by },
+        agent,
     ) {
         out.warnings.push(format!(
             "Warning: the state DB does not record the release ({e})"

@@ -1,4 +1,4 @@
-//! `warden history`: the runs the state DB recorded.
+//! `warden history`: the runs and the quarantines the state DB recorded.
 
 use crate::engine::state::{self, RunRecord};
 use crate::error::Result;
@@ -20,6 +20,30 @@ pub fn history(db: &Path, limit: u32) -> Result<Vec<RunRecord>> {
         }
     }
     Ok(runs)
+}
+
+/// The latest quarantines the state DB recorded (none without a DB).
+pub fn quarantines(db: &Path, limit: u32) -> Result<Vec<state::QuarantineRecord>> {
+    if !db.exists() {
+        return Ok(vec![]);
+    }
+    let rt = state::runtime();
+    let mut st = rt.block_on(state::State::open(db))?;
+    let q = rt.block_on(st.quarantines(limit))?;
+    rt.block_on(st.close());
+    Ok(q)
+}
+
+/// The quarantines section of `warden history`, empty when there were none.
+pub fn format_quarantines(q: &[state::QuarantineRecord]) -> String {
+    if q.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nQuarantines (newest first):\n");
+    for r in q {
+        out.push_str(&format!("  {}\n", r.line()));
+    }
+    out
 }
 
 /// `warden history` output.

@@ -6,6 +6,7 @@ pub mod containment;
 pub mod fleet_check;
 pub mod history;
 pub mod pfeval;
+pub mod pflog;
 pub mod reach;
 pub mod resolve;
 pub mod rollback;

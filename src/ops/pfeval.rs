@@ -39,9 +39,11 @@
 //!   decision is final for the whole of PF, whatever the main ruleset says after the
 //!   anchor; a non-quick one (or the default pass) is not, and the main ruleset is
 //!   not evaluated here.
+//! - `log` and `log (OPTIONS)` after the action (and direction) are read and
+//!   ignored: they say what pflog records, not what the rule decides.
 //! - Refuses (panics with the offending line and the reason) every other shape:
 //!   unknown keywords or options, `inet6` outside a filter rule (a filter rule with
-//!   `inet6` never matches the IPv4 packets evaluated), `log`, `flags`, `no state`, address lists,
+//!   `inet6` never matches the IPv4 packets evaluated), `flags`, `no state`, address lists,
 //!   interface addresses in filter rules, hostnames, `self`, source ports, port
 //!   operators other than `=`, `port` without `proto tcp|udp`, undefined macros and
 //!   tables, redefined tables. A template change that renders a new rule shape
@@ -988,6 +990,15 @@ impl Ruleset {
         } else {
             None
         };
+        // `log` or `log (all, user, to pflogN)`: what pflog records, not what
+        // the rule decides.
+        if st.eat("log") && st.peek() == Some(&Tok::LParen) {
+            while let Some(t) = st.next() {
+                if t == Tok::RParen {
+                    break;
+                }
+            }
+        }
         let quick = st.eat("quick");
         let (iface, inet6, protos) = Self::parse_on_af6_proto(st, true);
         let (from, to, ports) = self.parse_hosts(st);

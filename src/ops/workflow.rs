@@ -670,7 +670,8 @@ pub fn apply(
         &planned.desired,
         &planned.host_state,
     )?;
-    // ZFS: each existing jail (and home) is snapshotted before its first change.
+    // ZFS: every existing jail (and home) the run changes is snapshotted first,
+    // all in one `zfs snapshot` (one per pool).
     let homes = fleet
         .agents
         .iter()
@@ -686,6 +687,23 @@ pub fn apply(
     if let Some(n) = unprotected {
         progress.note(&format!("{n}\n"));
     }
+    if let Some(s) = &snapshots {
+        if let Err(e) = s.take(host) {
+            let why =
+                format!("could not snapshot what this run changes, so nothing was changed: {e}");
+            rt.block_on(st.end_run(run, "failed", (0, 0, 0), Some(&first_line(&why))))?;
+            return Err(Refusal::Preflight(why).into());
+        }
+        progress.line(&format!(
+            "Snapshot @{} taken of: {} ({}).",
+            s.snap,
+            s.taken().join(", "),
+            match s.calls().len() {
+                1 => "in one zfs snapshot".to_string(),
+                n => format!("in {n} zfs snapshot calls, one per pool"),
+            }
+        ));
+    }
     let executed = execute(
         cfg,
         host,
@@ -698,7 +716,8 @@ pub fn apply(
         progress,
     );
     if let Some(s) = &snapshots {
-        report_snapshots(cfg, host, &rt, &mut st, s, progress);
+        let jobs = req.jobs.unwrap_or(cfg.host.jobs as usize);
+        prune_snapshots(cfg, host, &rt, &mut st, s, jobs, progress);
     }
     let done = executed?;
     if let Err(e) = Applier::new(host, cfg, Options { data: req.data })
@@ -833,26 +852,22 @@ fn begin_run(
     Ok(run)
 }
 
-/// Say which snapshots the run took, and prune those beyond `snapshot_keep`.
-fn report_snapshots(
+/// After a run that took snapshots, prune those beyond `snapshot_keep`, `jobs`
+/// datasets side by side.
+fn prune_snapshots(
     cfg: &Config,
     host: &dyn Host,
     rt: &tokio::runtime::Runtime,
     st: &mut state::State,
     s: &crate::engine::rollback::RunSnapshots,
+    jobs: usize,
     progress: &mut dyn crate::engine::progress::Progress,
 ) {
-    let taken = s.taken();
-    if taken.is_empty() {
+    if s.taken().is_empty() {
         return;
     }
-    progress.line(&format!(
-        "Snapshot @{} taken of: {}.",
-        s.snap,
-        taken.join(", ")
-    ));
     let known = rt.block_on(st.run_ids()).unwrap_or_default();
-    match crate::engine::rollback::prune(host, cfg.host.snapshot_keep as usize, &known) {
+    match crate::engine::rollback::prune(host, cfg.host.snapshot_keep as usize, &known, jobs) {
         Ok(gone) if !gone.is_empty() => progress.line(&format!(
             "Destroyed {} older snapshot(s) beyond snapshot_keep = {}: {}",
             gone.len(),
@@ -1122,7 +1137,34 @@ pub fn status(
         .flatten()
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    for q in crate::ops::containment::quarantined(&anchor) {
+    let recorded =
+        crate::ops::history::quarantines(&host.local(&cfg.host.state_db), 1000).unwrap_or_default();
+    let current = crate::ops::containment::quarantined(&anchor);
+    // The history: an agent quarantined before and released says when, and how often.
+    for a in report.agents.iter_mut() {
+        if current.iter().any(|q| q.agent == a.agent) {
+            continue;
+        }
+        let past: Vec<_> = recorded.iter().filter(|r| r.agent == a.agent).collect();
+        if let Some(last) = past.first() {
+            a.checks.push(crate::ops::status::Check {
+                what: "quarantines".into(),
+                ok: true,
+                detail: format!(
+                    "{} in all; last: {}",
+                    past.len(),
+                    last.line().split_once("  ").map_or("", |(_, l)| l)
+                ),
+            });
+        }
+    }
+    for q in current {
+        let snap = recorded
+            .iter()
+            .find(|r| r.agent == q.agent && r.released.is_none())
+            .and_then(|r| r.snapshot.clone())
+            .map(|s| format!(", snapshot @{s}"))
+            .unwrap_or_default();
         if let Some(a) = report.agents.iter_mut().find(|a| a.agent == q.agent) {
             let why = q.reason.map(|r| format!(": {r}")).unwrap_or_default();
             a.checks.insert(
@@ -1131,7 +1173,7 @@ pub fn status(
                     what: "quarantine".into(),
                     ok: false,
                     detail: format!(
-                        "quarantined since {} by {}{why} (warden release {})",
+                        "quarantined since {} by {}{why}{snap} (warden release {})",
                         q.since, q.by, q.agent
                     ),
                 },

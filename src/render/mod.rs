@@ -425,6 +425,17 @@ fn render_pf(
         phase: Phase::Pf,
         notify: vec![],
     })));
+    // pflog(4): what the rules block with `log` goes to pflog0, and pflogd(8)
+    // writes it to /var/log/pflog (libexec/rc/rc.d/pflog, pflog_logfile) for
+    // `warden egress log`.
+    items.push(pf(Resource::RcConf(RcConfRes {
+        file: RC_CONF.into(),
+        key: "pflog_enable".into(),
+        value: "YES".into(),
+        mode: RcMode::Set,
+        phase: Phase::Pf,
+        notify: vec![argv(&["service", "pflog", "restart"])],
+    })));
     // Before the anchor: loading rules needs /dev/pf, which pf.ko brings.
     items.push(pf(Resource::PfEnabled));
     items.push(pf(Resource::PfAnchor {

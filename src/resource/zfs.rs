@@ -246,6 +246,59 @@ impl Listing {
     }
 }
 
+/// The `zfs snapshot -r` calls that take `snap` of every tree in `tops` at once:
+/// one call per pool, since zfs-snapshot(8) creates several snapshots in one
+/// transaction only within one pool (lzc_snapshot; across pools the kernel
+/// refuses the whole call with EXDEV). A top below another top is left out: `-r`
+/// on the upper one takes it already. Pools and names in order.
+pub fn snapshot_calls(tops: &[String], snap: &str) -> Vec<Vec<String>> {
+    let mut sorted: Vec<&String> = tops.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let mut kept: Vec<&String> = Vec::new();
+    for t in sorted {
+        if !kept.iter().any(|k| t.starts_with(&format!("{k}/"))) {
+            kept.push(t);
+        }
+    }
+    let mut by_pool: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for t in kept {
+        let pool = t.split('/').next().unwrap_or(t);
+        by_pool.entry(pool).or_default().push(format!("{t}@{snap}"));
+    }
+    by_pool
+        .into_values()
+        .map(|names| {
+            let mut argv = vec!["zfs".to_string(), "snapshot".into(), "-r".into()];
+            argv.extend(names);
+            argv
+        })
+        .collect()
+}
+
+/// The `zfs destroy -r` calls that destroy `snapshots` (`DATASET@NAME`), one per
+/// dataset with its names in one comma list (`pool/fs@a,b`, zfs-destroy(8)):
+/// zfs destroy takes a single argument, so datasets cannot share a call.
+pub fn destroy_calls(snapshots: &[String]) -> Vec<Vec<String>> {
+    let mut by_dataset: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for s in snapshots {
+        if let Some((d, n)) = s.split_once('@') {
+            by_dataset.entry(d).or_default().push(n);
+        }
+    }
+    by_dataset
+        .into_iter()
+        .map(|(d, names)| {
+            vec![
+                "zfs".to_string(),
+                "destroy".into(),
+                "-r".into(),
+                format!("{d}@{}", names.join(",")),
+            ]
+        })
+        .collect()
+}
+
 /// What a rollback of one jail or home does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rollback {
@@ -379,6 +432,54 @@ zroot/home/atlas\t0\t/home/atlas\n";
         assert_eq!(
             l.mounted_at("/home/atlas").as_deref(),
             Some("zroot/home/atlas")
+        );
+    }
+
+    #[test]
+    fn one_snapshot_call_per_pool_and_one_destroy_per_dataset() {
+        let tops: Vec<String> = [
+            "zroot/bastille/jails/atlasdb",
+            "zroot/home/atlas",
+            "tank/home/clawdie",
+            "zroot/bastille/jails/atlasgit",
+            "zroot/bastille/jails/atlasdb/root",
+            "zroot/home/atlas",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            snapshot_calls(&tops, "warden-run-7"),
+            vec![
+                vec!["zfs", "snapshot", "-r", "tank/home/clawdie@warden-run-7"],
+                vec![
+                    "zfs",
+                    "snapshot",
+                    "-r",
+                    "zroot/bastille/jails/atlasdb@warden-run-7",
+                    "zroot/bastille/jails/atlasgit@warden-run-7",
+                    "zroot/home/atlas@warden-run-7"
+                ],
+            ]
+        );
+        assert!(snapshot_calls(&[], "warden-run-7").is_empty());
+        let gone: Vec<String> = [
+            "zroot/bastille/jails/atlasdb@warden-run-3",
+            "zroot/home/atlas@warden-run-3",
+            "zroot/bastille/jails/atlasdb@warden-run-5",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            destroy_calls(&gone),
+            vec![
+                vec![
+                    "zfs",
+                    "destroy",
+                    "-r",
+                    "zroot/bastille/jails/atlasdb@warden-run-3,warden-run-5"
+                ],
+                vec!["zfs", "destroy", "-r", "zroot/home/atlas@warden-run-3"],
+            ]
         );
     }
 

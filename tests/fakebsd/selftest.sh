@@ -90,7 +90,7 @@ if command -v shellcheck >/dev/null 2>&1; then
 else
 	echo "note: shellcheck not found, lint skipped"
 fi
-for f in bastille devfs ifconfig jls kldload kldstat pfctl ps pw rctl service sysctl sysrc vm zfs; do
+for f in bastille devfs ifconfig jls kldload kldstat pfctl ps pw rctl service sysctl sysrc tcpdump vm zfs; do
 	if [ -x "$FAKE/$f" ]; then ok "$f is executable"; else ko "$f is executable"; fi
 done
 
@@ -547,11 +547,38 @@ t_rc "zfs rollback -r" 0 zfs rollback -r zroot/bastille/jails/zj/root@one
 t_eq "rollback restored the file" "$(cat "$B/jails/zj/root/etc/motd")" "before"
 t_eq "rollback -r destroyed the later snapshot" "$(zfs list -H -t snapshot -o name zroot/bastille/jails/zj/root@two 2>&1)" "cannot open 'zroot/bastille/jails/zj/root@two': dataset does not exist"
 t_err "destroy missing snapshot" 1 "could not find any snapshots to destroy; check snapshot names." zfs destroy zroot/bastille/jails/zj@nope
+# Several names in one call: all or nothing, one pool, one snapshot per filesystem.
+t_rc "zfs create a second tree" 0 zfs create -p zroot/home/zh
+t_err "one name that exists fails the call" 1 "cannot create snapshot 'zroot/bastille/jails/zj@one': dataset already exists" zfs snapshot -r zroot/home/zh@one zroot/bastille/jails/zj@one
+t_eq "and nothing of it was created" "$(zfs list -H -t snapshot -o name | grep -c zh@one)" "0"
+t_err "two snapshots of one filesystem" 1 "cannot create snapshots : multiple snapshots of same fs not allowed" zfs snapshot zroot/home/zh@a zroot/home/zh@b
+t_rc "several trees at once" 0 zfs snapshot -r zroot/home/zh@three zroot/bastille/jails/zj@three zroot/home/zh@three
+t_out "both trees have it" 0 "zroot/home/zh@three" zfs list -H -t snapshot -o name
+t_out "the child of the other too" 0 "zroot/bastille/jails/zj/root@three" zfs list -H -t snapshot -o name
+t_rc "zfs snapshot four" 0 zfs snapshot -r zroot/bastille/jails/zj@four
+t_err "destroy takes one argument" 2 "too many arguments" zfs destroy zroot/home/zh@three zroot/bastille/jails/zj@four
+t_rc "destroy a comma list, -r" 0 zfs destroy -r zroot/bastille/jails/zj@three,nope,four
+t_eq "the listed ones went, the rest stayed" "$(zfs list -H -t snapshot -o name | grep zj | tr '\n' ' ')" "zroot/bastille/jails/zj@one zroot/bastille/jails/zj@two zroot/bastille/jails/zj/root@one "
+t_rc "destroy a range" 0 zfs destroy zroot/home/zh@%three
+t_eq "the range went" "$(zfs list -H -t snapshot -o name | grep -c zh@)" "0"
 t_err "destroy with children" 1 "cannot destroy 'zroot/bastille/jails/zj': filesystem has children" zfs destroy zroot/bastille/jails/zj
 t_rc "bastille destroy on ZFS" 0 bastille destroy -a -y zj
 t_eq "the datasets went with it" "$(zfs list -H -o name | grep zj)" ""
 rm -f "$FAKEBSD_ROOT/usr/local/etc/bastille/bastille.conf"
 unset FAKEBSD_ZPOOLS
+
+# ---- pflog and tcpdump --------------------------------------------------------------------------
+t_err "tcpdump without a capture file" 1 "tcpdump: /var/log/pflog: No such file or directory" tcpdump -n -e -ttt -r /var/log/pflog
+t_out "pflog needs pflog_enable" 0 "Cannot 'start' pflog. Set pflog_enable to YES" service pflog start
+t_out "onestart starts pflogd" 0 "Starting pflogd." service pflog onestart
+printf '1796306400.000001\t2\twarden\t17\t0(match)\tblock\tout\tem0\t1001\ttcp\t203.0.113.1\t5000\t192.0.2.9\t443\n' >>"$FAKEBSD_ROOT/var/log/pflog"
+printf '1796306402.500000\t5\t-\t-\t0(match)\tblock\tin\tem0\t-\ticmp\t192.0.2.8\t-\t203.0.113.1\t-\n' >>"$FAKEBSD_ROOT/var/log/pflog"
+t_out "tcpdump -e prints pflog's header" 0 "2026-12-03 14:00:00.000001 rule 2.warden.17/0(match) [uid 1001]: block out on em0: 203.0.113.1.5000 > 192.0.2.9.443: Flags [S]" tcpdump -n -e -tttt -r /var/log/pflog
+t_out "main ruleset, icmp, -ttt deltas" 0 "00:00:02.499999 rule 5/0(match): block in on em0: 192.0.2.8 > 203.0.113.1: ICMP echo request" tcpdump -n -e -ttt -r /var/log/pflog
+t_eq "without -e no header" "$(tcpdump -n -t -r /var/log/pflog 2>/dev/null | head -n 1)" "203.0.113.1.5000 > 192.0.2.9.443: Flags [S], seq 1, win 65535, length 0"
+echo junk >"$FAKEBSD_ROOT/tmp-notpcap"
+t_err "not a capture" 1 "tcpdump: unknown file format" tcpdump -n -r /tmp-notpcap
+rm -f "$FAKEBSD_ROOT/tmp-notpcap" "$FAKEBSD_ROOT/var/log/pflog"
 
 # ---- injection ---------------------------------------------------------------------------------------
 t_err "FAKEBSD_FAIL" 1 "fakebsd: injected failure: bastille create x 14.2-RELEASE 10.0.1.9 wardenbr0" \
