@@ -614,6 +614,7 @@ fn summary(c: &Change) -> String {
             c.before.as_deref().unwrap_or("")
         ),
         (_, Resource::Sysctl { name, value }) => format!("  (sysctl {name}={value})"),
+        (_, Resource::Packages(p)) => crate::resource::packages::summary(p, c.action),
         _ => String::new(),
     }
 }
@@ -698,6 +699,7 @@ pub fn kind(r: &Resource) -> &'static str {
         Resource::Service { .. } => "service",
         Resource::Vm(_) => "vm",
         Resource::Rctl(_) => "rctl_rule",
+        Resource::Packages(_) => "package_repository",
     }
 }
 

@@ -90,6 +90,9 @@ pub struct HostState {
     pub storage: Option<crate::zfs::Storage>,
     /// ZFS filesystems and snapshots, when Bastille keeps jails on ZFS.
     pub zfs: crate::zfs::Listing,
+    /// Package repository (by release) → what warden's record says it holds and
+    /// whether its checksums hold.
+    pub packages: BTreeMap<String, String>,
     /// One line each about what could not be read (tools missing on this system).
     pub notes: Vec<String>,
     /// Commands the probe ran.
@@ -178,6 +181,7 @@ pub fn probe(
     crate::resource::service::observe(&mut p)?;
     crate::resource::soul::observe(&mut p)?;
     crate::resource::vm::observe(&mut p)?;
+    crate::resource::packages::observe(&mut p)?;
 
     // Resource limits: one `rctl` for every rule. While RACCT is off it fails and
     // says so (usr.bin/rctl/rctl.c); the limits then wait for the reboot that
@@ -668,6 +672,7 @@ impl HostState {
                     .get(&r.filter())
                     .map(|n| crate::resource::rctl_repr(&r.resource, *n))
             }
+            Resource::Packages(r) => self.packages.get(&r.release).cloned(),
             Resource::Vm(v) => self.vms.get(&v.name).map(|o| {
                 vm_repr(
                     o.cpus,

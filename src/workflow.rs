@@ -316,6 +316,23 @@ fn recorded(cfg: &Config, fleet: &Fleet, host: &dyn Host, view: &StateView) -> R
         devfs_taken: devfs_taken(host)?,
         models_present: models_present(fleet, host),
         egress: egress_resolution(cfg, fleet, host),
+        llama: fleet
+            .jail_agents()
+            .any(|a| a.jail(crate::manifest::Role::LlamaCpp).is_some())
+            .then(|| crate::resource::packages::llama_source(&cfg.host, host)),
+    })
+}
+
+/// The host's package repository in the plan when llama-cpp has no source: what
+/// the operator does first.
+fn llama_missing(plan: &plan::Plan) -> Option<String> {
+    use crate::resource::packages::LlamaSource;
+    plan.changes.iter().find_map(|c| match &c.item.resource {
+        crate::resource::Resource::Packages(p) => match &p.llama {
+            Some(LlamaSource::Missing { steps }) => Some(format!("{}: {steps}", c.id())),
+            _ => None,
+        },
+        _ => None,
     })
 }
 
@@ -388,6 +405,11 @@ pub fn plan_with_view(
         plan.notes.extend(notes);
     }
     plan.notes.extend(missing_models(fleet, host, filter));
+    if let Some(steps) = llama_missing(&plan) {
+        plan.notes.push(format!(
+            "Note: apply refuses until the llama.cpp jails' llama-server has a source. {steps}"
+        ));
+    }
     for (a, jail, _) in foreign_jails(fleet, &host_state, &view)
         .into_iter()
         .filter(|(a, _, adopted)| *adopted && filter.agents.iter().all(|f| f == &a.name))
@@ -716,6 +738,10 @@ pub fn apply(
             nothing_to_do: true,
             ..Default::default()
         });
+    }
+    if let Some(steps) = llama_missing(&plan) {
+        rt.block_on(st.close());
+        return Err(Refusal::Preflight(format!("{steps}\nnothing was changed.")).into());
     }
     preflight(host, &plan).map_err(Refusal::Preflight)?;
     let shown = crate::plan::human_styled(&plan, req.style);

@@ -7,7 +7,7 @@
 
 pub use crate::resource::soul::root_only_tree;
 pub use crate::resource::user::user_comment;
-use crate::resource::{files, jail, network, pf, rctl, service, soul, sysrc, user, vm};
+use crate::resource::{files, jail, network, packages, pf, rctl, service, soul, sysrc, user, vm};
 
 use crate::config::Config;
 
@@ -70,6 +70,7 @@ pub fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
         Resource::Service { .. } => service::programs(change),
         Resource::VmSwitch { .. } | Resource::Vm(_) => vm::programs(change),
         Resource::Rctl(_) => rctl::programs(change),
+        Resource::Packages(_) => packages::programs(change),
     }
 }
 
@@ -261,6 +262,7 @@ impl<'a> Applier<'a> {
             Resource::Service { .. } => self.apply_service(change, state, rt),
             Resource::VmSwitch { .. } | Resource::Vm(_) => self.apply_vm(change, state, rt),
             Resource::Rctl(_) => self.apply_rctl(change),
+            Resource::Packages(_) => self.apply_packages(change),
         }
     }
 

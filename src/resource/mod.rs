@@ -6,6 +6,7 @@
 pub(crate) mod files;
 pub(crate) mod jail;
 pub(crate) mod network;
+pub mod packages;
 pub(crate) mod pf;
 pub(crate) mod rctl;
 pub(crate) mod service;
@@ -383,6 +384,8 @@ pub enum Resource {
     },
     Vm(VmRes),
     Rctl(RctlRes),
+    /// The host's package repository for the jails' release.
+    Packages(packages::PackagesRes),
 }
 
 impl Resource {
@@ -410,6 +413,7 @@ impl Resource {
             Resource::Service { name } => format!("service:{name}"),
             Resource::Vm(v) => format!("vm:{}", v.name),
             Resource::Rctl(r) => format!("rctl:{}", r.filter()),
+            Resource::Packages(p) => format!("packages:{}", p.release),
         }
     }
 
@@ -432,6 +436,8 @@ impl Resource {
             // A jail's rule needs the jail; a user's, the user (rctl resolves the name).
             Resource::Rctl(r) if r.subject == "jail" => Phase::JailTemplates,
             Resource::Rctl(_) => Phase::Users,
+            // Before any jail: every jail's template installs from it.
+            Resource::Packages(_) => Phase::Devfs,
         }
     }
 
@@ -464,6 +470,7 @@ impl Resource {
             Resource::Service { .. } => "running".into(),
             Resource::Vm(v) => vm_repr(v.cpus, &v.memory, &v.disk, true),
             Resource::Rctl(r) => rctl_repr(&r.resource, r.amount),
+            Resource::Packages(p) => p.repr(),
         }
     }
 }
