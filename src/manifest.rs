@@ -98,6 +98,8 @@ pub struct JailSpec {
     pub ip: Ipv4Addr,
     /// Where the jail may connect outside the agents' subnets (`<ROLE>_EGRESS`).
     pub egress: crate::egress::Policy,
+    /// `<ROLE>_EGRESS` is not in the manifest: the jail has the default.
+    pub egress_default: bool,
 }
 
 /// How the agent is deployed.
@@ -636,6 +638,7 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
             subnet_base.is_some(),
             false,
         );
+        let egress_default = cx.get(&crate::egress::role_key(*role)).is_none();
         let egress = egress_key(
             &mut cx,
             &crate::egress::role_key(*role),
@@ -646,6 +649,7 @@ fn from_entries(path: &Path, entries: &[Entry]) -> Result<AgentSpec, Diagnostics
             name: jname,
             ip,
             egress,
+            egress_default,
         });
     }
     // Distinct addresses within the agent.

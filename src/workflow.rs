@@ -323,6 +323,33 @@ fn recorded(cfg: &Config, fleet: &Fleet, host: &dyn Host, view: &StateView) -> R
     })
 }
 
+/// One note for the jails whose egress changes only because the default did: the
+/// installed anchor gave them `any` (`# EGRESS=any for jail NAME.`), the jails'
+/// default before they installed from the host's repository.
+fn egress_default_changed(fleet: &Fleet, installed_anchor: &str, filter: &Filter) -> Vec<String> {
+    use crate::egress::{JAIL_DEFAULT, JAIL_DEFAULT_BEFORE};
+    let jails: Vec<String> = fleet
+        .jail_agents()
+        .filter(|a| filter.agents.is_empty() || filter.agents.contains(&a.name))
+        .flat_map(|a| a.jails.iter())
+        .filter(|j| j.egress_default)
+        .filter(|j| {
+            installed_anchor.contains(&format!(
+                "# EGRESS={JAIL_DEFAULT_BEFORE} for jail {}.",
+                j.name
+            ))
+        })
+        .map(|j| j.name.clone())
+        .collect();
+    if jails.is_empty() {
+        return vec![];
+    }
+    vec![format!(
+        "Note: the jails' default egress is now {JAIL_DEFAULT} (was {JAIL_DEFAULT_BEFORE}): they install packages from the host's repository and need no Internet. This plan cuts {} off; set <ROLE>_EGRESS (e.g. GIT_EGRESS=github.com:22) for a jail that needs a destination.",
+        jails.join(", ")
+    )]
+}
+
 /// The host's package repository in the plan when llama-cpp has no source: what
 /// the operator does first.
 fn llama_missing(plan: &plan::Plan) -> Option<String> {
@@ -405,6 +432,8 @@ pub fn plan_with_view(
         plan.notes.extend(notes);
     }
     plan.notes.extend(missing_models(fleet, host, filter));
+    plan.notes
+        .extend(egress_default_changed(fleet, &installed_anchor, filter));
     if let Some(steps) = llama_missing(&plan) {
         plan.notes.push(format!(
             "Note: apply refuses until the llama.cpp jails' llama-server has a source. {steps}"
