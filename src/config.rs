@@ -408,7 +408,10 @@ fn check_keys(one: &toml::Table, known: &[String]) -> Result<(), String> {
 /// The checks beyond types: interface names, paths, numbers.
 fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
     let mut diags = Diagnostics::default();
-    let line_of = |key: &str| key_line(text, key);
+    let line_of = |key: &str| match key.split_once('.') {
+        Some((table, k)) => table_key_line(text, table, k),
+        None => key_line(text, key),
+    };
     if !valid_ifname(&host.bridge) {
         diags.push(Diagnostic::new(
             path,
@@ -581,7 +584,7 @@ fn check_paths(
         ("log_dir", &host.log_dir, "/var/log/warden"),
         ("homes", &host.homes, DEFAULT_HOMES),
         ("models", &host.models, DEFAULT_MODELS),
-        ("dir", &host.packages.dir, DEFAULT_PACKAGES),
+        ("packages.dir", &host.packages.dir, DEFAULT_PACKAGES),
     ];
     if !host.bhyve.vm_dir.starts_with("zfs:") {
         dirs.push(("vm_dir", &host.bhyve.vm_dir, "/vm"));

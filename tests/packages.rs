@@ -32,12 +32,16 @@ fn plan_shows_the_repository_and_where_llama_cpp_comes_from() {
     let text = out(&a);
     let lines: Vec<&str> = text
         .lines()
-        .filter(|l| l.contains("packages:") || l.contains("warden.conf"))
+        .filter(|l| l.contains("packages:") || l.contains("pkg/repos/warden.conf"))
         .collect();
     insta::assert_snapshot!("plan_packages_lines", lines.join("\n"));
 
     let json: serde_json::Value = serde_json::from_slice(
-        &s.warden(&["plan", "--json"]).assert().success().get_output().stdout,
+        &s.warden(&["plan", "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
     )
     .unwrap();
     let change = json["changes"]
@@ -74,7 +78,11 @@ fn every_jail_installs_from_the_host_and_llama_server_starts() {
         "a jail used the network: {net:?}"
     );
     let host: Vec<&&Vec<String>> = net.iter().filter(|l| l[4] == "host").collect();
-    assert_eq!(host.iter().filter(|l| l[1] == "catalogue").count(), 1, "{host:?}");
+    assert_eq!(
+        host.iter().filter(|l| l[1] == "catalogue").count(),
+        1,
+        "{host:?}"
+    );
     let mut fetched: BTreeMap<String, usize> = BTreeMap::new();
     for l in host.iter().filter(|l| l[1] == "package") {
         *fetched.entry(l[2].clone()).or_default() += 1;
@@ -106,18 +114,27 @@ fn every_jail_installs_from_the_host_and_llama_server_starts() {
             "{jail} read no catalogue: {mine:?}"
         );
         assert!(
-            mine.iter().any(|l| l[1] == "package" && l[2].starts_with("pkg-")),
+            mine.iter()
+                .any(|l| l[1] == "package" && l[2].starts_with("pkg-")),
             "{jail} did not bootstrap pkg from the host: {mine:?}"
         );
         let conf = read(&s.root.join(format!(
             "usr/local/bastille/jails/{jail}/root/usr/local/etc/pkg/repos/warden.conf"
         )));
         assert!(conf.contains("FreeBSD-ports: { enabled: no }"), "{conf}");
-        assert!(conf.contains("url: \"file:///var/db/warden/packages\""), "{conf}");
-        let fstab = read(&s.root.join(format!("usr/local/bastille/jails/{jail}/fstab")));
         assert!(
-            fstab.lines().any(|l| l.contains("/var/db/warden/packages/15.0-RELEASE ")
-                && l.contains("/root/var/db/warden/packages nullfs ro 0 0")),
+            conf.contains("url: \"file:///var/db/warden/packages\""),
+            "{conf}"
+        );
+        let fstab = read(
+            &s.root
+                .join(format!("usr/local/bastille/jails/{jail}/fstab")),
+        );
+        assert!(
+            fstab
+                .lines()
+                .any(|l| l.contains("/var/db/warden/packages/15.0-RELEASE ")
+                    && l.contains("/root/var/db/warden/packages nullfs ro 0 0")),
             "{fstab}"
         );
     }
@@ -171,7 +188,11 @@ fn neither_poudriere_nor_a_package_refuses_with_the_steps() {
     ] {
         assert!(err.contains(step), "missing {step:?} in: {err}");
     }
-    assert_eq!(s.mutating_calls(), Vec::<String>::new(), "the refusal changed the host");
+    assert_eq!(
+        s.mutating_calls(),
+        Vec::<String>::new(),
+        "the refusal changed the host"
+    );
 }
 
 #[test]
@@ -181,8 +202,14 @@ fn poudriere_without_its_jail_names_what_is_missing() {
     let a = s.apply().failure();
     let err = out(&a);
     assert!(err.contains("poudriere is installed"), "{err}");
-    assert!(err.contains("poudriere jail -c -j warden150 -v 15.0-RELEASE"), "{err}");
-    assert!(!err.contains("poudriere ports -c"), "the ports tree is there: {err}");
+    assert!(
+        err.contains("poudriere jail -c -j warden150 -v 15.0-RELEASE"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("poudriere ports -c"),
+        "the ports tree is there: {err}"
+    );
 }
 
 #[test]
@@ -282,7 +309,10 @@ fn a_plan_against_the_old_jail_default_says_the_default_changed() {
     assert!(text.contains("# EGRESS=none for jail atlasgit."), "{text}");
     std::fs::write(
         &anchor,
-        text.replace("# EGRESS=none for jail atlasgit.", "# EGRESS=any for jail atlasgit."),
+        text.replace(
+            "# EGRESS=none for jail atlasgit.",
+            "# EGRESS=any for jail atlasgit.",
+        ),
     )
     .unwrap();
     let plan = out(&s.warden(&["plan"]).assert().success());

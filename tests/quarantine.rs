@@ -113,8 +113,14 @@ fn a_quarantined_agent_reaches_nothing_is_left_alone_and_release_restores_it() {
     let p = user("root", "10.0.1.1", "10.0.1.5", 5432);
     assert_eq!(decide(&rs, &p), Some(Action::Pass), "{p}: {}", rs.eval(&p));
     // bravo is as it was.
-    let p = from_jail("e0a_bravogit", "10.0.2.2", "1.1.1.1", 443);
+    let p = from_jail("e0a_bravogit", "10.0.2.2", "10.0.2.1", 22);
     assert_eq!(decide(&rs, &p), Some(Action::Pass), "{p}");
+    let p = from_jail("e0a_bravogit", "10.0.2.2", "1.1.1.1", 443);
+    assert_eq!(
+        decide(&rs, &p),
+        Some(Action::Block),
+        "the jails' default egress is none: {p}"
+    );
     let p = user("bravo", "10.0.2.1", "10.0.2.2", 22);
     assert_eq!(decide(&rs, &p), Some(Action::Pass), "{p}");
 

@@ -405,12 +405,27 @@ impl Applier<'_> {
         let id = change.id();
         let id = id.as_str();
         let r = match (&change.item.resource, change.action) {
-            // The repository is data the jails may still use: never removed.
-            (Resource::Packages(_), Action::Delete) => return Ok(()),
+            // No jail wants it any more: warden forgets it (its record goes) and
+            // leaves the packages where they are, data it does not delete.
+            (Resource::Packages(r), Action::Delete) => {
+                return self
+                    .host
+                    .remove(&r.state_file())
+                    .map_err(Self::host_err(id));
+            }
             (Resource::Packages(r), _) => r.clone(),
             (other, _) => unreachable!("{} is not a package repository", other.id()),
         };
         let herr = Self::host_err(id);
+        if self.host.meta(&r.abi_file).is_none() {
+            return Err(ApplyError::Check {
+                resource: id.into(),
+                message: format!(
+                    "release {} is not bootstrapped; run `bastille bootstrap {}`, then apply again (pkg reads the jails' ABI from {})",
+                    r.release, r.release, r.abi_file
+                ),
+            });
+        }
         for d in [
             r.dir.clone(),
             r.meta(),
