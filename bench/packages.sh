@@ -80,8 +80,8 @@ apply() {
 	distinct=$(awk '$1 == "net" && $2 == "package" { print $3 }' "$log" | sort -u | wc -l)
 	cats=$(awk '$1 == "net" && $2 == "catalogue"' "$log" | wc -l)
 	jailnet=$(awk '$1 == "net" && $5 ~ /^jail:/' "$log" | wc -l)
-	# apply's timing line of the repository's change: "  12.3 s  + packages:..."
-	pk=$(sed -n 's/^ *\([0-9.]*\) s  + packages:.*/\1/p' "$root.out" | head -n 1)
+	# the progress line of the repository's change: "done + packages:REL (12.3 s)"
+	pk=$(sed -n 's/^done + packages:[^ ]* (\([0-9.]*\) s)$/\1/p' "$root.out" | head -n 1)
 	echo "$(echo "$t1 - $t0" | bc) $net $distinct $cats $jailnet ${pk:-0}"
 	rm -rf "$root" "$root.out"
 }

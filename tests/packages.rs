@@ -51,7 +51,7 @@ fn plan_shows_the_repository_and_where_llama_cpp_comes_from() {
         .find(|c| c["id"] == "packages:15.0-RELEASE")
         .expect("the repository is in the JSON plan");
     assert_eq!(change["kind"], "package_repository");
-    assert_eq!(change["action"], "create");
+    assert_eq!(change["actions"], serde_json::json!(["create"]));
     let after = change["after"].as_str().unwrap();
     assert!(
         after.contains("packages git-lite llama-cpp mesa-dri nginx pkg postgresql17-client postgresql17-server vulkan-loader"),
