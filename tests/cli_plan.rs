@@ -110,7 +110,10 @@ fn json_plan_on_an_empty_root() {
 
     let doc: Value = serde_json::from_str(&out).expect("valid JSON");
     assert_eq!(doc["format_version"], "1");
-    assert_eq!(doc["notes"], serde_json::json!([NOTE, MODEL, LLAMA, REBOOT]));
+    assert_eq!(
+        doc["notes"],
+        serde_json::json!([NOTE, MODEL, LLAMA, REBOOT])
+    );
     let changes = doc["changes"].as_array().unwrap();
     assert_eq!(doc["summary"]["add"], changes.len());
     assert_eq!(doc["summary"]["change"], 0);
