@@ -357,6 +357,7 @@ fn noop_phases(config: &Path, root: &Path, templates: &Templates) -> ([Duration;
         devfs_taken: workflow::devfs_taken(&host).expect("devfs"),
         models_present: workflow::models_present(&fleet, &host),
         egress: warden::ops::resolve::egress_resolution(&cfg, &fleet, &host),
+        llama: Some(warden::resource::packages::llama_source(&cfg.host, &host)),
     };
     lap(&mut t);
     let desired = render::render(&fleet, &cfg.host, &recorded, templates).expect("render");

@@ -153,6 +153,7 @@ fn stages(config: &Path, root: &Path, templates: &Templates) -> [Duration; 6] {
         devfs_taken: workflow::devfs_taken(&host).expect("devfs"),
         models_present: workflow::models_present(&fleet, &host),
         egress: warden::ops::resolve::egress_resolution(&cfg, &fleet, &host),
+        llama: Some(warden::resource::packages::llama_source(&cfg.host, &host)),
     };
     let state_t = t.elapsed();
 

@@ -162,6 +162,11 @@ fn warden_files(root: &Path) -> Vec<String> {
         .into_iter()
         .filter(|p| !p.ends_with('/'))
         .filter(|p| !p.starts_with("var/fakebsd/") && p != "var/log/fakebsd.log")
+        // What the operator set up before (support::prepare_host).
+        .filter(|p| {
+            !p.starts_with("usr/local/bastille/releases/")
+                && !p.starts_with("usr/local/etc/poudriere")
+        })
         .collect()
 }
 
@@ -250,6 +255,7 @@ fn a_failing_fleet_check_stops_every_host() {
     let s = Scratch::new();
     let root = s.dir().join("root");
     std::fs::create_dir_all(&root).unwrap();
+    support::prepare_host(&root);
     let vars = serde_json::json!({
         "warden_fleet_dir": crate_dir().join("examples/fleet/hosts"),
         "warden_root": root,
@@ -291,6 +297,7 @@ fn check_then_apply_then_nothing_changes() {
     let s = Scratch::new();
     let root = s.dir().join("root");
     std::fs::create_dir_all(&root).unwrap();
+    support::prepare_host(&root);
     let config_dir = root.join("usr/local/etc/warden.d");
     let fleet_check = fleet_check_available();
     if !fleet_check {
@@ -402,6 +409,7 @@ fn check_then_apply_then_nothing_changes() {
     }
     let beta_root = s.dir().join("beta-root");
     std::fs::create_dir_all(&beta_root).unwrap();
+    support::prepare_host(&beta_root);
     let host = |root: &Path| {
         serde_json::json!({
             "warden_root": root,

@@ -61,6 +61,17 @@ const MODEL: &str = "Note: clawdie's llama.cpp model is missing: put the GGUF fi
 qwen2.5-7b-instruct-q4_k_m.gguf at /var/db/warden/models/qwen2.5-7b-instruct-q4_k_m.gguf on this \
 host (jail clawdiellm mounts /var/db/warden/models read-only); llama-server waits for it, \
 and the apply after it appears starts it.";
+const LLAMA: &str = "Note: apply refuses until the llama.cpp jails' llama-server has a source. \
+packages:15.0-RELEASE: the llama-cpp package has no llama-server (misc/llama-cpp builds it only \
+with the EXAMPLES option), and neither poudriere nor a package built with it is here. Either
+  pkg install poudriere
+  cp /usr/local/etc/poudriere.conf.sample /usr/local/etc/poudriere.conf   (set ZPOOL or NO_ZFS=yes)
+  poudriere jail -c -j warden150 -v 15.0-RELEASE
+  poudriere ports -c -p default
+then apply again (warden builds misc/llama-cpp with CURL EXAMPLES VULKAN into the host's \
+repository), or build a llama-cpp package with EXAMPLES yourself and name it in warden.toml:
+  [packages]
+  llama_cpp_package = \"/path/to/llama-cpp-VERSION.pkg\"";
 const REBOOT: &str =
     "Note: /boot/loader.conf changes (vmm_load, pptdevs) take effect at the next reboot.";
 
@@ -71,7 +82,7 @@ fn human_plan_on_an_empty_root() {
     let out = stdout(&a);
     assert_eq!(
         stderr(&a),
-        format!("{NOTE}\n{MODEL}\n{REBOOT}\n"),
+        format!("{NOTE}\n{MODEL}\n{LLAMA}\n{REBOOT}\n"),
         "the notes go to stderr, and nothing else does"
     );
     assert_eq!(
@@ -93,13 +104,16 @@ fn json_plan_on_an_empty_root() {
     let root = TempDir::new().unwrap();
     let a = plan(root.path(), &["--json"]).code(0);
     let out = stdout(&a);
-    assert_eq!(stderr(&a), format!("{NOTE}\n{MODEL}\n{REBOOT}\n"));
+    assert_eq!(stderr(&a), format!("{NOTE}\n{MODEL}\n{LLAMA}\n{REBOOT}\n"));
     assert!(!out.contains(&root.path().display().to_string()));
     insta::assert_snapshot!("plan_json_empty_root", out);
 
     let doc: Value = serde_json::from_str(&out).expect("valid JSON");
     assert_eq!(doc["format_version"], "1");
-    assert_eq!(doc["notes"], serde_json::json!([NOTE, MODEL, REBOOT]));
+    assert_eq!(
+        doc["notes"],
+        serde_json::json!([NOTE, MODEL, LLAMA, REBOOT])
+    );
     let changes = doc["changes"].as_array().unwrap();
     assert_eq!(doc["summary"]["add"], changes.len());
     assert_eq!(doc["summary"]["change"], 0);

@@ -195,9 +195,10 @@ fn each_jail_reaches_what_its_role_egress_allows() {
                 // atlasdb: DB_EGRESS=none: nothing, not even DNS.
                 let p = jail("10.0.1.5", "e0a_atlasdb", dst, port, udp);
                 assert_eq!(decide(&rs, &anchor, &p), Some(Action::Block), "{p}");
-                // bravogit: the jails' default, any.
+                // bravogit: the jails' default, none (they install from the
+                // host's repository, mounted: no network needed).
                 let p = jail("10.0.2.2", "e0a_bravogit", dst, port, udp);
-                assert_eq!(decide(&rs, &anchor, &p), Some(Action::Pass), "{p}");
+                assert_eq!(decide(&rs, &anchor, &p), Some(Action::Block), "{p}");
             }
         }
         let p = Packet::icmp("10.0.1.5", dst).dir(Dir::In).on("e0a_atlasdb");
@@ -218,13 +219,22 @@ fn each_jail_reaches_what_its_role_egress_allows() {
 }
 
 #[test]
-fn without_egress_keys_the_anchor_allows_what_it_did() {
+fn without_egress_keys_the_agent_reaches_anything_and_its_jails_nothing() {
     let anchor = render_anchor(&[("bravo", BRAVO)], Default::default());
-    assert!(!anchor.contains("EGRESS="), "{anchor}");
-    assert!(!anchor.contains("warden_dns"), "{anchor}");
+    assert!(
+        anchor.contains("# EGRESS=none for jail bravogit."),
+        "{anchor}"
+    );
+    assert!(
+        !anchor.contains("warden_dns"),
+        "no DNS for anyone: {anchor}"
+    );
     let rs = Ruleset::parse(&anchor);
-    let p = jail("10.0.2.2", "e0a_bravogit", "1.1.1.1", 443, false);
-    assert_eq!(decide(&rs, &anchor, &p), Some(Action::Pass), "{p}");
+    for (dst, port, udp) in [("1.1.1.1", 443, false), (DNS, 53, true)] {
+        let p = jail("10.0.2.2", "e0a_bravogit", dst, port, udp);
+        assert_eq!(decide(&rs, &anchor, &p), Some(Action::Block), "{p}");
+    }
+    // The agent's own processes: EGRESS defaults to any, no rule of warden's.
     assert_eq!(
         decide(&rs, &anchor, &user("1.1.1.1", 443, false, "bravo")),
         None

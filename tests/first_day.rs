@@ -26,6 +26,7 @@ fn empty_repo() -> Repo {
     std::fs::create_dir_all(&dir).unwrap();
     let root = tmp.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
+    support::prepare_host(&root);
     Repo {
         _tmp: tmp,
         dir,

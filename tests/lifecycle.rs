@@ -351,6 +351,11 @@ fn a_new_release_upgrades_thin_jails_in_place_once_bootstrapped() {
     let plan = out(&s.warden(&["plan", "--step", "git"]).assert().success());
     insta::assert_snapshot!("plan_jail_release", plan);
 
+    // llama-cpp is built for the jails' release: poudriere needs a jail of it too.
+    s.fake(
+        "poudriere",
+        &["jail", "-c", "-j", "warden151", "-v", "15.1-RELEASE"],
+    );
     // Not bootstrapped yet: refused before any jail stops.
     s.clear_log();
     let failed = s.warden(&["apply", "--yes"]).assert().code(1);

@@ -113,8 +113,14 @@ fn a_quarantined_agent_reaches_nothing_is_left_alone_and_release_restores_it() {
     let p = user("root", "10.0.1.1", "10.0.1.5", 5432);
     assert_eq!(decide(&rs, &p), Some(Action::Pass), "{p}: {}", rs.eval(&p));
     // bravo is as it was.
-    let p = from_jail("e0a_bravogit", "10.0.2.2", "1.1.1.1", 443);
+    let p = from_jail("e0a_bravogit", "10.0.2.2", "10.0.2.1", 22);
     assert_eq!(decide(&rs, &p), Some(Action::Pass), "{p}");
+    let p = from_jail("e0a_bravogit", "10.0.2.2", "1.1.1.1", 443);
+    assert_eq!(
+        decide(&rs, &p),
+        Some(Action::Block),
+        "the jails' default egress is none: {p}"
+    );
     let p = user("bravo", "10.0.2.1", "10.0.2.2", 22);
     assert_eq!(decide(&rs, &p), Some(Action::Pass), "{p}");
 
@@ -184,7 +190,9 @@ fn a_quarantined_agent_reaches_nothing_is_left_alone_and_release_restores_it() {
     site.converged();
     assert!(service_running(&site, "atlas"));
     let rs = Ruleset::parse(&anchor(&site));
-    let p = from_jail("e0a_atlasgit", "10.0.1.2", "1.1.1.1", 443);
+    // Its jails reach their host again (the Internet not: the jails' default
+    // egress is none).
+    let p = from_jail("e0a_atlasgit", "10.0.1.2", "10.0.1.1", 22);
     assert_eq!(decide(&rs, &p), Some(Action::Pass), "{p}");
     let a = site.warden(&["release", "atlas"]).assert().success();
     assert!(out(&a).contains("atlas is not quarantined"), "{}", out(&a));

@@ -1,5 +1,7 @@
 //! The number of commands `plan` runs does not grow with the number of agents.
 
+mod support;
+
 use std::path::Path;
 use warden::engine::plan::Filter;
 use warden::host::LocalHost;
@@ -47,6 +49,7 @@ fn commands_for_10_and_250(zfs: bool) -> usize {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
+    support::prepare_host(&root);
     // This test binary holds only this test, so changing the environment is safe.
     std::env::set_var(
         "PATH",

@@ -9,6 +9,7 @@ pub(crate) mod files;
 pub(crate) mod jail;
 pub mod jailchange;
 pub(crate) mod network;
+pub(crate) mod packages;
 pub mod pf;
 pub(crate) mod rctl;
 pub(crate) mod service;
@@ -36,6 +37,7 @@ pub const ALL: &[&dyn Kind] = &[
     &service::Service,
     &soul::Soul,
     &vm::Vm,
+    &packages::Packages,
     &rctl::Rctl,
 ];
 

@@ -270,6 +270,50 @@ fn recorded(cfg: &Config, fleet: &Fleet, host: &dyn Host, view: &StateView) -> R
         devfs_taken: devfs_taken(host)?,
         models_present: models_present(fleet, host),
         egress: crate::ops::resolve::egress_resolution(cfg, fleet, host),
+        llama: fleet
+            .jail_agents()
+            .any(|a| a.jail(crate::spec::manifest::Role::LlamaCpp).is_some())
+            .then(|| crate::resource::packages::llama_source(&cfg.host, host)),
+    })
+}
+
+/// One note for the jails whose egress changes only because the default did: the
+/// installed anchor gave them `any` (`# EGRESS=any for jail NAME.`), the jails'
+/// default before they installed from the host's repository.
+fn egress_default_changed(fleet: &Fleet, installed_anchor: &str, filter: &Filter) -> Vec<String> {
+    use crate::spec::egress::{JAIL_DEFAULT, JAIL_DEFAULT_BEFORE};
+    let jails: Vec<String> = fleet
+        .jail_agents()
+        .filter(|a| filter.agents.is_empty() || filter.agents.contains(&a.name))
+        .flat_map(|a| a.jails.iter())
+        .filter(|j| j.egress_default)
+        .filter(|j| {
+            installed_anchor.contains(&format!(
+                "# EGRESS={JAIL_DEFAULT_BEFORE} for jail {}.",
+                j.name
+            ))
+        })
+        .map(|j| j.name.clone())
+        .collect();
+    if jails.is_empty() {
+        return vec![];
+    }
+    vec![format!(
+        "Note: the jails' default egress is now {JAIL_DEFAULT} (was {JAIL_DEFAULT_BEFORE}): they install packages from the host's repository and need no Internet. This plan cuts {} off; set <ROLE>_EGRESS (e.g. GIT_EGRESS=github.com:22) for a jail that needs a destination.",
+        jails.join(", ")
+    )]
+}
+
+/// The host's package repository in the plan when llama-cpp has no source: what
+/// the operator does first.
+fn llama_missing(plan: &plan::Plan) -> Option<String> {
+    use crate::resource::packages::LlamaSource;
+    plan.changes.iter().find_map(|c| match &c.item.resource {
+        crate::resource::Resource::Packages(p) => match &p.llama {
+            Some(LlamaSource::Missing { steps }) => Some(format!("{}: {steps}", c.id())),
+            _ => None,
+        },
+        _ => None,
     })
 }
 
@@ -342,6 +386,13 @@ pub fn plan_with_view(
         plan.notes.extend(notes);
     }
     plan.notes.extend(missing_models(fleet, host, filter));
+    plan.notes
+        .extend(egress_default_changed(fleet, &installed_anchor, filter));
+    if let Some(steps) = llama_missing(&plan) {
+        plan.notes.push(format!(
+            "Note: apply refuses until the llama.cpp jails' llama-server has a source. {steps}"
+        ));
+    }
     for (a, jail, _) in foreign_jails(fleet, &host_state, &view)
         .into_iter()
         .filter(|(a, _, adopted)| *adopted && filter.agents.iter().all(|f| f == &a.name))
@@ -650,6 +701,9 @@ pub fn apply(
             nothing_to_do: true,
             ..Default::default()
         });
+    }
+    if let Some(steps) = llama_missing(&plan) {
+        return Err(Refusal::Preflight(format!("{steps}\nnothing was changed.")).into());
     }
     preflight(host, &plan).map_err(Refusal::Preflight)?;
     let shown = crate::engine::plan::human_styled(&plan, req.style);

@@ -34,6 +34,9 @@ pub struct Recorded {
     pub models_present: BTreeSet<String>,
     /// What the `EGRESS` host names resolved to, and the host's resolvers.
     pub egress: crate::spec::egress::Resolution,
+    /// Where llama-cpp (with llama-server) comes from on this host, when a
+    /// llama.cpp jail wants it (`None`: no source looked for).
+    pub llama: Option<crate::resource::packages::LlamaSource>,
 }
 
 /// The rendered desired state.
@@ -171,6 +174,7 @@ pub fn render(
     }
     render_bhyve(&mut items, fleet, host, t)?;
     render_limits_host(&mut items, &jail_agents);
+    let mut packages = BTreeSet::new();
     for a in &fleet.agents {
         if a.is_bhyve() {
             continue;
@@ -181,9 +185,16 @@ pub fn render(
                 (*n, digest(&rules)[..16].to_string())
             });
             let model = recorded.models_present.contains(&a.name);
-            render_jail(&mut items, a, j, host, ruleset, model, t)?;
+            render_jail(&mut items, a, j, host, ruleset, model, t, &mut packages)?;
         }
         render_agent(&mut items, fleet, a, host, t)?;
+    }
+    if !packages.is_empty() {
+        items.push(Item::new(
+            Step::Network,
+            None,
+            Resource::Packages(packages_res(host, packages, recorded)),
+        ));
     }
     items.sort_by_key(|i| i.resource.phase());
     Ok(Desired {
@@ -549,6 +560,50 @@ fn render_limits_host(items: &mut Vec<Item>, agents: &[&AgentSpec]) {
     ));
 }
 
+/// The host's package repository for the jails' release, holding what their
+/// templates' `PKG` lines install.
+fn packages_res(
+    host: &HostConfig,
+    packages: BTreeSet<String>,
+    recorded: &Recorded,
+) -> crate::resource::packages::PackagesRes {
+    use crate::resource::packages::{LlamaSource, PackagesRes, FREEBSD_URL, LLAMA_PACKAGE};
+    let mut packages = packages;
+    // Each jail's pkg bootstrap (usr.sbin/pkg) installs pkg itself from it.
+    packages.insert("pkg".to_string());
+    let llama = packages.contains(LLAMA_PACKAGE).then(|| {
+        recorded.llama.clone().unwrap_or(LlamaSource::Missing {
+            steps: "llama-cpp's source was not looked for".into(),
+        })
+    });
+    PackagesRes {
+        release: host.release.clone(),
+        dir: packages_dir(host),
+        abi_file: format!(
+            "{}/releases/{}/usr/bin/uname",
+            host.bastille_prefix, host.release
+        ),
+        url: if host.packages.url.is_empty() {
+            FREEBSD_URL.into()
+        } else {
+            host.packages.url.clone()
+        },
+        signature: host.packages.signature.clone(),
+        packages: packages.into_iter().collect(),
+        llama,
+    }
+}
+
+/// The host's repository for the configured release.
+pub fn packages_dir(host: &HostConfig) -> String {
+    format!(
+        "{}/{}",
+        host.packages.dir.trim_end_matches('/'),
+        host.release
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
 fn render_jail(
     items: &mut Vec<Item>,
 
@@ -558,6 +613,7 @@ fn render_jail(
     ruleset: Option<(u32, String)>,
     model_present: bool,
     t: &Templates,
+    packages: &mut BTreeSet<String>,
 ) -> Result<(), TemplateError> {
     let step = Step::for_role(j.role);
     let devfs_ruleset = ruleset.as_ref().map(|(n, _)| *n);
@@ -598,8 +654,14 @@ fn render_jail(
         "ollama_port": a.ollama_port,
         "model_present": model_present,
         "devfs_ruleset": devfs_ruleset.map_or(String::new(), |n| n.to_string()),
+        "packages": {
+            "host_dir": packages_dir(host),
+            "jail_dir": crate::resource::packages::JAIL_DIR,
+            "conf": crate::resource::packages::JAIL_REPO_CONF,
+        },
     }));
     let mut files = template_files(a, j.role, &c, t)?;
+    packages.extend(crate::resource::packages::packages_of(&files[0].1));
     let (hash, marker) = mark_template(&mut files, j.role);
     let dir = format!("{}/templates/warden/{}", host.bastille_prefix, j.name);
     for (rel, content) in files {
@@ -658,10 +720,16 @@ fn template_files(
     t: &Templates,
 ) -> Result<Vec<(String, String)>, TemplateError> {
     let name = role.as_str();
-    let mut files = vec![(
-        "Bastillefile".to_string(),
-        t.render(&format!("templates/{name}/Bastillefile.tera"), c)?,
-    )];
+    let mut files = vec![
+        (
+            "Bastillefile".to_string(),
+            t.render(&format!("templates/{name}/Bastillefile.tera"), c)?,
+        ),
+        (
+            crate::resource::packages::JAIL_REPO_CONF.to_string(),
+            crate::resource::packages::jail_repo_conf(),
+        ),
+    ];
     match role {
         Role::Cms => files.push((
             "usr/local/etc/nginx/nginx.conf".into(),

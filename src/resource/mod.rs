@@ -7,6 +7,7 @@ pub mod applier;
 pub mod change;
 pub mod kind;
 pub mod observed;
+pub mod packages;
 pub mod records;
 pub mod zfs;
 
@@ -391,6 +392,8 @@ pub enum Resource {
     },
     Vm(VmRes),
     Rctl(RctlRes),
+    /// The host's package repository for the jails' release.
+    Packages(packages::PackagesRes),
 }
 
 impl Resource {

@@ -47,6 +47,8 @@ pub struct HostConfig {
     pub models: String,
     /// vm-bhyve settings, for agents with `DEPLOY_MODE=bhyve`.
     pub bhyve: BhyveConfig,
+    /// The host's package repository, the one source every jail installs from.
+    pub packages: PackagesConfig,
     /// How long commands may run.
     pub timeouts: Timeouts,
 }
@@ -66,6 +68,62 @@ pub struct BhyveConfig {
     /// Disk image written into each new VM's disk (`vm create -i`), e.g. a FreeBSD
     /// BASIC-CLOUDINIT image fetched with `vm img`; empty for a blank disk.
     pub image: String,
+}
+
+/// The host's package repository (`[packages]`): fetched once per host with
+/// `pkg fetch -d -o`, catalogued with `pkg repo`, mounted read-only into every jail.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PackagesConfig {
+    /// The directory the repositories lie in, one per release (`DIR/15.0-RELEASE`).
+    pub dir: String,
+    /// The upstream repository packages are fetched from, as pkg.conf(5) writes a
+    /// `url`; empty for FreeBSD's own (`pkg+https://pkg.FreeBSD.org/${ABI}/quarterly`).
+    pub url: String,
+    /// How the upstream's catalogue is verified: `fingerprints` (FreeBSD's keys in
+    /// /usr/share/keys/pkg) or `none` (a mirror trusted as it is).
+    pub signature: String,
+    /// A llama-cpp package file built with the EXAMPLES option (it carries
+    /// llama-server); empty to build one with poudriere.
+    pub llama_cpp_package: String,
+    /// The poudriere jail that builds llama-cpp; empty for `warden` and the
+    /// release's digits (`warden150`).
+    pub poudriere_jail: String,
+    /// The poudriere ports tree it builds from.
+    pub poudriere_ports: String,
+}
+
+/// Default of `[packages] dir`.
+pub const DEFAULT_PACKAGES: &str = "/var/db/warden/packages";
+
+impl Default for PackagesConfig {
+    fn default() -> Self {
+        PackagesConfig {
+            dir: DEFAULT_PACKAGES.into(),
+            url: String::new(),
+            signature: "fingerprints".into(),
+            llama_cpp_package: String::new(),
+            poudriere_jail: String::new(),
+            poudriere_ports: "default".into(),
+        }
+    }
+}
+
+impl PackagesConfig {
+    /// The poudriere jail's name: poudriere refuses a period in it (jail(8) names).
+    pub fn poudriere_jail(&self, release: &str) -> String {
+        if !self.poudriere_jail.is_empty() {
+            return self.poudriere_jail.clone();
+        }
+        let digits: String = release
+            .split('-')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        format!("warden{digits}")
+    }
 }
 
 /// Changes apply runs at once unless told otherwise: jail creates and templates
@@ -107,6 +165,7 @@ impl Default for HostConfig {
             homes: DEFAULT_HOMES.into(),
             models: DEFAULT_MODELS.into(),
             bhyve: BhyveConfig::default(),
+            packages: PackagesConfig::default(),
             timeouts: Timeouts::default(),
         }
     }
@@ -332,7 +391,10 @@ fn check_keys(one: &toml::Table, known: &[String]) -> Result<(), String> {
 /// The checks beyond types: interface names, paths, numbers.
 fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
     let mut diags = Diagnostics::default();
-    let line_of = |key: &str| key_line(text, key);
+    let line_of = |key: &str| match key.split_once('.') {
+        Some((table, k)) => table_key_line(text, table, k),
+        None => key_line(text, key),
+    };
     let located = |(key, message): (&'static str, String)| {
         Diagnostic::new(path, line_of(key), Some(key), message)
     };
@@ -340,6 +402,7 @@ fn check(path: &Path, text: &str, host: HostConfig) -> (Config, Diagnostics) {
         diags.push(d);
     }
     check_paths(path, &host, &line_of, &mut diags);
+    check_packages(path, text, &host, &mut diags);
     for d in number_problems(&host).into_iter().map(located) {
         diags.push(d);
     }
@@ -493,6 +556,7 @@ fn check_paths(
         ("log_dir", &host.log_dir, "/var/log/warden"),
         ("homes", &host.homes, DEFAULT_HOMES),
         ("models", &host.models, DEFAULT_MODELS),
+        ("packages.dir", &host.packages.dir, DEFAULT_PACKAGES),
     ];
     if !host.bhyve.vm_dir.starts_with("zfs:") {
         dirs.push(("vm_dir", &host.bhyve.vm_dir, "/vm"));
@@ -559,6 +623,111 @@ fn check_paths(
             );
         }
     }
+}
+
+/// `[packages]`: each value goes into a pkg repository configuration (UCL) or a
+/// command's arguments, so each has a grammar.
+fn check_packages(path: &Path, text: &str, host: &HostConfig, diags: &mut Diagnostics) {
+    let p = &host.packages;
+    let mut refuse = |key: &str, msg: String| {
+        diags.push(Diagnostic::new(
+            path,
+            table_key_line(text, "packages", key),
+            Some(&format!("packages.{key}")),
+            msg,
+        ))
+    };
+    if !p.url.is_empty() {
+        if let Err(why) = check_repo_url(&p.url) {
+            refuse("url", why);
+        }
+    }
+    if !matches!(p.signature.as_str(), "fingerprints" | "none") {
+        refuse(
+            "signature",
+            format!(
+                "{:?} is not a signature type warden uses: fingerprints (FreeBSD's keys) or none",
+                p.signature
+            ),
+        );
+    }
+    if !p.llama_cpp_package.is_empty() {
+        let why = crate::spec::grammar::check_path(&p.llama_cpp_package)
+            .err()
+            .or_else(|| {
+                (!p.llama_cpp_package.ends_with(".pkg")).then(|| {
+                    format!(
+                        "{:?} is not a package file (NAME-VERSION.pkg, as pkg create and poudriere write them)",
+                        p.llama_cpp_package
+                    )
+                })
+            });
+        if let Some(why) = why {
+            refuse("llama_cpp_package", why);
+        }
+    }
+    for (key, value) in [
+        ("poudriere_jail", &p.poudriere_jail),
+        ("poudriere_ports", &p.poudriere_ports),
+    ] {
+        let ok = value.len() <= 64
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && !value.starts_with('-')
+            && (key == "poudriere_jail" || !value.is_empty());
+        if !ok {
+            refuse(
+                key,
+                format!("{value:?} is not a poudriere name: letters, digits, _ and - (no period: jail(8) names), at most 64"),
+            );
+        }
+    }
+}
+
+/// A pkg repository URL as pkg.conf(5) takes it: `pkg+https://`, `https://`,
+/// `http://` (`pkg+` for an SRV mirror list) or `file://`, then printable
+/// characters other than quotes, backslash and braces (the URL is written into a
+/// UCL string); `${ABI}`-style variables as pkg expands them are allowed.
+pub fn check_repo_url(url: &str) -> Result<(), String> {
+    let schemes = [
+        "pkg+https://",
+        "pkg+http://",
+        "https://",
+        "http://",
+        "file:///",
+    ];
+    let Some(rest) = schemes.iter().find_map(|s| url.strip_prefix(s)) else {
+        return Err(format!(
+            "{url:?} is not a pkg repository URL: it starts with pkg+https://, https://, http:// or file:///"
+        ));
+    };
+    if rest.is_empty() || url.len() > 512 {
+        return Err(format!(
+            "{url:?}: name the repository after the scheme (at most 512 characters)"
+        ));
+    }
+    let vars = [
+        "${ABI}",
+        "${VERSION_MAJOR}",
+        "${VERSION_MINOR}",
+        "${OSNAME}",
+        "${ARCH}",
+        "${RELEASE}",
+    ];
+    let mut plain = rest.to_string();
+    for v in vars {
+        plain = plain.replace(v, "");
+    }
+    if let Some(c) = plain
+        .chars()
+        .find(|c| !c.is_ascii_graphic() || matches!(c, '"' | '\\' | '{' | '}' | '$' | '\''))
+    {
+        return Err(format!(
+            "{url:?} has {c:?}, which a pkg repository URL cannot hold here (only ${{ABI}}-style variables, no quotes, backslashes, braces or blanks)"
+        ));
+    }
+    Ok(())
 }
 
 /// An interface name FreeBSD accepts: at most 15 characters, alphanumerics.

@@ -26,10 +26,12 @@ pub const MAX_LEN: usize = 1024;
 /// The table of the host's resolvers.
 pub const DNS_TABLE: &str = "warden_dns";
 /// Where a jail's egress defaults to, when its `<ROLE>_EGRESS` is not set. Jails
-/// install their packages with pkg from the FreeBSD package mirrors (their
-/// Bastillefiles' PKG lines), which needs the Internet; `none` becomes the default
-/// once jails install from a repository on the host.
-pub const JAIL_DEFAULT: Policy = Policy::Any;
+/// install their packages from the host's repository, mounted read-only
+/// (`resource::packages`), so they need no Internet: nothing, not even DNS.
+pub const JAIL_DEFAULT: Policy = Policy::None;
+/// The jails' default before they installed from the host's repository: a plan
+/// against an anchor rendered with it says that the default changed.
+pub const JAIL_DEFAULT_BEFORE: Policy = Policy::Any;
 
 /// Where one destination is.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

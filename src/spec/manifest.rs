@@ -17,6 +17,8 @@ pub struct JailSpec {
     pub ip: Ipv4Addr,
     /// Where the jail may connect outside the agents' subnets (`<ROLE>_EGRESS`).
     pub egress: crate::spec::egress::Policy,
+    /// `<ROLE>_EGRESS` is not in the manifest: the jail has the default.
+    pub egress_default: bool,
 }
 
 /// How the agent is deployed.
@@ -702,6 +704,7 @@ fn jails(cx: &mut Ctx<'_>, d: &mut Draft) {
             d.base_ok,
             false,
         );
+        let egress_default = cx.get(&crate::spec::egress::role_key(role)).is_none();
         let egress = egress_key(
             cx,
             &crate::spec::egress::role_key(role),
@@ -712,6 +715,7 @@ fn jails(cx: &mut Ctx<'_>, d: &mut Draft) {
             name,
             ip,
             egress,
+            egress_default,
         });
     }
 }

@@ -300,6 +300,8 @@ mkdir -p "$JR/usr/local/etc/rc.d" "$WORK/models"
 printf '#!/bin/sh\n' >"$JR/usr/local/etc/rc.d/warden_llama"
 chmod 755 "$JR/usr/local/etc/rc.d/warden_llama"
 t_rc "sysrc the model" 0 bastille sysrc atlas warden_llama_model=/var/db/llama/models/m.gguf
+t_err "warden_llama refuses to start without llama-server" 1 "/usr/local/bin/llama-server is not installed: the llama-cpp package has it only when built with the EXAMPLES option" bastille service atlas warden_llama restart
+mkdir -p "$JR/usr/local/bin" && printf '#!/bin/sh\n' >"$JR/usr/local/bin/llama-server" && chmod 755 "$JR/usr/local/bin/llama-server"
 t_rc "mount the models" 0 bastille mount atlas "$WORK/models" /var/db/llama/models nullfs ro 0 0
 t_err "warden_llama refuses to start without its model" 1 "warden_llama_model /var/db/llama/models/m.gguf is not a file" bastille service atlas warden_llama restart
 echo GGUF >"$WORK/models/m.gguf"
@@ -579,6 +581,77 @@ t_eq "without -e no header" "$(tcpdump -n -t -r /var/log/pflog 2>/dev/null | hea
 echo junk >"$FAKEBSD_ROOT/tmp-notpcap"
 t_err "not a capture" 1 "tcpdump: unknown file format" tcpdump -n -r /tmp-notpcap
 rm -f "$FAKEBSD_ROOT/tmp-notpcap" "$FAKEBSD_ROOT/var/log/pflog"
+# ---- pkg and poudriere ---------------------------------------------------------------------------------
+PR=$FAKEBSD_ROOT/srv/repo
+PLOG=$FAKEBSD_ROOT/var/fakebsd/pkg.log
+mkdir -p "$PR/.warden/repos"
+printf 'upstream: {\n  url: "pkg+https://pkg.FreeBSD.org/${ABI}/quarterly",\n  signature_type: "fingerprints",\n  enabled: yes\n}\n' >"$PR/.warden/repos/upstream.conf"
+pkgh() { pkg -R "$PR/.warden/repos" -o PKG_DBDIR="$PR/.warden/db" "$@"; }
+t_err "pkg ABI_FILE unreadable" 1 "Unable to determine the ABI, none of the ABI_FILEs can be read." pkgh -o ABI_FILE=/nonexistent/uname fetch -y -d -o "$PR" nginx
+t_err "pkg -o without =" 1 "Bad option, must be -o key=value" pkg -o ABI fetch nginx
+t_out "bastille bootstrap writes the release's uname" 0 "Bootstrap successful." bastille bootstrap 15.0-RELEASE
+UNAME=$B/releases/15.0-RELEASE/usr/bin/uname
+t_err "pkg fetch of an unknown package fetches nothing" 1 "No packages matching 'nosuch' have been found in the repositories" pkgh -o ABI_FILE="$UNAME" fetch -y -d -o "$PR" nginx nosuch
+t_nofile "nothing fetched" "$PR/All/nginx-1.26.2.pkg"
+run sh -c 'echo n | pkg -R "$1/.warden/repos" -o PKG_DBDIR="$1/.warden/db" -o ABI_FILE="$2" fetch -d -o "$1" nginx' sh "$PR" "$UNAME"
+if [ "$rc" -eq 1 ] && grep -q 'Proceed with fetching packages' "$OUT"; then ok "pkg fetch without -y asks, no is exit 1"; else ko "pkg fetch without -y asks (exit $rc)"; fi
+t_rc "pkg fetch -d -o" 0 pkgh -o ABI_FILE="$UNAME" fetch -y -q -d -o "$PR" nginx pkg
+t_file "pkg fetch -d brings the dependencies" "$PR/All/pcre2-10.44.pkg" "#fakepkg pcre2"
+t_file "the catalogue from the network" "$PLOG" "net catalogue upstream 9437184 host"
+t_file "a package from the network" "$PLOG" "net package nginx-1.26.2 1048576 host"
+n1=$(wc -l <"$PLOG")
+t_out "pkg fetch again: integrity check" 0 "Integrity check was successful." pkgh -o ABI_FILE="$UNAME" fetch -y -d -o "$PR" nginx pkg
+if [ "$(wc -l <"$PLOG")" -eq "$n1" ]; then ok "nothing fetched twice"; else ko "nothing fetched twice"; fi
+echo tampered >>"$PR/All/nginx-1.26.2.pkg"
+t_rc "a changed file is fetched again" 0 pkgh -o ABI_FILE="$UNAME" fetch -y -q -d -o "$PR" nginx pkg
+if [ "$(grep -c 'net package nginx-1.26.2' "$PLOG")" -eq 2 ]; then ok "refetch logged"; else ko "refetch logged"; fi
+t_err "pkg repo of a missing dir" 1 "No such file or directory" pkg repo "$FAKEBSD_ROOT/srv/none"
+t_out "pkg repo" 0 "Packing files for repository:  done" pkg repo "$PR"
+t_file "pkg repo catalogue" "$PR/data.pkg" "nginx 1.26.2 1048576 pcre2"
+t_file "pkg repo meta.conf" "$PR/meta.conf" "version = 2;"
+t_out "pkg query -F %dn" 0 "pcre2" pkg query -F "$PR/All/nginx-1.26.2.pkg" %dn
+t_err "pkg query other forms" 1 "fakebsd models only pkg query -F" pkg query %n nginx
+# a jail that installs from the host's repository, mounted read-only
+bastille create -T -B -g 10.0.9.1 pj 15.0-RELEASE 10.0.9.5/24 wardenbr0 >/dev/null 2>&1
+PJ=$B/jails/pj/root
+mkdir -p "$PJ/usr/local/etc/pkg/repos"
+printf 'FreeBSD-ports: { enabled: no }\nFreeBSD-ports-kmods: { enabled: no }\nwarden: {\n  url: "file:///var/db/warden/packages",\n  signature_type: "none",\n  enabled: yes\n}\n' >"$PJ/usr/local/etc/pkg/repos/warden.conf"
+t_rc "mount the repository" 0 bastille mount pj "$PR" /var/db/warden/packages nullfs ro 0 0
+t_err "bootstrap needs Latest/pkg.pkg" 1 "A pre-built version of pkg could not be found for your system." bastille pkg pj install nginx
+mkdir -p "$PR/Latest" && cp "$PR/All/pkg-2.1.2.pkg" "$PR/Latest/pkg.pkg"
+t_err "unknown package in the local repository" 1 "No packages available to install matching 'vim' have been found in the repositories" bastille pkg pj install vim
+t_out "install from the local repository" 0 "Installing nginx-1.26.2" bastille pkg pj install nginx
+t_file "local bootstrap" "$PLOG" "local package pkg-2.1.2 11534336 jail:pj"
+t_file "local package" "$PLOG" "local package nginx-1.26.2 1048576 jail:pj"
+if grep -q 'net .* jail:pj' "$PLOG"; then ko "the jail used no network"; else ok "the jail used no network"; fi
+t_file "the package's rc script" "$PJ/usr/local/etc/rc.d/nginx" "nginx-1.26.2"
+sed -i.bak 's/"none"/"fingerprints"/' "$PJ/usr/local/etc/pkg/repos/warden.conf"
+t_err "an unsigned local repository with fingerprints" 1 "No signature found" bastille pkg pj install pcre2
+mv "$PJ/usr/local/etc/pkg/repos/warden.conf.bak" "$PJ/usr/local/etc/pkg/repos/warden.conf"
+# without a repository configuration: FreeBSD's repositories, over the network
+bastille create -T -B -g 10.0.9.1 nj 15.0-RELEASE 10.0.9.6/24 wardenbr0 >/dev/null 2>&1
+t_rc "install from FreeBSD-ports" 0 bastille pkg nj install llama-cpp
+t_file "the jail downloads the catalogue" "$PLOG" "net catalogue FreeBSD-ports 9437184 jail:nj"
+t_file "and the package" "$PLOG" "net package llama-cpp-5437 12582912 jail:nj"
+t_nofile "FreeBSD's llama-cpp has no llama-server" "$B/jails/nj/root/usr/local/bin/llama-server"
+# poudriere
+t_err "poudriere without poudriere.conf" 1 "Unable to find a readable poudriere.conf" poudriere bulk -j w -b quarterly misc/llama-cpp
+mkdir -p "$FAKEBSD_ROOT/usr/local/etc" && echo 'NO_ZFS=yes' >"$FAKEBSD_ROOT/usr/local/etc/poudriere.conf"
+t_err "poudriere unknown jail" 1 "No such jail: w150" poudriere bulk -j w150 -b quarterly misc/llama-cpp
+t_err "poudriere jail name with a period" 1 "The jailname cannot contain a period" poudriere jail -c -j w15.0 -v 15.0-RELEASE
+t_rc "poudriere jail -c" 0 poudriere jail -c -j w150 -v 15.0-RELEASE
+t_err "poudriere unknown ports tree" 2 "No such ports tree nope" poudriere bulk -j w150 -p nope misc/llama-cpp
+t_rc "poudriere ports -c" 0 poudriere ports -c
+t_err "poudriere bad branch" 1 "Invalid branch name for package fetching: weekly" poudriere bulk -j w150 -b weekly misc/llama-cpp
+PD=$FAKEBSD_ROOT/usr/local/poudriere/data/packages
+t_rc "poudriere bulk with the port's defaults" 0 poudriere bulk -j w150 -b quarterly misc/llama-cpp
+if grep -q llama-server "$PD/w150-default/All/llama-cpp-5437.pkg"; then ko "default options: no llama-server"; else ok "default options: no llama-server"; fi
+t_file "-b fetches the dependencies as packages" "$PLOG" "net package vulkan-loader-1.4.303 262144 poudriere"
+mkdir -p "$FAKEBSD_ROOT/usr/local/etc/poudriere.d/ws-options/misc_llama-cpp"
+printf 'OPTIONS_FILE_SET+=CURL\nOPTIONS_FILE_SET+=EXAMPLES\nOPTIONS_FILE_SET+=VULKAN\n' >"$FAKEBSD_ROOT/usr/local/etc/poudriere.d/ws-options/misc_llama-cpp/options"
+t_out "poudriere bulk -z with EXAMPLES" 0 "Built ports: misc/llama-cpp" poudriere bulk -j w150 -p default -z ws -b quarterly misc/llama-cpp
+t_file "the build has llama-server" "$PD/w150-default-ws/All/llama-cpp-5437.pkg" "/usr/local/bin/llama-server"
+t_out "a second bulk builds nothing" 0 "No package builds needed" poudriere bulk -j w150 -p default -z ws -b quarterly misc/llama-cpp
 
 # ---- injection ---------------------------------------------------------------------------------------
 t_err "FAKEBSD_FAIL" 1 "fakebsd: injected failure: bastille create x 14.2-RELEASE 10.0.1.9 wardenbr0" \

@@ -269,8 +269,34 @@ pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
 
-/// A fleet repository (`warden.toml`, `agents/`) and an empty simulated FreeBSD
-/// root, side by side in a temporary directory.
+/// What an operator sets up before warden's first apply, as the README says:
+/// the jails' release bootstrapped (`bastille bootstrap 15.0-RELEASE`: its
+/// `usr/bin/uname`, which pkg reads the ABI from), and poudriere with the jail and
+/// ports tree that build llama-cpp (`poudriere.conf`, `poudriere jail -c -j
+/// warden150`, `poudriere ports -c`), in the fake's layout.
+pub fn prepare_host(root: &Path) {
+    let put = |rel: &str, text: &str| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    put(
+        "usr/local/bastille/releases/15.0-RELEASE/usr/bin/uname",
+        "FreeBSD:15:amd64\n",
+    );
+    put("usr/local/etc/poudriere.conf", "NO_ZFS=yes\n");
+    put(
+        "usr/local/etc/poudriere.d/jails/warden150/version",
+        "15.0-RELEASE\n",
+    );
+    put(
+        "usr/local/etc/poudriere.d/ports/default/mnt",
+        "/usr/local/poudriere/ports/default\n",
+    );
+}
+
+/// A fleet repository (`warden.toml`, `agents/`) and a simulated FreeBSD root
+/// prepared as [`prepare_host`] says, side by side in a temporary directory.
 pub struct Site {
     pub tmp: tempfile::TempDir,
     /// The fleet repository's `warden.toml`.
@@ -356,12 +382,19 @@ impl Site {
     fn in_tmp(tmp: tempfile::TempDir, ifaces: Option<&'static str>) -> Site {
         let root = tmp.path().join("root");
         std::fs::create_dir_all(&root).unwrap();
+        prepare_host(&root);
         Site {
             config: tmp.path().join("config/warden.toml"),
             root,
             tmp,
             ifaces,
         }
+    }
+
+    /// The host has no poudriere (its poudriere.conf gone).
+    pub fn without_poudriere(self) -> Site {
+        std::fs::remove_file(self.root.join("usr/local/etc/poudriere.conf")).unwrap();
+        self
     }
 
     /// The host has these interfaces (`FAKEBSD_IFACES`, space-separated).
@@ -407,6 +440,7 @@ impl Site {
             "FAKEBSD_FAIL",
             "FAKEBSD_KILL_AFTER",
             "FAKEBSD_DELAY_BASTILLE",
+            "FAKEBSD_PKG_DELAY",
             "RUST_LOG",
             "NO_COLOR",
         ] {
