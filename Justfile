@@ -2,8 +2,9 @@
 # `warden init` writes it). They run the installed `warden`.
 #   just plan                     what would change
 #   just setup --yes              apply everything (`just setup -- --yes` works too)
-#   just setup-db --yes           one step: network, pf, git, cms, db, llama-cpp,
-#                                 ollama, soul, service, vm
+#   just setup-db --yes           one step: network (with pf), packages, git, cms,
+#                                 db, llama-cpp, ollama, soul, service, vm; a jail
+#                                 step brings the package repository up to date first
 #   just destroy AGENT            remove one agent (asks first)
 #   just backup AGENT             archive an agent into $WARDEN_BACKUPS
 #   just restore AGENT ARCHIVE    put an archive back (asks first; --dry-run checks)
@@ -30,6 +31,10 @@ setup *args:
 # The network: bridge, gateway aliases and PF.
 setup-network *args:
     @"{{just_executable()}}" --justfile "{{justfile()}}" _warden apply --step network --step pf "$@"
+
+# The host's package repository every jail installs from (each jail step updates it too).
+setup-packages *args:
+    @"{{just_executable()}}" --justfile "{{justfile()}}" _warden apply --step packages "$@"
 
 # The git jails.
 setup-git *args:

@@ -298,7 +298,9 @@ fn unknown_step_is_a_usage_error() {
     let err = stderr(&a);
     assert!(
         err.contains("invalid value 'firewall' for '--step <STEP>'")
-            && err.contains("network, pf, git, cms, db, llama-cpp, ollama, soul, service, vm"),
+            && err.contains(
+                "network, pf, packages, git, cms, db, llama-cpp, ollama, soul, service, vm"
+            ),
         "{err}"
     );
     assert_root_untouched(root.path());

@@ -7,8 +7,9 @@ use support::Site;
 mod support;
 
 /// warden's steps, each with its `setup-STEP` recipe.
-const STEPS: [&str; 9] = [
+const STEPS: [&str; 10] = [
     "network",
+    "packages",
     "git",
     "cms",
     "db",

@@ -380,9 +380,67 @@ fn a_new_release_upgrades_thin_jails_in_place_once_bootstrapped() {
     assert!(data.is_dir(), "the jail's data is kept");
     let fstab = s.read("usr/local/bastille/jails/atlasgit/fstab");
     assert!(fstab.contains("/releases/15.1-RELEASE "), "{fstab}");
+    // The jail installs from the new release's repository: the old mount is gone,
+    // since the template's MOUNT alone would have kept it (mount.sh).
+    assert!(
+        log.contains("MUT bastille umount atlasgit /var/db/warden/packages"),
+        "{log}"
+    );
+    assert!(
+        fstab.contains("/var/db/warden/packages/15.1-RELEASE ")
+            && !fstab.contains("/var/db/warden/packages/15.0-RELEASE "),
+        "{fstab}"
+    );
     assert!(
         s.fake("jls", &["name"]).lines().any(|l| l == "atlasgit"),
         "running again"
+    );
+    s.no_changes();
+}
+
+#[test]
+fn a_jail_that_mounts_an_old_repository_is_remounted_before_its_template_runs() {
+    let s = Site::examples_without_souls();
+    s.apply().success();
+    // A jail upgraded by an older warden kept the old release's mount.
+    let fstab = s.root.join("usr/local/bastille/jails/atlasdb/fstab");
+    let text = std::fs::read_to_string(&fstab).unwrap();
+    let old = s.root.join("var/db/warden/packages/14.3-RELEASE");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(
+        &fstab,
+        text.replace(
+            "/var/db/warden/packages/15.0-RELEASE ",
+            "/var/db/warden/packages/14.3-RELEASE ",
+        ),
+    )
+    .unwrap();
+    let plan = out(&s.warden(&["plan"]).assert().success());
+    assert!(
+        plan.contains(
+            "~ template:atlasdb:warden/atlasdb  (bastille template atlasdb warden/atlasdb; \
+             the jail's fstab mounts /var/db/warden/packages/14.3-RELEASE at /var/db/warden/packages: \
+             bastille umount runs first, so the template's MOUNT puts /var/db/warden/packages/15.0-RELEASE there \
+             (MOUNT keeps a mount point it finds); bastille template runs again)"
+        ),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{plan}"
+    );
+    s.clear_log();
+    s.apply().success();
+    let log = s.log();
+    let umount = log
+        .find("MUT bastille umount atlasdb /var/db/warden/packages")
+        .expect(&log);
+    let template = log.find("MUT bastille template atlasdb").expect(&log);
+    assert!(umount < template, "{log}");
+    let text = std::fs::read_to_string(&fstab).unwrap();
+    assert!(
+        text.contains("/var/db/warden/packages/15.0-RELEASE ") && !text.contains("14.3-RELEASE"),
+        "{text}"
     );
     s.no_changes();
 }
@@ -397,6 +455,12 @@ fn a_thick_jail_release_change_is_refused_with_the_manual_steps() {
     s.no_changes();
     s.set_release("15.1-RELEASE");
     s.fake("bastille", &["bootstrap", "15.1-RELEASE"]);
+    // The git step brings the package repository to the new release first, and
+    // its llama-cpp is built for that release: poudriere needs a jail of it.
+    s.fake(
+        "poudriere",
+        &["jail", "-c", "-j", "warden151", "-v", "15.1-RELEASE"],
+    );
     let text = out(&s
         .warden(&["apply", "--yes", "--step", "git"])
         .assert()

@@ -322,3 +322,36 @@ fn a_plan_against_the_old_jail_default_says_the_default_changed() {
         "{plan}"
     );
 }
+
+#[test]
+fn a_jail_step_on_a_new_host_brings_the_repository_first() {
+    let s = Site::examples_without_souls();
+    // The network step alone fetches nothing: the repository is a step of its own.
+    s.warden(&["apply", "--yes", "--step", "network", "--step", "pf"])
+        .assert()
+        .success();
+    assert!(pkg_log(&s).is_empty(), "{:?}", pkg_log(&s));
+
+    let plan = out(&s.warden(&["plan", "--step", "git"]).assert().success());
+    assert!(
+        plan.lines()
+            .any(|l| l.starts_with("  + packages:15.0-RELEASE  (fetch ")),
+        "{plan}"
+    );
+    assert!(!plan.contains("jail:atlasdb"), "only the git step: {plan}");
+
+    s.warden(&["apply", "--yes", "--step", "git"])
+        .assert()
+        .success();
+    let log = pkg_log(&s);
+    let git: Vec<&Vec<String>> = log.iter().filter(|l| l[4] == "jail:atlasgit").collect();
+    assert!(
+        !git.is_empty() && git.iter().all(|l| l[0] == "local"),
+        "atlasgit installed from the host's repository only: {log:?}"
+    );
+    assert!(s.root.join(REPO).join("meta.conf").is_file());
+
+    // `--step packages` alone: nothing left to do for it.
+    let again = out(&s.warden(&["plan", "--step", "packages"]).assert().success());
+    assert!(again.contains("No changes."), "{again}");
+}

@@ -469,6 +469,10 @@ fn a_quarantined_bhyve_agents_vm_is_cut_off_at_its_taps_and_the_evaluator_shows_
     };
     let before = vm_out(&Ruleset::parse(&anchor(&site)));
     assert!(before.action == Action::Pass && !before.quick, "{before}");
+    // A jail agent's git jail to a host of the Internet, as the anchor judges it
+    // before the quarantine (jails' egress is none by default: blocked).
+    let jail_out = || from_jail("e0a_atlasgit", "10.0.1.2", "198.51.100.9", 443);
+    let jail_before = Ruleset::parse(&anchor(&site)).eval(&jail_out());
     let a = site
         .warden(&["quarantine", "hermes", "--reason", "vm"])
         .assert()
@@ -488,9 +492,13 @@ fn a_quarantined_bhyve_agents_vm_is_cut_off_at_its_taps_and_the_evaluator_shows_
             .on(&tap),
     );
     assert_eq!(inbound.action, Action::Block, "{inbound}");
-    // The jail agents are not touched by it.
-    let other = rs.eval(&from_jail("e0a_atlasgit", "10.0.1.2", "198.51.100.9", 443));
-    assert_eq!(other.action, Action::Pass, "{other}");
+    // The jail agents are not touched by it: the same verdict by the same rule.
+    let other = rs.eval(&jail_out());
+    assert_eq!(
+        (other.action, other.rule.as_str()),
+        (jail_before.action, jail_before.rule.as_str()),
+        "{other}"
+    );
     // plan leaves hermes alone and says so; release restores it.
     let plan = out(&site.warden(&["plan"]).assert());
     assert!(plan.contains("! hermes is quarantined since"), "{plan}");

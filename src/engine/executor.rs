@@ -519,6 +519,7 @@ mod tests {
                 hash: "h".into(),
                 marker: "/m".into(),
                 notify: vec![],
+                mounts: vec![],
             }),
         )
     }

@@ -87,11 +87,14 @@ impl Filter {
         steps.chain(agents).collect()
     }
 
-    /// Host-wide resources are kept for `--agent`: the agent needs them.
+    /// Host-wide resources are kept for `--agent`: the agent needs them. A jail
+    /// step keeps the package repository: its templates install from it.
     pub fn keeps(&self, item: &Item) -> bool {
-        (self.steps.is_empty() || self.steps.contains(&item.step))
-            && (self.agents.is_empty()
-                || item.agent.as_ref().is_none_or(|a| self.agents.contains(a)))
+        let step = self.steps.is_empty()
+            || self.steps.contains(&item.step)
+            || (item.step == Step::Packages && self.steps.iter().any(|s| s.makes_jails()));
+        step && (self.agents.is_empty()
+            || item.agent.as_ref().is_none_or(|a| self.agents.contains(a)))
     }
 }
 
@@ -313,11 +316,11 @@ pub fn human_styled(plan: &Plan, style: Style) -> String {
                     out.push_str(&printable(&indent(&unified(b, a, &c.id()), "      ")));
                 } else if !(said.contains(" -> ")
                     || said.contains(a.trim())
-                    || is_digest(a) && is_digest(b))
+                    || is_digest(a) && (is_digest(b) || !c.notes.is_empty()))
                 {
                     // A one-line value the header does not already say: one line,
                     // not a diff (a value the header says, `0 -> 1`, needs none; a
-                    // digest tells nothing the header's reason does not).
+                    // digest tells nothing the header's reason or notes do not).
                     let line = format!("      {} -> {}\n", b.trim(), a.trim());
                     out.push_str(&printable(&line));
                 }

@@ -84,6 +84,7 @@ impl Applier<'_> {
                 let _ = t;
             }
             (Resource::JailTemplate(t), _) => {
+                self.unmount_moved(id, t)?;
                 let out = self.run(
                     id,
                     vec![
@@ -166,6 +167,58 @@ impl Applier<'_> {
                 id,
                 vec![s("bastille"), s("upgrade"), j.name.clone(), to.clone()],
             )?;
+        }
+        Ok(())
+    }
+
+    /// `bastille umount` each of the template's mount points that the jail's fstab
+    /// mounts from another host path (a new release's repository, a moved model
+    /// directory): the template's MOUNT would keep the old one. umount.sh exits 0
+    /// even when it did nothing (its per-jail errors are `error_continue`), so the
+    /// fstab is read again to see that the line is gone.
+    fn unmount_moved(
+        &self,
+        id: &str,
+        t: &crate::resource::JailTemplateRes,
+    ) -> Result<(), ApplyError> {
+        if t.mounts.is_empty() {
+            return Ok(());
+        }
+        let jail_dir = format!("{}/jails/{}", self.cfg.host.bastille_prefix, t.jail);
+        let mounts = || -> Result<BTreeMap<String, String>, ApplyError> {
+            let fstab = self
+                .host
+                .read(&format!("{jail_dir}/fstab"))
+                .map_err(Self::host_err(id))?
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            // Bastille writes the mount point as its tools see the path.
+            let root = self.host.local(&format!("{jail_dir}/root"));
+            Ok(fstab_mounts(&fstab, &root.to_string_lossy()))
+        };
+        let moved = moved_mounts(t, &mounts()?);
+        if moved.is_empty() {
+            return Ok(());
+        }
+        for m in &moved {
+            self.run(
+                id,
+                vec![
+                    s("bastille"),
+                    s("umount"),
+                    t.jail.clone(),
+                    m.jail_path.clone(),
+                ],
+            )?;
+        }
+        if let Some(m) = moved_mounts(t, &mounts()?).first() {
+            return Err(ApplyError::Check {
+                resource: id.to_string(),
+                message: format!(
+                    "bastille umount {} {} exited 0, but {jail_dir}/fstab still mounts {} there                      (is the jail running?); the template's MOUNT of {} would keep it",
+                    t.jail, m.jail_path, m.old, m.new
+                ),
+            });
         }
         Ok(())
     }
@@ -386,6 +439,12 @@ pub(crate) fn observe(p: &mut Probe) -> Result<(), HostError> {
                         .unwrap_or_else(unknown),
                     conf: conf.into_owned(),
                     live: live.get(&name).cloned().unwrap_or_default(),
+                    mounts: fstab_mounts(
+                        &fstab,
+                        &p.host
+                            .local(&format!("{jails_dir}/{name}/root"))
+                            .to_string_lossy(),
+                    ),
                 },
             );
         }
@@ -443,6 +502,86 @@ pub fn jail_conf_value(conf: &str, key: &str) -> Option<String> {
     })
 }
 
+/// A jail's fstab as path inside the jail -> host path, for the lines whose mount
+/// point is under `root` (Bastille writes `HOST ROOT/PATH TYPE OPTS DUMP PASS`,
+/// mount.sh).
+pub fn fstab_mounts(fstab: &str, root: &str) -> BTreeMap<String, String> {
+    let root = root.trim_end_matches('/');
+    fstab
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (host, point) = (w.next()?, w.next()?);
+            let inside = point.strip_prefix(root)?;
+            let inside = match inside {
+                "" => "/",
+                p if p.starts_with('/') => p,
+                _ => return None,
+            };
+            Some((clean_path(inside), host.to_string()))
+        })
+        .collect()
+}
+
+/// `/a//b/` as `/a/b`.
+fn clean_path(p: &str) -> String {
+    let parts: Vec<&str> = p.split('/').filter(|w| !w.is_empty()).collect();
+    format!("/{}", parts.join("/"))
+}
+
+/// The `MOUNT` (or `FSTAB`) lines of a Bastillefile as (path in the jail, host
+/// path); words are taken as the templates quote them (one word each).
+pub fn bastillefile_mounts(bastillefile: &str) -> Vec<(String, String)> {
+    let unquote = |w: &str| {
+        w.strip_prefix('\'')
+            .and_then(|w| w.strip_suffix('\''))
+            .unwrap_or(w)
+            .to_string()
+    };
+    bastillefile
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let hook = w.next()?.to_ascii_lowercase();
+            if hook != "mount" && hook != "fstab" {
+                return None;
+            }
+            let (host, inside) = (w.next()?, w.next()?);
+            Some((clean_path(&unquote(inside)), unquote(host)))
+        })
+        .collect()
+}
+
+/// A template's mount point that the jail's fstab mounts from another host path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedMount {
+    pub jail_path: String,
+    pub old: String,
+    pub new: String,
+}
+
+/// The template's mounts the fstab (`fstab_mounts`) has from another host path.
+pub fn moved_mounts(
+    t: &crate::resource::JailTemplateRes,
+    fstab: &BTreeMap<String, String>,
+) -> Vec<MovedMount> {
+    t.mounts
+        .iter()
+        .filter_map(|(inside, host)| {
+            let old = fstab.get(&clean_path(inside))?;
+            (old.trim_end_matches('/') != host.trim_end_matches('/')).then(|| MovedMount {
+                jail_path: clean_path(inside),
+                old: old.clone(),
+                new: host.clone(),
+            })
+        })
+        .collect()
+}
+
+/// What `actual` adds to a template's marker for a moved mount.
+const MOVED: &str = "; fstab mounts ";
+
 /// Bastille VNET jails and the templates applied to them.
 pub(crate) struct Jail;
 
@@ -493,13 +632,16 @@ impl Kind for Jail {
                 .get(&j.name)
                 .map(|o| observed_shape(st, j, o, view).repr()),
             Resource::JailTemplate(t) => {
-                st.jails.get(&t.jail)?;
-                Some(
-                    st.markers
-                        .get(&t.jail)
-                        .cloned()
-                        .unwrap_or_else(|| "(not applied)".into()),
-                )
+                let o = st.jails.get(&t.jail)?;
+                let mut text = st
+                    .markers
+                    .get(&t.jail)
+                    .cloned()
+                    .unwrap_or_else(|| "(not applied)".into());
+                for m in moved_mounts(t, &o.mounts) {
+                    text.push_str(&format!("{MOVED}{} at {}", m.old, m.jail_path));
+                }
+                Some(text)
             }
             _ => None,
         }
@@ -507,10 +649,32 @@ impl Kind for Jail {
     fn notes(&self, r: &Resource, action: Action, before: Option<&str>) -> Vec<String> {
         match (r, action) {
             (Resource::Jail(j), Action::Update) => update_notes(j, before.unwrap_or("")),
-            (Resource::JailTemplate(_), Action::Update) => vec![
-                "rebuild: the template or its arguments changed, bastille template runs again"
-                    .into(),
-            ],
+            (Resource::JailTemplate(t), Action::Update) => {
+                let before = before.unwrap_or("");
+                let mut notes = vec![];
+                if before.split(MOVED).next() != Some(t.hash.as_str()) {
+                    notes.push(
+                        "rebuild: the template or its arguments changed, bastille template runs again"
+                            .to_string(),
+                    );
+                }
+                for moved in before.split(MOVED).skip(1) {
+                    let (old, inside) = moved.rsplit_once(" at ").unwrap_or((moved, ""));
+                    let new = t
+                        .mounts
+                        .iter()
+                        .find(|(p, _)| clean_path(p) == inside)
+                        .map_or("", |(_, h)| h.as_str());
+                    notes.push(format!(
+                        "the jail's fstab mounts {old} at {inside}: bastille umount runs first, \
+                         so the template's MOUNT puts {new} there (MOUNT keeps a mount point it finds)"
+                    ));
+                }
+                if notes.len() == 1 && !notes[0].starts_with("rebuild") {
+                    notes.push("bastille template runs again".into());
+                }
+                notes
+            }
             _ => vec![],
         }
     }
@@ -664,4 +828,76 @@ fn update_notes(j: &crate::resource::JailRes, before: &str) -> Vec<String> {
         notes.push("start: the jail is stopped".into());
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT: &str = "/usr/local/bastille/jails/atlasdb/root";
+
+    #[test]
+    fn fstab_mounts_are_keyed_by_the_path_inside_the_jail() {
+        let fstab = format!(
+            "/usr/local/bastille/releases/15.0-RELEASE {ROOT}/.bastille nullfs ro 0 0\n\
+             # a comment\n\
+             /var/db/warden/packages/15.0-RELEASE {ROOT}/var/db/warden/packages nullfs ro 0 0\n\
+             /elsewhere /usr/local/bastille/jails/other/root/x nullfs ro 0 0\n"
+        );
+        let m = fstab_mounts(&fstab, ROOT);
+        assert_eq!(
+            m.get("/var/db/warden/packages").map(String::as_str),
+            Some("/var/db/warden/packages/15.0-RELEASE")
+        );
+        assert!(m.contains_key("/.bastille"));
+        assert_eq!(m.len(), 2, "another jail's line is not this jail's: {m:?}");
+    }
+
+    #[test]
+    fn a_template_mount_from_another_host_path_is_moved() {
+        let bastillefile = "# MOUNT in a comment is not a hook\n\
+            MOUNT /var/db/warden/packages/15.1-RELEASE /var/db/warden/packages nullfs ro 0 0\n\
+            mount '/var/db/warden/models' /var/db/llama/models/ nullfs ro 0 0\n\
+            PKG nginx\n";
+        let mounts = bastillefile_mounts(bastillefile);
+        assert_eq!(
+            mounts,
+            vec![
+                (
+                    "/var/db/warden/packages".to_string(),
+                    "/var/db/warden/packages/15.1-RELEASE".to_string()
+                ),
+                (
+                    "/var/db/llama/models".to_string(),
+                    "/var/db/warden/models".to_string()
+                ),
+            ]
+        );
+        let t = crate::resource::JailTemplateRes {
+            jail: "atlasdb".into(),
+            template: "warden/atlasdb".into(),
+            args: vec![],
+            hash: "h".into(),
+            marker: "/m".into(),
+            notify: vec![],
+            mounts,
+        };
+        let fstab = format!(
+            "/var/db/warden/packages/15.0-RELEASE {ROOT}//var/db/warden/packages nullfs ro 0 0\n\
+             /var/db/warden/models/ {ROOT}/var/db/llama/models nullfs ro 0 0\n"
+        );
+        assert_eq!(
+            moved_mounts(&t, &fstab_mounts(&fstab, ROOT)),
+            vec![MovedMount {
+                jail_path: "/var/db/warden/packages".into(),
+                old: "/var/db/warden/packages/15.0-RELEASE".into(),
+                new: "/var/db/warden/packages/15.1-RELEASE".into(),
+            }],
+            "the same host path with a trailing slash has not moved"
+        );
+        assert!(
+            moved_mounts(&t, &BTreeMap::new()).is_empty(),
+            "not mounted yet"
+        );
+    }
 }

@@ -382,6 +382,9 @@ impl Kind for Packages {
             _ => String::new(),
         }
     }
+    fn kept(&self, _r: &Resource, _policy: DataPolicy) -> Option<&'static str> {
+        Some("no jail installs from it now: warden forgets it, its directory and packages stay")
+    }
     fn programs(&self, change: &Change) -> Vec<(&'static str, &'static str)> {
         programs(change)
     }

@@ -191,7 +191,7 @@ pub fn render(
     }
     if !packages.is_empty() {
         items.push(Item::new(
-            Step::Network,
+            Step::Packages,
             None,
             Resource::Packages(packages_res(host, packages, recorded)),
         ));
@@ -662,6 +662,7 @@ fn render_jail(
     }));
     let mut files = template_files(a, j.role, &c, t)?;
     packages.extend(crate::resource::packages::packages_of(&files[0].1));
+    let mounts = crate::kinds::jail::bastillefile_mounts(&files[0].1);
     let (hash, marker) = mark_template(&mut files, j.role);
     let dir = format!("{}/templates/warden/{}", host.bastille_prefix, j.name);
     for (rel, content) in files {
@@ -699,6 +700,7 @@ fn render_jail(
             hash,
             marker,
             notify: template_notify,
+            mounts,
         }),
     ));
     for l in a

@@ -34,6 +34,9 @@ pub enum Step {
     Network,
     /// warden's PF anchor and its block in pf.conf.
     Pf,
+    /// The host's package repository the jails install from; a jail step takes it
+    /// along, since its templates install from it.
+    Packages,
     /// The git jails.
     Git,
     /// The CMS (nginx) jails.
@@ -53,9 +56,10 @@ pub enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 10] = [
+    pub const ALL: [Step; 11] = [
         Step::Network,
         Step::Pf,
+        Step::Packages,
         Step::Git,
         Step::Cms,
         Step::Db,
@@ -69,6 +73,7 @@ impl Step {
         match self {
             Step::Network => "network",
             Step::Pf => "pf",
+            Step::Packages => "packages",
             Step::Git => "git",
             Step::Cms => "cms",
             Step::Db => "db",
@@ -81,6 +86,13 @@ impl Step {
     }
     pub fn parse(s: &str) -> Option<Step> {
         Step::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+    /// The steps that make jails: each installs from the package repository.
+    pub fn makes_jails(self) -> bool {
+        matches!(
+            self,
+            Step::Git | Step::Cms | Step::Db | Step::LlamaCpp | Step::Ollama
+        )
     }
     pub fn for_role(role: crate::spec::role::Role) -> Step {
         use crate::spec::role::Role;
@@ -245,6 +257,11 @@ pub struct JailTemplateRes {
     /// again on a jail whose template ran, e.g. a new or rebuilt jail).
     #[serde(default)]
     pub notify: Vec<Vec<String>>,
+    /// The Bastillefile's `MOUNT`s, as (path in the jail, host path). Bastille's
+    /// MOUNT keeps a mount point the jail's fstab already has (mount.sh), so one
+    /// mounted from another host path is unmounted before the template runs.
+    #[serde(default)]
+    pub mounts: Vec<(String, String)>,
 }
 
 /// A soul bundle checkout.

@@ -30,6 +30,8 @@ pub struct ObservedJail {
     /// A running jail's parameters as the kernel has them (`jls`): what it was
     /// started with, which jail.conf may no longer say.
     pub live: BTreeMap<String, String>,
+    /// The jail's fstab: path inside the jail -> the host path mounted there.
+    pub mounts: BTreeMap<String, String>,
 }
 
 /// A vm-bhyve VM as found on the host.

@@ -628,6 +628,24 @@ t_file "the package's rc script" "$PJ/usr/local/etc/rc.d/nginx" "nginx-1.26.2"
 sed -i.bak 's/"none"/"fingerprints"/' "$PJ/usr/local/etc/pkg/repos/warden.conf"
 t_err "an unsigned local repository with fingerprints" 1 "No signature found" bastille pkg pj install pcre2
 mv "$PJ/usr/local/etc/pkg/repos/warden.conf.bak" "$PJ/usr/local/etc/pkg/repos/warden.conf"
+# MOUNT keeps a mount point that is there; umount.sh removes it, and exits 0 on
+# every per-jail failure (error_continue)
+mkdir -p "$WORK/other-repo"
+t_out "a second MOUNT at the same point only warns" 0 "Mountpoint already present" bastille mount pj "$WORK/other-repo" /var/db/warden/packages nullfs ro 0 0
+t_file "the first mount stays" "$B/jails/pj/fstab" "$PR $PJ/var/db/warden/packages nullfs ro 0 0"
+t_out "umount the repository" 0 "Unmounted: $PJ/var/db/warden/packages" bastille umount pj /var/db/warden/packages
+if grep -q "/var/db/warden/packages" "$B/jails/pj/fstab"; then ko "umount removed the fstab line"; else ok "umount removed the fstab line"; fi
+t_err "umount of a mount point that is not there exits 0" 0 "The specified mount point does not exist." bastille umount pj /var/db/warden/packages
+t_err "umount takes TARGET and PATH" 1 "Usage: bastille umount" bastille umount pj
+t_rc "mount the repository again" 0 bastille mount pj "$PR" /var/db/warden/packages nullfs ro 0 0
+bastille stop pj >/dev/null 2>&1
+t_err "umount skips a stopped jail, exit 0" 0 "Use [-a|--auto] to auto-start the jail." bastille umount pj /var/db/warden/packages
+t_file "and leaves its fstab" "$B/jails/pj/fstab" "$PJ/var/db/warden/packages"
+t_err "mount skips a stopped jail, exit 0" 0 "Jail is not running." bastille mount pj "$WORK/other-repo" /var/db/x nullfs ro 0 0
+if grep -q "/var/db/x" "$B/jails/pj/fstab"; then ko "mount on a stopped jail added nothing"; else ok "mount on a stopped jail added nothing"; fi
+t_rc "umount -a starts the jail" 0 bastille umount -a pj /var/db/warden/packages
+if grep -q "/var/db/warden/packages" "$B/jails/pj/fstab"; then ko "umount -a removed the line"; else ok "umount -a removed the line"; fi
+t_rc "mount the repository for the next cases" 0 bastille mount pj "$PR" /var/db/warden/packages nullfs ro 0 0
 # without a repository configuration: FreeBSD's repositories, over the network
 bastille create -T -B -g 10.0.9.1 nj 15.0-RELEASE 10.0.9.6/24 wardenbr0 >/dev/null 2>&1
 t_rc "install from FreeBSD-ports" 0 bastille pkg nj install llama-cpp
