@@ -1236,3 +1236,39 @@ fn a_jail_marker_linked_to_a_host_file_or_a_fifo_is_never_read_or_written_from_t
     let _ = s.warden(&["apply", "--yes"]).timeout(timeout).assert();
     assert_eq!(read(&host_file), format!("{secret}\n"));
 }
+
+#[test]
+fn links_planted_in_a_jail_never_carry_the_templates_files_out_to_the_host() {
+    let s = Site::examples_without_souls();
+    s.apply().success();
+    let jails = s.root.join("usr/local/bastille/jails");
+    // Root in the CMS jail replaces its nginx directory and its pkg repos directory
+    // with links to host directories; the next template run writes nginx.conf and
+    // warden.conf there. With Bastille's CP (cp -a on the host into the jail's root)
+    // both would land on the host.
+    let outside = tempfile::TempDir::new().unwrap();
+    let root = jails.join("atlascms/root");
+    let nginx = root.join("usr/local/etc/nginx");
+    std::fs::remove_dir_all(&nginx).unwrap();
+    std::os::unix::fs::symlink(outside.path(), &nginx).unwrap();
+    let repos = root.join("usr/local/etc/pkg/repos");
+    std::fs::remove_dir_all(&repos).unwrap();
+    std::os::unix::fs::symlink(outside.path(), &repos).unwrap();
+    std::fs::remove_file(root.join("var/db/warden/template-cms.sha256")).unwrap();
+    s.clear_log();
+    s.apply().success();
+    let log = s.log();
+    assert!(
+        log.contains("bastille cmd atlascms tar -x -p -f - -C /"),
+        "the files went in through tar in the jail: {log}"
+    );
+    assert!(!log.contains("bastille cp "), "{log}");
+    let left: Vec<_> = std::fs::read_dir(outside.path()).unwrap().collect();
+    assert!(left.is_empty(), "written outside the jail: {left:?}");
+    // The jail got its files in real directories of its own (bsdtar replaced
+    // each link at an entry's last component, as archive_write_disk does).
+    assert!(!nginx.is_symlink() && nginx.join("nginx.conf").is_file());
+    assert!(!repos.is_symlink() && repos.join("warden.conf").is_file());
+    let again = out(&s.apply().success());
+    assert!(again.contains("No changes."), "{again}");
+}

@@ -85,6 +85,7 @@ impl Applier<'_> {
             }
             (Resource::JailTemplate(t), _) => {
                 self.unmount_moved(id, t)?;
+                self.unpack_files(id, t)?;
                 let out = self.run(
                     id,
                     vec![
@@ -223,6 +224,83 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// Put the template's `usr/` tree into the jail before the template runs: an
+    /// archive of warden's own template directory, made on the host, unpacked by
+    /// `tar` running inside the jail (`bastille cmd`, standard input). Bastille's
+    /// `CP` would copy on the host into the jail's root (cp.sh: `cp -a` to
+    /// `JAILS/NAME/root/PATH`), following any link root in the jail planted there
+    /// out into the host; inside the jail a link leads nowhere but the jail, and
+    /// bsdtar refuses to extract through one.
+    fn unpack_files(
+        &self,
+        id: &str,
+        t: &crate::resource::JailTemplateRes,
+    ) -> Result<(), ApplyError> {
+        let dir = format!("{}/templates/{}", self.cfg.host.bastille_prefix, t.template);
+        let is_dir = |p: &str| {
+            self.host
+                .meta(p)
+                .is_some_and(|m| m.kind == crate::host::FileKind::Dir)
+        };
+        if !is_dir(&format!("{dir}/usr")) {
+            return Ok(());
+        }
+        // warden's own scratch directory, beside the state DB.
+        let scratch = std::path::Path::new(&self.cfg.host.state_db)
+            .parent()
+            .map_or_else(|| "/var/db/warden".to_string(), |p| p.display().to_string());
+        let scratch = format!("{scratch}/jail-files");
+        self.host
+            .make_dir(&scratch, 0o700)
+            .map_err(Self::host_err(id))?;
+        let archive = format!("{scratch}/{}.tar", t.jail);
+        let local = self.host.local(&archive);
+        let made = self.run(
+            id,
+            vec![
+                s("tar"),
+                s("-c"),
+                s("-f"),
+                local.display().to_string(),
+                s("-C"),
+                self.host.local(&dir).display().to_string(),
+                s("usr"),
+            ],
+        );
+        let unpacked = made.and_then(|_| {
+            let argv = vec![
+                s("bastille"),
+                s("cmd"),
+                t.jail.clone(),
+                s("tar"),
+                s("-x"),
+                s("-p"),
+                s("-f"),
+                s("-"),
+                s("-C"),
+                s("/"),
+            ];
+            let out = self
+                .host
+                .run_io(&argv, Some(&local), None)
+                .map_err(Self::host_err(id))?;
+            if out.ok() {
+                return Ok(());
+            }
+            Err(ApplyError::Command {
+                resource: id.to_string(),
+                command: format!(
+                    "{} < {archive} (the template's files did not reach the jail)",
+                    argv.join(" ")
+                ),
+                status: out.status,
+                stderr: indent_block(&format!("{}{}", out.stderr, out.stdout)),
+            })
+        });
+        let removed = self.host.remove(&archive).map_err(Self::host_err(id));
+        unpacked.and(removed)
+    }
+
     /// A jail starts only under a devfs ruleset the kernel has: for a number nobody
     /// loaded, the kernel makes an empty ruleset and the jail sees every device
     /// (`devfs_ruleset_use`, sys/fs/devfs/devfs_rule.c). FreeBSD's own rulesets
@@ -356,7 +434,11 @@ impl Applier<'_> {
 /// The programs a change of this kind needs, with the package that brings each.
 pub(crate) fn programs(change: &Change) -> Vec<(&'static str, &'static str)> {
     let _ = change;
-    vec![("bastille", "sysutils/bastille"), ("devfs", BASE)]
+    vec![
+        ("bastille", "sysutils/bastille"),
+        ("devfs", BASE),
+        ("tar", BASE),
+    ]
 }
 
 /// Jails: Bastille's jail directories, and one `jls name` for which run; the

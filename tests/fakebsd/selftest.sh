@@ -283,6 +283,23 @@ t_rc "mkdir -p in a jail" 0 bastille cmd atlas mkdir -p /usr/local/www/atlas
 t_rc "tar -x from standard input" 0 sh -c 'bastille cmd atlas tar -xpf - -C /usr/local/www/atlas <"$1"' sh "$WORK/git.tar"
 t_file "tar -x wrote into the jail" "$JR/usr/local/www/atlas/notes.git/HEAD" "ref: refs/heads/main"
 t_err "tar -f FILE is not simulated" 1 "only -f -" bastille cmd atlas tar -cf /tmp/x.tar -C /home/git .
+# bsdtar -x never writes through a link (libarchive's check_symlinks)
+mkdir -p "$WORK/src/etc/app" "$WORK/outside"
+echo conf >"$WORK/src/etc/app/app.conf"
+echo top >"$WORK/src/top.conf"
+(cd "$WORK/src" && tar -cf "$WORK/app.tar" etc/app/app.conf top.conf)
+mkdir -p "$JR/etc"
+ln -s "$WORK/outside" "$JR/etc/app"
+ln -s "$WORK/outside/top.conf" "$JR/top.conf"
+t_err "tar -x refuses to extract through a link" 1 "tar: etc/app/app.conf: Cannot extract through symlink etc/app" sh -c 'bastille cmd atlas tar -x -p -f - -C / <"$1"' sh "$WORK/app.tar"
+t_nofile "nothing written where the link points" "$WORK/outside/app.conf"
+t_nofile "nor through the last component's link" "$WORK/outside/top.conf"
+t_file "a link at the last component is replaced by the file" "$JR/top.conf" "top"
+if [ -L "$JR/top.conf" ]; then ko "top.conf is a file now"; else ok "top.conf is a file now"; fi
+(cd "$WORK/src" && tar -cf "$WORK/appdir.tar" etc)
+t_rc "a directory entry replaces the link, then its files follow" 0 sh -c 'bastille cmd atlas tar -x -p -f - -C / <"$1"' sh "$WORK/appdir.tar"
+t_file "the file is in the jail's own directory" "$JR/etc/app/app.conf" "conf"
+t_nofile "and still nothing outside" "$WORK/outside/app.conf"
 # bastille sysrc runs in the jail: a link in its root resolves inside it, never on the host
 mkdir -p "$FAKEBSD_ROOT/etc/hostside"
 echo 'root_only="host"' >"$FAKEBSD_ROOT/etc/hostside/x.conf"
