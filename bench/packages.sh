@@ -7,8 +7,10 @@
 # A fleet of AGENTS agents (roles git, cms, db: three jails each) is applied into
 # fresh roots on tests/fakebsd, four times back to back:
 #   repo      warden's templates: every jail installs from the host's repository
-#   per-jail  the same templates without the MOUNT of the repository and its
-#             warden.conf (passed with --templates): every jail bootstraps pkg,
+#   per-jail  the same templates without the MOUNT of the repository, and
+#             warden.conf (which warden puts into every jail with the template's
+#             files) removed in the jail first (passed with --templates): every
+#             jail bootstraps pkg,
 #             downloads FreeBSD's catalogues and each of its packages itself, as
 #             jails did before the host's repository
 # each once with FAKEBSD_PKG_DELAY=DELAY (a fixed cost per network fetch in the
@@ -49,12 +51,16 @@ while [ "$i" -lt "$agents" ]; do
 	i=$((i + 1))
 done
 
-# The per-jail templates: warden's, without the repository's three lines.
+# The per-jail templates: warden's, without the repository's MOUNT, and with the
+# repository configuration warden unpacked into the jail removed before PKG.
 for role in git cms db; do
 	mkdir -p "$work/perjail/templates/$role"
-	grep -v -e '^MOUNT .*packages' -e '^CMD mkdir -p /usr/local/etc/pkg/repos' \
-		-e '^CP .*warden.conf' "$here/templates/$role/Bastillefile.tera" \
+	sed -e 's|^MOUNT .*packages.*$|CMD rm -f /usr/local/etc/pkg/repos/warden.conf|' \
+		"$here/templates/$role/Bastillefile.tera" \
 		>"$work/perjail/templates/$role/Bastillefile.tera"
+	grep -q '^CMD rm -f /usr/local/etc/pkg/repos/warden.conf' \
+		"$work/perjail/templates/$role/Bastillefile.tera" ||
+		{ echo "templates/$role: no MOUNT of the repository to replace" >&2; exit 1; }
 done
 
 now() { date +%s.%N; }

@@ -300,6 +300,15 @@ if [ -L "$JR/top.conf" ]; then ko "top.conf is a file now"; else ok "top.conf is
 t_rc "a directory entry replaces the link, then its files follow" 0 sh -c 'bastille cmd atlas tar -x -p -f - -C / <"$1"' sh "$WORK/appdir.tar"
 t_file "the file is in the jail's own directory" "$JR/etc/app/app.conf" "conf"
 t_nofile "and still nothing outside" "$WORK/outside/app.conf"
+t_rc "rm -f in a jail" 0 bastille cmd atlas rm -f /etc/app/app.conf
+t_nofile "rm removed the jail's file" "$JR/etc/app/app.conf"
+t_rc "rm -f of a missing file" 0 bastille cmd atlas rm -f /etc/app/app.conf
+t_err "rm of a missing file" 1 "rm: /etc/app/app.conf: No such file or directory" bastille cmd atlas rm /etc/app/app.conf
+t_err "rm of a directory" 1 "rm: /etc/app: is a directory" bastille cmd atlas rm -f /etc/app
+echo keep >"$WORK/outside/keep"
+ln -s "$WORK/outside/keep" "$JR/etc/keeplink"
+t_rc "rm of a link" 0 bastille cmd atlas rm -f /etc/keeplink
+t_file "removes the link, not its target" "$WORK/outside/keep" "keep"
 # bastille sysrc runs in the jail: a link in its root resolves inside it, never on the host
 mkdir -p "$FAKEBSD_ROOT/etc/hostside"
 echo 'root_only="host"' >"$FAKEBSD_ROOT/etc/hostside/x.conf"
