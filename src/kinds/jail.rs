@@ -216,7 +216,7 @@ impl Applier<'_> {
             return Err(ApplyError::Check {
                 resource: id.to_string(),
                 message: format!(
-                    "bastille umount {} {} exited 0, but {jail_dir}/fstab still mounts {} there                      (is the jail running?); the template's MOUNT of {} would keep it",
+                    "bastille umount {} {} exited 0, but {jail_dir}/fstab still mounts {} there (is the jail running?); the template's MOUNT of {} would keep it",
                     t.jail, m.jail_path, m.old, m.new
                 ),
             });
