@@ -1243,9 +1243,9 @@ fn links_planted_in_a_jail_never_carry_the_templates_files_out_to_the_host() {
     s.apply().success();
     let jails = s.root.join("usr/local/bastille/jails");
     // Root in the CMS jail replaces its nginx directory and its pkg repos directory
-    // with links to host directories; the next template run writes nginx.conf and
-    // warden.conf there. With Bastille's CP (cp -a on the host into the jail's root)
-    // both would land on the host.
+    // with links to a directory outside it; the next template run writes nginx.conf
+    // and warden.conf there. With Bastille's CP (cp -a on the host into the jail's
+    // root) both would land outside.
     let outside = tempfile::TempDir::new().unwrap();
     let root = jails.join("atlascms/root");
     let nginx = root.join("usr/local/etc/nginx");
@@ -1256,19 +1256,31 @@ fn links_planted_in_a_jail_never_carry_the_templates_files_out_to_the_host() {
     std::os::unix::fs::symlink(outside.path(), &repos).unwrap();
     std::fs::remove_file(root.join("var/db/warden/template-cms.sha256")).unwrap();
     s.clear_log();
-    s.apply().success();
+    let failed = out(&s.apply().code(1));
     let log = s.log();
     assert!(
         log.contains("bastille cmd atlascms tar -x -p -f - -C /"),
-        "the files went in through tar in the jail: {log}"
+        "the files go in through tar in the jail: {log}"
     );
     assert!(!log.contains("bastille cp "), "{log}");
+    assert!(
+        failed.contains("Cannot extract through symlink usr/local/etc/nginx")
+            && failed.contains("Cannot extract through symlink usr/local/etc/pkg/repos"),
+        "the apply names the links: {failed}"
+    );
+    assert!(
+        !log.contains("MUT bastille template atlascms"),
+        "no template on a jail whose files did not arrive: {log}"
+    );
     let left: Vec<_> = std::fs::read_dir(outside.path()).unwrap().collect();
     assert!(left.is_empty(), "written outside the jail: {left:?}");
-    // The jail got its files in real directories of its own (bsdtar replaced
-    // each link at an entry's last component, as archive_write_disk does).
-    assert!(!nginx.is_symlink() && nginx.join("nginx.conf").is_file());
-    assert!(!repos.is_symlink() && repos.join("warden.conf").is_file());
+    // The other jails went on.
+    assert!(!failed.contains("template:atlasdb"), "{failed}");
+    // The operator puts the directories back; the next apply converges.
+    std::fs::remove_file(&nginx).unwrap();
+    std::fs::remove_file(&repos).unwrap();
+    s.apply().success();
+    assert!(nginx.join("nginx.conf").is_file() && repos.join("warden.conf").is_file());
     let again = out(&s.apply().success());
     assert!(again.contains("No changes."), "{again}");
 }

@@ -520,6 +520,7 @@ mod tests {
                 marker: "/m".into(),
                 notify: vec![],
                 mounts: vec![],
+                files: vec![],
             }),
         )
     }

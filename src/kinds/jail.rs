@@ -224,27 +224,23 @@ impl Applier<'_> {
         Ok(())
     }
 
-    /// Put the template's `usr/` tree into the jail before the template runs: an
-    /// archive of warden's own template directory, made on the host, unpacked by
+    /// Put the template's files into the jail before the template runs: an archive
+    /// of them from warden's own template directory, made on the host, unpacked by
     /// `tar` running inside the jail (`bastille cmd`, standard input). Bastille's
     /// `CP` would copy on the host into the jail's root (cp.sh: `cp -a` to
     /// `JAILS/NAME/root/PATH`), following any link root in the jail planted there
     /// out into the host; inside the jail a link leads nowhere but the jail, and
-    /// bsdtar refuses to extract through one.
+    /// bsdtar refuses to extract through one. The archive holds the files only, no
+    /// directories: the jail's directories keep their modes, missing ones are made.
     fn unpack_files(
         &self,
         id: &str,
         t: &crate::resource::JailTemplateRes,
     ) -> Result<(), ApplyError> {
-        let dir = format!("{}/templates/{}", self.cfg.host.bastille_prefix, t.template);
-        let is_dir = |p: &str| {
-            self.host
-                .meta(p)
-                .is_some_and(|m| m.kind == crate::host::FileKind::Dir)
-        };
-        if !is_dir(&format!("{dir}/usr")) {
+        if t.files.is_empty() {
             return Ok(());
         }
+        let dir = format!("{}/templates/{}", self.cfg.host.bastille_prefix, t.template);
         // warden's own scratch directory, beside the state DB.
         let scratch = std::path::Path::new(&self.cfg.host.state_db)
             .parent()
@@ -255,18 +251,16 @@ impl Applier<'_> {
             .map_err(Self::host_err(id))?;
         let archive = format!("{scratch}/{}.tar", t.jail);
         let local = self.host.local(&archive);
-        let made = self.run(
-            id,
-            vec![
-                s("tar"),
-                s("-c"),
-                s("-f"),
-                local.display().to_string(),
-                s("-C"),
-                self.host.local(&dir).display().to_string(),
-                s("usr"),
-            ],
-        );
+        let mut create = vec![
+            s("tar"),
+            s("-c"),
+            s("-f"),
+            local.display().to_string(),
+            s("-C"),
+            self.host.local(&dir).display().to_string(),
+        ];
+        create.extend(t.files.iter().cloned());
+        let made = self.run(id, create);
         let unpacked = made.and_then(|_| {
             let argv = vec![
                 s("bastille"),
@@ -963,6 +957,7 @@ mod tests {
             marker: "/m".into(),
             notify: vec![],
             mounts,
+            files: vec![],
         };
         let fstab = format!(
             "/var/db/warden/packages/15.0-RELEASE {ROOT}//var/db/warden/packages nullfs ro 0 0\n\

@@ -663,10 +663,17 @@ fn render_jail(
     let mut files = template_files(a, j.role, &c, t)?;
     packages.extend(crate::resource::packages::packages_of(&files[0].1));
     let mounts = crate::kinds::jail::bastillefile_mounts(&files[0].1);
+    // What warden unpacks into the jail before the template runs: the files only,
+    // so the jail's own directories keep their modes.
+    let unpack: Vec<String> = files
+        .iter()
+        .map(|(rel, _)| rel.clone())
+        .filter(|rel| rel.starts_with("usr/"))
+        .collect();
     let (hash, marker) = mark_template(&mut files, j.role);
     let dir = format!("{}/templates/warden/{}", host.bastille_prefix, j.name);
     for (rel, content) in files {
-        // rc.d scripts must be executable for service(8); `CP` keeps the mode.
+        // rc.d scripts must be executable for service(8); tar keeps the mode.
         let mode = if rel.starts_with("usr/local/etc/rc.d/") {
             0o755
         } else {
@@ -701,6 +708,7 @@ fn render_jail(
             marker,
             notify: template_notify,
             mounts,
+            files: unpack,
         }),
     ));
     for l in a

@@ -262,6 +262,10 @@ pub struct JailTemplateRes {
     /// mounted from another host path is unmounted before the template runs.
     #[serde(default)]
     pub mounts: Vec<(String, String)>,
+    /// The template's files warden unpacks into the jail before it runs, relative
+    /// to the template's directory (`usr/local/etc/nginx/nginx.conf`).
+    #[serde(default)]
+    pub files: Vec<String>,
 }
 
 /// A soul bundle checkout.
