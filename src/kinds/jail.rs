@@ -138,12 +138,7 @@ impl Applier<'_> {
     ) -> Result<(), ApplyError> {
         let jails = format!("{}/jails/{}", self.cfg.host.bastille_prefix, j.name);
         if let Some((from, to)) = &d.release {
-            let fstab = self
-                .host
-                .read(&format!("{jails}/fstab"))
-                .map_err(Self::host_err(id))?
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
+            let fstab = self.read_text(id, &format!("{jails}/fstab"))?;
             if crate::kinds::jailchange::thin_release(&fstab).is_none() {
                 return Err(ApplyError::Check {
                     resource: id.to_string(),
@@ -187,12 +182,7 @@ impl Applier<'_> {
         }
         let jail_dir = format!("{}/jails/{}", self.cfg.host.bastille_prefix, t.jail);
         let mounts = || -> Result<BTreeMap<String, String>, ApplyError> {
-            let fstab = self
-                .host
-                .read(&format!("{jail_dir}/fstab"))
-                .map_err(Self::host_err(id))?
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
+            let fstab = self.read_text(id, &format!("{jail_dir}/fstab"))?;
             // Bastille writes the mount point as its tools see the path.
             let root = self.host.local(&format!("{jail_dir}/root"));
             Ok(fstab_mounts(&fstab, &root.to_string_lossy()))
@@ -350,15 +340,13 @@ impl Applier<'_> {
         // devfs_ruleset 13) needs no `bastille config` and no restart.
         let conf = match before {
             Some(_) => String::new(),
-            None => self
-                .host
-                .read(&format!(
+            None => self.read_text(
+                id,
+                &format!(
                     "{}/jails/{}/jail.conf",
                     self.cfg.host.bastille_prefix, j.name
-                ))
-                .map_err(Self::host_err(id))?
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default(),
+                ),
+            )?,
         };
         let differs = |key: &str, want: &str| match before {
             Some(b) => crate::resource::repr_field(b, key) != want,
@@ -726,15 +714,16 @@ impl Kind for Jail {
         match (r, action) {
             (Resource::Jail(j), Action::Update) => update_notes(j, before.unwrap_or("")),
             (Resource::JailTemplate(t), Action::Update) => {
-                let before = before.unwrap_or("");
+                let mut parts = before.unwrap_or("").split(MOVED);
+                let rebuild = parts.next() != Some(t.hash.as_str());
                 let mut notes = vec![];
-                if before.split(MOVED).next() != Some(t.hash.as_str()) {
+                if rebuild {
                     notes.push(
                         "rebuild: the template or its arguments changed, bastille template runs again"
                             .to_string(),
                     );
                 }
-                for moved in before.split(MOVED).skip(1) {
+                for moved in parts {
                     let (old, inside) = moved.rsplit_once(" at ").unwrap_or((moved, ""));
                     let new = t
                         .mounts
@@ -746,7 +735,7 @@ impl Kind for Jail {
                          so the template's MOUNT puts {new} there (MOUNT keeps a mount point it finds)"
                     ));
                 }
-                if notes.len() == 1 && !notes[0].starts_with("rebuild") {
+                if !rebuild {
                     notes.push("bastille template runs again".into());
                 }
                 notes

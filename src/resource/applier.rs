@@ -101,6 +101,17 @@ impl<'a> Applier<'a> {
         }
     }
 
+    /// A host file as text (lossy UTF-8), empty when it is missing: for files of
+    /// Bastille's that warden reads but does not own (a jail's fstab, jail.conf).
+    pub(crate) fn read_text(&self, id: &str, path: &str) -> Result<String, ApplyError> {
+        Ok(self
+            .host
+            .read(path)
+            .map_err(Self::host_err(id))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default())
+    }
+
     /// Numeric owner from the host's password and group files, read now (users
     /// may have been created earlier in this run).
     pub(crate) fn ids(&self, id: &str, owner: &str, group: &str) -> Result<(u32, u32), ApplyError> {
