@@ -377,16 +377,23 @@ pub fn egress_log(
     ))
 }
 
-fn block_text(q: &Quarantine, subnet: &str) -> String {
-    let a = &q.agent;
+/// A quarantine block's first two lines: its marker, since when, by whom and why.
+fn block_head(q: &Quarantine) -> String {
     let why = q
         .reason
         .as_ref()
         .map(|r| format!(": {r}"))
         .unwrap_or_default();
     format!(
-        "{Q_BEGIN}{a}\n\
-         # since {} by {}{why}\n\
+        "{Q_BEGIN}{}\n# since {} by {}{why}\n",
+        q.agent, q.since, q.by
+    )
+}
+
+fn block_text(q: &Quarantine, subnet: &str) -> String {
+    let a = &q.agent;
+    format!(
+        "{}\
          # warden release {a} lifts it. Root on the host still reaches {subnet} over tcp\n\
          # (inspection); nothing else reaches it or leaves it, and {a}'s user reaches nothing.\n\
          pass quick inet proto tcp from any to {subnet} user root keep state\n\
@@ -395,7 +402,7 @@ fn block_text(q: &Quarantine, subnet: &str) -> String {
          block drop log quick inet from {subnet} to any\n\
          block drop log quick inet from any to {subnet}\n\
          {Q_END}{a}\n",
-        q.since, q.by
+        block_head(q)
     )
 }
 
@@ -647,18 +654,12 @@ fn vm_taps(host: &dyn Host, agent: &str) -> Vec<String> {
 
 fn vm_block_text(q: &Quarantine, taps: &[String]) -> String {
     let a = &q.agent;
-    let why = q
-        .reason
-        .as_ref()
-        .map(|r| format!(": {r}"))
-        .unwrap_or_default();
     let mut out = format!(
-        "{Q_BEGIN}{a}\n\
-         # since {} by {}{why}\n\
+        "{}\
          # warden release {a} lifts it. {a} runs in a bhyve VM: nothing passes its\n\
          # interfaces on the bridge (vm-bhyve's taps, filtered with pfil_member=1);\n\
          # vm console {a} still reaches it. A restarted VM gets new taps: quarantine again.\n",
-        q.since, q.by
+        block_head(q)
     );
     for t in taps {
         out.push_str(&format!("block drop log quick on {t} all\n"));
