@@ -95,14 +95,7 @@ fn every_jail_installs_from_the_host_and_llama_server_starts() {
     );
 
     // Every jail bootstrapped pkg and read the catalogue from the local repository.
-    for jail in [
-        "atlasgit",
-        "atlascms",
-        "atlasdb",
-        "clawdiegit",
-        "clawdiedb",
-        "clawdiellm",
-    ] {
+    for jail in support::EXAMPLE_JAILS {
         let who = format!("jail:{jail}");
         let mine: Vec<&Vec<String>> = log.iter().filter(|l| l[4] == who).collect();
         assert!(
