@@ -145,27 +145,6 @@ impl Site {
     fn read(&self, p: &str) -> String {
         std::fs::read_to_string(self.root.join(p)).unwrap_or_default()
     }
-    /// Bastille keeps its jails on ZFS: bastille.conf says so, and the pool
-    /// has Bastille's datasets (as `bastille setup` leaves them).
-    fn on_zfs(&self) {
-        let conf = self.root.join("usr/local/etc/bastille/bastille.conf");
-        std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
-        std::fs::write(
-            &conf,
-            "bastille_prefix=\"/usr/local/bastille\"\nbastille_zfs_enable=\"YES\"\nbastille_zfs_zpool=\"zroot\"\n",
-        )
-        .unwrap();
-        self.fake(
-            "zfs",
-            &[
-                "create",
-                "-o",
-                "mountpoint=/usr/local/bastille",
-                "zroot/bastille",
-            ],
-        );
-        self.fake("zfs", &["create", "zroot/bastille/jails"]);
-    }
     /// The snapshots on the simulated pool.
     fn snapshots(&self) -> Vec<String> {
         self.fake("zfs", &["list", "-H", "-t", "snapshot", "-o", "name"])

@@ -361,31 +361,8 @@ fn the_state_db_keeps_the_quarantine_history_and_history_and_status_show_it() {
 #[test]
 fn on_zfs_a_quarantine_snapshots_the_agents_home_and_jails_in_one_call() {
     let site = Site::new("ext_if = \"em0\"\n", &[("atlas", ATLAS), ("bravo", BRAVO)]);
-    let conf = site.root.join("usr/local/etc/bastille/bastille.conf");
-    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
-    std::fs::write(
-        &conf,
-        "bastille_prefix=\"/usr/local/bastille\"\nbastille_zfs_enable=\"YES\"\nbastille_zfs_zpool=\"zroot\"\n",
-    )
-    .unwrap();
-    let zfs = |args: &[&str]| {
-        let o = std::process::Command::new(fakebsd_dir().join("zfs"))
-            .args(args)
-            .env("FAKEBSD_ROOT", &site.root)
-            .env("FAKEBSD_ZPOOLS", "zroot")
-            .env("FAKEBSD_INTERNAL", "1")
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "zfs {args:?}");
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    zfs(&[
-        "create",
-        "-o",
-        "mountpoint=/usr/local/bastille",
-        "zroot/bastille",
-    ]);
-    zfs(&["create", "zroot/bastille/jails"]);
+    site.on_zfs();
+    let zfs = |args: &[&str]| site.fake_setup("zfs", args);
     zfs(&[
         "create",
         "-p",

@@ -3,7 +3,7 @@
 //! comma list), on the simulated host (tests/fakebsd, whose zfs creates the names
 //! of one call all or none, as zfs-snapshot(8) does).
 
-use support::{fakebsd_dir, out, Site};
+use support::{out, Site};
 
 mod support;
 
@@ -27,38 +27,9 @@ fn fleet_on_zfs(n: usize, keep: u32) -> Site {
         &refs,
     )
     .with_ifaces("igb0");
-    let conf = s.root.join("usr/local/etc/bastille/bastille.conf");
-    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
-    std::fs::write(
-        &conf,
-        "bastille_prefix=\"/usr/local/bastille\"\nbastille_zfs_enable=\"YES\"\nbastille_zfs_zpool=\"zroot\"\n",
-    )
-    .unwrap();
-    for args in [
-        &[
-            "create",
-            "-o",
-            "mountpoint=/usr/local/bastille",
-            "zroot/bastille",
-        ][..],
-        &["create", "zroot/bastille/jails"][..],
-    ] {
-        fake(&s, "zfs", args);
-    }
+    s.on_zfs();
     s.applied();
     s
-}
-
-fn fake(s: &Site, cmd: &str, args: &[&str]) -> String {
-    let o = std::process::Command::new(fakebsd_dir().join(cmd))
-        .args(args)
-        .env("FAKEBSD_ROOT", &s.root)
-        .env("FAKEBSD_ZPOOLS", "zroot")
-        .env("FAKEBSD_INTERNAL", "1")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{cmd} {args:?}");
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Every jail of the fleet differs from its template: the operator edited each
@@ -113,7 +84,7 @@ fn every_jail_a_run_changes_is_snapshotted_in_one_zfs_call_at_any_fleet_size() {
         let snap_at = text.find("Snapshot @warden-run-").unwrap();
         let first_change = text.find("start ~").unwrap();
         assert!(snap_at < first_change, "{text}");
-        let listed = fake(&s, "zfs", &["list", "-H", "-t", "snapshot", "-o", "name"]);
+        let listed = s.fake_setup("zfs", &["list", "-H", "-t", "snapshot", "-o", "name"]);
         assert_eq!(listed.lines().count(), 2 * 2 * n, "{listed}");
         s.converged();
     }
@@ -173,7 +144,7 @@ fn pruning_destroys_each_datasets_old_snapshots_in_one_call() {
             "{destroys:#?}"
         );
     }
-    let listed = fake(&s, "zfs", &["list", "-H", "-t", "snapshot", "-o", "name"]);
+    let listed = s.fake_setup("zfs", &["list", "-H", "-t", "snapshot", "-o", "name"]);
     assert_eq!(
         listed.lines().count(),
         6 * 2,

@@ -309,6 +309,46 @@ pub struct Site {
 }
 
 impl Site {
+    /// Run a fake FreeBSD tool on the site's root as the test's own setup (not
+    /// logged as warden's call), with the pool `zroot`; the test fails if it fails.
+    pub fn fake_setup(&self, cmd: &str, args: &[&str]) -> String {
+        let o = Command::new(fakebsd_dir().join(cmd))
+            .args(args)
+            .env("FAKEBSD_ROOT", &self.root)
+            .env("FAKEBSD_ZPOOLS", "zroot")
+            .env("FAKEBSD_INTERNAL", "1")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{cmd} {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Bastille keeps its jails on ZFS: bastille.conf says so, and the pool has
+    /// Bastille's datasets (as `bastille setup` leaves them).
+    pub fn on_zfs(&self) {
+        let conf = self.root.join("usr/local/etc/bastille/bastille.conf");
+        std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+        std::fs::write(
+            &conf,
+            "bastille_prefix=\"/usr/local/bastille\"\nbastille_zfs_enable=\"YES\"\nbastille_zfs_zpool=\"zroot\"\n",
+        )
+        .unwrap();
+        self.fake_setup(
+            "zfs",
+            &[
+                "create",
+                "-o",
+                "mountpoint=/usr/local/bastille",
+                "zroot/bastille",
+            ],
+        );
+        self.fake_setup("zfs", &["create", "zroot/bastille/jails"]);
+    }
+
     /// A fleet repository with `warden.toml` holding `toml` and these agents'
     /// manifests (`(NAME, TEXT)`).
     pub fn new(toml: &str, agents: &[(&str, &str)]) -> Site {
